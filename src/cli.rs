@@ -1,0 +1,576 @@
+//! The command line: one binary, subcommands. Server-side commands open the database
+//! (`--database-url`); client commands talk to a running server (`--server`) and print a
+//! table, or JSON with `--json`.
+use std::path::PathBuf;
+use std::time::Duration;
+
+use clap::{Args, Parser, Subcommand};
+use serde_json::json;
+
+use crate::config::{Config, ConfigError, DEFAULT_SERVER, SOURCE_NAMES};
+use crate::proto;
+use crate::store::{Store, StoreError};
+
+#[derive(Parser, Debug)]
+#[command(name = "bursar", version, about = "Cost-aware placement and FinOps for AWS, GCP and Azure")]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Args, Debug, Clone)]
+pub struct DbArgs {
+    /// Database URL: sqlite://FILE or postgres://USER@HOST:PORT/DB.
+    #[arg(long, env = "BURSAR_DATABASE_URL")]
+    pub database_url: Option<String>,
+    /// TOML config file (default: ./bursar.toml if present).
+    #[arg(long, env = "BURSAR_CONFIG")]
+    pub config: Option<PathBuf>,
+}
+
+#[derive(Args, Debug, Clone)]
+pub struct ClientArgs {
+    /// Address of a running bursar server.
+    #[arg(long, env = "BURSAR_SERVER", default_value = DEFAULT_SERVER)]
+    pub server: String,
+    /// Print JSON instead of a table.
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum Command {
+    /// Run the gRPC service (prices, health, reflection) and the price pollers.
+    Serve {
+        /// Address to listen on.
+        #[arg(long, env = "BURSAR_LISTEN")]
+        listen: Option<String>,
+        #[command(flatten)]
+        db: DbArgs,
+    },
+    /// Apply database migrations and exit.
+    Migrate {
+        #[command(flatten)]
+        db: DbArgs,
+    },
+    /// Poll price sources into the database.
+    Poll {
+        /// Poll each selected source once and exit (otherwise poll on each source's interval).
+        #[arg(long)]
+        once: bool,
+        /// Source to poll (repeatable); default: every enabled source. Naming a source polls
+        /// it even if the config leaves it disabled.
+        #[arg(long = "source", value_parser = clap::builder::PossibleValuesParser::new(SOURCE_NAMES))]
+        sources: Vec<String>,
+        #[command(flatten)]
+        db: DbArgs,
+    },
+    /// Import a SkyPilot v8 catalog directory (aws/, gcp/, azure/ vms.csv).
+    ImportCatalog {
+        dir: PathBuf,
+        /// Hide the progress bar.
+        #[arg(long)]
+        quiet: bool,
+        #[command(flatten)]
+        db: DbArgs,
+    },
+    /// List current prices from a running server.
+    Prices(PricesArgs),
+    /// Show the status of each price source on a running server.
+    Sources {
+        #[command(flatten)]
+        client: ClientArgs,
+    },
+}
+
+#[derive(Args, Debug)]
+pub struct PricesArgs {
+    /// aws, gcp or azure.
+    #[arg(long)]
+    pub provider: Option<String>,
+    #[arg(long)]
+    pub region: Option<String>,
+    #[arg(long)]
+    pub instance_type: Option<String>,
+    /// Accelerator model, e.g. A100 (case-insensitive).
+    #[arg(long)]
+    pub gpu: Option<String>,
+    /// Minimum accelerator count.
+    #[arg(long, default_value_t = 0)]
+    pub min_gpus: u32,
+    /// on_demand or spot.
+    #[arg(long)]
+    pub market: Option<String>,
+    /// Maximum price per hour, exact decimal (e.g. 2.50).
+    #[arg(long)]
+    pub max_price: Option<String>,
+    /// Offers per page (1..=1000).
+    #[arg(long, default_value_t = 50)]
+    pub limit: i32,
+    /// Continue from a previous page's token.
+    #[arg(long)]
+    pub page_token: Option<String>,
+    #[command(flatten)]
+    pub client: ClientArgs,
+}
+
+/// A failed command, with its exit code.
+#[derive(Debug, thiserror::Error)]
+pub enum CliError {
+    /// Bad usage or configuration: exit code 2.
+    #[error("{0}")]
+    Usage(String),
+    /// The operation failed: exit code 1.
+    #[error("{0}")]
+    Failed(String),
+}
+
+impl CliError {
+    pub fn exit_code(&self) -> u8 {
+        match self {
+            CliError::Usage(_) => 2,
+            CliError::Failed(_) => 1,
+        }
+    }
+}
+
+impl From<ConfigError> for CliError {
+    fn from(e: ConfigError) -> Self {
+        CliError::Usage(e.to_string())
+    }
+}
+
+impl From<StoreError> for CliError {
+    fn from(e: StoreError) -> Self {
+        if e.is_configuration() {
+            CliError::Usage(e.to_string())
+        } else {
+            CliError::Failed(e.to_string())
+        }
+    }
+}
+
+fn load_config(db: &DbArgs) -> Result<Config, CliError> {
+    let mut cfg = Config::load(db.config.as_deref())?;
+    if let Some(url) = &db.database_url {
+        cfg.database_url = url.clone();
+    }
+    Ok(cfg)
+}
+
+fn init_logging(format: &str, default_level: &str) {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default_level));
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
+    let _ = if format == "json" {
+        builder.json().try_init()
+    } else {
+        builder.try_init()
+    };
+}
+
+pub async fn dispatch(cli: Cli) -> Result<(), CliError> {
+    match cli.command {
+        Command::Serve { listen, db } => {
+            let mut cfg = load_config(&db)?;
+            if let Some(l) = listen {
+                cfg.listen = l;
+            }
+            init_logging(&cfg.log_format, "info");
+            serve(cfg).await
+        }
+        Command::Migrate { db } => {
+            let cfg = load_config(&db)?;
+            init_logging(&cfg.log_format, "warn");
+            let store = Store::open(&cfg.database_url).await?;
+            println!("migrations applied ({})", store.backend());
+            store.close().await;
+            Ok(())
+        }
+        Command::Poll { once, sources, db } => {
+            let cfg = load_config(&db)?;
+            init_logging(&cfg.log_format, "info");
+            poll(cfg, once, sources).await
+        }
+        Command::ImportCatalog { dir, quiet, db } => {
+            let cfg = load_config(&db)?;
+            init_logging(&cfg.log_format, "warn");
+            crate::tasks::import::import_command(&cfg.database_url, &dir, !quiet)
+                .await
+                .map_err(|e| match e {
+                    crate::tasks::import::ImportError::Store(s) => CliError::from(s),
+                    other => CliError::Failed(other.to_string()),
+                })
+        }
+        Command::Prices(args) => {
+            init_logging("text", "warn");
+            prices(args).await
+        }
+        Command::Sources { client } => {
+            init_logging("text", "warn");
+            sources(client).await
+        }
+    }
+}
+
+async fn serve(cfg: Config) -> Result<(), CliError> {
+    let addr: std::net::SocketAddr = cfg
+        .listen
+        .parse()
+        .map_err(|_| CliError::Usage(format!("--listen {:?} is not an address like 127.0.0.1:50051", cfg.listen)))?;
+    let listener = tokio::net::TcpListener::bind(addr)
+        .await
+        .map_err(|e| CliError::Failed(format!("cannot listen on {addr}: {e}")))?;
+    crate::server::run(cfg, listener, shutdown_signal())
+        .await
+        .map_err(|e| {
+            if e.is_configuration() {
+                CliError::Usage(e.to_string())
+            } else {
+                CliError::Failed(e.to_string())
+            }
+        })
+}
+
+/// Resolves on Ctrl-C or SIGTERM.
+pub async fn shutdown_signal() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    #[cfg(unix)]
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let term = std::future::pending::<()>();
+    tokio::select! {
+        _ = ctrl_c => {}
+        _ = term => {}
+    }
+}
+
+async fn poll(mut cfg: Config, once: bool, named: Vec<String>) -> Result<(), CliError> {
+    for n in &named {
+        if let Some(s) = cfg.sources.get_mut(n) {
+            s.enabled = true;
+        }
+    }
+    if !named.is_empty() {
+        for n in SOURCE_NAMES {
+            if !named.iter().any(|x| x == n) {
+                if let Some(s) = cfg.sources.get_mut(n) {
+                    s.enabled = false;
+                }
+            }
+        }
+    }
+    cfg.validate()?;
+    let sources = crate::clouds::sources_from_config(&cfg.sources)
+        .await
+        .map_err(|e| CliError::Usage(e.to_string()))?;
+    if sources.is_empty() {
+        return Err(CliError::Usage(
+            "no price source is enabled: name one with --source or enable it in the config".into(),
+        ));
+    }
+    let store = Store::open(&cfg.database_url).await?;
+    if once {
+        let mut failed = Vec::new();
+        for (s, _) in &sources {
+            match crate::tasks::poll_once(&store, s.as_ref()).await {
+                Ok(r) => println!(
+                    "{}: {} offers ({} changed), {} spot bands, {} rejected, {} pages",
+                    r.source, r.offers, r.observations, r.bands, r.rejected, r.pages
+                ),
+                Err(e) => {
+                    println!("{}: FAILED: {e}", s.name());
+                    failed.push(s.name().to_string());
+                }
+            }
+        }
+        store.close().await;
+        if failed.is_empty() {
+            Ok(())
+        } else {
+            Err(CliError::Failed(format!("sources failed: {}", failed.join(", "))))
+        }
+    } else {
+        let (tx, rx) = tokio::sync::watch::channel(false);
+        let catalog = crate::domain::catalog::CatalogHandle::default();
+        let mut loops = Vec::new();
+        for (s, interval) in sources {
+            loops.push(tokio::spawn(crate::tasks::poller::source_loop(
+                store.clone(),
+                catalog.clone(),
+                s,
+                interval,
+                rx.clone(),
+            )));
+        }
+        shutdown_signal().await;
+        let _ = tx.send(true);
+        for l in loops {
+            let _ = l.await;
+        }
+        store.close().await;
+        Ok(())
+    }
+}
+
+async fn connect(
+    server: &str,
+) -> Result<proto::pricing_service_client::PricingServiceClient<tonic::transport::Channel>, CliError> {
+    let endpoint = tonic::transport::Endpoint::from_shared(server.to_string())
+        .map_err(|e| CliError::Usage(format!("--server {server:?}: {e}")))?
+        .connect_timeout(Duration::from_secs(5))
+        .timeout(Duration::from_secs(30));
+    let channel = endpoint
+        .connect()
+        .await
+        .map_err(|e| CliError::Failed(format!("cannot reach bursar at {server}: {e}")))?;
+    Ok(proto::pricing_service_client::PricingServiceClient::new(channel))
+}
+
+fn status_error(s: tonic::Status) -> CliError {
+    match s.code() {
+        tonic::Code::InvalidArgument => CliError::Usage(s.message().to_string()),
+        _ => CliError::Failed(format!("{:?}: {}", s.code(), s.message())),
+    }
+}
+
+async fn prices(a: PricesArgs) -> Result<(), CliError> {
+    let provider = match a.provider.as_deref() {
+        None => proto::Provider::Unspecified,
+        Some(p) => match p
+            .parse::<crate::domain::Provider>()
+            .map_err(|e| CliError::Usage(format!("--provider: {e}")))?
+        {
+            crate::domain::Provider::Aws => proto::Provider::Aws,
+            crate::domain::Provider::Gcp => proto::Provider::Gcp,
+            crate::domain::Provider::Azure => proto::Provider::Azure,
+        },
+    };
+    let market = match a.market.as_deref() {
+        None => proto::Market::Unspecified,
+        Some(m) => match m
+            .parse::<crate::domain::Market>()
+            .map_err(|e| CliError::Usage(format!("--market: {e}")))?
+        {
+            crate::domain::Market::OnDemand => proto::Market::OnDemand,
+            crate::domain::Market::Spot => proto::Market::Spot,
+        },
+    };
+    let mut client = connect(&a.client.server).await?;
+    let resp = client
+        .list_prices(proto::ListPricesRequest {
+            provider: provider as i32,
+            region: a.region.unwrap_or_default(),
+            instance_type: a.instance_type.unwrap_or_default(),
+            gpu_model: a.gpu.unwrap_or_default(),
+            min_gpu_count: a.min_gpus,
+            market: market as i32,
+            max_price_per_hour: a.max_price.unwrap_or_default(),
+            page_size: a.limit,
+            page_token: a.page_token.unwrap_or_default(),
+        })
+        .await
+        .map_err(status_error)?
+        .into_inner();
+    if a.client.json {
+        let rows: Vec<_> = resp.prices.iter().map(price_json).collect();
+        let out = json!({
+            "prices": rows,
+            "next_page_token": resp.next_page_token,
+            "total_matching": resp.total_matching,
+        });
+        println!("{}", serde_json::to_string_pretty(&out).unwrap_or_default());
+        return Ok(());
+    }
+    let header = [
+        "PROVIDER", "REGION", "ZONE", "INSTANCE TYPE", "MARKET", "PRICE/H", "VCPUS", "MEM GIB", "GPU",
+        "SOURCE", "OBSERVED",
+    ];
+    let rows: Vec<Vec<String>> = resp
+        .prices
+        .iter()
+        .map(|p| {
+            let money = p.price_per_hour.clone().unwrap_or_default();
+            vec![
+                provider_name(p.provider).to_string(),
+                p.region.clone(),
+                p.zone.clone(),
+                p.instance_type.clone(),
+                market_name(p.market).to_string(),
+                format!("{} {}", money.amount, money.currency),
+                trim_float(p.vcpus),
+                trim_float(p.memory_gib),
+                if p.gpu_model.is_empty() {
+                    String::new()
+                } else {
+                    format!("{}:{}", p.gpu_model, trim_float(p.gpu_count))
+                },
+                if p.seed {
+                    format!("{} (seed)", p.source)
+                } else {
+                    p.source.clone()
+                },
+                p.observed_at
+                    .as_ref()
+                    .and_then(|t| chrono::DateTime::from_timestamp(t.seconds, 0))
+                    .map(|t| t.format("%Y-%m-%d %H:%M").to_string())
+                    .unwrap_or_default(),
+            ]
+        })
+        .collect();
+    print!("{}", table(&header, &rows));
+    println!(
+        "{} of {} matching offers{}",
+        resp.prices.len(),
+        resp.total_matching,
+        if resp.next_page_token.is_empty() {
+            String::new()
+        } else {
+            format!("; next page: --page-token {}", resp.next_page_token)
+        }
+    );
+    if resp.prices.iter().any(|p| p.seed) {
+        println!("note: prices marked (seed) come from the snapshot shipped with bursar, not a live feed");
+    }
+    Ok(())
+}
+
+fn price_json(p: &proto::Price) -> serde_json::Value {
+    let money = p.price_per_hour.clone().unwrap_or_default();
+    json!({
+        "provider": provider_name(p.provider),
+        "region": p.region,
+        "zone": p.zone,
+        "instance_type": p.instance_type,
+        "market": market_name(p.market),
+        "price_per_hour": {"amount": money.amount, "currency": money.currency},
+        "vcpus": p.vcpus,
+        "memory_gib": p.memory_gib,
+        "gpu_model": p.gpu_model,
+        "gpu_count": p.gpu_count,
+        "gpu_memory_gib": p.gpu_memory_gib,
+        "architecture": p.architecture,
+        "source": p.source,
+        "seed": p.seed,
+        "interruption_band": p.interruption_band,
+        "observed_at": p.observed_at.as_ref().and_then(|t| chrono::DateTime::from_timestamp(t.seconds, t.nanos as u32)).map(|t| t.to_rfc3339()),
+    })
+}
+
+async fn sources(c: ClientArgs) -> Result<(), CliError> {
+    let mut client = connect(&c.server).await?;
+    let resp = client
+        .get_source_status(proto::GetSourceStatusRequest {})
+        .await
+        .map_err(status_error)?
+        .into_inner();
+    let ts = |t: &Option<prost_types::Timestamp>| {
+        t.as_ref()
+            .and_then(|t| chrono::DateTime::from_timestamp(t.seconds, t.nanos as u32))
+            .map(|t| t.to_rfc3339())
+    };
+    if c.json {
+        let rows: Vec<_> = resp
+            .sources
+            .iter()
+            .map(|s| {
+                json!({
+                    "name": s.name, "enabled": s.enabled, "state": s.state,
+                    "last_attempt_at": ts(&s.last_attempt_at),
+                    "last_success_at": ts(&s.last_success_at),
+                    "last_error": s.last_error, "last_error_at": ts(&s.last_error_at),
+                    "rows": s.rows,
+                })
+            })
+            .collect();
+        println!("{}", serde_json::to_string_pretty(&json!({ "sources": rows })).unwrap_or_default());
+        return Ok(());
+    }
+    let rows: Vec<Vec<String>> = resp
+        .sources
+        .iter()
+        .map(|s| {
+            vec![
+                s.name.clone(),
+                if s.enabled { "yes" } else { "no" }.to_string(),
+                s.state.clone(),
+                ts(&s.last_success_at).unwrap_or_default(),
+                s.rows.to_string(),
+                s.last_error.chars().take(80).collect(),
+            ]
+        })
+        .collect();
+    print!(
+        "{}",
+        table(&["SOURCE", "ENABLED", "STATE", "LAST SUCCESS", "ROWS", "LAST ERROR"], &rows)
+    );
+    Ok(())
+}
+
+fn provider_name(v: i32) -> &'static str {
+    match proto::Provider::try_from(v) {
+        Ok(proto::Provider::Aws) => "aws",
+        Ok(proto::Provider::Gcp) => "gcp",
+        Ok(proto::Provider::Azure) => "azure",
+        _ => "?",
+    }
+}
+
+fn market_name(v: i32) -> &'static str {
+    match proto::Market::try_from(v) {
+        Ok(proto::Market::OnDemand) => "on_demand",
+        Ok(proto::Market::Spot) => "spot",
+        _ => "?",
+    }
+}
+
+fn trim_float(v: f64) -> String {
+    if v.fract() == 0.0 {
+        format!("{v:.0}")
+    } else {
+        format!("{v}")
+    }
+}
+
+/// A plain left-aligned text table.
+pub fn table(header: &[&str], rows: &[Vec<String>]) -> String {
+    let mut widths: Vec<usize> = header.iter().map(|h| h.chars().count()).collect();
+    for r in rows {
+        for (i, c) in r.iter().enumerate() {
+            if i < widths.len() {
+                widths[i] = widths[i].max(c.chars().count());
+            }
+        }
+    }
+    let mut out = String::new();
+    let line = |cells: Vec<&str>, out: &mut String| {
+        let mut s = String::new();
+        for (i, c) in cells.iter().enumerate() {
+            if i > 0 {
+                s.push_str("  ");
+            }
+            s.push_str(c);
+            if i + 1 < cells.len() {
+                s.push_str(&" ".repeat(widths[i].saturating_sub(c.chars().count())));
+            }
+        }
+        out.push_str(s.trim_end());
+        out.push('\n');
+    };
+    line(header.to_vec(), &mut out);
+    for r in rows {
+        line(r.iter().map(String::as_str).collect(), &mut out);
+    }
+    out
+}

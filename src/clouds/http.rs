@@ -1,0 +1,182 @@
+//! The one HTTP helper the REST sources share: GET with a timeout, retries on 429/5xx and
+//! transport errors with exponential backoff and full jitter (honouring Retry-After), and a
+//! guard that stops a pagination walk when a next-page token repeats.
+use std::collections::HashSet;
+use std::time::Duration;
+
+use rand::Rng;
+use reqwest::StatusCode;
+
+use super::{HttpSettings, SourceError};
+
+pub fn client(settings: &HttpSettings) -> Result<reqwest::Client, SourceError> {
+    reqwest::Client::builder()
+        .timeout(settings.timeout)
+        .user_agent(concat!("bursar/", env!("CARGO_PKG_VERSION")))
+        .build()
+        .map_err(|e| SourceError::Config(format!("HTTP client: {e}")))
+}
+
+/// Backoff before retry number `attempt` (1-based): full jitter over
+/// `min(max, base * 2^(attempt-1))`.
+pub fn backoff(settings: &HttpSettings, attempt: u32) -> Duration {
+    let exp = settings
+        .base_backoff
+        .saturating_mul(1u32 << (attempt.saturating_sub(1)).min(16));
+    let cap = exp.min(settings.max_backoff);
+    let ms = cap.as_millis() as u64;
+    if ms == 0 {
+        return Duration::ZERO;
+    }
+    Duration::from_millis(rand::rng().random_range(ms / 2..=ms))
+}
+
+fn retryable(status: StatusCode) -> bool {
+    status == StatusCode::TOO_MANY_REQUESTS || status.is_server_error()
+}
+
+fn retry_after(resp: &reqwest::Response) -> Option<Duration> {
+    let v = resp.headers().get(reqwest::header::RETRY_AFTER)?;
+    let secs: u64 = v.to_str().ok()?.trim().parse().ok()?;
+    Some(Duration::from_secs(secs.min(60)))
+}
+
+/// GETs `url` and returns the body of the first 2xx answer. 4xx other than 429 fail at once
+/// (401/403 as `Auth`); 429, 5xx and transport errors are retried `max_retries` times.
+pub async fn get_with_retry(
+    client: &reqwest::Client,
+    url: &str,
+    settings: &HttpSettings,
+) -> Result<bytes_body::Body, SourceError> {
+    let mut attempt = 0u32;
+    loop {
+        attempt += 1;
+        let last = attempt > settings.max_retries;
+        match client.get(url).send().await {
+            Ok(resp) => {
+                let status = resp.status();
+                if status.is_success() {
+                    return resp
+                        .bytes()
+                        .await
+                        .map(bytes_body::Body)
+                        .map_err(|e| SourceError::Transport {
+                            url: url.to_string(),
+                            detail: format!("reading body: {e}"),
+                        });
+                }
+                if retryable(status) && !last {
+                    let wait = retry_after(&resp)
+                        .map(|d| d.min(settings.max_backoff))
+                        .unwrap_or_else(|| backoff(settings, attempt));
+                    tracing::warn!(%url, status = status.as_u16(), attempt, ?wait, "retrying");
+                    tokio::time::sleep(wait).await;
+                    continue;
+                }
+                let body = resp.text().await.unwrap_or_default();
+                let body: String = body.chars().take(300).collect();
+                return Err(match status.as_u16() {
+                    401 | 403 => SourceError::Auth(format!("HTTP {status} from {url}: {body}")),
+                    429 => SourceError::Throttled {
+                        url: url.to_string(),
+                        status: 429,
+                        attempts: attempt,
+                    },
+                    s => SourceError::Http {
+                        url: url.to_string(),
+                        status: s,
+                        attempts: attempt,
+                        body,
+                    },
+                });
+            }
+            Err(e) => {
+                if !last {
+                    let wait = backoff(settings, attempt);
+                    tracing::warn!(%url, error = %e, attempt, ?wait, "retrying after transport error");
+                    tokio::time::sleep(wait).await;
+                    continue;
+                }
+                return Err(SourceError::Transport {
+                    url: url.to_string(),
+                    detail: e.to_string(),
+                });
+            }
+        }
+    }
+}
+
+/// Parses a JSON body, naming the URL in the error.
+pub fn parse_json<T: serde::de::DeserializeOwned>(
+    body: &bytes_body::Body,
+    url: &str,
+) -> Result<T, SourceError> {
+    serde_json::from_slice(&body.0).map_err(|e| SourceError::Malformed {
+        url: url.to_string(),
+        detail: e.to_string(),
+    })
+}
+
+/// Remembers every next-page token of one walk; a repeat is a server bug that would loop
+/// forever.
+#[derive(Default)]
+pub struct TokenGuard(HashSet<String>);
+
+impl TokenGuard {
+    /// Normalises a next token: `None`, `null` and `""` all end the walk (returns `Ok(None)`).
+    pub fn next(&mut self, token: Option<&str>, url: &str) -> Result<Option<String>, SourceError> {
+        match token.map(str::trim) {
+            None | Some("") => Ok(None),
+            Some(t) => {
+                if !self.0.insert(t.to_string()) {
+                    return Err(SourceError::PaginationLoop {
+                        url: url.to_string(),
+                        token: t.to_string(),
+                    });
+                }
+                Ok(Some(t.to_string()))
+            }
+        }
+    }
+}
+
+pub mod bytes_body {
+    /// A response body.
+    #[derive(Debug, Clone)]
+    pub struct Body(pub bytes::Bytes);
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn backoff_grows_and_is_capped() {
+        let s = HttpSettings {
+            base_backoff: Duration::from_millis(100),
+            max_backoff: Duration::from_millis(1000),
+            ..Default::default()
+        };
+        for _ in 0..50 {
+            let b1 = backoff(&s, 1);
+            assert!(b1 >= Duration::from_millis(50) && b1 <= Duration::from_millis(100));
+            let b3 = backoff(&s, 3);
+            assert!(b3 >= Duration::from_millis(200) && b3 <= Duration::from_millis(400));
+            let b10 = backoff(&s, 10);
+            assert!(b10 <= Duration::from_millis(1000));
+        }
+    }
+
+    #[test]
+    fn token_guard_ends_on_empty_and_detects_repeats() {
+        let mut g = TokenGuard::default();
+        assert_eq!(g.next(None, "u").unwrap(), None);
+        assert_eq!(g.next(Some(""), "u").unwrap(), None);
+        assert_eq!(g.next(Some("a"), "u").unwrap(), Some("a".into()));
+        assert_eq!(g.next(Some("b"), "u").unwrap(), Some("b".into()));
+        assert!(matches!(
+            g.next(Some("a"), "u"),
+            Err(SourceError::PaginationLoop { .. })
+        ));
+    }
+}

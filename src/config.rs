@@ -1,0 +1,385 @@
+//! Configuration: built-in defaults < TOML file < BURSAR_* environment < command-line flags.
+//! Every default is listed in the README. A config that cannot be read or parsed is a
+//! `ConfigError` naming the file and field (the binary exits with code 2).
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use serde::Deserialize;
+
+use crate::clouds::HttpSettings;
+
+pub const DEFAULT_DATABASE_URL: &str = "sqlite://bursar.db";
+pub const DEFAULT_LISTEN: &str = "127.0.0.1:50051";
+pub const DEFAULT_SERVER: &str = "http://127.0.0.1:50051";
+
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("cannot read config file {path}: {detail}")]
+    Read { path: PathBuf, detail: String },
+    #[error("invalid config file {path}: {detail}")]
+    Parse { path: PathBuf, detail: String },
+    #[error("invalid value for {field}: {detail}")]
+    Field { field: String, detail: String },
+}
+
+/// The whole configuration of a bursar process.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Config {
+    pub database_url: String,
+    pub listen: String,
+    /// "text" or "json".
+    pub log_format: String,
+    /// Load the shipped seed snapshot when the database holds no prices.
+    pub seed_when_empty: bool,
+    /// How often the in-memory catalog is reloaded from the database (picks up prices
+    /// written by other replicas or by `bursar import-catalog`).
+    #[serde(with = "humantime_serde_str")]
+    pub catalog_refresh: Duration,
+    pub sources: Sources,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Config {
+            database_url: DEFAULT_DATABASE_URL.into(),
+            listen: DEFAULT_LISTEN.into(),
+            log_format: "text".into(),
+            seed_when_empty: true,
+            catalog_refresh: Duration::from_secs(60),
+            sources: Sources::default(),
+        }
+    }
+}
+
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Sources {
+    pub aws_ondemand: SourceConfig,
+    pub aws_spot: SourceConfig,
+    pub aws_spot_advisor: SourceConfig,
+    pub azure: SourceConfig,
+    pub gcp: SourceConfig,
+}
+
+impl Default for Sources {
+    fn default() -> Self {
+        Sources {
+            aws_ondemand: SourceConfig::with_interval(Duration::from_secs(6 * 3600)),
+            aws_spot: SourceConfig {
+                regions: vec!["us-east-1".into(), "us-west-2".into(), "eu-west-1".into()],
+                ..SourceConfig::with_interval(Duration::from_secs(900))
+            },
+            aws_spot_advisor: SourceConfig::with_interval(Duration::from_secs(3600)),
+            azure: SourceConfig::with_interval(Duration::from_secs(6 * 3600)),
+            gcp: SourceConfig::with_interval(Duration::from_secs(6 * 3600)),
+        }
+    }
+}
+
+/// Settings every price source takes.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct SourceConfig {
+    pub enabled: bool,
+    /// Endpoint or base URL override; empty = the provider's public endpoint.
+    pub endpoint: String,
+    /// Regions to poll; empty = all regions the API reports.
+    pub regions: Vec<String>,
+    /// Instance types to poll (AWS spot); empty = all.
+    pub instance_types: Vec<String>,
+    #[serde(with = "humantime_serde_str")]
+    pub interval: Duration,
+    #[serde(with = "humantime_serde_str")]
+    pub timeout: Duration,
+    pub max_retries: u32,
+    #[serde(with = "humantime_serde_str")]
+    pub base_backoff: Duration,
+    #[serde(with = "humantime_serde_str")]
+    pub max_backoff: Duration,
+    /// GCP Cloud Billing API key (secret: never logged).
+    pub api_key: String,
+}
+
+impl SourceConfig {
+    fn with_interval(interval: Duration) -> Self {
+        SourceConfig {
+            interval,
+            ..SourceConfig::default()
+        }
+    }
+
+    pub fn http(&self) -> HttpSettings {
+        HttpSettings {
+            endpoint: (!self.endpoint.trim().is_empty()).then(|| self.endpoint.trim().to_string()),
+            timeout: self.timeout,
+            max_retries: self.max_retries,
+            base_backoff: self.base_backoff,
+            max_backoff: self.max_backoff,
+        }
+    }
+}
+
+impl Default for SourceConfig {
+    fn default() -> Self {
+        let h = HttpSettings::default();
+        SourceConfig {
+            enabled: false,
+            endpoint: String::new(),
+            regions: Vec::new(),
+            instance_types: Vec::new(),
+            interval: Duration::from_secs(6 * 3600),
+            timeout: h.timeout,
+            max_retries: h.max_retries,
+            base_backoff: h.base_backoff,
+            max_backoff: h.max_backoff,
+            api_key: String::new(),
+        }
+    }
+}
+
+mod humantime_serde_str {
+    use std::time::Duration;
+
+    use serde::{Deserialize, Deserializer};
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Duration, D::Error> {
+        let s = String::deserialize(d)?;
+        humantime::parse_duration(&s)
+            .map_err(|e| serde::de::Error::custom(format!("{s:?} is not a duration like \"30s\" or \"6h\": {e}")))
+    }
+}
+
+/// Names of the price sources, as used by `--source` and in status.
+pub const SOURCE_NAMES: [&str; 5] = ["aws-ondemand", "aws-spot", "aws-spot-advisor", "azure", "gcp"];
+
+impl Sources {
+    pub fn get(&self, name: &str) -> Option<&SourceConfig> {
+        match name {
+            "aws-ondemand" => Some(&self.aws_ondemand),
+            "aws-spot" => Some(&self.aws_spot),
+            "aws-spot-advisor" => Some(&self.aws_spot_advisor),
+            "azure" => Some(&self.azure),
+            "gcp" => Some(&self.gcp),
+            _ => None,
+        }
+    }
+    pub fn get_mut(&mut self, name: &str) -> Option<&mut SourceConfig> {
+        match name {
+            "aws-ondemand" => Some(&mut self.aws_ondemand),
+            "aws-spot" => Some(&mut self.aws_spot),
+            "aws-spot-advisor" => Some(&mut self.aws_spot_advisor),
+            "azure" => Some(&mut self.azure),
+            "gcp" => Some(&mut self.gcp),
+            _ => None,
+        }
+    }
+}
+
+fn parse_bool(field: &str, v: &str) -> Result<bool, ConfigError> {
+    match v.trim().to_ascii_lowercase().as_str() {
+        "1" | "true" | "yes" | "on" => Ok(true),
+        "0" | "false" | "no" | "off" => Ok(false),
+        _ => Err(ConfigError::Field {
+            field: field.into(),
+            detail: format!("{v:?} is not a boolean (true/false)"),
+        }),
+    }
+}
+
+fn parse_dur(field: &str, v: &str) -> Result<Duration, ConfigError> {
+    humantime::parse_duration(v.trim()).map_err(|e| ConfigError::Field {
+        field: field.into(),
+        detail: format!("{v:?}: {e}"),
+    })
+}
+
+fn parse_list(v: &str) -> Vec<String> {
+    v.split(',')
+        .map(str::trim)
+        .filter(|s| !s.is_empty())
+        .map(String::from)
+        .collect()
+}
+
+impl Config {
+    /// Loads the file at `path` (an explicit path must exist; without one, `bursar.toml` in
+    /// the working directory is read if present), then applies environment overrides.
+    pub fn load(path: Option<&Path>) -> Result<Config, ConfigError> {
+        let mut cfg = match path {
+            Some(p) => Config::from_file(p)?,
+            None => {
+                let p = Path::new("bursar.toml");
+                if p.exists() {
+                    Config::from_file(p)?
+                } else {
+                    Config::default()
+                }
+            }
+        };
+        cfg.apply_env(|k| std::env::var(k).ok())?;
+        cfg.validate()?;
+        Ok(cfg)
+    }
+
+    pub fn from_file(path: &Path) -> Result<Config, ConfigError> {
+        let text = std::fs::read_to_string(path).map_err(|e| ConfigError::Read {
+            path: path.to_path_buf(),
+            detail: e.to_string(),
+        })?;
+        Config::from_toml(&text).map_err(|detail| ConfigError::Parse {
+            path: path.to_path_buf(),
+            detail,
+        })
+    }
+
+    pub fn from_toml(text: &str) -> Result<Config, String> {
+        toml::from_str(text).map_err(|e| e.to_string())
+    }
+
+    /// Applies BURSAR_* overrides read through `get` (the environment in production).
+    pub fn apply_env(&mut self, get: impl Fn(&str) -> Option<String>) -> Result<(), ConfigError> {
+        if let Some(v) = get("BURSAR_DATABASE_URL") {
+            self.database_url = v;
+        }
+        if let Some(v) = get("BURSAR_LISTEN") {
+            self.listen = v;
+        }
+        if let Some(v) = get("BURSAR_LOG_FORMAT") {
+            self.log_format = v;
+        }
+        if let Some(v) = get("BURSAR_SEED_WHEN_EMPTY") {
+            self.seed_when_empty = parse_bool("BURSAR_SEED_WHEN_EMPTY", &v)?;
+        }
+        if let Some(v) = get("BURSAR_CATALOG_REFRESH") {
+            self.catalog_refresh = parse_dur("BURSAR_CATALOG_REFRESH", &v)?;
+        }
+        if let Some(v) = get("BURSAR_GCP_API_KEY") {
+            self.sources.gcp.api_key = v;
+        }
+        for name in SOURCE_NAMES {
+            let prefix = format!("BURSAR_{}_", name.replace('-', "_").to_ascii_uppercase());
+            let s = self.sources.get_mut(name).expect("known source");
+            let var = |suffix: &str| {
+                let k = format!("{prefix}{suffix}");
+                get(&k).map(|v| (k, v))
+            };
+            if let Some((k, v)) = var("ENABLED") {
+                s.enabled = parse_bool(&k, &v)?;
+            }
+            if let Some((_, v)) = var("ENDPOINT") {
+                s.endpoint = v;
+            }
+            if let Some((_, v)) = var("REGIONS") {
+                s.regions = parse_list(&v);
+            }
+            if let Some((_, v)) = var("INSTANCE_TYPES") {
+                s.instance_types = parse_list(&v);
+            }
+            if let Some((k, v)) = var("INTERVAL") {
+                s.interval = parse_dur(&k, &v)?;
+            }
+            if let Some((k, v)) = var("TIMEOUT") {
+                s.timeout = parse_dur(&k, &v)?;
+            }
+            if let Some((k, v)) = var("MAX_RETRIES") {
+                s.max_retries = v.trim().parse().map_err(|_| ConfigError::Field {
+                    field: k.clone(),
+                    detail: format!("{v:?} is not a whole number"),
+                })?;
+            }
+            if let Some((k, v)) = var("BASE_BACKOFF") {
+                s.base_backoff = parse_dur(&k, &v)?;
+            }
+        }
+        Ok(())
+    }
+
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        if !matches!(self.log_format.as_str(), "text" | "json") {
+            return Err(ConfigError::Field {
+                field: "log_format".into(),
+                detail: format!("{:?}: expected \"text\" or \"json\"", self.log_format),
+            });
+        }
+        for name in SOURCE_NAMES {
+            let s = self.sources.get(name).expect("known source");
+            if s.enabled && s.interval.is_zero() {
+                return Err(ConfigError::Field {
+                    field: format!("sources.{}.interval", name.replace('-', "_")),
+                    detail: "must be greater than zero".into(),
+                });
+            }
+            if !s.endpoint.is_empty() && url::Url::parse(&s.endpoint).is_err() {
+                return Err(ConfigError::Field {
+                    field: format!("sources.{}.endpoint", name.replace('-', "_")),
+                    detail: format!("{:?} is not a URL", s.endpoint),
+                });
+            }
+        }
+        if self.sources.gcp.enabled && self.sources.gcp.api_key.trim().is_empty() {
+            return Err(ConfigError::Field {
+                field: "sources.gcp.api_key".into(),
+                detail: "the GCP source needs an API key (or BURSAR_GCP_API_KEY)".into(),
+            });
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::collections::HashMap;
+
+    #[test]
+    fn defaults_are_documented_values() {
+        let c = Config::default();
+        assert_eq!(c.database_url, "sqlite://bursar.db");
+        assert_eq!(c.listen, "127.0.0.1:50051");
+        assert!(c.seed_when_empty);
+        assert!(!c.sources.azure.enabled);
+        assert_eq!(c.sources.aws_spot.interval, Duration::from_secs(900));
+    }
+
+    #[test]
+    fn toml_then_env_overrides() {
+        let mut c = Config::from_toml(
+            r#"
+            database_url = "postgres://x@127.0.0.1/test"
+            [sources.azure]
+            enabled = true
+            regions = ["eastus"]
+            interval = "2h"
+            "#,
+        )
+        .unwrap();
+        assert_eq!(c.sources.azure.interval, Duration::from_secs(7200));
+        let env: HashMap<&str, &str> = [
+            ("BURSAR_DATABASE_URL", "sqlite://other.db"),
+            ("BURSAR_AZURE_REGIONS", "eastus, westeurope"),
+            ("BURSAR_AWS_SPOT_ENABLED", "true"),
+        ]
+        .into();
+        c.apply_env(|k| env.get(k).map(|v| v.to_string())).unwrap();
+        assert_eq!(c.database_url, "sqlite://other.db");
+        assert_eq!(c.sources.azure.regions, ["eastus", "westeurope"]);
+        assert!(c.sources.aws_spot.enabled);
+    }
+
+    #[test]
+    fn bad_values_name_the_field() {
+        let e = Config::from_toml("[sources.azure]\ninterval = \"soon\"").unwrap_err();
+        assert!(e.contains("interval"), "{e}");
+        let e = Config::from_toml("nonsense = 1").unwrap_err();
+        assert!(e.contains("nonsense"), "{e}");
+        let mut c = Config::default();
+        let err = c
+            .apply_env(|k| (k == "BURSAR_AZURE_ENABLED").then(|| "maybe".to_string()))
+            .unwrap_err();
+        assert!(err.to_string().contains("BURSAR_AZURE_ENABLED"));
+        let mut c = Config::default();
+        c.sources.gcp.enabled = true;
+        assert!(c.validate().unwrap_err().to_string().contains("api_key"));
+    }
+}

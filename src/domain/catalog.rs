@@ -1,0 +1,274 @@
+//! The in-memory price catalog: every current offer, sorted once by (price, key), with spot
+//! interruption bands. Built from the store after each poll or import and swapped atomically
+//! (`CatalogHandle`); reads never touch the database.
+//! Invariant: `offers` is sorted by `Catalog::order` and holds one entry per `OfferKey`.
+use std::cmp::Ordering;
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use arc_swap::ArcSwap;
+use chrono::{DateTime, Utc};
+use rust_decimal::Decimal;
+
+use super::offer::{Market, Offer, OfferKey, Provider, SpotBand};
+
+#[derive(Debug, Default)]
+pub struct Catalog {
+    offers: Vec<Offer>,
+    bands: HashMap<(Provider, String, String), SpotBand>,
+    pub built_at: Option<DateTime<Utc>>,
+}
+
+/// What `ListPrices` filters on. `None`/zero means "no filter".
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct PriceFilter {
+    pub provider: Option<Provider>,
+    pub region: Option<String>,
+    pub instance_type: Option<String>,
+    /// Case-insensitive accelerator model.
+    pub gpu_model: Option<String>,
+    pub min_gpu_count: u32,
+    pub market: Option<Market>,
+    pub max_price_per_hour: Option<Decimal>,
+}
+
+/// One page of a filtered listing.
+#[derive(Debug)]
+pub struct PricePage<'a> {
+    pub offers: Vec<&'a Offer>,
+    /// Resume after this offer (keyset pagination: stable across catalog swaps).
+    pub next_after: Option<&'a Offer>,
+    pub total_matching: u64,
+}
+
+impl PriceFilter {
+    pub fn matches(&self, o: &Offer) -> bool {
+        if self.provider.is_some_and(|p| p != o.key.provider) {
+            return false;
+        }
+        if self.market.is_some_and(|m| m != o.key.market) {
+            return false;
+        }
+        if let Some(r) = &self.region {
+            if r != &o.key.region {
+                return false;
+            }
+        }
+        if let Some(t) = &self.instance_type {
+            if t != &o.key.instance_type {
+                return false;
+            }
+        }
+        if let Some(max) = self.max_price_per_hour {
+            if o.price_per_hour > max {
+                return false;
+            }
+        }
+        if self.gpu_model.is_some() || self.min_gpu_count > 0 {
+            let Some(a) = &o.attrs else { return false };
+            if let Some(want) = &self.gpu_model {
+                match &a.gpu_model {
+                    Some(have) if have.eq_ignore_ascii_case(want) => {}
+                    _ => return false,
+                }
+            }
+            if a.gpu_count < f64::from(self.min_gpu_count) {
+                return false;
+            }
+        }
+        true
+    }
+}
+
+impl Catalog {
+    pub fn new(mut offers: Vec<Offer>, bands: Vec<SpotBand>) -> Self {
+        offers.sort_by(Self::order);
+        offers.dedup_by(|a, b| a.key == b.key);
+        let bands = bands
+            .into_iter()
+            .map(|b| ((b.provider, b.region.clone(), b.instance_type.clone()), b))
+            .collect();
+        Catalog {
+            offers,
+            bands,
+            built_at: Some(Utc::now()),
+        }
+    }
+
+    /// Listing order: cheapest first, then by key so that ties are deterministic.
+    pub fn order(a: &Offer, b: &Offer) -> Ordering {
+        a.price_per_hour
+            .cmp(&b.price_per_hour)
+            .then_with(|| a.key.cmp(&b.key))
+    }
+
+    pub fn len(&self) -> usize {
+        self.offers.len()
+    }
+    pub fn is_empty(&self) -> bool {
+        self.offers.is_empty()
+    }
+    pub fn offers(&self) -> &[Offer] {
+        &self.offers
+    }
+
+    /// True when every offer comes from the seed snapshot.
+    pub fn seed_only(&self) -> bool {
+        !self.offers.is_empty() && self.offers.iter().all(Offer::is_seed)
+    }
+
+    pub fn band(&self, provider: Provider, region: &str, instance_type: &str) -> Option<&SpotBand> {
+        self.bands
+            .get(&(provider, region.to_string(), instance_type.to_string()))
+    }
+
+    /// Filtered page of at most `page_size` offers, starting after `after` (price, key).
+    pub fn list(
+        &self,
+        filter: &PriceFilter,
+        after: Option<&(Decimal, OfferKey)>,
+        page_size: usize,
+    ) -> PricePage<'_> {
+        let start = match after {
+            None => 0,
+            Some((price, key)) => self.offers.partition_point(|o| {
+                (o.price_per_hour, &o.key) <= (*price, key)
+            }),
+        };
+        let mut total = 0u64;
+        let mut page = Vec::with_capacity(page_size.min(1024));
+        let mut more = false;
+        for (i, o) in self.offers.iter().enumerate() {
+            if !filter.matches(o) {
+                continue;
+            }
+            total += 1;
+            if i >= start {
+                if page.len() < page_size {
+                    page.push(o);
+                } else {
+                    more = true;
+                }
+            }
+        }
+        let next_after = if more { page.last().copied() } else { None };
+        PricePage {
+            offers: page,
+            next_after,
+            total_matching: total,
+        }
+    }
+}
+
+/// The catalog shared by the server's handlers, replaced whole after each refresh.
+#[derive(Clone, Default)]
+pub struct CatalogHandle(Arc<ArcSwap<Catalog>>);
+
+impl CatalogHandle {
+    pub fn new(c: Catalog) -> Self {
+        CatalogHandle(Arc::new(ArcSwap::from_pointee(c)))
+    }
+    pub fn load(&self) -> Arc<Catalog> {
+        self.0.load_full()
+    }
+    pub fn swap(&self, c: Catalog) {
+        self.0.store(Arc::new(c));
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::domain::{Currency, InstanceAttrs};
+
+    fn offer(p: Provider, region: &str, ty: &str, m: Market, price: &str, gpu: Option<(&str, f64)>) -> Offer {
+        Offer {
+            key: OfferKey {
+                provider: p,
+                region: region.into(),
+                zone: String::new(),
+                instance_type: ty.into(),
+                market: m,
+            },
+            price_per_hour: price.parse().unwrap(),
+            currency: Currency::USD,
+            attrs: Some(InstanceAttrs {
+                vcpus: 8.0,
+                memory_gib: 32.0,
+                gpu_model: gpu.map(|g| g.0.to_string()),
+                gpu_count: gpu.map(|g| g.1).unwrap_or(0.0),
+                gpu_memory_gib: 0.0,
+                arch: "x86_64".into(),
+            }),
+            source: "test".into(),
+            observed_at: Utc::now(),
+        }
+    }
+
+    fn sample() -> Catalog {
+        Catalog::new(
+            vec![
+                offer(Provider::Aws, "us-east-1", "p4d.24xlarge", Market::OnDemand, "32.7726", Some(("A100", 8.0))),
+                offer(Provider::Aws, "us-east-1", "p4d.24xlarge", Market::Spot, "9.83", Some(("A100", 8.0))),
+                offer(Provider::Gcp, "us-central1", "a2-highgpu-1g", Market::OnDemand, "3.67", Some(("A100", 1.0))),
+                offer(Provider::Azure, "eastus", "Standard_D2s_v3", Market::OnDemand, "0.096", None),
+                offer(Provider::Aws, "us-east-1", "m5.large", Market::OnDemand, "0.096", None),
+            ],
+            vec![],
+        )
+    }
+
+    #[test]
+    fn sorted_by_price_then_key() {
+        let c = sample();
+        let prices: Vec<String> = c.offers().iter().map(|o| o.price_per_hour.to_string()).collect();
+        assert_eq!(prices, ["0.096", "0.096", "3.67", "9.83", "32.7726"]);
+        // tie at 0.096 broken by provider order: aws before azure
+        assert_eq!(c.offers()[0].key.provider, Provider::Aws);
+    }
+
+    #[test]
+    fn filters_combine() {
+        let c = sample();
+        let f = PriceFilter {
+            gpu_model: Some("a100".into()),
+            min_gpu_count: 8,
+            ..Default::default()
+        };
+        let page = c.list(&f, None, 10);
+        assert_eq!(page.total_matching, 2);
+        let f = PriceFilter {
+            max_price_per_hour: Some("3.67".parse().unwrap()),
+            ..Default::default()
+        };
+        assert_eq!(c.list(&f, None, 10).total_matching, 3);
+        let f = PriceFilter {
+            provider: Some(Provider::Aws),
+            market: Some(Market::Spot),
+            ..Default::default()
+        };
+        let page = c.list(&f, None, 10);
+        assert_eq!(page.offers.len(), 1);
+        assert_eq!(page.offers[0].price_per_hour.to_string(), "9.83");
+    }
+
+    #[test]
+    fn keyset_pagination_walks_everything_once() {
+        let c = sample();
+        let f = PriceFilter::default();
+        let mut seen = Vec::new();
+        let mut after: Option<(Decimal, OfferKey)> = None;
+        loop {
+            let page = c.list(&f, after.as_ref(), 2);
+            assert_eq!(page.total_matching, 5);
+            seen.extend(page.offers.iter().map(|o| o.key.clone()));
+            match page.next_after {
+                Some(o) => after = Some((o.price_per_hour, o.key.clone())),
+                None => break,
+            }
+        }
+        assert_eq!(seen.len(), 5);
+        let all: Vec<_> = c.offers().iter().map(|o| o.key.clone()).collect();
+        assert_eq!(seen, all);
+    }
+}

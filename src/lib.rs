@@ -1,0 +1,22 @@
+//! bursar: cost-aware placement and FinOps for jobs on AWS, GCP and Azure.
+//!
+//! Codemap (see ARCHITECTURE.md): `domain` is pure (money, offers, the in-memory catalog);
+//! `clouds` adapts price feeds behind `PriceSource`; `store` persists to SQLite or Postgres
+//! behind one `Store`; `tasks` runs the polling loops; `server` is the gRPC glue
+//! (validate, convert, map errors); `config` reads TOML + BURSAR_* overrides; `cli` is the
+//! command line.
+#![forbid(unsafe_code)]
+
+pub mod clouds;
+pub mod domain;
+pub mod store;
+pub mod tasks;
+pub mod server;
+pub mod config;
+pub mod cli;
+
+pub mod proto {
+    #![allow(clippy::all, missing_docs)]
+    tonic::include_proto!("bursar.v1");
+    pub const FILE_DESCRIPTOR_SET: &[u8] = tonic::include_file_descriptor_set!("bursar_descriptor");
+}

@@ -1,0 +1,23 @@
+//! The `bursar` binary: parses flags, sets up logging and hands over to `bursar::cli`.
+//! Exit codes: 0 success, 1 the operation failed, 2 bad usage or configuration.
+use std::process::ExitCode;
+
+use clap::Parser;
+
+fn main() -> ExitCode {
+    let cli = bursar::cli::Cli::parse();
+    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("bursar: cannot start the async runtime: {e}");
+            return ExitCode::from(1);
+        }
+    };
+    match runtime.block_on(bursar::cli::dispatch(cli)) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("bursar: {e}");
+            ExitCode::from(e.exit_code())
+        }
+    }
+}

@@ -1,0 +1,142 @@
+//! gRPC glue: `run` wires the store, the in-memory catalog, the polling loops and the tonic
+//! server (bursar services + grpc.health.v1 + reflection) and shuts them down in order.
+//! API boundary: handlers only validate (`convert`), call the domain or store, and map
+//! errors (`errors`); proto types do not leave this module.
+pub mod convert;
+pub mod errors;
+pub mod pricing;
+
+use std::future::Future;
+use std::sync::Arc;
+
+use tokio::net::TcpListener;
+use tokio::sync::watch;
+use tokio_stream::wrappers::TcpListenerStream;
+
+use crate::clouds::PriceSource;
+use crate::config::Config;
+use crate::domain::catalog::CatalogHandle;
+use crate::proto;
+use crate::store::{Store, StoreError};
+use crate::tasks::{self, poller};
+
+#[derive(Debug, thiserror::Error)]
+pub enum RunError {
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    #[error("seed snapshot: {0}")]
+    Seed(String),
+    #[error("bad configuration: {0}")]
+    Config(String),
+    #[error("gRPC server: {0}")]
+    Transport(#[from] tonic::transport::Error),
+    #[error("reflection service: {0}")]
+    Reflection(String),
+}
+
+impl RunError {
+    pub fn is_configuration(&self) -> bool {
+        match self {
+            RunError::Store(e) => e.is_configuration(),
+            RunError::Config(_) => true,
+            _ => false,
+        }
+    }
+}
+
+/// Runs the service on `listener` until `shutdown` resolves: opens and migrates the
+/// database, seeds it when empty, loads the catalog, starts one polling loop per enabled
+/// source and serves gRPC. On shutdown health turns NOT_SERVING first, then the loops stop
+/// and `run` waits for them.
+pub async fn run(
+    config: Config,
+    listener: TcpListener,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> Result<(), RunError> {
+    let store = Store::open(&config.database_url).await?;
+    tracing::info!(backend = store.backend(), "database ready");
+    if config.seed_when_empty {
+        poller::seed_if_empty(&store)
+            .await
+            .map_err(|e| RunError::Seed(e.to_string()))?;
+    }
+    let catalog = CatalogHandle::default();
+    let n = poller::refresh_catalog(&store, &catalog).await?;
+    tracing::info!(offers = n, "catalog loaded");
+
+    let sources = crate::clouds::sources_from_config(&config.sources)
+        .await
+        .map_err(|e| RunError::Config(e.to_string()))?;
+    let source_flags: Vec<(String, bool)> = crate::config::SOURCE_NAMES
+        .iter()
+        .map(|n| {
+            let enabled = config.sources.get(n).map(|s| s.enabled).unwrap_or(false);
+            (n.to_string(), enabled)
+        })
+        .collect();
+
+    let (stop_tx, stop_rx) = watch::channel(false);
+    let mut loops = Vec::new();
+    for (source, interval) in sources {
+        let source: Arc<dyn PriceSource> = source;
+        tracing::info!(source = source.name(), ?interval, "polling enabled");
+        loops.push(tokio::spawn(tasks::poller::source_loop(
+            store.clone(),
+            catalog.clone(),
+            source,
+            interval,
+            stop_rx.clone(),
+        )));
+    }
+    loops.push(tokio::spawn(tasks::poller::refresh_loop(
+        store.clone(),
+        catalog.clone(),
+        config.catalog_refresh,
+        stop_rx.clone(),
+    )));
+
+    let (health_reporter, health_service) = tonic_health::server::health_reporter();
+    health_reporter
+        .set_serving::<proto::pricing_service_server::PricingServiceServer<pricing::PricingApi>>()
+        .await;
+    health_reporter.set_service_status("", tonic_health::ServingStatus::Serving).await;
+    let reflection = tonic_reflection::server::Builder::configure()
+        .register_encoded_file_descriptor_set(proto::FILE_DESCRIPTOR_SET)
+        .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
+        .build_v1()
+        .map_err(|e| RunError::Reflection(e.to_string()))?;
+
+    let pricing = pricing::PricingApi {
+        store: store.clone(),
+        catalog: catalog.clone(),
+        sources: source_flags,
+    };
+
+    let addr = listener.local_addr().ok();
+    tracing::info!(?addr, "serving gRPC");
+    let reporter = health_reporter.clone();
+    let signal = async move {
+        shutdown.await;
+        tracing::info!("shutting down: health NOT_SERVING");
+        reporter
+            .set_not_serving::<proto::pricing_service_server::PricingServiceServer<pricing::PricingApi>>()
+            .await;
+        reporter
+            .set_service_status("", tonic_health::ServingStatus::NotServing)
+            .await;
+    };
+    let served = tonic::transport::Server::builder()
+        .add_service(health_service)
+        .add_service(reflection)
+        .add_service(proto::pricing_service_server::PricingServiceServer::new(pricing))
+        .serve_with_incoming_shutdown(TcpListenerStream::new(listener), signal)
+        .await;
+
+    let _ = stop_tx.send(true);
+    for l in loops {
+        let _ = l.await;
+    }
+    store.close().await;
+    served?;
+    Ok(())
+}

@@ -1,0 +1,300 @@
+//! Persistence: one `Store` with an implementation per backend (`sqlite.rs`, `postgres.rs`)
+//! and per-backend migrations under `migrations/{sqlite,postgres}`, applied by `migrate`.
+//! The same story tests (tests/store.rs) run against both.
+//!
+//! Invariant: money is exact on both backends (SQLite TEXT decimal strings, Postgres NUMERIC).
+//! Invariant: re-writing an unchanged price adds no `price_observation` row.
+pub mod postgres;
+pub mod sqlite;
+
+use std::collections::HashMap;
+
+use chrono::{DateTime, Utc};
+use rust_decimal::Decimal;
+
+use crate::clouds::KnownInstances;
+use crate::domain::{InstanceAttrs, Market, Offer, OfferKey, Provider, SpotBand};
+
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("unsupported database URL scheme in {0:?}: expected sqlite:// or postgres://")]
+    UnsupportedScheme(String),
+    #[error("cannot open database {url}: {detail}")]
+    Connect { url: String, detail: String },
+    #[error("database migration failed: {0}")]
+    Migrate(String),
+    #[error("database error: {0}")]
+    Query(#[from] sqlx::Error),
+    #[error("corrupt row in {table}: {detail}")]
+    Corrupt { table: &'static str, detail: String },
+}
+
+impl StoreError {
+    /// Configuration-type failures (bad scheme, unreachable database) exit with code 2.
+    pub fn is_configuration(&self) -> bool {
+        matches!(
+            self,
+            StoreError::UnsupportedScheme(_) | StoreError::Connect { .. }
+        )
+    }
+}
+
+/// Which prices are currently stored, to tell changed prices from unchanged ones.
+pub type CurrentPrices = HashMap<OfferKey, Decimal>;
+
+/// What one `upsert_offers` call did.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct UpsertStats {
+    /// Offers written to the current view (new or confirmed).
+    pub offers: u64,
+    /// New `price_observation` rows: offers first seen or whose price changed.
+    pub observations: u64,
+}
+
+/// One row of `source_status`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct SourceStatusRow {
+    pub name: String,
+    pub state: String,
+    pub last_attempt_at: Option<DateTime<Utc>>,
+    pub last_success_at: Option<DateTime<Utc>>,
+    pub last_error: Option<String>,
+    pub last_error_at: Option<DateTime<Utc>>,
+    pub rows: u64,
+}
+
+/// A price_current row joined with instance_type, before parsing into an `Offer`.
+pub(crate) struct OfferRow {
+    pub provider: String,
+    pub region: String,
+    pub zone: String,
+    pub instance_type: String,
+    pub market: String,
+    pub price: Decimal,
+    pub currency: String,
+    pub source: String,
+    pub observed_at: DateTime<Utc>,
+    pub vcpus: Option<f64>,
+    pub memory_gib: Option<f64>,
+    pub gpu_model: Option<String>,
+    pub gpu_count: Option<f64>,
+    pub gpu_memory_gib: Option<f64>,
+    pub arch: Option<String>,
+}
+
+fn corrupt(detail: impl std::fmt::Display) -> StoreError {
+    StoreError::Corrupt {
+        table: "price_current",
+        detail: detail.to_string(),
+    }
+}
+
+impl OfferRow {
+    pub(crate) fn into_offer(self) -> Result<Offer, StoreError> {
+        let attrs = match (self.vcpus, self.memory_gib) {
+            (Some(vcpus), Some(memory_gib)) => Some(InstanceAttrs {
+                vcpus,
+                memory_gib,
+                gpu_model: self.gpu_model,
+                gpu_count: self.gpu_count.unwrap_or(0.0),
+                gpu_memory_gib: self.gpu_memory_gib.unwrap_or(0.0),
+                arch: self.arch.unwrap_or_else(|| "x86_64".into()),
+            }),
+            _ => None,
+        };
+        Ok(Offer {
+            key: OfferKey {
+                provider: self.provider.parse::<Provider>().map_err(corrupt)?,
+                region: self.region,
+                zone: self.zone,
+                instance_type: self.instance_type,
+                market: self.market.parse::<Market>().map_err(corrupt)?,
+            },
+            price_per_hour: self.price,
+            currency: self.currency.parse().map_err(corrupt)?,
+            attrs,
+            source: self.source,
+            observed_at: self.observed_at,
+        })
+    }
+}
+
+/// Keeps the last offer for each key (a feed may repeat one) in first-seen order.
+pub(crate) fn dedup_offers(offers: &[Offer]) -> Vec<&Offer> {
+    let mut index: HashMap<&OfferKey, usize> = HashMap::with_capacity(offers.len());
+    let mut out: Vec<&Offer> = Vec::with_capacity(offers.len());
+    for o in offers {
+        match index.get(&o.key) {
+            Some(&i) => out[i] = o,
+            None => {
+                index.insert(&o.key, out.len());
+                out.push(o);
+            }
+        }
+    }
+    out
+}
+
+/// Distinct instance types with attributes in a batch (last one wins).
+pub(crate) fn instance_attrs(offers: &[&Offer]) -> Vec<(Provider, String, InstanceAttrs)> {
+    let mut seen: HashMap<(Provider, &str), usize> = HashMap::new();
+    let mut out: Vec<(Provider, String, InstanceAttrs)> = Vec::new();
+    for o in offers {
+        if let Some(a) = &o.attrs {
+            let k = (o.key.provider, o.key.instance_type.as_str());
+            match seen.get(&k) {
+                Some(&i) => out[i].2 = a.clone(),
+                None => {
+                    seen.insert(k, out.len());
+                    out.push((o.key.provider, o.key.instance_type.clone(), a.clone()));
+                }
+            }
+        }
+    }
+    out
+}
+
+/// Which offers of a batch need a new observation row; updates `current` as it goes.
+pub(crate) fn changed_offers<'a>(offers: &[&'a Offer], current: &mut CurrentPrices) -> Vec<&'a Offer> {
+    let mut out = Vec::new();
+    for o in offers {
+        let price = o.price_per_hour.normalize();
+        match current.get(&o.key) {
+            Some(p) if *p == price => {}
+            _ => {
+                current.insert(o.key.clone(), price);
+                out.push(*o);
+            }
+        }
+    }
+    out
+}
+
+/// Redacts the password of a database URL for messages.
+pub fn redact_url(url: &str) -> String {
+    match url::Url::parse(url) {
+        Ok(mut u) if u.password().is_some() => {
+            let _ = u.set_password(Some("***"));
+            u.to_string()
+        }
+        _ => url.to_string(),
+    }
+}
+
+macro_rules! dispatch {
+    ($self:ident, $s:ident => $e:expr) => {
+        match $self {
+            Store::Sqlite($s) => $e,
+            Store::Postgres($s) => $e,
+        }
+    };
+}
+
+/// The database, SQLite or Postgres, chosen by URL scheme.
+#[derive(Clone)]
+pub enum Store {
+    Sqlite(sqlite::SqliteStore),
+    Postgres(postgres::PgStore),
+}
+
+impl Store {
+    /// Opens (and for SQLite creates) the database. Does not migrate.
+    pub async fn connect(url: &str) -> Result<Store, StoreError> {
+        if url.starts_with("sqlite:") {
+            Ok(Store::Sqlite(sqlite::SqliteStore::connect(url).await?))
+        } else if url.starts_with("postgres://") || url.starts_with("postgresql://") {
+            Ok(Store::Postgres(postgres::PgStore::connect(url).await?))
+        } else {
+            Err(StoreError::UnsupportedScheme(redact_url(url)))
+        }
+    }
+
+    /// Opens and applies pending migrations.
+    pub async fn open(url: &str) -> Result<Store, StoreError> {
+        let s = Store::connect(url).await?;
+        s.migrate().await?;
+        Ok(s)
+    }
+
+    pub fn backend(&self) -> &'static str {
+        match self {
+            Store::Sqlite(_) => "sqlite",
+            Store::Postgres(_) => "postgres",
+        }
+    }
+
+    pub async fn migrate(&self) -> Result<(), StoreError> {
+        dispatch!(self, s => s.migrate().await)
+    }
+
+    pub async fn current_prices(&self) -> Result<CurrentPrices, StoreError> {
+        dispatch!(self, s => s.current_prices().await)
+    }
+
+    /// Writes a batch in one transaction: current view (insert or confirm), a history row
+    /// for each new or changed price, and instance attributes when the batch has them.
+    pub async fn upsert_offers(
+        &self,
+        offers: &[Offer],
+        current: &mut CurrentPrices,
+    ) -> Result<UpsertStats, StoreError> {
+        let offers = dedup_offers(offers);
+        let changed = changed_offers(&offers, current);
+        let attrs = instance_attrs(&offers);
+        let r = dispatch!(self, s => s.write_offers(&offers, &changed, &attrs).await);
+        if r.is_err() {
+            // The transaction rolled back: forget what we assumed was stored.
+            for o in &changed {
+                current.remove(&o.key);
+            }
+        }
+        r
+    }
+
+    pub async fn upsert_bands(&self, bands: &[SpotBand], at: DateTime<Utc>) -> Result<u64, StoreError> {
+        dispatch!(self, s => s.upsert_bands(bands, at).await)
+    }
+
+    /// Every current offer with its instance attributes, plus spot bands.
+    pub async fn load_catalog(&self) -> Result<(Vec<Offer>, Vec<SpotBand>), StoreError> {
+        dispatch!(self, s => s.load_catalog().await)
+    }
+
+    pub async fn known_instances(&self) -> Result<KnownInstances, StoreError> {
+        dispatch!(self, s => s.known_instances().await)
+    }
+
+    pub async fn count_current(&self) -> Result<u64, StoreError> {
+        dispatch!(self, s => s.count("price_current").await)
+    }
+
+    pub async fn count_observations(&self) -> Result<u64, StoreError> {
+        dispatch!(self, s => s.count("price_observation").await)
+    }
+
+    pub async fn record_source_success(
+        &self,
+        name: &str,
+        rows: u64,
+        at: DateTime<Utc>,
+    ) -> Result<(), StoreError> {
+        dispatch!(self, s => s.record_source(name, Ok(rows), at).await)
+    }
+
+    pub async fn record_source_failure(
+        &self,
+        name: &str,
+        error: &str,
+        at: DateTime<Utc>,
+    ) -> Result<(), StoreError> {
+        dispatch!(self, s => s.record_source(name, Err(error), at).await)
+    }
+
+    pub async fn source_statuses(&self) -> Result<Vec<SourceStatusRow>, StoreError> {
+        dispatch!(self, s => s.source_statuses().await)
+    }
+
+    pub async fn close(&self) {
+        dispatch!(self, s => s.close().await)
+    }
+}

@@ -1,0 +1,7 @@
+//! Long-running work: price polling loops (`poller`), catalog refresh, seeding and the
+//! SkyPilot catalog import (`import`). Every loop `select!`s on its work and the shutdown
+//! signal, so `server::run` can wait for all of them.
+pub mod import;
+pub mod poller;
+
+pub use poller::{PollReport, poll_once, refresh_catalog, seed_if_empty};

@@ -1,0 +1,161 @@
+//! Price polling: one loop per enabled source. A walk is fetched whole, then written in one
+//! transaction; a failing source is marked failed in `source_status` and its earlier prices
+//! stay. A failing source never stops the server or the other sources.
+use std::sync::Arc;
+use std::time::Duration;
+
+use chrono::Utc;
+use tokio::sync::watch;
+
+use crate::clouds::{PriceSource, seed};
+use crate::domain::Catalog;
+use crate::domain::catalog::CatalogHandle;
+use crate::store::{Store, StoreError};
+
+/// What one poll of one source did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PollReport {
+    pub source: String,
+    pub offers: u64,
+    pub observations: u64,
+    pub bands: u64,
+    pub rejected: u64,
+    pub pages: u32,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum PollError {
+    #[error("source {source_name} failed: {error}")]
+    Source { source_name: String, error: String },
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}
+
+/// Polls `source` once and stores the result. On failure records it and keeps old prices.
+pub async fn poll_once(store: &Store, source: &dyn PriceSource) -> Result<PollReport, PollError> {
+    let name = source.name().to_string();
+    let started = Utc::now();
+    let known = store.known_instances().await?;
+    let batch = match source.fetch(&known).await {
+        Ok(b) => b,
+        Err(e) => {
+            let msg = e.to_string();
+            tracing::warn!(source = %name, error = %msg, "price source failed; earlier prices kept");
+            store.record_source_failure(&name, &msg, started).await?;
+            return Err(PollError::Source {
+                source_name: name,
+                error: msg,
+            });
+        }
+    };
+    for reason in batch.rejected.iter().take(20) {
+        tracing::debug!(source = %name, %reason, "item rejected");
+    }
+    let mut current = store.current_prices().await?;
+    let write = async {
+        let stats = store.upsert_offers(&batch.offers, &mut current).await?;
+        let bands = store.upsert_bands(&batch.bands, started).await?;
+        Ok::<_, StoreError>((stats, bands))
+    }
+    .await;
+    let (stats, bands) = match write {
+        Ok(v) => v,
+        Err(e) => {
+            store
+                .record_source_failure(&name, &format!("storing prices: {e}"), started)
+                .await?;
+            return Err(e.into());
+        }
+    };
+    let rows = stats.offers + bands;
+    store.record_source_success(&name, rows, started).await?;
+    let report = PollReport {
+        source: name,
+        offers: stats.offers,
+        observations: stats.observations,
+        bands,
+        rejected: batch.rejected.len() as u64,
+        pages: batch.pages,
+    };
+    tracing::info!(
+        source = %report.source,
+        offers = report.offers,
+        changed = report.observations,
+        bands = report.bands,
+        rejected = report.rejected,
+        pages = report.pages,
+        "poll finished"
+    );
+    Ok(report)
+}
+
+/// Reloads the in-memory catalog from the store and swaps it in.
+pub async fn refresh_catalog(store: &Store, handle: &CatalogHandle) -> Result<usize, StoreError> {
+    let (offers, bands) = store.load_catalog().await?;
+    let n = offers.len();
+    handle.swap(Catalog::new(offers, bands));
+    Ok(n)
+}
+
+/// Loads the shipped seed snapshot when the store holds no prices. Returns offers written.
+pub async fn seed_if_empty(store: &Store) -> Result<u64, PollError> {
+    if store.count_current().await? > 0 {
+        return Ok(0);
+    }
+    let offers = seed::seed_offers().map_err(|e| PollError::Source {
+        source_name: "seed".into(),
+        error: e.to_string(),
+    })?;
+    let mut current = store.current_prices().await?;
+    let stats = store.upsert_offers(&offers, &mut current).await?;
+    store
+        .record_source_success("seed", stats.offers, Utc::now())
+        .await?;
+    tracing::info!(offers = stats.offers, "database was empty: loaded the seed price snapshot");
+    Ok(stats.offers)
+}
+
+/// Polls `source` every `interval` until shutdown, refreshing the catalog after each poll.
+pub async fn source_loop(
+    store: Store,
+    catalog: CatalogHandle,
+    source: Arc<dyn PriceSource>,
+    interval: Duration,
+    mut shutdown: watch::Receiver<bool>,
+) {
+    loop {
+        tokio::select! {
+            r = poll_once(&store, source.as_ref()) => {
+                if r.is_ok() {
+                    if let Err(e) = refresh_catalog(&store, &catalog).await {
+                        tracing::warn!(error = %e, "catalog refresh failed");
+                    }
+                }
+            }
+            _ = shutdown.changed() => return,
+        }
+        tokio::select! {
+            _ = tokio::time::sleep(interval) => {}
+            _ = shutdown.changed() => return,
+        }
+    }
+}
+
+/// Reloads the catalog every `every` (picks up other replicas' and imports' writes).
+pub async fn refresh_loop(
+    store: Store,
+    catalog: CatalogHandle,
+    every: Duration,
+    mut shutdown: watch::Receiver<bool>,
+) {
+    loop {
+        tokio::select! {
+            _ = tokio::time::sleep(every) => {
+                if let Err(e) = refresh_catalog(&store, &catalog).await {
+                    tracing::warn!(error = %e, "catalog refresh failed");
+                }
+            }
+            _ = shutdown.changed() => return,
+        }
+    }
+}

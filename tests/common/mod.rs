@@ -1,0 +1,371 @@
+//! Shared test harness: a fresh database per test on each backend (SQLite file and a new
+//! Postgres database), the server started on port 0, local fixture HTTP servers that serve
+//! recorded responses, and a moto_server process. Nothing leaves loopback.
+#![allow(dead_code)]
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
+
+use axum::body::Bytes;
+use axum::http::{HeaderMap, Method, StatusCode, Uri};
+use axum::response::{IntoResponse, Response};
+use bursar::config::Config;
+use sqlx::Connection;
+use tokio::sync::oneshot;
+
+/// Path of a file under ../shared/data.
+pub fn shared(path: &str) -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("../shared/data")
+        .join(path)
+}
+
+pub fn read_shared(path: &str) -> String {
+    std::fs::read_to_string(shared(path)).unwrap_or_else(|e| panic!("reading {path}: {e}"))
+}
+
+/// The Postgres server tests create their databases on.
+pub fn pg_admin_url() -> String {
+    std::env::var("DATABASE_URL")
+        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/test".to_string())
+}
+
+/// A fresh, empty database of one backend.
+pub struct TestDb {
+    pub backend: &'static str,
+    pub url: String,
+    _dir: Option<tempfile::TempDir>,
+}
+
+static COUNTER: AtomicU64 = AtomicU64::new(0);
+
+pub fn fresh_sqlite() -> TestDb {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let url = format!("sqlite://{}", dir.path().join("bursar.db").display());
+    TestDb {
+        backend: "sqlite",
+        url,
+        _dir: Some(dir),
+    }
+}
+
+pub async fn fresh_postgres() -> TestDb {
+    let admin = pg_admin_url();
+    let n = COUNTER.fetch_add(1, Ordering::SeqCst);
+    let name = format!("bursar_test_{}_{}_{}", std::process::id(), n, rand_suffix());
+    let mut conn = sqlx::PgConnection::connect(&admin)
+        .await
+        .unwrap_or_else(|e| panic!("Postgres at {admin} is required for tests (set DATABASE_URL): {e}"));
+    sqlx::query(&format!("CREATE DATABASE \"{name}\""))
+        .execute(&mut conn)
+        .await
+        .expect("create test database");
+    let mut url = url::Url::parse(&admin).expect("DATABASE_URL is a URL");
+    url.set_path(&format!("/{name}"));
+    TestDb {
+        backend: "postgres",
+        url: url.to_string(),
+        _dir: None,
+    }
+}
+
+fn rand_suffix() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.subsec_nanos() as u64)
+        .unwrap_or(0)
+}
+
+/// One fresh database per backend: every storage test runs on both.
+pub async fn both_backends() -> Vec<TestDb> {
+    vec![fresh_sqlite(), fresh_postgres().await]
+}
+
+/// A running bursar server on a port-0 listener.
+pub struct TestServer {
+    pub addr: SocketAddr,
+    pub url: String,
+    stop: Option<oneshot::Sender<()>>,
+    handle: Option<tokio::task::JoinHandle<Result<(), bursar::server::RunError>>>,
+}
+
+impl TestServer {
+    pub async fn start(config: Config) -> TestServer {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let (tx, rx) = oneshot::channel::<()>();
+        let handle = tokio::spawn(bursar::server::run(config, listener, async move {
+            let _ = rx.await;
+        }));
+        let url = format!("http://{addr}");
+        // Wait until the server answers health checks.
+        for _ in 0..200 {
+            if let Ok(ch) = tonic::transport::Endpoint::from_shared(url.clone())
+                .unwrap()
+                .connect()
+                .await
+            {
+                let mut h = tonic_health::pb::health_client::HealthClient::new(ch);
+                if h
+                    .check(tonic_health::pb::HealthCheckRequest {
+                        service: String::new(),
+                    })
+                    .await
+                    .is_ok()
+                {
+                    break;
+                }
+            }
+            if handle.is_finished() {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(25)).await;
+        }
+        TestServer {
+            addr,
+            url,
+            stop: Some(tx),
+            handle: Some(handle),
+        }
+    }
+
+    pub async fn channel(&self) -> tonic::transport::Channel {
+        tonic::transport::Endpoint::from_shared(self.url.clone())
+            .unwrap()
+            .connect()
+            .await
+            .expect("connect to test server")
+    }
+
+    pub async fn pricing(
+        &self,
+    ) -> bursar::proto::pricing_service_client::PricingServiceClient<tonic::transport::Channel> {
+        bursar::proto::pricing_service_client::PricingServiceClient::new(self.channel().await)
+    }
+
+    /// Stops the server and waits for `run` to return.
+    pub async fn stop(mut self) -> Result<(), bursar::server::RunError> {
+        if let Some(tx) = self.stop.take() {
+            let _ = tx.send(());
+        }
+        match self.handle.take() {
+            Some(h) => h.await.expect("server task"),
+            None => Ok(()),
+        }
+    }
+}
+
+/// A config for tests: the given database, no sources, fast catalog refresh.
+pub fn test_config(db: &TestDb) -> Config {
+    Config {
+        database_url: db.url.clone(),
+        catalog_refresh: Duration::from_millis(200),
+        ..Config::default()
+    }
+}
+
+// ---------------------------------------------------------------------------------------
+// Fixture HTTP server
+
+/// What a fixture handler sees of a request.
+#[derive(Debug, Clone)]
+pub struct FixtureRequest {
+    pub method: String,
+    pub path: String,
+    pub query: String,
+    pub headers: HeaderMap,
+    pub body: Bytes,
+}
+
+impl FixtureRequest {
+    pub fn body_str(&self) -> String {
+        String::from_utf8_lossy(&self.body).to_string()
+    }
+    /// A form or query parameter (URL-decoded).
+    pub fn param(&self, name: &str) -> Option<String> {
+        let from = |s: &str| {
+            url::form_urlencoded::parse(s.as_bytes())
+                .find(|(k, _)| k == name)
+                .map(|(_, v)| v.to_string())
+        };
+        from(&self.query).or_else(|| from(&self.body_str()))
+    }
+}
+
+/// A canned answer.
+#[derive(Debug, Clone)]
+pub struct FixtureResponse {
+    pub status: u16,
+    pub content_type: &'static str,
+    pub body: String,
+    pub delay: Duration,
+}
+
+impl FixtureResponse {
+    pub fn json(body: impl Into<String>) -> Self {
+        FixtureResponse {
+            status: 200,
+            content_type: "application/json",
+            body: body.into(),
+            delay: Duration::ZERO,
+        }
+    }
+    pub fn amz_json(body: impl Into<String>) -> Self {
+        FixtureResponse {
+            content_type: "application/x-amz-json-1.1",
+            ..Self::json(body)
+        }
+    }
+    pub fn xml(body: impl Into<String>) -> Self {
+        FixtureResponse {
+            content_type: "text/xml",
+            ..Self::json(body)
+        }
+    }
+    pub fn status(status: u16, body: impl Into<String>) -> Self {
+        FixtureResponse {
+            status,
+            ..Self::json(body)
+        }
+    }
+    pub fn delayed(mut self, d: Duration) -> Self {
+        self.delay = d;
+        self
+    }
+}
+
+type Handler = Arc<dyn Fn(&FixtureRequest) -> FixtureResponse + Send + Sync>;
+
+/// A local HTTP server answering every request with `handler`; records requests.
+pub struct Fixture {
+    pub addr: SocketAddr,
+    pub base: String,
+    pub requests: Arc<std::sync::Mutex<Vec<FixtureRequest>>>,
+    stop: Option<oneshot::Sender<()>>,
+}
+
+impl Fixture {
+    pub async fn start(handler: impl Fn(&FixtureRequest) -> FixtureResponse + Send + Sync + 'static) -> Fixture {
+        let handler: Handler = Arc::new(handler);
+        let requests = Arc::new(std::sync::Mutex::new(Vec::new()));
+        let reqs = requests.clone();
+        let app = axum::Router::new().fallback(
+            move |method: Method, uri: Uri, headers: HeaderMap, body: Bytes| {
+                let handler = handler.clone();
+                let reqs = reqs.clone();
+                async move {
+                    let req = FixtureRequest {
+                        method: method.to_string(),
+                        path: uri.path().to_string(),
+                        query: uri.query().unwrap_or("").to_string(),
+                        headers,
+                        body,
+                    };
+                    reqs.lock().unwrap().push(req.clone());
+                    let resp = handler(&req);
+                    if !resp.delay.is_zero() {
+                        tokio::time::sleep(resp.delay).await;
+                    }
+                    let r: Response = (
+                        StatusCode::from_u16(resp.status).unwrap(),
+                        [("content-type", resp.content_type)],
+                        resp.body,
+                    )
+                        .into_response();
+                    r
+                }
+            },
+        );
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let (tx, rx) = oneshot::channel::<()>();
+        tokio::spawn(async move {
+            let _ = axum::serve(listener, app)
+                .with_graceful_shutdown(async move {
+                    let _ = rx.await;
+                })
+                .await;
+        });
+        Fixture {
+            addr,
+            base: format!("http://{addr}"),
+            requests,
+            stop: Some(tx),
+        }
+    }
+
+    pub fn request_count(&self) -> usize {
+        self.requests.lock().unwrap().len()
+    }
+}
+
+impl Drop for Fixture {
+    fn drop(&mut self) {
+        if let Some(tx) = self.stop.take() {
+            let _ = tx.send(());
+        }
+    }
+}
+
+// ---------------------------------------------------------------------------------------
+// moto_server
+
+/// A moto_server process on a free loopback port, killed on drop.
+pub struct Moto {
+    pub url: String,
+    child: Child,
+}
+
+fn moto_binary() -> PathBuf {
+    if let Ok(p) = std::env::var("MOTO_SERVER") {
+        return PathBuf::from(p);
+    }
+    let venv = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join(".venv/bin/moto_server");
+    if venv.exists() {
+        return venv;
+    }
+    PathBuf::from("moto_server")
+}
+
+impl Moto {
+    pub async fn start() -> Moto {
+        let port = {
+            let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+            l.local_addr().unwrap().port()
+        };
+        let bin = moto_binary();
+        let child = Command::new(&bin)
+            .args(["-H", "127.0.0.1", "-p", &port.to_string()])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap_or_else(|e| {
+                panic!("moto_server ({}) is required: run .ci/run or set MOTO_SERVER: {e}", bin.display())
+            });
+        let url = format!("http://127.0.0.1:{port}");
+        let client = reqwest::Client::new();
+        for _ in 0..200 {
+            if client
+                .post(format!("{url}/moto-api/reset"))
+                .send()
+                .await
+                .is_ok_and(|r| r.status().is_success())
+            {
+                return Moto { url, child };
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        panic!("moto_server did not start on {url}");
+    }
+}
+
+impl Drop for Moto {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
