@@ -12,7 +12,11 @@ use crate::proto;
 use crate::store::{Store, StoreError};
 
 #[derive(Parser, Debug)]
-#[command(name = "bursar", version, about = "Cost-aware placement and FinOps for AWS, GCP and Azure")]
+#[command(
+    name = "bursar",
+    version,
+    about = "Cost-aware placement and FinOps for AWS, GCP and Azure"
+)]
 pub struct Cli {
     #[command(subcommand)]
     pub command: Command,
@@ -216,10 +220,12 @@ pub async fn dispatch(cli: Cli) -> Result<(), CliError> {
 }
 
 async fn serve(cfg: Config) -> Result<(), CliError> {
-    let addr: std::net::SocketAddr = cfg
-        .listen
-        .parse()
-        .map_err(|_| CliError::Usage(format!("--listen {:?} is not an address like 127.0.0.1:50051", cfg.listen)))?;
+    let addr: std::net::SocketAddr = cfg.listen.parse().map_err(|_| {
+        CliError::Usage(format!(
+            "--listen {:?} is not an address like 127.0.0.1:50051",
+            cfg.listen
+        ))
+    })?;
     let listener = tokio::net::TcpListener::bind(addr)
         .await
         .map_err(|e| CliError::Failed(format!("cannot listen on {addr}: {e}")))?;
@@ -264,10 +270,10 @@ async fn poll(mut cfg: Config, once: bool, named: Vec<String>) -> Result<(), Cli
     }
     if !named.is_empty() {
         for n in SOURCE_NAMES {
-            if !named.iter().any(|x| x == n) {
-                if let Some(s) = cfg.sources.get_mut(n) {
-                    s.enabled = false;
-                }
+            if !named.iter().any(|x| x == n)
+                && let Some(s) = cfg.sources.get_mut(n)
+            {
+                s.enabled = false;
             }
         }
     }
@@ -299,7 +305,10 @@ async fn poll(mut cfg: Config, once: bool, named: Vec<String>) -> Result<(), Cli
         if failed.is_empty() {
             Ok(())
         } else {
-            Err(CliError::Failed(format!("sources failed: {}", failed.join(", "))))
+            Err(CliError::Failed(format!(
+                "sources failed: {}",
+                failed.join(", ")
+            )))
         }
     } else {
         let (tx, rx) = tokio::sync::watch::channel(false);
@@ -326,7 +335,8 @@ async fn poll(mut cfg: Config, once: bool, named: Vec<String>) -> Result<(), Cli
 
 async fn connect(
     server: &str,
-) -> Result<proto::pricing_service_client::PricingServiceClient<tonic::transport::Channel>, CliError> {
+) -> Result<proto::pricing_service_client::PricingServiceClient<tonic::transport::Channel>, CliError>
+{
     let endpoint = tonic::transport::Endpoint::from_shared(server.to_string())
         .map_err(|e| CliError::Usage(format!("--server {server:?}: {e}")))?
         .connect_timeout(Duration::from_secs(5))
@@ -335,7 +345,9 @@ async fn connect(
         .connect()
         .await
         .map_err(|e| CliError::Failed(format!("cannot reach bursar at {server}: {e}")))?;
-    Ok(proto::pricing_service_client::PricingServiceClient::new(channel))
+    Ok(proto::pricing_service_client::PricingServiceClient::new(
+        channel,
+    ))
 }
 
 fn status_error(s: tonic::Status) -> CliError {
@@ -394,8 +406,17 @@ async fn prices(a: PricesArgs) -> Result<(), CliError> {
         return Ok(());
     }
     let header = [
-        "PROVIDER", "REGION", "ZONE", "INSTANCE TYPE", "MARKET", "PRICE/H", "VCPUS", "MEM GIB", "GPU",
-        "SOURCE", "OBSERVED",
+        "PROVIDER",
+        "REGION",
+        "ZONE",
+        "INSTANCE TYPE",
+        "MARKET",
+        "PRICE/H",
+        "VCPUS",
+        "MEM GIB",
+        "GPU",
+        "SOURCE",
+        "OBSERVED",
     ];
     let rows: Vec<Vec<String>> = resp
         .prices
@@ -441,7 +462,9 @@ async fn prices(a: PricesArgs) -> Result<(), CliError> {
         }
     );
     if resp.prices.iter().any(|p| p.seed) {
-        println!("note: prices marked (seed) come from the snapshot shipped with bursar, not a live feed");
+        println!(
+            "note: prices marked (seed) come from the snapshot shipped with bursar, not a live feed"
+        );
     }
     Ok(())
 }
@@ -494,7 +517,10 @@ async fn sources(c: ClientArgs) -> Result<(), CliError> {
                 })
             })
             .collect();
-        println!("{}", serde_json::to_string_pretty(&json!({ "sources": rows })).unwrap_or_default());
+        println!(
+            "{}",
+            serde_json::to_string_pretty(&json!({ "sources": rows })).unwrap_or_default()
+        );
         return Ok(());
     }
     let rows: Vec<Vec<String>> = resp
@@ -513,7 +539,17 @@ async fn sources(c: ClientArgs) -> Result<(), CliError> {
         .collect();
     print!(
         "{}",
-        table(&["SOURCE", "ENABLED", "STATE", "LAST SUCCESS", "ROWS", "LAST ERROR"], &rows)
+        table(
+            &[
+                "SOURCE",
+                "ENABLED",
+                "STATE",
+                "LAST SUCCESS",
+                "ROWS",
+                "LAST ERROR"
+            ],
+            &rows
+        )
     );
     Ok(())
 }

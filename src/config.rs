@@ -145,13 +145,22 @@ mod humantime_serde_str {
 
     pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Duration, D::Error> {
         let s = String::deserialize(d)?;
-        humantime::parse_duration(&s)
-            .map_err(|e| serde::de::Error::custom(format!("{s:?} is not a duration like \"30s\" or \"6h\": {e}")))
+        humantime::parse_duration(&s).map_err(|e| {
+            serde::de::Error::custom(format!(
+                "{s:?} is not a duration like \"30s\" or \"6h\": {e}"
+            ))
+        })
     }
 }
 
 /// Names of the price sources, as used by `--source` and in status.
-pub const SOURCE_NAMES: [&str; 5] = ["aws-ondemand", "aws-spot", "aws-spot-advisor", "azure", "gcp"];
+pub const SOURCE_NAMES: [&str; 5] = [
+    "aws-ondemand",
+    "aws-spot",
+    "aws-spot-advisor",
+    "azure",
+    "gcp",
+];
 
 impl Sources {
     pub fn get(&self, name: &str) -> Option<&SourceConfig> {
@@ -174,6 +183,28 @@ impl Sources {
             _ => None,
         }
     }
+}
+
+fn one_line_toml_error(text: &str, e: &toml::de::Error) -> String {
+    let msg = e.message().trim().replace('\n', " ");
+    let Some(span) = e.span() else { return msg };
+    let start = span.start.min(text.len());
+    let line_no = text[..start].matches('\n').count() + 1;
+    let line = text.lines().nth(line_no - 1).unwrap_or("");
+    let key = line.split('=').next().unwrap_or("").trim();
+    let section = text
+        .lines()
+        .take(line_no)
+        .map(str::trim)
+        .filter(|l| l.starts_with('['))
+        .last()
+        .map(|l| l.trim_matches(|c| c == '[' || c == ']').trim().to_string());
+    let field = match (section, key.is_empty() || key.starts_with('[')) {
+        (_, true) => String::new(),
+        (Some(s), false) => format!("{s}.{key}: "),
+        (None, false) => format!("{key}: "),
+    };
+    format!("line {line_no}: {field}{msg}")
 }
 
 fn parse_bool(field: &str, v: &str) -> Result<bool, ConfigError> {
@@ -233,8 +264,9 @@ impl Config {
         })
     }
 
+    /// Parses TOML; the error is one line naming the line number and the field.
     pub fn from_toml(text: &str) -> Result<Config, String> {
-        toml::from_str(text).map_err(|e| e.to_string())
+        toml::from_str(text).map_err(|e: toml::de::Error| one_line_toml_error(text, &e))
     }
 
     /// Applies BURSAR_* overrides read through `get` (the environment in production).

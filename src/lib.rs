@@ -7,13 +7,13 @@
 //! command line.
 #![forbid(unsafe_code)]
 
+pub mod cli;
 pub mod clouds;
+pub mod config;
 pub mod domain;
+pub mod server;
 pub mod store;
 pub mod tasks;
-pub mod server;
-pub mod config;
-pub mod cli;
 
 pub mod proto {
     #![allow(clippy::all, missing_docs)]

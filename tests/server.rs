@@ -39,14 +39,37 @@ async fn empty_database_serves_seed_prices_flagged_as_seed() {
             .iter()
             .map(|p| p.price_per_hour.as_ref().unwrap().amount.parse().unwrap())
             .collect();
-        assert!(prices.windows(2).all(|w| w[0] <= w[1]), "{}: sorted by price", db.backend);
-        assert!(resp.prices.iter().all(|p| p.price_per_hour.as_ref().unwrap().currency == "USD"));
+        assert!(
+            prices.windows(2).all(|w| w[0] <= w[1]),
+            "{}: sorted by price",
+            db.backend
+        );
+        assert!(
+            resp.prices
+                .iter()
+                .all(|p| p.price_per_hour.as_ref().unwrap().currency == "USD")
+        );
 
         // All three providers and both markets are in the seed.
-        let all = list_all(&mut client, ListPricesRequest { page_size: 1000, ..Default::default() }).await;
+        let all = list_all(
+            &mut client,
+            ListPricesRequest {
+                page_size: 1000,
+                ..Default::default()
+            },
+        )
+        .await;
         assert_eq!(all.len() as u64, resp.total_matching);
-        for p in [proto::Provider::Aws, proto::Provider::Gcp, proto::Provider::Azure] {
-            assert!(all.iter().any(|x| x.provider == p as i32), "{}: seed has {p:?}", db.backend);
+        for p in [
+            proto::Provider::Aws,
+            proto::Provider::Gcp,
+            proto::Provider::Azure,
+        ] {
+            assert!(
+                all.iter().any(|x| x.provider == p as i32),
+                "{}: seed has {p:?}",
+                db.backend
+            );
         }
         assert!(all.iter().any(|x| x.market == proto::Market::Spot as i32));
 
@@ -55,7 +78,11 @@ async fn empty_database_serves_seed_prices_flagged_as_seed() {
             .await
             .unwrap()
             .into_inner();
-        let seed = status.sources.iter().find(|s| s.name == "seed").expect("seed status");
+        let seed = status
+            .sources
+            .iter()
+            .find(|s| s.name == "seed")
+            .expect("seed status");
         assert_eq!(seed.state, "ok");
         assert_eq!(seed.rows, all.len() as u64);
         let azure = status.sources.iter().find(|s| s.name == "azure").unwrap();
@@ -80,10 +107,21 @@ async fn filters_and_pagination_walk_every_match_once() {
         )
         .await;
         assert!(!a100.is_empty(), "{}: seed has A100:8 offers", db.backend);
-        assert!(a100.iter().all(|p| p.gpu_model.eq_ignore_ascii_case("A100") && p.gpu_count >= 8.0));
+        assert!(
+            a100.iter()
+                .all(|p| p.gpu_model.eq_ignore_ascii_case("A100") && p.gpu_count >= 8.0)
+        );
         let mut keys: Vec<_> = a100
             .iter()
-            .map(|p| (p.provider, p.region.clone(), p.zone.clone(), p.instance_type.clone(), p.market))
+            .map(|p| {
+                (
+                    p.provider,
+                    p.region.clone(),
+                    p.zone.clone(),
+                    p.instance_type.clone(),
+                    p.market,
+                )
+            })
             .collect();
         let n = keys.len();
         keys.sort();
@@ -102,7 +140,8 @@ async fn filters_and_pagination_walk_every_match_once() {
         )
         .await;
         for p in &cheap {
-            let amount: rust_decimal::Decimal = p.price_per_hour.as_ref().unwrap().amount.parse().unwrap();
+            let amount: rust_decimal::Decimal =
+                p.price_per_hour.as_ref().unwrap().amount.parse().unwrap();
             assert!(amount <= rust_decimal::Decimal::ONE);
             assert_eq!(p.provider, proto::Provider::Aws as i32);
             assert_eq!(p.market, proto::Market::OnDemand as i32);
@@ -126,18 +165,64 @@ async fn bad_arguments_are_invalid_argument_naming_the_field() {
     let server = common::TestServer::start(common::test_config(&db)).await;
     let mut client = server.pricing().await;
     let cases = [
-        (ListPricesRequest { max_price_per_hour: "two dollars".into(), ..Default::default() }, "max_price_per_hour"),
-        (ListPricesRequest { max_price_per_hour: "-1".into(), ..Default::default() }, "max_price_per_hour"),
-        (ListPricesRequest { page_size: -1, ..Default::default() }, "page_size"),
-        (ListPricesRequest { page_size: 100_000, ..Default::default() }, "page_size"),
-        (ListPricesRequest { page_token: "not-a-token".into(), ..Default::default() }, "page_token"),
-        (ListPricesRequest { provider: 17, ..Default::default() }, "provider"),
-        (ListPricesRequest { market: 5, ..Default::default() }, "market"),
+        (
+            ListPricesRequest {
+                max_price_per_hour: "two dollars".into(),
+                ..Default::default()
+            },
+            "max_price_per_hour",
+        ),
+        (
+            ListPricesRequest {
+                max_price_per_hour: "-1".into(),
+                ..Default::default()
+            },
+            "max_price_per_hour",
+        ),
+        (
+            ListPricesRequest {
+                page_size: -1,
+                ..Default::default()
+            },
+            "page_size",
+        ),
+        (
+            ListPricesRequest {
+                page_size: 100_000,
+                ..Default::default()
+            },
+            "page_size",
+        ),
+        (
+            ListPricesRequest {
+                page_token: "not-a-token".into(),
+                ..Default::default()
+            },
+            "page_token",
+        ),
+        (
+            ListPricesRequest {
+                provider: 17,
+                ..Default::default()
+            },
+            "provider",
+        ),
+        (
+            ListPricesRequest {
+                market: 5,
+                ..Default::default()
+            },
+            "market",
+        ),
     ];
     for (req, field) in cases {
         let err = client.list_prices(req).await.unwrap_err();
         assert_eq!(err.code(), Code::InvalidArgument);
-        assert!(err.message().starts_with(field), "{} should name {field}", err.message());
+        assert!(
+            err.message().starts_with(field),
+            "{} should name {field}",
+            err.message()
+        );
     }
     server.stop().await.unwrap();
 }
@@ -155,7 +240,10 @@ async fn health_and_reflection_work_and_health_goes_not_serving_on_stop() {
         .await
         .unwrap()
         .into_inner();
-    assert_eq!(r.status, tonic_health::pb::health_check_response::ServingStatus::Serving as i32);
+    assert_eq!(
+        r.status,
+        tonic_health::pb::health_check_response::ServingStatus::Serving as i32
+    );
 
     use tonic_reflection::pb::v1::server_reflection_client::ServerReflectionClient;
     use tonic_reflection::pb::v1::server_reflection_request::MessageRequest;
@@ -182,9 +270,13 @@ async fn health_and_reflection_work_and_health_goes_not_serving_on_stop() {
 
 #[tokio::test]
 async fn run_fails_with_a_configuration_error_for_a_bad_database_url() {
-    let mut cfg = bursar::config::Config::default();
-    cfg.database_url = "mysql://nope".into();
+    let cfg = bursar::config::Config {
+        database_url: "mysql://nope".into(),
+        ..Default::default()
+    };
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let err = bursar::server::run(cfg, listener, async {}).await.unwrap_err();
+    let err = bursar::server::run(cfg, listener, async {})
+        .await
+        .unwrap_err();
     assert!(err.is_configuration(), "{err}");
 }

@@ -7,7 +7,14 @@ use rust_decimal::Decimal;
 use bursar::domain::{Currency, InstanceAttrs, Market, Offer, OfferKey, Provider, SpotBand};
 use bursar::store::{Store, StoreError};
 
-fn offer(provider: Provider, region: &str, zone: &str, ty: &str, market: Market, price: &str) -> Offer {
+fn offer(
+    provider: Provider,
+    region: &str,
+    zone: &str,
+    ty: &str,
+    market: Market,
+    price: &str,
+) -> Offer {
     Offer {
         key: OfferKey {
             provider,
@@ -54,9 +61,30 @@ async fn repolling_unchanged_prices_adds_no_history_and_changes_add_one_row() {
     for db in common::both_backends().await {
         let store = Store::open(&db.url).await.unwrap();
         let batch = vec![
-            offer(Provider::Aws, "us-east-1", "", "p4d.24xlarge", Market::OnDemand, "32.7726"),
-            offer(Provider::Aws, "us-east-1", "us-east-1a", "p4d.24xlarge", Market::Spot, "9.8300"),
-            offer(Provider::Gcp, "europe-west4", "europe-west4-a", "a2-highgpu-8g", Market::OnDemand, "29.38"),
+            offer(
+                Provider::Aws,
+                "us-east-1",
+                "",
+                "p4d.24xlarge",
+                Market::OnDemand,
+                "32.7726",
+            ),
+            offer(
+                Provider::Aws,
+                "us-east-1",
+                "us-east-1a",
+                "p4d.24xlarge",
+                Market::Spot,
+                "9.8300",
+            ),
+            offer(
+                Provider::Gcp,
+                "europe-west4",
+                "europe-west4-a",
+                "a2-highgpu-8g",
+                Market::OnDemand,
+                "29.38",
+            ),
         ];
         let mut cur = store.current_prices().await.unwrap();
         let s = store.upsert_offers(&batch, &mut cur).await.unwrap();
@@ -71,7 +99,12 @@ async fn repolling_unchanged_prices_adds_no_history_and_changes_add_one_row() {
         let mut cur = store.current_prices().await.unwrap();
         let s = store.upsert_offers(&again, &mut cur).await.unwrap();
         assert_eq!((s.offers, s.observations), (3, 0), "{}", db.backend);
-        assert_eq!(store.count_observations().await.unwrap(), 3, "{}", db.backend);
+        assert_eq!(
+            store.count_observations().await.unwrap(),
+            3,
+            "{}",
+            db.backend
+        );
         assert_eq!(store.count_current().await.unwrap(), 3, "{}", db.backend);
 
         // One price changes: exactly one new history row, current view updated.
@@ -79,9 +112,17 @@ async fn repolling_unchanged_prices_adds_no_history_and_changes_add_one_row() {
         changed[1].price_per_hour = dec("10.0125");
         let s = store.upsert_offers(&changed, &mut cur).await.unwrap();
         assert_eq!(s.observations, 1, "{}", db.backend);
-        assert_eq!(store.count_observations().await.unwrap(), 4, "{}", db.backend);
+        assert_eq!(
+            store.count_observations().await.unwrap(),
+            4,
+            "{}",
+            db.backend
+        );
         let (offers, _) = store.load_catalog().await.unwrap();
-        let spot = offers.iter().find(|o| o.key.market == Market::Spot).unwrap();
+        let spot = offers
+            .iter()
+            .find(|o| o.key.market == Market::Spot)
+            .unwrap();
         assert_eq!(spot.price_per_hour, dec("10.0125"), "{}", db.backend);
         store.close().await;
     }
@@ -91,17 +132,34 @@ async fn repolling_unchanged_prices_adds_no_history_and_changes_add_one_row() {
 async fn money_round_trips_exactly() {
     for db in common::both_backends().await {
         let store = Store::open(&db.url).await.unwrap();
-        let prices = ["0.0960000000", "1.234567891234567", "0.000001", "123456.789012"];
+        let prices = [
+            "0.0960000000",
+            "1.234567891234567",
+            "0.000001",
+            "123456.789012",
+        ];
         let batch: Vec<Offer> = prices
             .iter()
             .enumerate()
-            .map(|(i, p)| offer(Provider::Azure, "eastus", "", &format!("T{i}"), Market::OnDemand, p))
+            .map(|(i, p)| {
+                offer(
+                    Provider::Azure,
+                    "eastus",
+                    "",
+                    &format!("T{i}"),
+                    Market::OnDemand,
+                    p,
+                )
+            })
             .collect();
         let mut cur = store.current_prices().await.unwrap();
         store.upsert_offers(&batch, &mut cur).await.unwrap();
         let (offers, _) = store.load_catalog().await.unwrap();
         for (i, p) in prices.iter().enumerate() {
-            let o = offers.iter().find(|o| o.key.instance_type == format!("T{i}")).unwrap();
+            let o = offers
+                .iter()
+                .find(|o| o.key.instance_type == format!("T{i}"))
+                .unwrap();
             assert_eq!(o.price_per_hour, dec(p), "{} {}", db.backend, p);
         }
         let total: Decimal = offers.iter().map(|o| o.price_per_hour).sum();
@@ -115,15 +173,32 @@ async fn offers_without_attributes_keep_known_hardware() {
     for db in common::both_backends().await {
         let store = Store::open(&db.url).await.unwrap();
         let mut cur = store.current_prices().await.unwrap();
-        let with = offer(Provider::Aws, "us-east-1", "", "p4d.24xlarge", Market::OnDemand, "32.7726");
+        let with = offer(
+            Provider::Aws,
+            "us-east-1",
+            "",
+            "p4d.24xlarge",
+            Market::OnDemand,
+            "32.7726",
+        );
         store.upsert_offers(&[with], &mut cur).await.unwrap();
-        let mut without = offer(Provider::Aws, "us-east-1", "us-east-1b", "p4d.24xlarge", Market::Spot, "11.5");
+        let mut without = offer(
+            Provider::Aws,
+            "us-east-1",
+            "us-east-1b",
+            "p4d.24xlarge",
+            Market::Spot,
+            "11.5",
+        );
         without.attrs = None;
         store.upsert_offers(&[without], &mut cur).await.unwrap();
         let (offers, _) = store.load_catalog().await.unwrap();
         assert_eq!(offers.len(), 2);
         for o in &offers {
-            let a = o.attrs.as_ref().expect("attributes joined from instance_type");
+            let a = o
+                .attrs
+                .as_ref()
+                .expect("attributes joined from instance_type");
             assert_eq!(a.gpu_model.as_deref(), Some("A100"), "{}", db.backend);
             assert_eq!(a.gpu_count, 8.0);
         }
@@ -138,8 +213,22 @@ async fn duplicate_keys_in_one_batch_keep_the_last() {
     for db in common::both_backends().await {
         let store = Store::open(&db.url).await.unwrap();
         let mut cur = store.current_prices().await.unwrap();
-        let a = offer(Provider::Azure, "eastus", "", "Standard_D2s_v3", Market::OnDemand, "0.1");
-        let b = offer(Provider::Azure, "eastus", "", "Standard_D2s_v3", Market::OnDemand, "0.096");
+        let a = offer(
+            Provider::Azure,
+            "eastus",
+            "",
+            "Standard_D2s_v3",
+            Market::OnDemand,
+            "0.1",
+        );
+        let b = offer(
+            Provider::Azure,
+            "eastus",
+            "",
+            "Standard_D2s_v3",
+            Market::OnDemand,
+            "0.096",
+        );
         let s = store.upsert_offers(&[a, b], &mut cur).await.unwrap();
         assert_eq!(s.offers, 1, "{}", db.backend);
         let (offers, _) = store.load_catalog().await.unwrap();
@@ -155,7 +244,11 @@ async fn source_status_and_spot_bands() {
         let t0 = Utc::now();
         store.record_source_success("azure", 120, t0).await.unwrap();
         store
-            .record_source_failure("azure", "HTTP 500 from http://x after 5 attempts", t0 + ChronoDuration::seconds(5))
+            .record_source_failure(
+                "azure",
+                "HTTP 500 from http://x after 5 attempts",
+                t0 + ChronoDuration::seconds(5),
+            )
             .await
             .unwrap();
         store.record_source_success("gcp", 7, t0).await.unwrap();
@@ -185,11 +278,20 @@ async fn source_status_and_spot_bands() {
 
 #[tokio::test]
 async fn bad_urls_are_configuration_errors() {
-    let e = Store::connect("mysql://root@127.0.0.1/test").await.err().unwrap();
+    let e = Store::connect("mysql://root@127.0.0.1/test")
+        .await
+        .err()
+        .unwrap();
     assert!(matches!(e, StoreError::UnsupportedScheme(_)));
     assert!(e.is_configuration());
     // Nothing listens on port 1.
-    let e = Store::connect("postgres://postgres:secret@127.0.0.1:1/test").await.err().unwrap();
+    let e = Store::connect("postgres://postgres:secret@127.0.0.1:1/test")
+        .await
+        .err()
+        .unwrap();
     assert!(e.is_configuration(), "{e}");
-    assert!(!e.to_string().contains("secret"), "password must be redacted: {e}");
+    assert!(
+        !e.to_string().contains("secret"),
+        "password must be redacted: {e}"
+    );
 }

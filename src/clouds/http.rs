@@ -56,14 +56,12 @@ pub async fn get_with_retry(
             Ok(resp) => {
                 let status = resp.status();
                 if status.is_success() {
-                    return resp
-                        .bytes()
-                        .await
-                        .map(bytes_body::Body)
-                        .map_err(|e| SourceError::Transport {
+                    return resp.bytes().await.map(bytes_body::Body).map_err(|e| {
+                        SourceError::Transport {
                             url: url.to_string(),
                             detail: format!("reading body: {e}"),
-                        });
+                        }
+                    });
                 }
                 if retryable(status) && !last {
                     let wait = retry_after(&resp)

@@ -23,7 +23,11 @@ use crate::domain::{InstanceAttrs, Offer, Provider, SpotBand};
 #[derive(Debug, thiserror::Error)]
 pub enum SourceError {
     #[error("throttled by {url} after {attempts} attempts (HTTP {status})")]
-    Throttled { url: String, status: u16, attempts: u32 },
+    Throttled {
+        url: String,
+        status: u16,
+        attempts: u32,
+    },
     #[error("HTTP {status} from {url} after {attempts} attempts: {body}")]
     Http {
         url: String,

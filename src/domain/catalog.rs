@@ -49,20 +49,21 @@ impl PriceFilter {
         if self.market.is_some_and(|m| m != o.key.market) {
             return false;
         }
-        if let Some(r) = &self.region {
-            if r != &o.key.region {
-                return false;
-            }
+        if self.region.as_ref().is_some_and(|r| r != &o.key.region) {
+            return false;
         }
-        if let Some(t) = &self.instance_type {
-            if t != &o.key.instance_type {
-                return false;
-            }
+        if self
+            .instance_type
+            .as_ref()
+            .is_some_and(|t| t != &o.key.instance_type)
+        {
+            return false;
         }
-        if let Some(max) = self.max_price_per_hour {
-            if o.price_per_hour > max {
-                return false;
-            }
+        if self
+            .max_price_per_hour
+            .is_some_and(|max| o.price_per_hour > max)
+        {
+            return false;
         }
         if self.gpu_model.is_some() || self.min_gpu_count > 0 {
             let Some(a) = &o.attrs else { return false };
@@ -131,9 +132,9 @@ impl Catalog {
     ) -> PricePage<'_> {
         let start = match after {
             None => 0,
-            Some((price, key)) => self.offers.partition_point(|o| {
-                (o.price_per_hour, &o.key) <= (*price, key)
-            }),
+            Some((price, key)) => self
+                .offers
+                .partition_point(|o| (o.price_per_hour, &o.key) <= (*price, key)),
         };
         let mut total = 0u64;
         let mut page = Vec::with_capacity(page_size.min(1024));
@@ -181,7 +182,14 @@ mod tests {
     use super::*;
     use crate::domain::{Currency, InstanceAttrs};
 
-    fn offer(p: Provider, region: &str, ty: &str, m: Market, price: &str, gpu: Option<(&str, f64)>) -> Offer {
+    fn offer(
+        p: Provider,
+        region: &str,
+        ty: &str,
+        m: Market,
+        price: &str,
+        gpu: Option<(&str, f64)>,
+    ) -> Offer {
         Offer {
             key: OfferKey {
                 provider: p,
@@ -208,11 +216,46 @@ mod tests {
     fn sample() -> Catalog {
         Catalog::new(
             vec![
-                offer(Provider::Aws, "us-east-1", "p4d.24xlarge", Market::OnDemand, "32.7726", Some(("A100", 8.0))),
-                offer(Provider::Aws, "us-east-1", "p4d.24xlarge", Market::Spot, "9.83", Some(("A100", 8.0))),
-                offer(Provider::Gcp, "us-central1", "a2-highgpu-1g", Market::OnDemand, "3.67", Some(("A100", 1.0))),
-                offer(Provider::Azure, "eastus", "Standard_D2s_v3", Market::OnDemand, "0.096", None),
-                offer(Provider::Aws, "us-east-1", "m5.large", Market::OnDemand, "0.096", None),
+                offer(
+                    Provider::Aws,
+                    "us-east-1",
+                    "p4d.24xlarge",
+                    Market::OnDemand,
+                    "32.7726",
+                    Some(("A100", 8.0)),
+                ),
+                offer(
+                    Provider::Aws,
+                    "us-east-1",
+                    "p4d.24xlarge",
+                    Market::Spot,
+                    "9.83",
+                    Some(("A100", 8.0)),
+                ),
+                offer(
+                    Provider::Gcp,
+                    "us-central1",
+                    "a2-highgpu-1g",
+                    Market::OnDemand,
+                    "3.67",
+                    Some(("A100", 1.0)),
+                ),
+                offer(
+                    Provider::Azure,
+                    "eastus",
+                    "Standard_D2s_v3",
+                    Market::OnDemand,
+                    "0.096",
+                    None,
+                ),
+                offer(
+                    Provider::Aws,
+                    "us-east-1",
+                    "m5.large",
+                    Market::OnDemand,
+                    "0.096",
+                    None,
+                ),
             ],
             vec![],
         )
@@ -221,7 +264,11 @@ mod tests {
     #[test]
     fn sorted_by_price_then_key() {
         let c = sample();
-        let prices: Vec<String> = c.offers().iter().map(|o| o.price_per_hour.to_string()).collect();
+        let prices: Vec<String> = c
+            .offers()
+            .iter()
+            .map(|o| o.price_per_hour.to_string())
+            .collect();
         assert_eq!(prices, ["0.096", "0.096", "3.67", "9.83", "32.7726"]);
         // tie at 0.096 broken by provider order: aws before azure
         assert_eq!(c.offers()[0].key.provider, Provider::Aws);

@@ -96,7 +96,13 @@ mod tests {
 
     #[test]
     fn amounts_are_exact() {
-        assert_eq!(parse_amount("0.0960000000").unwrap().normalize().to_string(), "0.096");
+        assert_eq!(
+            parse_amount("0.0960000000")
+                .unwrap()
+                .normalize()
+                .to_string(),
+            "0.096"
+        );
         assert_eq!(parse_amount("1.5E-3").unwrap().to_string(), "0.0015");
         assert!(parse_amount("").is_err());
         assert!(parse_amount("abc").is_err());

@@ -46,7 +46,10 @@ pub fn provider_from_proto(v: i32, field: &'static str) -> Result<Option<Provide
         Ok(proto::Provider::Aws) => Ok(Some(Provider::Aws)),
         Ok(proto::Provider::Gcp) => Ok(Some(Provider::Gcp)),
         Ok(proto::Provider::Azure) => Ok(Some(Provider::Azure)),
-        Err(_) => Err(FieldError::new(field, format!("unknown provider value {v}"))),
+        Err(_) => Err(FieldError::new(
+            field,
+            format!("unknown provider value {v}"),
+        )),
     }
 }
 
@@ -79,10 +82,16 @@ pub fn list_prices_query(r: &proto::ListPricesRequest) -> Result<ListPricesQuery
         None => None,
         Some(s) => {
             let d = parse_amount(&s).map_err(|_| {
-                FieldError::new("max_price_per_hour", format!("{s:?} is not a decimal amount"))
+                FieldError::new(
+                    "max_price_per_hour",
+                    format!("{s:?} is not a decimal amount"),
+                )
             })?;
             if d.is_sign_negative() {
-                return Err(FieldError::new("max_price_per_hour", "must not be negative"));
+                return Err(FieldError::new(
+                    "max_price_per_hour",
+                    "must not be negative",
+                ));
             }
             Some(d)
         }
@@ -133,7 +142,7 @@ pub fn encode_page_token(o: &Offer) -> String {
 
 pub fn decode_page_token(t: &str) -> Result<(Decimal, OfferKey), FieldError> {
     let bad = || FieldError::new("page_token", "not a token returned by ListPrices");
-    if t.len() % 2 != 0 || t.len() > 4096 {
+    if !t.len().is_multiple_of(2) || t.len() > 4096 {
         return Err(bad());
     }
     let bytes: Result<Vec<u8>, _> = (0..t.len())
@@ -186,7 +195,11 @@ pub fn price(o: &Offer, catalog: &Catalog) -> proto::Price {
     }
 }
 
-pub fn source_status(name: &str, enabled: bool, row: Option<&SourceStatusRow>) -> proto::SourceStatus {
+pub fn source_status(
+    name: &str,
+    enabled: bool,
+    row: Option<&SourceStatusRow>,
+) -> proto::SourceStatus {
     let state = match row {
         Some(r) => r.state.clone(),
         None if enabled => "never_run".into(),
@@ -240,7 +253,10 @@ mod tests {
             max_price_per_hour: "cheap".into(),
             ..Default::default()
         };
-        assert_eq!(list_prices_query(&r).err().unwrap().field, "max_price_per_hour");
+        assert_eq!(
+            list_prices_query(&r).err().unwrap().field,
+            "max_price_per_hour"
+        );
         let r = proto::ListPricesRequest {
             page_size: 5000,
             ..Default::default()

@@ -99,7 +99,9 @@ pub async fn run(
     health_reporter
         .set_serving::<proto::pricing_service_server::PricingServiceServer<pricing::PricingApi>>()
         .await;
-    health_reporter.set_service_status("", tonic_health::ServingStatus::Serving).await;
+    health_reporter
+        .set_service_status("", tonic_health::ServingStatus::Serving)
+        .await;
     let reflection = tonic_reflection::server::Builder::configure()
         .register_encoded_file_descriptor_set(proto::FILE_DESCRIPTOR_SET)
         .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
@@ -128,7 +130,9 @@ pub async fn run(
     let served = tonic::transport::Server::builder()
         .add_service(health_service)
         .add_service(reflection)
-        .add_service(proto::pricing_service_server::PricingServiceServer::new(pricing))
+        .add_service(proto::pricing_service_server::PricingServiceServer::new(
+            pricing,
+        ))
         .serve_with_incoming_shutdown(TcpListenerStream::new(listener), signal)
         .await;
 

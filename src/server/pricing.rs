@@ -49,10 +49,7 @@ impl PricingService for PricingApi {
         let rows = self.store.source_statuses().await.map_err(store_status)?;
         let mut out = Vec::new();
         for name in SOURCE_NAMES {
-            let enabled = self
-                .sources
-                .iter()
-                .any(|(n, e)| n == name && *e);
+            let enabled = self.sources.iter().any(|(n, e)| n == name && *e);
             out.push(convert::source_status(
                 name,
                 enabled,
@@ -60,9 +57,14 @@ impl PricingService for PricingApi {
             ));
         }
         // Offline inputs (seed, catalog import) appear once they have written prices.
-        for r in rows.iter().filter(|r| !SOURCE_NAMES.contains(&r.name.as_str())) {
+        for r in rows
+            .iter()
+            .filter(|r| !SOURCE_NAMES.contains(&r.name.as_str()))
+        {
             out.push(convert::source_status(&r.name, true, Some(r)));
         }
-        Ok(Response::new(proto::GetSourceStatusResponse { sources: out }))
+        Ok(Response::new(proto::GetSourceStatusResponse {
+            sources: out,
+        }))
     }
 }

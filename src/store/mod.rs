@@ -155,7 +155,10 @@ pub(crate) fn instance_attrs(offers: &[&Offer]) -> Vec<(Provider, String, Instan
 }
 
 /// Which offers of a batch need a new observation row; updates `current` as it goes.
-pub(crate) fn changed_offers<'a>(offers: &[&'a Offer], current: &mut CurrentPrices) -> Vec<&'a Offer> {
+pub(crate) fn changed_offers<'a>(
+    offers: &[&'a Offer],
+    current: &mut CurrentPrices,
+) -> Vec<&'a Offer> {
     let mut out = Vec::new();
     for o in offers {
         let price = o.price_per_hour.normalize();
@@ -251,7 +254,11 @@ impl Store {
         r
     }
 
-    pub async fn upsert_bands(&self, bands: &[SpotBand], at: DateTime<Utc>) -> Result<u64, StoreError> {
+    pub async fn upsert_bands(
+        &self,
+        bands: &[SpotBand],
+        at: DateTime<Utc>,
+    ) -> Result<u64, StoreError> {
         dispatch!(self, s => s.upsert_bands(bands, at).await)
     }
 

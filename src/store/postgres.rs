@@ -109,11 +109,17 @@ impl PgStore {
         let mut out = CurrentPrices::with_capacity(rows.len());
         for r in rows {
             let key = OfferKey {
-                provider: r.get::<&str, _>(0).parse().map_err(|e| corrupt("price_current", e))?,
+                provider: r
+                    .get::<&str, _>(0)
+                    .parse()
+                    .map_err(|e| corrupt("price_current", e))?,
                 region: r.get(1),
                 zone: r.get(2),
                 instance_type: r.get(3),
-                market: r.get::<&str, _>(4).parse().map_err(|e| corrupt("price_current", e))?,
+                market: r
+                    .get::<&str, _>(4)
+                    .parse()
+                    .map_err(|e| corrupt("price_current", e))?,
             };
             let price: Decimal = r.get(5);
             out.insert(key, price.normalize());
@@ -181,7 +187,10 @@ impl PgStore {
             let ty: Vec<&str> = chunk.iter().map(|(_, t, _)| t.as_str()).collect();
             let vcpus: Vec<f64> = chunk.iter().map(|(_, _, a)| a.vcpus).collect();
             let mem: Vec<f64> = chunk.iter().map(|(_, _, a)| a.memory_gib).collect();
-            let gpu: Vec<Option<&str>> = chunk.iter().map(|(_, _, a)| a.gpu_model.as_deref()).collect();
+            let gpu: Vec<Option<&str>> = chunk
+                .iter()
+                .map(|(_, _, a)| a.gpu_model.as_deref())
+                .collect();
             let gpu_n: Vec<f64> = chunk.iter().map(|(_, _, a)| a.gpu_count).collect();
             let gpu_mem: Vec<f64> = chunk.iter().map(|(_, _, a)| a.gpu_memory_gib).collect();
             let arch: Vec<&str> = chunk.iter().map(|(_, _, a)| a.arch.as_str()).collect();
@@ -214,7 +223,11 @@ impl PgStore {
         })
     }
 
-    pub async fn upsert_bands(&self, bands: &[SpotBand], at: DateTime<Utc>) -> Result<u64, StoreError> {
+    pub async fn upsert_bands(
+        &self,
+        bands: &[SpotBand],
+        at: DateTime<Utc>,
+    ) -> Result<u64, StoreError> {
         let mut tx = self.pool.begin().await?;
         for chunk in bands.chunks(CHUNK) {
             let provider: Vec<&str> = chunk.iter().map(|b| b.provider.as_str()).collect();
@@ -282,7 +295,10 @@ impl PgStore {
         let mut bands = Vec::with_capacity(band_rows.len());
         for r in band_rows {
             bands.push(SpotBand {
-                provider: r.try_get::<&str, _>(0)?.parse().map_err(|e| corrupt("spot_band", e))?,
+                provider: r
+                    .try_get::<&str, _>(0)?
+                    .parse()
+                    .map_err(|e| corrupt("spot_band", e))?,
                 region: r.try_get(1)?,
                 instance_type: r.try_get(2)?,
                 band: r.try_get::<i32, _>(3)? as u8,
@@ -302,7 +318,10 @@ impl PgStore {
         .await?;
         let mut out = KnownInstances::with_capacity(rows.len());
         for r in rows {
-            let p: Provider = r.try_get::<&str, _>(0)?.parse().map_err(|e| corrupt("instance_type", e))?;
+            let p: Provider = r
+                .try_get::<&str, _>(0)?
+                .parse()
+                .map_err(|e| corrupt("instance_type", e))?;
             out.insert(
                 (p, r.try_get(1)?),
                 InstanceAttrs {

@@ -88,17 +88,23 @@ impl SqliteStore {
         let mut out = CurrentPrices::with_capacity(rows.len());
         for r in rows {
             let key = OfferKey {
-                provider: r.get::<&str, _>(0).parse().map_err(|e| StoreError::Corrupt {
-                    table: "price_current",
-                    detail: format!("{e}"),
-                })?,
+                provider: r
+                    .get::<&str, _>(0)
+                    .parse()
+                    .map_err(|e| StoreError::Corrupt {
+                        table: "price_current",
+                        detail: format!("{e}"),
+                    })?,
                 region: r.get(1),
                 zone: r.get(2),
                 instance_type: r.get(3),
-                market: r.get::<&str, _>(4).parse().map_err(|e| StoreError::Corrupt {
-                    table: "price_current",
-                    detail: format!("{e}"),
-                })?,
+                market: r
+                    .get::<&str, _>(4)
+                    .parse()
+                    .map_err(|e| StoreError::Corrupt {
+                        table: "price_current",
+                        detail: format!("{e}"),
+                    })?,
             };
             let price = parse_money(r.get::<&str, _>(5), "price_current")?;
             out.insert(key, price.normalize());
@@ -190,7 +196,11 @@ impl SqliteStore {
         })
     }
 
-    pub async fn upsert_bands(&self, bands: &[SpotBand], at: DateTime<Utc>) -> Result<u64, StoreError> {
+    pub async fn upsert_bands(
+        &self,
+        bands: &[SpotBand],
+        at: DateTime<Utc>,
+    ) -> Result<u64, StoreError> {
         let mut tx = self.pool.begin().await?;
         for chunk in bands.chunks(CHUNK) {
             let mut qb = QueryBuilder::<Sqlite>::new(
@@ -254,10 +264,13 @@ impl SqliteStore {
         let mut bands = Vec::with_capacity(band_rows.len());
         for r in band_rows {
             bands.push(SpotBand {
-                provider: r.try_get::<&str, _>(0)?.parse().map_err(|e| StoreError::Corrupt {
-                    table: "spot_band",
-                    detail: format!("{e}"),
-                })?,
+                provider: r
+                    .try_get::<&str, _>(0)?
+                    .parse()
+                    .map_err(|e| StoreError::Corrupt {
+                        table: "spot_band",
+                        detail: format!("{e}"),
+                    })?,
                 region: r.try_get(1)?,
                 instance_type: r.try_get(2)?,
                 band: r.try_get::<i64, _>(3)? as u8,
@@ -277,10 +290,13 @@ impl SqliteStore {
         .await?;
         let mut out = KnownInstances::with_capacity(rows.len());
         for r in rows {
-            let p: Provider = r.try_get::<&str, _>(0)?.parse().map_err(|e| StoreError::Corrupt {
-                table: "instance_type",
-                detail: format!("{e}"),
-            })?;
+            let p: Provider =
+                r.try_get::<&str, _>(0)?
+                    .parse()
+                    .map_err(|e| StoreError::Corrupt {
+                        table: "instance_type",
+                        detail: format!("{e}"),
+                    })?;
             out.insert(
                 (p, r.try_get(1)?),
                 InstanceAttrs {

@@ -46,8 +46,10 @@ pub async fn import_catalog(
     let bar = if progress {
         let b = ProgressBar::new(total_bytes);
         b.set_style(
-            ProgressStyle::with_template("{spinner} {msg} [{bar:30}] {bytes}/{total_bytes} ({eta})")
-                .unwrap_or_else(|_| ProgressStyle::default_bar()),
+            ProgressStyle::with_template(
+                "{spinner} {msg} [{bar:30}] {bytes}/{total_bytes} ({eta})",
+            )
+            .unwrap_or_else(|_| ProgressStyle::default_bar()),
         );
         b
     } else {
@@ -120,7 +122,11 @@ pub async fn import_catalog(
 }
 
 /// The CLI command: open, import, print the report.
-pub async fn import_command(database_url: &str, dir: &Path, progress: bool) -> Result<(), ImportError> {
+pub async fn import_command(
+    database_url: &str,
+    dir: &Path,
+    progress: bool,
+) -> Result<(), ImportError> {
     let store = Store::open(database_url).await?;
     let out = import_catalog(&store, dir, progress).await;
     store.close().await;

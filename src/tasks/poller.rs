@@ -111,7 +111,10 @@ pub async fn seed_if_empty(store: &Store) -> Result<u64, PollError> {
     store
         .record_source_success("seed", stats.offers, Utc::now())
         .await?;
-    tracing::info!(offers = stats.offers, "database was empty: loaded the seed price snapshot");
+    tracing::info!(
+        offers = stats.offers,
+        "database was empty: loaded the seed price snapshot"
+    );
     Ok(stats.offers)
 }
 
@@ -126,10 +129,10 @@ pub async fn source_loop(
     loop {
         tokio::select! {
             r = poll_once(&store, source.as_ref()) => {
-                if r.is_ok() {
-                    if let Err(e) = refresh_catalog(&store, &catalog).await {
-                        tracing::warn!(error = %e, "catalog refresh failed");
-                    }
+                if r.is_ok()
+                    && let Err(e) = refresh_catalog(&store, &catalog).await
+                {
+                    tracing::warn!(error = %e, "catalog refresh failed");
                 }
             }
             _ = shutdown.changed() => return,

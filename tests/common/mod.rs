@@ -59,7 +59,9 @@ pub async fn fresh_postgres() -> TestDb {
     let name = format!("bursar_test_{}_{}_{}", std::process::id(), n, rand_suffix());
     let mut conn = sqlx::PgConnection::connect(&admin)
         .await
-        .unwrap_or_else(|e| panic!("Postgres at {admin} is required for tests (set DATABASE_URL): {e}"));
+        .unwrap_or_else(|e| {
+            panic!("Postgres at {admin} is required for tests (set DATABASE_URL): {e}")
+        });
     sqlx::query(&format!("CREATE DATABASE \"{name}\""))
         .execute(&mut conn)
         .await
@@ -110,12 +112,11 @@ impl TestServer {
                 .await
             {
                 let mut h = tonic_health::pb::health_client::HealthClient::new(ch);
-                if h
-                    .check(tonic_health::pb::HealthCheckRequest {
-                        service: String::new(),
-                    })
-                    .await
-                    .is_ok()
+                if h.check(tonic_health::pb::HealthCheckRequest {
+                    service: String::new(),
+                })
+                .await
+                .is_ok()
                 {
                     break;
                 }
@@ -143,7 +144,8 @@ impl TestServer {
 
     pub async fn pricing(
         &self,
-    ) -> bursar::proto::pricing_service_client::PricingServiceClient<tonic::transport::Channel> {
+    ) -> bursar::proto::pricing_service_client::PricingServiceClient<tonic::transport::Channel>
+    {
         bursar::proto::pricing_service_client::PricingServiceClient::new(self.channel().await)
     }
 
@@ -249,7 +251,9 @@ pub struct Fixture {
 }
 
 impl Fixture {
-    pub async fn start(handler: impl Fn(&FixtureRequest) -> FixtureResponse + Send + Sync + 'static) -> Fixture {
+    pub async fn start(
+        handler: impl Fn(&FixtureRequest) -> FixtureResponse + Send + Sync + 'static,
+    ) -> Fixture {
         let handler: Handler = Arc::new(handler);
         let requests = Arc::new(std::sync::Mutex::new(Vec::new()));
         let reqs = requests.clone();
@@ -332,6 +336,7 @@ fn moto_binary() -> PathBuf {
 }
 
 impl Moto {
+    #[allow(clippy::zombie_processes)] // killed and waited for in Drop
     pub async fn start() -> Moto {
         let port = {
             let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
@@ -344,7 +349,10 @@ impl Moto {
             .stderr(Stdio::null())
             .spawn()
             .unwrap_or_else(|e| {
-                panic!("moto_server ({}) is required: run .ci/run or set MOTO_SERVER: {e}", bin.display())
+                panic!(
+                    "moto_server ({}) is required: run .ci/run or set MOTO_SERVER: {e}",
+                    bin.display()
+                )
             });
         let url = format!("http://127.0.0.1:{port}");
         let client = reqwest::Client::new();

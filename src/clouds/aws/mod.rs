@@ -85,7 +85,12 @@ pub async fn sdk_config(settings: &HttpSettings, region: &str) -> Result<SdkConf
         .region(Region::new(region.to_string()))
         .retry_config(retry)
         .timeout_config(timeout);
-    if let Some(endpoint) = settings.endpoint.as_deref().map(str::trim) {
+    let endpoint = settings
+        .endpoint
+        .as_deref()
+        .map(str::trim)
+        .filter(|e| !e.is_empty());
+    if let Some(endpoint) = endpoint {
         validate_endpoint(endpoint)?;
         loader = loader.endpoint_url(endpoint);
         if !env_has_credentials() {
@@ -98,7 +103,14 @@ pub async fn sdk_config(settings: &HttpSettings, region: &str) -> Result<SdkConf
             ));
         }
     }
-    Ok(loader.load().await)
+    let config = loader.load().await;
+    // Clients panic on construction without a sleep implementation; refuse instead.
+    if config.sleep_impl().is_none() {
+        return Err(SourceError::Config(
+            "AWS SDK config has no async sleep (tokio runtime feature missing)".into(),
+        ));
+    }
+    Ok(config)
 }
 
 /// What an error names as "url": the override, or the service's public endpoint.
@@ -106,8 +118,9 @@ pub(crate) fn endpoint_label(settings: &HttpSettings, default: impl FnOnce() -> 
     settings
         .endpoint
         .as_deref()
-        .map(|e| e.trim().to_string())
-        .unwrap_or_else(default)
+        .map(str::trim)
+        .filter(|e| !e.is_empty())
+        .map_or_else(default, str::to_string)
 }
 
 /// Counts the attempts (first try plus retries) of one operation, so errors can say how

@@ -564,3 +564,22 @@ mod sdk_tests {
         assert!(matches!(err, SourceError::Config(_)), "{err:?}");
     }
 }
+
+#[cfg(test)]
+mod moto_tmp {
+    use super::*;
+    #[tokio::test]
+    async fn against_moto() {
+        let s = HttpSettings {
+            endpoint: Some("http://127.0.0.1:50931".into()),
+            ..Default::default()
+        };
+        let src = AwsSpotSource::new(s, vec!["us-east-1".into(), "eu-west-1".into()], vec!["m5.large".into()]);
+        let b = src.fetch(&KnownInstances::new()).await;
+        match &b {
+            Ok(b) => eprintln!("pages={} offers={} rejected={} rej={:?}", b.pages, b.offers.len(), b.rejected.len(), b.rejected),
+            Err(e) => eprintln!("ERR {e:?}"),
+        }
+        b.unwrap();
+    }
+}

@@ -394,6 +394,36 @@ impl AzureRetailSource {
             .trim_end_matches('/')
     }
 
+    /// Walks one chain of pages from `first`, following `NextPageLink` until it is null or
+    /// empty, feeding every page to `selector`. Returns the number of pages read.
+    pub async fn walk(
+        &self,
+        client: &reqwest::Client,
+        first: String,
+        selector: &mut RetailSelector,
+    ) -> Result<u32, SourceError> {
+        let mut guard = TokenGuard::default();
+        // The first URL counts as seen: a link back to it is a loop too.
+        guard.next(Some(&first), &first)?;
+        let mut url = first;
+        let mut pages = 0u32;
+        loop {
+            tracing::debug!(%url, page = pages + 1, "fetching Azure retail page");
+            let body = http::get_with_retry(client, &url, &self.settings).await?;
+            let page = parse_page(&body.0, &url)?;
+            pages += 1;
+            selector.add_page(&page);
+            let link = match page.next_page_link.as_deref().map(str::trim) {
+                Some(l) if !l.is_empty() => Some(resolve_link(&url, l)?),
+                _ => None,
+            };
+            match guard.next(link.as_deref(), &url)? {
+                Some(next) => url = next,
+                None => return Ok(pages),
+            }
+        }
+    }
+
     /// First URL of each walk.
     pub fn first_urls(&self) -> Vec<String> {
         let regions: Vec<&str> = self
@@ -428,25 +458,7 @@ impl PriceSource for AzureRetailSource {
         let mut selector = RetailSelector::new(&self.regions);
         let mut pages = 0u32;
         for first in self.first_urls() {
-            let mut guard = TokenGuard::default();
-            // The first URL counts as seen: a link back to it is a loop too.
-            guard.next(Some(&first), &first)?;
-            let mut url = first;
-            loop {
-                tracing::debug!(%url, page = pages + 1, "fetching Azure retail page");
-                let body = http::get_with_retry(&client, &url, &self.settings).await?;
-                let page = parse_page(&body.0, &url)?;
-                pages += 1;
-                selector.add_page(&page);
-                let link = match page.next_page_link.as_deref().map(str::trim) {
-                    Some(l) if !l.is_empty() => Some(resolve_link(&url, l)?),
-                    _ => None,
-                };
-                match guard.next(link.as_deref(), &url)? {
-                    Some(next) => url = next,
-                    None => break,
-                }
-            }
+            pages += self.walk(&client, first, &mut selector).await?;
         }
         let mut batch = selector.finish(known, Utc::now());
         batch.pages = pages;
@@ -728,5 +740,107 @@ mod tests {
             resolve_link("https://a.example/x/y?z=1", "/api?p=2").unwrap(),
             "https://a.example/api?p=2"
         );
+    }
+}
+
+#[cfg(test)]
+mod fetch_tests {
+    use std::time::Duration;
+
+    use axum::extract::{RawQuery, State};
+    use axum::http::{StatusCode, Uri};
+
+    use super::*;
+
+    const D2S: &str = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../shared/data/price-api-samples/azure/retail_vm_d2s_v3_eastus_consumption.json"
+    );
+
+    /// Serves page 1 (B1s, linking to /page2) at the API path, the D2s_v3 file at /page2,
+    /// a self-link at /loop and broken JSON at /broken. Returns the base URL.
+    async fn serve() -> String {
+        async fn answer(
+            State(base): State<String>,
+            uri: Uri,
+            RawQuery(q): RawQuery,
+        ) -> (StatusCode, String) {
+            let b1s = include_str!(concat!(
+                env!("CARGO_MANIFEST_DIR"),
+                "/../shared/data/price-api-samples/azure/retail_vm_b1s_eastus_consumption.json"
+            ));
+            match uri.path() {
+                "/api/retail/prices" => {
+                    let q = q.unwrap_or_default();
+                    assert!(q.starts_with("$filter=serviceName%20eq%20%27Virtual%20Machines%27"));
+                    let next = format!("\"{base}/page2?$skip=1000\"");
+                    (StatusCode::OK, b1s.replace("null", &next))
+                }
+                "/page2" => (StatusCode::OK, std::fs::read_to_string(D2S).unwrap()),
+                "/loop" => (
+                    StatusCode::OK,
+                    format!(r#"{{"Items":[],"NextPageLink":"{base}/loop"}}"#),
+                ),
+                _ => (StatusCode::OK, "{\"Items\": [".into()),
+            }
+        }
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let base = format!("http://{}", listener.local_addr().unwrap());
+        let app = axum::Router::new()
+            .fallback(answer)
+            .with_state(base.clone());
+        tokio::spawn(async move { axum::serve(listener, app).await });
+        base
+    }
+
+    fn settings(base: &str) -> HttpSettings {
+        HttpSettings {
+            endpoint: Some(base.to_string()),
+            timeout: Duration::from_secs(5),
+            max_retries: 0,
+            base_backoff: Duration::from_millis(1),
+            max_backoff: Duration::from_millis(5),
+        }
+    }
+
+    #[tokio::test]
+    async fn walks_next_page_links_and_stops_on_loops_and_bad_json() {
+        let base = serve().await;
+        let src = AzureRetailSource::new(settings(&base), vec!["eastus".into()]);
+        assert_eq!((src.name(), src.provider()), ("azure", Provider::Azure));
+        let batch = src.fetch(&KnownInstances::new()).await.unwrap();
+        assert_eq!(batch.pages, 2);
+        let types: Vec<_> = batch
+            .offers
+            .iter()
+            .map(|o| (o.key.instance_type.as_str(), o.key.market))
+            .collect();
+        assert_eq!(
+            types,
+            vec![
+                ("Standard_B1s", Market::OnDemand),
+                ("Standard_D2s_v3", Market::OnDemand),
+                ("Standard_D2s_v3", Market::Spot),
+            ]
+        );
+
+        // A chain whose page links to itself, and a page of broken JSON: errors, and the
+        // selector is dropped (nothing from the walk is returned).
+        let client = http::client(&settings(&base)).unwrap();
+        let mut sel = RetailSelector::new(&[]);
+        let err = src
+            .walk(&client, format!("{base}/loop"), &mut sel)
+            .await
+            .unwrap_err();
+        assert!(matches!(err, SourceError::PaginationLoop { .. }), "{err:?}");
+        match src.walk(&client, format!("{base}/broken"), &mut sel).await {
+            Err(SourceError::Malformed { url, .. }) => assert!(url.ends_with("/broken")),
+            other => panic!("{other:?}"),
+        }
+        let down = AzureRetailSource::new(settings(&format!("{base}/broken?")), vec![]);
+        assert!(matches!(
+            down.fetch(&KnownInstances::new()).await,
+            Err(SourceError::Malformed { .. })
+        ));
     }
 }

@@ -1206,3 +1206,108 @@ mod tests {
         }
     }
 }
+
+#[cfg(test)]
+mod fetch_tests {
+    use std::collections::HashMap;
+    use std::time::Duration;
+
+    use axum::extract::Query;
+    use axum::http::{StatusCode, Uri};
+
+    use super::*;
+
+    const KEY: &str = "test-key-123";
+
+    fn sample(file: &str) -> String {
+        let dir = concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/../shared/data/price-api-samples/gcp/"
+        );
+        std::fs::read_to_string(format!("{dir}{file}")).unwrap()
+    }
+
+    /// Page 1 = the A2/GPU page (it has a nextPageToken), page 2 = the N4A/N4D page; a wrong
+    /// key gets the recorded 400 API_KEY_INVALID body; "/loop" repeats its token.
+    async fn serve() -> String {
+        async fn answer(
+            uri: Uri,
+            Query(q): Query<HashMap<String, String>>,
+        ) -> (StatusCode, String) {
+            if q.get("key").map(String::as_str) != Some(KEY) {
+                return (
+                    StatusCode::BAD_REQUEST,
+                    sample("error_400_api_key_invalid.json"),
+                );
+            }
+            assert_eq!(q.get("currencyCode").map(String::as_str), Some("USD"));
+            assert_eq!(q.get("pageSize").map(String::as_str), Some("5000"));
+            let first = sample("compute_skus_a2_gpu_e2_t2d_page.json");
+            if uri.path().starts_with("/loop") {
+                return (StatusCode::OK, first);
+            }
+            if uri.path().starts_with("/broken") {
+                return (StatusCode::OK, "{\"skus\": [".into());
+            }
+            assert_eq!(uri.path(), "/v1/services/6F81-5844-456A/skus");
+            match q.get("pageToken") {
+                None => (StatusCode::OK, first),
+                Some(t) if t.starts_with("APKCS1HVa0") && t.ends_with("a2s=") => (
+                    StatusCode::OK,
+                    sample("compute_skus_n4a_n4d_us-central1.json"),
+                ),
+                Some(t) => (StatusCode::NOT_FOUND, format!("unknown token {t}")),
+            }
+        }
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let base = format!("http://{}", listener.local_addr().unwrap());
+        let app = axum::Router::new().fallback(answer);
+        tokio::spawn(async move { axum::serve(listener, app).await });
+        base
+    }
+
+    fn settings(base: String) -> HttpSettings {
+        HttpSettings {
+            endpoint: Some(base),
+            timeout: Duration::from_secs(5),
+            max_retries: 0,
+            base_backoff: Duration::from_millis(1),
+            max_backoff: Duration::from_millis(5),
+        }
+    }
+
+    #[tokio::test]
+    async fn walks_tokens_and_keeps_the_key_out_of_errors() {
+        let base = serve().await;
+        let src = GcpCatalogSource::new(settings(base.clone()), KEY.into(), vec![]);
+        assert_eq!((src.name(), src.provider()), ("gcp", Provider::Gcp));
+        let batch = src.fetch(&KnownInstances::new()).await.unwrap();
+        assert_eq!(batch.pages, 2);
+        let has = |it: &str| batch.offers.iter().any(|o| o.key.instance_type == it);
+        assert!(has("a2-highgpu-1g") && has("n4d-standard-8") && has("n4a-highmem-64"));
+
+        let bad = GcpCatalogSource::new(settings(base.clone()), "wrong-key".into(), vec![]);
+        let err = bad.fetch(&KnownInstances::new()).await.unwrap_err();
+        assert!(matches!(err, SourceError::Auth(_)), "{err:?}");
+        assert!(!err.to_string().contains("wrong-key"), "{err}");
+
+        let looping = GcpCatalogSource::new(settings(format!("{base}/loop")), KEY.into(), vec![]);
+        let err = looping.fetch(&KnownInstances::new()).await.unwrap_err();
+        assert!(matches!(err, SourceError::PaginationLoop { .. }), "{err:?}");
+        assert!(!err.to_string().contains(KEY), "{err}");
+
+        let broken = GcpCatalogSource::new(settings(format!("{base}/broken")), KEY.into(), vec![]);
+        let err = broken.fetch(&KnownInstances::new()).await.unwrap_err();
+        assert!(matches!(err, SourceError::Malformed { .. }), "{err:?}");
+        assert!(!err.to_string().contains(KEY), "{err}");
+
+        let dead = GcpCatalogSource::new(settings("http://127.0.0.1:9".into()), KEY.into(), vec![]);
+        let err = dead.fetch(&KnownInstances::new()).await.unwrap_err();
+        assert!(matches!(err, SourceError::Transport { .. }), "{err:?}");
+        assert!(!err.to_string().contains(KEY), "{err}");
+
+        let keyless = GcpCatalogSource::new(settings(base), "  ".into(), vec![]);
+        let err = keyless.fetch(&KnownInstances::new()).await.unwrap_err();
+        assert!(matches!(err, SourceError::Config(_)), "{err:?}");
+    }
+}

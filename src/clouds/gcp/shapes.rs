@@ -224,24 +224,55 @@ fn with_gpu(mut s: MachineShape, model: &str, count: u32) -> MachineShape {
     s
 }
 
+/// A series whose size grows per GPU: "<prefix>-<n>g" has n × (vCPUs, GiB) and n GPUs.
+struct PerGpuSeries {
+    prefix: &'static str,
+    family: &'static str,
+    vcpus_per_gpu: i64,
+    gib_per_gpu: i64,
+    model: &'static str,
+    counts: &'static [u32],
+}
+
+const PER_GPU_SERIES: [PerGpuSeries; 3] = [
+    PerGpuSeries {
+        prefix: "a2-highgpu",
+        family: "a2",
+        vcpus_per_gpu: 12,
+        gib_per_gpu: 85,
+        model: "A100",
+        counts: &[1, 2, 4, 8],
+    },
+    PerGpuSeries {
+        prefix: "a2-ultragpu",
+        family: "a2",
+        vcpus_per_gpu: 12,
+        gib_per_gpu: 170,
+        model: "A100-80GB",
+        counts: &[1, 2, 4, 8],
+    },
+    PerGpuSeries {
+        prefix: "a3-highgpu",
+        family: "a3",
+        vcpus_per_gpu: 26,
+        gib_per_gpu: 234,
+        model: "H100",
+        counts: &[1, 2, 4, 8],
+    },
+];
+
 /// Accelerator-optimized families: the GPUs are part of the machine type.
 fn accelerator_shapes(out: &mut Vec<MachineShape>) {
-    // (name prefix, family, vCPUs per GPU, GiB per GPU, model, GPU counts)
-    let per_gpu: [(&str, &str, i64, i64, &str, &[u32]); 3] = [
-        ("a2-highgpu", "a2", 12, 85, "A100", &[1, 2, 4, 8]),
-        ("a2-ultragpu", "a2", 12, 170, "A100-80GB", &[1, 2, 4, 8]),
-        ("a3-highgpu", "a3", 26, 234, "H100", &[1, 2, 4, 8]),
-    ];
-    for (prefix, family, cpu, mem, model, counts) in per_gpu {
-        for &n in counts {
+    for series in &PER_GPU_SERIES {
+        for &n in series.counts {
             let k = i64::from(n);
             let s = shape(
-                format!("{prefix}-{n}g"),
-                family,
-                dec(cpu * k, 0),
-                dec(mem * k, 0),
+                format!("{}-{n}g", series.prefix),
+                series.family,
+                dec(series.vcpus_per_gpu * k, 0),
+                dec(series.gib_per_gpu * k, 0),
             );
-            out.push(with_gpu(s, model, n));
+            out.push(with_gpu(s, series.model, n));
         }
     }
     let mega = shape("a2-megagpu-16g".into(), "a2", dec(96, 0), dec(1360, 0));
