@@ -80,10 +80,31 @@ pub enum Command {
     },
     /// List current prices from a running server.
     Prices(PricesArgs),
+    /// Measurements for BENCHMARKS.md.
+    #[command(subcommand)]
+    Bench(BenchCommand),
     /// Show the status of each price source on a running server.
     Sources {
         #[command(flatten)]
         client: ClientArgs,
+    },
+}
+
+#[derive(Subcommand, Debug)]
+pub enum BenchCommand {
+    /// Import a SkyPilot catalog into each (empty) database, then serve it and load
+    /// ListPrices over loopback gRPC: rows/s, resident memory, req/s, p50, p99.
+    Catalog {
+        dir: PathBuf,
+        /// Empty database to import into (repeat for SQLite and Postgres).
+        #[arg(long = "database-url", required = true)]
+        database_urls: Vec<String>,
+        /// Requests per ListPrices scenario.
+        #[arg(long, default_value_t = 20_000)]
+        requests: u64,
+        /// Requests in flight.
+        #[arg(long, default_value_t = 64)]
+        concurrency: usize,
     },
 }
 
@@ -211,6 +232,17 @@ pub async fn dispatch(cli: Cli) -> Result<(), CliError> {
         Command::Prices(args) => {
             init_logging("text", "warn");
             prices(args).await
+        }
+        Command::Bench(BenchCommand::Catalog {
+            dir,
+            database_urls,
+            requests,
+            concurrency,
+        }) => {
+            init_logging("text", "warn");
+            crate::bench::bench_catalog(&dir, &database_urls, requests, concurrency.max(1))
+                .await
+                .map_err(CliError::Failed)
         }
         Command::Sources { client } => {
             init_logging("text", "warn");

@@ -7,6 +7,7 @@
 //! command line.
 #![forbid(unsafe_code)]
 
+pub mod bench;
 pub mod cli;
 pub mod clouds;
 pub mod config;

@@ -31,6 +31,36 @@ pub fn backoff(settings: &HttpSettings, attempt: u32) -> Duration {
     Duration::from_millis(rand::rng().random_range(ms / 2..=ms))
 }
 
+/// A URL safe to log: the values of `key`, `api_key`, `token`, `sig` and `signature`
+/// query parameters are replaced by `***`.
+pub fn loggable_url(url: &str) -> String {
+    let Ok(mut u) = url::Url::parse(url) else {
+        return url.to_string();
+    };
+    let secret = |k: &str| {
+        matches!(
+            k.to_ascii_lowercase().as_str(),
+            "key" | "api_key" | "apikey" | "token" | "sig" | "signature"
+        )
+    };
+    if !u.query_pairs().any(|(k, _)| secret(&k)) {
+        return url.to_string();
+    }
+    let pairs: Vec<(String, String)> = u
+        .query_pairs()
+        .map(|(k, v)| {
+            let v = if secret(&k) {
+                "***".to_string()
+            } else {
+                v.to_string()
+            };
+            (k.to_string(), v)
+        })
+        .collect();
+    u.query_pairs_mut().clear().extend_pairs(pairs);
+    u.to_string()
+}
+
 fn retryable(status: StatusCode) -> bool {
     status == StatusCode::TOO_MANY_REQUESTS || status.is_server_error()
 }
@@ -67,7 +97,7 @@ pub async fn get_with_retry(
                     let wait = retry_after(&resp)
                         .map(|d| d.min(settings.max_backoff))
                         .unwrap_or_else(|| backoff(settings, attempt));
-                    tracing::warn!(%url, status = status.as_u16(), attempt, ?wait, "retrying");
+                    tracing::warn!(url = %loggable_url(url), status = status.as_u16(), attempt, ?wait, "retrying");
                     tokio::time::sleep(wait).await;
                     continue;
                 }
@@ -91,7 +121,7 @@ pub async fn get_with_retry(
             Err(e) => {
                 if !last {
                     let wait = backoff(settings, attempt);
-                    tracing::warn!(%url, error = %e, attempt, ?wait, "retrying after transport error");
+                    tracing::warn!(url = %loggable_url(url), error = %e, attempt, ?wait, "retrying after transport error");
                     tokio::time::sleep(wait).await;
                     continue;
                 }
@@ -163,6 +193,14 @@ mod tests {
             let b10 = backoff(&s, 10);
             assert!(b10 <= Duration::from_millis(1000));
         }
+    }
+
+    #[test]
+    fn secrets_are_not_logged() {
+        let u = loggable_url("http://127.0.0.1:9/v1/services/X/skus?key=SECRET123&pageSize=5000");
+        assert!(!u.contains("SECRET123"), "{u}");
+        assert!(u.contains("pageSize=5000"));
+        assert_eq!(loggable_url("http://a/b?c=d"), "http://a/b?c=d");
     }
 
     #[test]

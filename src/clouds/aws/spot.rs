@@ -23,8 +23,11 @@ use crate::domain::{Currency, Market, Offer, OfferKey, Provider};
 
 /// Source name, also written to `Offer::source`.
 pub const NAME: &str = "aws-spot";
-/// The only product description asked for (and kept).
+/// The product description asked for.
 pub const PRODUCT_DESCRIPTION: &str = "Linux/UNIX";
+/// Product descriptions kept: the VPC variant is the same Linux price (EC2 reported it
+/// separately in the EC2-Classic era; moto still answers with it).
+pub const LINUX_DESCRIPTIONS: &[&str] = &["Linux/UNIX", "Linux/UNIX (Amazon VPC)"];
 /// Largest page DescribeSpotPriceHistory allows.
 const PAGE_SIZE: i32 = 1000;
 
@@ -226,8 +229,8 @@ impl SpotRow {
 /// Keeps the newest row per (availability zone, instance type) and turns each into a spot
 /// `Offer` in `region` (zone = the AZ, observed at the row's timestamp, hardware from
 /// `known` if the type is there). Returns offers sorted by (zone, type), and the
-/// rejections (unreadable or non-positive prices, other product descriptions). On equal
-/// timestamps the row that came first wins. Pure.
+/// rejections (unreadable or non-positive prices, descriptions not in
+/// `LINUX_DESCRIPTIONS`). On equal timestamps the row that came first wins. Pure.
 pub fn latest_spot_offers(
     region: &str,
     rows: &[SpotRow],
@@ -243,11 +246,9 @@ pub fn latest_spot_offers(
             row.timestamp.to_rfc3339()
         );
         if let Some(desc) = &row.product_description
-            && desc != PRODUCT_DESCRIPTION
+            && !LINUX_DESCRIPTIONS.contains(&desc.as_str())
         {
-            rejected.push(format!(
-                "{who}: product {desc:?} is not {PRODUCT_DESCRIPTION}"
-            ));
+            rejected.push(format!("{who}: product {desc:?} is not Linux/UNIX"));
             continue;
         }
         let price = match parse_amount(&row.spot_price) {
@@ -390,9 +391,11 @@ mod tests {
             row("eu-west-1b", "0.000000", Some("Linux/UNIX")),
             row("eu-west-1c", "n/a", None),
             row("eu-west-1a", "0.7", Some("Windows")),
+            row("eu-west-1d", "0.6", Some("Linux/UNIX (Amazon VPC)")),
         ];
         let (offers, rejected) = latest_spot_offers("eu-west-1", &rows, &KnownInstances::new());
-        assert_eq!(offers.len(), 1);
+        assert_eq!(offers.len(), 2);
+        assert_eq!(offers[1].key.zone, "eu-west-1d");
         assert_eq!(offers[0].attrs, None);
         assert_eq!(offers[0].price_per_hour, parse_amount("0.5").unwrap());
         assert_eq!(rejected.len(), 3, "{rejected:?}");
@@ -562,24 +565,5 @@ mod sdk_tests {
             .await
             .unwrap_err();
         assert!(matches!(err, SourceError::Config(_)), "{err:?}");
-    }
-}
-
-#[cfg(test)]
-mod moto_tmp {
-    use super::*;
-    #[tokio::test]
-    async fn against_moto() {
-        let s = HttpSettings {
-            endpoint: Some("http://127.0.0.1:50931".into()),
-            ..Default::default()
-        };
-        let src = AwsSpotSource::new(s, vec!["us-east-1".into(), "eu-west-1".into()], vec!["m5.large".into()]);
-        let b = src.fetch(&KnownInstances::new()).await;
-        match &b {
-            Ok(b) => eprintln!("pages={} offers={} rejected={} rej={:?}", b.pages, b.offers.len(), b.rejected.len(), b.rejected),
-            Err(e) => eprintln!("ERR {e:?}"),
-        }
-        b.unwrap();
     }
 }
