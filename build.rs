@@ -3,7 +3,10 @@
 use std::path::PathBuf;
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
-    let protos = ["proto/bursar/v1/pricing.proto"];
+    let protos = [
+        "proto/bursar/v1/pricing.proto",
+        "proto/bursar/v1/placement.proto",
+    ];
     for p in &protos {
         println!("cargo:rerun-if-changed={p}");
     }

@@ -17,7 +17,7 @@ pub fn client(settings: &HttpSettings) -> Result<reqwest::Client, SourceError> {
         .map_err(|e| SourceError::Config(format!("HTTP client: {e}")))
 }
 
-/// Backoff before retry number `attempt` (1-based): full jitter over
+/// Backoff before retry number `attempt` (1-based): full jitter, uniform in 0 ..=
 /// `min(max, base * 2^(attempt-1))`.
 pub fn backoff(settings: &HttpSettings, attempt: u32) -> Duration {
     let exp = settings
@@ -28,7 +28,28 @@ pub fn backoff(settings: &HttpSettings, attempt: u32) -> Duration {
     if ms == 0 {
         return Duration::ZERO;
     }
-    Duration::from_millis(rand::rng().random_range(ms / 2..=ms))
+    Duration::from_millis(rand::rng().random_range(0..=ms))
+}
+
+/// Replaces the values of secret query parameters of `url` wherever they appear in `text`.
+pub fn redact_secrets(url: &str, text: &str) -> String {
+    let Ok(u) = url::Url::parse(url) else {
+        return text.to_string();
+    };
+    let mut out = text.to_string();
+    for (k, v) in u.query_pairs() {
+        if is_secret_param(&k) && v.len() >= 4 {
+            out = out.replace(v.as_ref(), "***");
+        }
+    }
+    out
+}
+
+fn is_secret_param(k: &str) -> bool {
+    matches!(
+        k.to_ascii_lowercase().as_str(),
+        "key" | "api_key" | "apikey" | "token" | "sig" | "signature"
+    )
 }
 
 /// A URL safe to log: the values of `key`, `api_key`, `token`, `sig` and `signature`
@@ -37,12 +58,7 @@ pub fn loggable_url(url: &str) -> String {
     let Ok(mut u) = url::Url::parse(url) else {
         return url.to_string();
     };
-    let secret = |k: &str| {
-        matches!(
-            k.to_ascii_lowercase().as_str(),
-            "key" | "api_key" | "apikey" | "token" | "sig" | "signature"
-        )
-    };
+    let secret = is_secret_param;
     if !u.query_pairs().any(|(k, _)| secret(&k)) {
         return url.to_string();
     }
@@ -102,6 +118,7 @@ pub async fn get_with_retry(
                     continue;
                 }
                 let body = resp.text().await.unwrap_or_default();
+                let body = redact_secrets(url, &body);
                 let body: String = body.chars().take(300).collect();
                 return Err(match status.as_u16() {
                     401 | 403 => SourceError::Auth(format!("HTTP {status} from {url}: {body}")),
@@ -121,13 +138,13 @@ pub async fn get_with_retry(
             Err(e) => {
                 if !last {
                     let wait = backoff(settings, attempt);
-                    tracing::warn!(url = %loggable_url(url), error = %e, attempt, ?wait, "retrying after transport error");
+                    tracing::warn!(url = %loggable_url(url), error = %e.without_url(), attempt, ?wait, "retrying after transport error");
                     tokio::time::sleep(wait).await;
                     continue;
                 }
                 return Err(SourceError::Transport {
                     url: url.to_string(),
-                    detail: e.to_string(),
+                    detail: redact_secrets(url, &e.without_url().to_string()),
                 });
             }
         }
@@ -187,9 +204,9 @@ mod tests {
         };
         for _ in 0..50 {
             let b1 = backoff(&s, 1);
-            assert!(b1 >= Duration::from_millis(50) && b1 <= Duration::from_millis(100));
+            assert!(b1 <= Duration::from_millis(100));
             let b3 = backoff(&s, 3);
-            assert!(b3 >= Duration::from_millis(200) && b3 <= Duration::from_millis(400));
+            assert!(b3 <= Duration::from_millis(400));
             let b10 = backoff(&s, 10);
             assert!(b10 <= Duration::from_millis(1000));
         }

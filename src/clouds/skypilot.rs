@@ -1052,7 +1052,13 @@ impl GcpFile {
                 ctx.skip(SkipReason::MissingAccelerator);
                 Ok(())
             }
-            (Some(h), Some(g)) => ctx.emit(out, market, Some(h + g), region, zone, ty, a),
+            (Some(h), Some(g)) => match h.checked_add(g) {
+                Some(sum) => ctx.emit(out, market, Some(sum), region, zone, ty, a),
+                None => {
+                    ctx.skip(SkipReason::NonPositivePrice);
+                    Ok(())
+                }
+            },
         }
     }
 }

@@ -82,7 +82,46 @@ impl PriceFilter {
 }
 
 impl Catalog {
+    /// Sources whose prices are snapshots, superseded by any live feed for the same
+    /// (provider, region, instance type, market).
+    pub const OFFLINE_SOURCES: [&'static str; 2] = ["seed", "catalog"];
+
     pub fn new(mut offers: Vec<Offer>, bands: Vec<SpotBand>) -> Self {
+        // Live prices supersede offline snapshots of the same offer family: zones may be
+        // named differently (AWS AZ ids vs names, GCP per-zone vs region-wide), so match on
+        // (provider, region, type, market).
+        let live: std::collections::HashSet<(Provider, &str, &str, Market)> = offers
+            .iter()
+            .filter(|o| !Self::OFFLINE_SOURCES.contains(&o.source.as_str()))
+            .map(|o| {
+                (
+                    o.key.provider,
+                    o.key.region.as_str(),
+                    o.key.instance_type.as_str(),
+                    o.key.market,
+                )
+            })
+            .collect();
+        if !live.is_empty() {
+            let drop: Vec<bool> = offers
+                .iter()
+                .map(|o| {
+                    Self::OFFLINE_SOURCES.contains(&o.source.as_str())
+                        && live.contains(&(
+                            o.key.provider,
+                            o.key.region.as_str(),
+                            o.key.instance_type.as_str(),
+                            o.key.market,
+                        ))
+                })
+                .collect();
+            let mut i = 0;
+            offers.retain(|_| {
+                let keep = !drop[i];
+                i += 1;
+                keep
+            });
+        }
         offers.sort_by(Self::order);
         offers.dedup_by(|a, b| a.key == b.key);
         let bands = bands
@@ -297,6 +336,46 @@ mod tests {
         let page = c.list(&f, None, 10);
         assert_eq!(page.offers.len(), 1);
         assert_eq!(page.offers[0].price_per_hour.to_string(), "9.83");
+    }
+
+    #[test]
+    fn live_prices_supersede_seed_and_catalog_for_the_same_offer_family() {
+        let mut seed = offer(
+            Provider::Aws,
+            "us-east-1",
+            "p4d.24xlarge",
+            Market::Spot,
+            "9.83",
+            None,
+        );
+        seed.source = "seed".into();
+        seed.key.zone = "use1-az1".into();
+        let mut live = offer(
+            Provider::Aws,
+            "us-east-1",
+            "p4d.24xlarge",
+            Market::Spot,
+            "11.2",
+            None,
+        );
+        live.source = "aws-spot".into();
+        live.key.zone = "us-east-1a".into();
+        let mut other = offer(
+            Provider::Aws,
+            "us-east-1",
+            "p4d.24xlarge",
+            Market::OnDemand,
+            "32.77",
+            None,
+        );
+        other.source = "seed".into();
+        let c = Catalog::new(vec![seed, live, other], vec![]);
+        let sources: Vec<&str> = c.offers().iter().map(|o| o.source.as_str()).collect();
+        assert_eq!(
+            sources,
+            ["aws-spot", "seed"],
+            "seed spot dropped, seed on-demand kept"
+        );
     }
 
     #[test]

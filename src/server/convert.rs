@@ -142,7 +142,7 @@ pub fn encode_page_token(o: &Offer) -> String {
 
 pub fn decode_page_token(t: &str) -> Result<(Decimal, OfferKey), FieldError> {
     let bad = || FieldError::new("page_token", "not a token returned by ListPrices");
-    if !t.len().is_multiple_of(2) || t.len() > 4096 {
+    if !t.is_ascii() || !t.len().is_multiple_of(2) || t.len() > 4096 {
         return Err(bad());
     }
     let bytes: Result<Vec<u8>, _> = (0..t.len())
@@ -241,7 +241,7 @@ mod tests {
         let (p, k) = decode_page_token(&t).unwrap();
         assert_eq!(p, "12.34".parse::<Decimal>().unwrap());
         assert_eq!(k, o.key);
-        for bad in ["zz", "abc", "00", &"41".repeat(10)] {
+        for bad in ["zz", "abc", "00", &"41".repeat(10), "aéa", "é"] {
             let e = decode_page_token(bad).unwrap_err();
             assert_eq!(e.field, "page_token");
         }

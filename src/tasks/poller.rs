@@ -127,15 +127,30 @@ pub async fn source_loop(
     mut shutdown: watch::Receiver<bool>,
 ) {
     loop {
+        // Each poll runs in its own task so that a panic in an adapter is recorded as a
+        // failed poll instead of silently ending this loop.
+        let (s, src) = (store.clone(), source.clone());
+        let mut poll = tokio::spawn(async move { poll_once(&s, src.as_ref()).await });
         tokio::select! {
-            r = poll_once(&store, source.as_ref()) => {
-                if r.is_ok()
-                    && let Err(e) = refresh_catalog(&store, &catalog).await
-                {
-                    tracing::warn!(error = %e, "catalog refresh failed");
+            r = &mut poll => match r {
+                Ok(Ok(_)) => {
+                    if let Err(e) = refresh_catalog(&store, &catalog).await {
+                        tracing::warn!(error = %e, "catalog refresh failed");
+                    }
                 }
+                Ok(Err(e)) => tracing::warn!(source = source.name(), error = %e, "poll failed"),
+                Err(join) => {
+                    let msg = format!("poll task failed: {join}");
+                    tracing::error!(source = source.name(), error = %msg);
+                    if let Err(e) = store.record_source_failure(source.name(), &msg, Utc::now()).await {
+                        tracing::warn!(error = %e, "cannot record source failure");
+                    }
+                }
+            },
+            _ = shutdown.changed() => {
+                poll.abort();
+                return;
             }
-            _ = shutdown.changed() => return,
         }
         tokio::select! {
             _ = tokio::time::sleep(interval) => {}

@@ -59,12 +59,21 @@ fn validate_endpoint(endpoint: &str) -> Result<(), SourceError> {
     }
 }
 
+/// Static test credentials are only ever used against a loopback endpoint (a test peer);
+/// a real endpoint override (VPC, FIPS) keeps the normal credential chain.
+fn is_loopback(endpoint: &str) -> bool {
+    url::Url::parse(endpoint)
+        .ok()
+        .and_then(|u| u.host_str().map(str::to_string))
+        .is_some_and(|h| h == "localhost" || h == "127.0.0.1" || h == "[::1]" || h == "::1")
+}
+
 /// Builds the SDK configuration both SDK sources use:
 /// - `region` as given (the Pricing API lives in us-east-1; EC2 clients get one per region);
 /// - `settings.endpoint`, if set, as the endpoint URL for every operation, unchanged;
 /// - credentials from the default chain, except that with an endpoint override and no
 ///   credentials in the environment (`AWS_ACCESS_KEY_ID`, `AWS_PROFILE`, web identity or
-///   container variables) static test credentials are used, so local stand-ins and
+///   container variables) and a loopback endpoint, static test credentials are used, so local stand-ins and
 ///   moto work without a real account;
 /// - standard retries: `max_retries + 1` attempts, `base_backoff` initial backoff (the SDK
 ///   applies it to throttling; its own short backoff to transient 5xx), `max_backoff` cap;
@@ -93,7 +102,7 @@ pub async fn sdk_config(settings: &HttpSettings, region: &str) -> Result<SdkConf
     if let Some(endpoint) = endpoint {
         validate_endpoint(endpoint)?;
         loader = loader.endpoint_url(endpoint);
-        if !env_has_credentials() {
+        if !env_has_credentials() && is_loopback(endpoint) {
             loader = loader.credentials_provider(Credentials::new(
                 "AKIDBURSARTEST",
                 "bursar-test-secret",

@@ -296,7 +296,7 @@ pub fn excluded_reason(description: &str) -> Option<&'static str> {
 /// and whether it was there.
 fn strip_spot_prefix(s: &str) -> (&str, bool) {
     for p in ["spot preemptible ", "preemptible "] {
-        if s.len() >= p.len() && s[..p.len()].eq_ignore_ascii_case(p) {
+        if s.get(..p.len()).is_some_and(|h| h.eq_ignore_ascii_case(p)) {
             return (&s[p.len()..], true);
         }
     }
@@ -626,7 +626,18 @@ pub fn compose_offers(
                         continue;
                     }
                 };
-                let mut price = shape.vcpus * core + shape.memory_gib * ram;
+                let Some(mut price) = shape.vcpus.checked_mul(core).and_then(|c| {
+                    shape
+                        .memory_gib
+                        .checked_mul(ram)
+                        .and_then(|r| c.checked_add(r))
+                }) else {
+                    note(format!(
+                        "gcp {region} {market}: {} price overflows",
+                        shape.name
+                    ));
+                    continue;
+                };
                 if let Some(gpu) = &shape.gpu {
                     let Some(rate) = card.gpu_rate(&region, market, &gpu.model) else {
                         if shape.name.contains('+') {
@@ -642,7 +653,17 @@ pub fn compose_offers(
                         }
                         continue;
                     };
-                    price += Decimal::from(gpu.count) * rate;
+                    let Some(p) = Decimal::from(gpu.count)
+                        .checked_mul(rate)
+                        .and_then(|g| price.checked_add(g))
+                    else {
+                        note(format!(
+                            "gcp {region} {market}: {} price overflows",
+                            shape.name
+                        ));
+                        continue;
+                    };
+                    price = p;
                 }
                 offers.push(Offer {
                     key: OfferKey {
