@@ -11,12 +11,14 @@ use chrono::{DateTime, Utc};
 use rust_decimal::Decimal;
 
 use super::offer::{Market, Offer, OfferKey, Provider, SpotBand};
+use super::placement::PlacementIndex;
 
 #[derive(Debug, Default)]
 pub struct Catalog {
     offers: Vec<Offer>,
     bands: HashMap<(Provider, String, String), SpotBand>,
     pub built_at: Option<DateTime<Utc>>,
+    placement: PlacementIndex,
 }
 
 /// What `ListPrices` filters on. `None`/zero means "no filter".
@@ -128,11 +130,20 @@ impl Catalog {
             .into_iter()
             .map(|b| ((b.provider, b.region.clone(), b.instance_type.clone()), b))
             .collect();
-        Catalog {
+        let mut c = Catalog {
             offers,
             bands,
             built_at: Some(Utc::now()),
-        }
+            placement: PlacementIndex::default(),
+        };
+        let ix = PlacementIndex::build(&c.offers, &c);
+        c.placement = ix;
+        c
+    }
+
+    /// The offers indexed for SelectProvider.
+    pub fn placement(&self) -> &PlacementIndex {
+        &self.placement
     }
 
     /// Listing order: cheapest first, then by key so that ties are deterministic.

@@ -1,8 +1,11 @@
 //! Pure domain: money, offers and the in-memory price catalog. Nothing here knows about
 //! tonic, sqlx, reqwest or cloud SDKs; everything here is unit-tested without I/O.
 pub mod catalog;
+pub mod egress;
 pub mod money;
 pub mod offer;
+pub mod placement;
+pub mod regions;
 
 pub use catalog::{Catalog, PriceFilter, PricePage};
 pub use money::{Currency, Money};

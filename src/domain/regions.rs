@@ -39,8 +39,8 @@ pub struct RegionInfo {
 
 /// EU member states (ISO 3166-1 alpha-2).
 pub const EU: [&str; 27] = [
-    "AT", "BE", "BG", "HR", "CY", "CZ", "DK", "EE", "FI", "FR", "DE", "GR", "HU", "IE", "IT",
-    "LV", "LT", "LU", "MT", "NL", "PL", "PT", "RO", "SK", "SI", "ES", "SE",
+    "AT", "BE", "BG", "HR", "CY", "CZ", "DK", "EE", "FI", "FR", "DE", "GR", "HU", "IE", "IT", "LV",
+    "LT", "LU", "MT", "NL", "PL", "PT", "RO", "SK", "SI", "ES", "SE",
 ];
 /// EEA members outside the EU.
 pub const EEA_EXTRA: [&str; 3] = ["IS", "LI", "NO"];
@@ -127,7 +127,10 @@ mod tests {
     #[test]
     fn table_knows_common_regions() {
         let r = region_info(Provider::Aws, "us-east-1").unwrap();
-        assert_eq!((r.country.as_str(), r.continent), ("US", Continent::NorthAmerica));
+        assert_eq!(
+            (r.country.as_str(), r.continent),
+            ("US", Continent::NorthAmerica)
+        );
         let r = region_info(Provider::Gcp, "europe-west4").unwrap();
         assert_eq!((r.country.as_str(), r.continent), ("NL", Continent::Europe));
         let r = region_info(Provider::Azure, "westeurope").unwrap();
