@@ -80,11 +80,112 @@ pub enum Command {
     },
     /// List current prices from a running server.
     Prices(PricesArgs),
+    /// Ask a running server where to run a job (PlacementService.SelectProvider).
+    Select(SelectArgs),
+    /// Operator marks: take a provider, region or zone out of placement for a while.
+    #[command(subcommand)]
+    Unavailable(UnavailableCommand),
     /// Measurements for BENCHMARKS.md.
     #[command(subcommand)]
     Bench(BenchCommand),
     /// Show the status of each price source on a running server.
     Sources {
+        #[command(flatten)]
+        client: ClientArgs,
+    },
+}
+
+#[derive(Args, Debug)]
+pub struct SelectArgs {
+    /// Accelerators as MODEL[:COUNT], e.g. A100:8; several models: A100,A100-80GB:8.
+    #[arg(long)]
+    pub gpu: Option<String>,
+    /// Minimum vCPUs per node.
+    #[arg(long, default_value_t = 0)]
+    pub cpus: u32,
+    /// Minimum memory per node, GiB.
+    #[arg(long, default_value_t = 0.0)]
+    pub memory: f64,
+    /// Minimum memory per accelerator, GiB.
+    #[arg(long, default_value_t = 0.0)]
+    pub gpu_memory: f64,
+    #[arg(long, default_value_t = 1)]
+    pub nodes: u32,
+    /// Expected runtime in hours (required, > 0).
+    #[arg(long)]
+    pub hours: f64,
+    /// Allow spot/preemptible offers.
+    #[arg(long)]
+    pub spot: bool,
+    /// Only spot/preemptible offers.
+    #[arg(long, conflicts_with = "spot")]
+    pub spot_only: bool,
+    /// Worst acceptable interruption band: "<5%", "5-10%", "10-15%", "15-20%", ">20%".
+    #[arg(long)]
+    pub max_band: Option<String>,
+    /// Use spot only if at least this many percent cheaper than on-demand.
+    #[arg(long, default_value_t = 0.0)]
+    pub min_spot_savings: f64,
+    /// Input data as URI@REGION:SIZE, e.g. s3://bucket/path@us-east-1:2000GB (repeatable;
+    /// sizes in GB or TB = 1000 GB).
+    #[arg(long = "data")]
+    pub data: Vec<String>,
+    /// Output destination as URI@REGION:SIZE.
+    #[arg(long)]
+    pub output: Option<String>,
+    /// Allowed provider (repeatable).
+    #[arg(long = "provider")]
+    pub providers: Vec<String>,
+    #[arg(long = "deny-provider")]
+    pub deny_providers: Vec<String>,
+    /// Allowed region (repeatable).
+    #[arg(long = "region")]
+    pub regions: Vec<String>,
+    #[arg(long = "deny-region")]
+    pub deny_regions: Vec<String>,
+    /// EU, EEA or a country code (repeatable).
+    #[arg(long = "jurisdiction")]
+    pub jurisdictions: Vec<String>,
+    #[arg(long)]
+    pub max_price: Option<String>,
+    #[arg(long)]
+    pub max_total: Option<String>,
+    /// How many placements to return.
+    #[arg(long, default_value_t = 5)]
+    pub top: u32,
+    /// Caller label KEY=VALUE (team, project, job_id, …), repeatable.
+    #[arg(long = "label")]
+    pub labels: Vec<String>,
+    #[command(flatten)]
+    pub client: ClientArgs,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum UnavailableCommand {
+    /// Mark a provider, region or zone unavailable.
+    Mark {
+        #[arg(long)]
+        provider: String,
+        #[arg(long)]
+        region: Option<String>,
+        #[arg(long)]
+        zone: Option<String>,
+        #[arg(long)]
+        reason: String,
+        /// How long, e.g. 30m, 2h, 1d.
+        #[arg(long = "for", default_value = "1h")]
+        duration: String,
+        #[command(flatten)]
+        client: ClientArgs,
+    },
+    /// List current marks.
+    List {
+        #[command(flatten)]
+        client: ClientArgs,
+    },
+    /// Remove a mark.
+    Clear {
+        id: String,
         #[command(flatten)]
         client: ClientArgs,
     },
@@ -244,6 +345,14 @@ pub async fn dispatch(cli: Cli) -> Result<(), CliError> {
                 .await
                 .map_err(CliError::Failed)
         }
+        Command::Select(args) => {
+            init_logging("text", "warn");
+            crate::cli_placement::select(args).await
+        }
+        Command::Unavailable(cmd) => {
+            init_logging("text", "warn");
+            crate::cli_placement::unavailable(cmd).await
+        }
         Command::Sources { client } => {
             init_logging("text", "warn");
             sources(client).await
@@ -365,6 +474,17 @@ async fn poll(mut cfg: Config, once: bool, named: Vec<String>) -> Result<(), Cli
     }
 }
 
+pub(crate) async fn channel(server: &str) -> Result<tonic::transport::Channel, CliError> {
+    let endpoint = tonic::transport::Endpoint::from_shared(server.to_string())
+        .map_err(|e| CliError::Usage(format!("--server {server:?}: {e}")))?
+        .connect_timeout(Duration::from_secs(5))
+        .timeout(Duration::from_secs(30));
+    endpoint
+        .connect()
+        .await
+        .map_err(|e| CliError::Failed(format!("cannot reach bursar at {server}: {e}")))
+}
+
 async fn connect(
     server: &str,
 ) -> Result<proto::pricing_service_client::PricingServiceClient<tonic::transport::Channel>, CliError>
@@ -382,7 +502,7 @@ async fn connect(
     ))
 }
 
-fn status_error(s: tonic::Status) -> CliError {
+pub(crate) fn status_error(s: tonic::Status) -> CliError {
     match s.code() {
         tonic::Code::InvalidArgument => CliError::Usage(s.message().to_string()),
         _ => CliError::Failed(format!("{:?}: {}", s.code(), s.message())),
@@ -586,7 +706,7 @@ async fn sources(c: ClientArgs) -> Result<(), CliError> {
     Ok(())
 }
 
-fn provider_name(v: i32) -> &'static str {
+pub(crate) fn provider_name(v: i32) -> &'static str {
     match proto::Provider::try_from(v) {
         Ok(proto::Provider::Aws) => "aws",
         Ok(proto::Provider::Gcp) => "gcp",
@@ -595,7 +715,7 @@ fn provider_name(v: i32) -> &'static str {
     }
 }
 
-fn market_name(v: i32) -> &'static str {
+pub(crate) fn market_name(v: i32) -> &'static str {
     match proto::Market::try_from(v) {
         Ok(proto::Market::OnDemand) => "on_demand",
         Ok(proto::Market::Spot) => "spot",
@@ -603,7 +723,7 @@ fn market_name(v: i32) -> &'static str {
     }
 }
 
-fn trim_float(v: f64) -> String {
+pub(crate) fn trim_float(v: f64) -> String {
     if v.fract() == 0.0 {
         format!("{v:.0}")
     } else {

@@ -37,6 +37,168 @@ pub struct Config {
     #[serde(with = "humantime_serde_str")]
     pub catalog_refresh: Duration,
     pub sources: Sources,
+    pub placement: PlacementConfig,
+}
+
+/// SelectProvider's cost model and decision log.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct PlacementConfig {
+    /// Prices older than this are stale.
+    #[serde(with = "humantime_serde_str")]
+    pub max_price_age: Duration,
+    /// "flag" stale offers (and providers whose price source is failing), or "skip" them.
+    pub on_stale: String,
+    /// Band assumed for spot offers without an advisor band: "<5%" … ">20%".
+    pub default_spot_band: String,
+    /// Hours to restart after a spot interruption (decimal string).
+    pub restart_hours: String,
+    /// Checkpoint interval in hours; half of it is lost per interruption (decimal string).
+    pub checkpoint_hours: String,
+    /// Decision log: queue capacity (a full queue drops rows and counts them), rows per
+    /// batch, and the longest a row waits before it is written.
+    pub decision_log_queue: usize,
+    pub decision_log_batch: usize,
+    #[serde(with = "humantime_serde_str")]
+    pub decision_log_flush: Duration,
+    /// Egress price overrides per provider; unset providers keep the built-in list prices.
+    pub egress: EgressConfig,
+}
+
+impl Default for PlacementConfig {
+    fn default() -> Self {
+        PlacementConfig {
+            max_price_age: Duration::from_secs(7 * 24 * 3600),
+            on_stale: "flag".into(),
+            default_spot_band: "10-15%".into(),
+            restart_hours: "0.1".into(),
+            checkpoint_hours: "1".into(),
+            decision_log_queue: 10_000,
+            decision_log_batch: 500,
+            decision_log_flush: Duration::from_secs(1),
+            egress: EgressConfig::default(),
+        }
+    }
+}
+
+#[derive(Clone, Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct EgressConfig {
+    pub aws: Option<ProviderEgressConfig>,
+    pub gcp: Option<ProviderEgressConfig>,
+    pub azure: Option<ProviderEgressConfig>,
+}
+
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ProviderEgressConfig {
+    pub same_continent_per_gb: String,
+    pub cross_continent_per_gb: String,
+    pub internet: Vec<TierConfig>,
+}
+
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TierConfig {
+    pub up_to_gb: Option<String>,
+    pub per_gb: String,
+}
+
+impl PlacementConfig {
+    /// The validated cost model; errors name the field.
+    pub fn cost_model(&self) -> Result<crate::domain::placement::CostModel, ConfigError> {
+        use crate::domain::egress::{EgressTable, ProviderEgress, Tier};
+        use crate::domain::money::parse_amount;
+        use crate::domain::placement::{CostModel, band_from_label, milli};
+        let field = |f: &str, detail: String| ConfigError::Field {
+            field: format!("placement.{f}"),
+            detail,
+        };
+        let dec = |f: &str, v: &str| {
+            parse_amount(v).map_err(|_| field(f, format!("{v:?} is not a decimal number")))
+        };
+        let skip_stale = match self.on_stale.as_str() {
+            "flag" => false,
+            "skip" => true,
+            other => {
+                return Err(field(
+                    "on_stale",
+                    format!("{other:?}: expected \"flag\" or \"skip\""),
+                ));
+            }
+        };
+        let band = band_from_label(&self.default_spot_band).ok_or_else(|| {
+            field(
+                "default_spot_band",
+                format!(
+                    "{:?}: expected one of <5%, 5-10%, 10-15%, 15-20%, >20%",
+                    self.default_spot_band
+                ),
+            )
+        })?;
+        let hours = |f: &str, v: &str| {
+            let d = dec(f, v)?;
+            if d.is_sign_negative() {
+                return Err(field(f, "must not be negative".into()));
+            }
+            milli(d).ok_or_else(|| field(f, "out of range".into()))
+        };
+        let mut egress = EgressTable::default();
+        for (name, cfg) in [
+            ("aws", &self.egress.aws),
+            ("gcp", &self.egress.gcp),
+            ("azure", &self.egress.azure),
+        ] {
+            let Some(c) = cfg else { continue };
+            let p = ProviderEgress {
+                same_continent_per_gb: dec(
+                    &format!("egress.{name}.same_continent_per_gb"),
+                    &c.same_continent_per_gb,
+                )?,
+                cross_continent_per_gb: dec(
+                    &format!("egress.{name}.cross_continent_per_gb"),
+                    &c.cross_continent_per_gb,
+                )?,
+                internet: c
+                    .internet
+                    .iter()
+                    .map(|t| {
+                        Ok(Tier {
+                            up_to_gb: t
+                                .up_to_gb
+                                .as_deref()
+                                .map(|u| dec(&format!("egress.{name}.internet.up_to_gb"), u))
+                                .transpose()?,
+                            per_gb: dec(&format!("egress.{name}.internet.per_gb"), &t.per_gb)?,
+                        })
+                    })
+                    .collect::<Result<_, ConfigError>>()?,
+            };
+            match name {
+                "aws" => egress.aws = p,
+                "gcp" => egress.gcp = p,
+                _ => egress.azure = p,
+            }
+            egress.source = format!("{} (with config overrides)", egress.source);
+        }
+        egress
+            .validate()
+            .map_err(|e| field(&format!("egress.{}", e.field), e.detail))?;
+        if self.decision_log_queue == 0 || self.decision_log_batch == 0 {
+            return Err(field(
+                "decision_log_queue",
+                "queue and batch must be > 0".into(),
+            ));
+        }
+        Ok(CostModel {
+            egress,
+            restart_hours_milli: hours("restart_hours", &self.restart_hours)?,
+            checkpoint_hours_milli: hours("checkpoint_hours", &self.checkpoint_hours)?,
+            default_spot_band: band,
+            max_price_age_secs: self.max_price_age.as_secs() as i64,
+            skip_stale,
+        })
+    }
 }
 
 impl Default for Config {
@@ -48,6 +210,7 @@ impl Default for Config {
             seed_when_empty: true,
             catalog_refresh: Duration::from_secs(60),
             sources: Sources::default(),
+            placement: PlacementConfig::default(),
         }
     }
 }
@@ -349,6 +512,7 @@ impl Config {
                 });
             }
         }
+        self.placement.cost_model()?;
         if self.sources.gcp.enabled && self.sources.gcp.api_key.trim().is_empty() {
             return Err(ConfigError::Field {
                 field: "sources.gcp.api_key".into(),
@@ -397,6 +561,44 @@ mod tests {
         assert_eq!(c.database_url, "sqlite://other.db");
         assert_eq!(c.sources.azure.regions, ["eastus", "westeurope"]);
         assert!(c.sources.aws_spot.enabled);
+    }
+
+    #[test]
+    fn placement_section_and_egress_overrides() {
+        let c = Config::from_toml(
+            r#"
+            [placement]
+            on_stale = "skip"
+            default_spot_band = "<5%"
+            [placement.egress.aws]
+            same_continent_per_gb = "0.01"
+            cross_continent_per_gb = "0.02"
+            internet = [{ up_to_gb = "100", per_gb = "0.10" }, { per_gb = "0.05" }]
+            "#,
+        )
+        .unwrap();
+        let m = c.placement.cost_model().unwrap();
+        assert!(m.skip_stale);
+        assert_eq!(m.default_spot_band, 0);
+        assert_eq!(m.egress.aws.internet.len(), 2);
+        let mut bad = c.clone();
+        bad.placement.on_stale = "ignore".into();
+        assert!(
+            bad.validate()
+                .unwrap_err()
+                .to_string()
+                .contains("placement.on_stale")
+        );
+        let mut bad = c;
+        if let Some(e) = bad.placement.egress.aws.as_mut() {
+            e.internet[0].per_gb = "cheap".into();
+        }
+        assert!(
+            bad.validate()
+                .unwrap_err()
+                .to_string()
+                .contains("egress.aws.internet.per_gb")
+        );
     }
 
     #[test]

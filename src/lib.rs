@@ -9,6 +9,7 @@
 
 pub mod bench;
 pub mod cli;
+pub mod cli_placement;
 pub mod clouds;
 pub mod config;
 pub mod domain;

@@ -1136,7 +1136,8 @@ mod tests {
         (Provider::Azure, "eastus"),
         (Provider::Azure, "westeurope"),
     ];
-    const TYPES: [(&str, f64, f64, Option<&str>, f64, f64); 6] = [
+    type TypeRow = (&'static str, f64, f64, Option<&'static str>, f64, f64);
+    const TYPES: [TypeRow; 6] = [
         ("small", 2.0, 8.0, None, 0.0, 0.0),
         ("medium", 8.0, 32.0, None, 0.0, 0.0),
         ("large", 32.0, 128.0, None, 0.0, 0.0),
@@ -1300,10 +1301,10 @@ mod tests {
                 return None;
             }
         }
-        if let Some(m) = req.max_price_nanos {
-            if o.price_per_hour * Decimal::from(1_000_000_000) > Decimal::from(m) {
-                return None;
-            }
+        if let Some(m) = req.max_price_nanos
+            && o.price_per_hour * Decimal::from(1_000_000_000) > Decimal::from(m)
+        {
+            return None;
         }
         let band = if spot {
             Some(
@@ -1314,10 +1315,10 @@ mod tests {
         } else {
             None
         };
-        if let (Some(b), Some(max)) = (band, req.max_band) {
-            if b > max {
-                return None;
-            }
+        if let (Some(b), Some(max)) = (band, req.max_band)
+            && b > max
+        {
+            return None;
         }
         if spot && req.min_savings_milli_pct > 0 {
             let od = cat
@@ -1374,10 +1375,10 @@ mod tests {
             }
         };
         let total = compute + egress + overhead;
-        if let Some(m) = req.max_total {
-            if total > units_to_decimal(m) {
-                return None;
-            }
+        if let Some(m) = req.max_total
+            && total > units_to_decimal(m)
+        {
+            return None;
         }
         Some(total)
     }

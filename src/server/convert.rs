@@ -217,6 +217,494 @@ pub fn source_status(
     }
 }
 
+// ---------------------------------------------------------------------------------------
+// Placement
+
+use crate::domain::egress::{Units, to_nanos, units_to_decimal};
+use crate::domain::placement::{
+    AvailabilityMark, BAND_LABELS, Choice, DataItem, MarketPolicy, PlacementIndex,
+    PlacementRequest, band_from_label, milli,
+};
+use crate::domain::regions::{Jurisdiction, known_regions, region_info};
+
+const MAX_HOURS: f64 = 100_000.0;
+const MAX_NODES: u32 = 1000;
+const MAX_TOP_K: u32 = 100;
+
+fn finite_decimal(v: f64, field: &'static str) -> Result<Decimal, FieldError> {
+    if !v.is_finite() {
+        return Err(FieldError::new(field, "must be a finite number"));
+    }
+    Decimal::try_from(v).map_err(|_| FieldError::new(field, format!("{v} is out of range")))
+}
+
+fn non_negative(v: f64, field: &'static str) -> Result<f64, FieldError> {
+    if !v.is_finite() || v < 0.0 {
+        return Err(FieldError::new(
+            field,
+            format!("{v} must be a finite number >= 0"),
+        ));
+    }
+    Ok(v)
+}
+
+fn provider_of_scheme(scheme: &str) -> Option<Provider> {
+    match scheme {
+        "s3" | "s3a" => Some(Provider::Aws),
+        "gs" | "gcs" => Some(Provider::Gcp),
+        "az" | "abfs" | "abfss" | "wasb" | "wasbs" | "azure" => Some(Provider::Azure),
+        _ => None,
+    }
+}
+
+/// Resolves a data location (provider + region, or a URI with an `@region` suffix).
+pub fn data_location(
+    loc: Option<&proto::DataLocation>,
+    field: &'static str,
+    index: &PlacementIndex,
+) -> Result<(Provider, String), FieldError> {
+    let Some(loc) = loc else {
+        return Err(FieldError::new(field, "a location is required"));
+    };
+    let (provider, region) = if !loc.uri.trim().is_empty() {
+        let uri = loc.uri.trim();
+        let (scheme, _) = uri.split_once("://").ok_or_else(|| {
+            FieldError::new(
+                field,
+                format!("{uri:?} is not a URI like s3://bucket/key@us-east-1"),
+            )
+        })?;
+        let p = provider_of_scheme(&scheme.to_ascii_lowercase()).ok_or_else(|| {
+            FieldError::new(
+                field,
+                format!("unknown scheme {scheme:?}: use s3://, gs:// or az://"),
+            )
+        })?;
+        let region = uri
+            .rsplit_once('@')
+            .map(|(_, r)| r.trim())
+            .filter(|r| !r.is_empty() && !r.contains('/'));
+        let Some(region) = region else {
+            return Err(FieldError::new(
+                field,
+                format!("{uri:?} has no @region suffix"),
+            ));
+        };
+        if let Some(given) = provider_from_proto(loc.provider, field)?
+            && given != p
+        {
+            return Err(FieldError::new(
+                field,
+                format!("provider {given} contradicts the URI scheme {scheme}"),
+            ));
+        }
+        (p, region.to_string())
+    } else {
+        let p = provider_from_proto(loc.provider, field)?
+            .ok_or_else(|| FieldError::new(field, "give a uri or a provider and region"))?;
+        if loc.region.trim().is_empty() {
+            return Err(FieldError::new(field, "region is required"));
+        }
+        (p, loc.region.trim().to_string())
+    };
+    if region_info(provider, &region).is_none() && !index.has_region(provider, &region) {
+        return Err(FieldError::new(
+            field,
+            format!(
+                "unknown {provider} region {region:?}; known: {}",
+                known_regions(provider).join(", ")
+            ),
+        ));
+    }
+    Ok((provider, region))
+}
+
+fn providers(v: &[i32], field: &'static str) -> Result<Vec<Provider>, FieldError> {
+    let mut out = Vec::new();
+    for x in v {
+        match provider_from_proto(*x, field)? {
+            Some(p) => out.push(p),
+            None => {
+                return Err(FieldError::new(
+                    field,
+                    "PROVIDER_UNSPECIFIED is not a provider",
+                ));
+            }
+        }
+    }
+    Ok(out)
+}
+
+fn amount_field(s: &str, field: &'static str) -> Result<Option<Decimal>, FieldError> {
+    match opt(s) {
+        None => Ok(None),
+        Some(t) => {
+            let d = parse_amount(&t)
+                .map_err(|_| FieldError::new(field, format!("{t:?} is not a decimal amount")))?;
+            if d <= Decimal::ZERO {
+                return Err(FieldError::new(field, "must be greater than 0"));
+            }
+            Ok(Some(d))
+        }
+    }
+}
+
+/// Validates a SelectProvider request into the domain request. Field errors name the
+/// proto field; contradictory constraints are field errors too.
+pub fn placement_request(
+    r: &proto::SelectProviderRequest,
+    index: &PlacementIndex,
+) -> Result<PlacementRequest, FieldError> {
+    let res = r.resources.clone().unwrap_or_default();
+    if !(r.expected_hours.is_finite() && r.expected_hours > 0.0 && r.expected_hours <= MAX_HOURS) {
+        return Err(FieldError::new(
+            "expected_hours",
+            format!("{} must be > 0 and <= {MAX_HOURS}", r.expected_hours),
+        ));
+    }
+    let hours_milli = milli(finite_decimal(r.expected_hours, "expected_hours")?)
+        .filter(|m| *m > 0)
+        .ok_or_else(|| FieldError::new("expected_hours", "must be at least 0.001"))?;
+    let nodes = if res.nodes == 0 { 1 } else { res.nodes };
+    if nodes > MAX_NODES {
+        return Err(FieldError::new(
+            "resources.nodes",
+            format!("{nodes} is more than {MAX_NODES}"),
+        ));
+    }
+    let min_memory_gib = non_negative(res.min_memory_gib, "resources.min_memory_gib")?;
+    let min_gpu_memory_gib = non_negative(res.min_gpu_memory_gib, "resources.min_gpu_memory_gib")?;
+    let mut accelerators = Vec::new();
+    for a in res
+        .accelerators
+        .iter()
+        .map(|a| a.trim())
+        .filter(|a| !a.is_empty())
+    {
+        match index.canonical_accelerator(a) {
+            Some(c) => accelerators.push(c.to_string()),
+            None => {
+                return Err(FieldError::new(
+                    "resources.accelerators",
+                    format!(
+                        "unknown accelerator {a:?}; known: {}",
+                        index.accelerators().join(", ")
+                    ),
+                ));
+            }
+        }
+    }
+    let accelerator_count = match (accelerators.is_empty(), res.accelerator_count) {
+        (true, 0) => 0,
+        (true, _) => {
+            return Err(FieldError::new(
+                "resources.accelerator_count",
+                "an accelerator count needs resources.accelerators",
+            ));
+        }
+        (false, 0) => 1,
+        (false, n) => n,
+    };
+    if accelerators.is_empty() && min_gpu_memory_gib > 0.0 {
+        return Err(FieldError::new(
+            "resources.min_gpu_memory_gib",
+            "a GPU memory minimum needs resources.accelerators",
+        ));
+    }
+    let market = match proto::MarketPolicy::try_from(r.market) {
+        Ok(proto::MarketPolicy::Unspecified | proto::MarketPolicy::OnDemandOnly) => {
+            MarketPolicy::OnDemandOnly
+        }
+        Ok(proto::MarketPolicy::SpotAllowed) => MarketPolicy::SpotAllowed,
+        Ok(proto::MarketPolicy::SpotOnly) => MarketPolicy::SpotOnly,
+        Err(_) => {
+            return Err(FieldError::new(
+                "market",
+                format!("unknown market policy {}", r.market),
+            ));
+        }
+    };
+    let spot = r.spot.clone().unwrap_or_default();
+    let max_band = match opt(&spot.max_interruption_band) {
+        None => None,
+        Some(b) => Some(band_from_label(&b).ok_or_else(|| {
+            FieldError::new(
+                "spot.max_interruption_band",
+                format!("{b:?}: expected one of {}", BAND_LABELS.join(", ")),
+            )
+        })?),
+    };
+    if !(spot.min_savings_percent.is_finite() && (0.0..100.0).contains(&spot.min_savings_percent)) {
+        return Err(FieldError::new(
+            "spot.min_savings_percent",
+            "must be >= 0 and < 100",
+        ));
+    }
+    let min_savings_milli_pct = milli(finite_decimal(
+        spot.min_savings_percent,
+        "spot.min_savings_percent",
+    )?)
+    .unwrap_or(0);
+    if market == MarketPolicy::OnDemandOnly && (max_band.is_some() || min_savings_milli_pct > 0) {
+        return Err(FieldError::new(
+            "spot",
+            "a spot policy contradicts market ON_DEMAND_ONLY; allow spot or drop the policy",
+        ));
+    }
+    let mut inputs = Vec::with_capacity(r.inputs.len());
+    for (i, input) in r.inputs.iter().enumerate() {
+        let size = non_negative(input.size_gb, "inputs.size_gb")?;
+        let (provider, region) =
+            data_location(input.location.as_ref(), "inputs.location", index)
+                .map_err(|e| FieldError::new(e.field, format!("inputs[{i}]: {}", e.message)))?;
+        inputs.push(DataItem {
+            label: format!("input[{i}]"),
+            provider,
+            region,
+            gb_milli: milli(finite_decimal(size, "inputs.size_gb")?)
+                .ok_or_else(|| FieldError::new("inputs.size_gb", "out of range"))?,
+        });
+    }
+    let output_gb = non_negative(r.output_size_gb, "output_size_gb")?;
+    let output = if output_gb > 0.0 || r.output_location.is_some() {
+        let (provider, region) =
+            data_location(r.output_location.as_ref(), "output_location", index)?;
+        Some(DataItem {
+            label: "output".into(),
+            provider,
+            region,
+            gb_milli: milli(finite_decimal(output_gb, "output_size_gb")?)
+                .ok_or_else(|| FieldError::new("output_size_gb", "out of range"))?,
+        })
+    } else {
+        None
+    };
+    let c = r.constraints.clone().unwrap_or_default();
+    let allowed_providers = providers(&c.allowed_providers, "constraints.allowed_providers")?;
+    let denied_providers = providers(&c.denied_providers, "constraints.denied_providers")?;
+    if let Some(p) = allowed_providers
+        .iter()
+        .find(|p| denied_providers.contains(p))
+    {
+        return Err(FieldError::new(
+            "constraints.denied_providers",
+            format!("{p} is both allowed and denied"),
+        ));
+    }
+    let clean = |v: &[String]| -> Vec<String> {
+        v.iter()
+            .map(|s| s.trim().to_string())
+            .filter(|s| !s.is_empty())
+            .collect()
+    };
+    let allowed_regions = clean(&c.allowed_regions);
+    let denied_regions = clean(&c.denied_regions);
+    if let Some(r) = allowed_regions.iter().find(|r| denied_regions.contains(r)) {
+        return Err(FieldError::new(
+            "constraints.denied_regions",
+            format!("{r} is both allowed and denied"),
+        ));
+    }
+    let mut jurisdictions = Vec::new();
+    for j in clean(&c.jurisdictions) {
+        jurisdictions.push(Jurisdiction::parse(&j).ok_or_else(|| {
+            FieldError::new(
+                "constraints.jurisdictions",
+                format!("{j:?}: expected EU, EEA or an ISO country code such as US or DE"),
+            )
+        })?);
+    }
+    if !allowed_regions.is_empty() && !jurisdictions.is_empty() {
+        let any_inside = allowed_regions.iter().any(|r| {
+            Provider::ALL.iter().any(|p| {
+                region_info(*p, r)
+                    .is_some_and(|i| jurisdictions.iter().any(|j| j.contains(&i.country)))
+            })
+        });
+        if !any_inside {
+            return Err(FieldError::new(
+                "constraints.jurisdictions",
+                "none of constraints.allowed_regions lies in the requested jurisdictions",
+            ));
+        }
+    }
+    let max_price = amount_field(&c.max_price_per_hour, "constraints.max_price_per_hour")?;
+    let max_price_nanos = match max_price {
+        None => None,
+        Some(d) => Some(to_nanos(d).ok_or_else(|| {
+            FieldError::new("constraints.max_price_per_hour", "at most 9 decimal places")
+        })?),
+    };
+    let max_total = match amount_field(&c.max_total_cost, "constraints.max_total_cost")? {
+        None => None,
+        Some(d) => {
+            let u = d
+                .checked_mul(Decimal::from(1_000_000_000_000i64))
+                .filter(|u| u.fract().is_zero())
+                .and_then(|u| rust_decimal::prelude::ToPrimitive::to_i128(&u))
+                .ok_or_else(|| {
+                    FieldError::new("constraints.max_total_cost", "at most 12 decimal places")
+                })?;
+            Some(u as Units)
+        }
+    };
+    let top_k = match r.top_k {
+        0 => 5,
+        k if k > MAX_TOP_K => {
+            return Err(FieldError::new(
+                "top_k",
+                format!("{k} is more than {MAX_TOP_K}"),
+            ));
+        }
+        k => k,
+    };
+    if r.labels.len() > 64 || r.labels.iter().any(|(k, v)| k.len() > 128 || v.len() > 512) {
+        return Err(FieldError::new(
+            "labels",
+            "at most 64 labels, keys <= 128 and values <= 512 bytes",
+        ));
+    }
+    Ok(PlacementRequest {
+        min_vcpus: f64::from(res.min_vcpus),
+        min_memory_gib,
+        accelerators,
+        accelerator_count,
+        min_gpu_memory_gib,
+        nodes,
+        hours_milli,
+        market,
+        max_band,
+        min_savings_milli_pct,
+        inputs,
+        output,
+        allowed_providers,
+        denied_providers,
+        allowed_regions,
+        denied_regions,
+        jurisdictions,
+        max_price_nanos,
+        max_total,
+        top_k: top_k as usize,
+    })
+}
+
+fn usd(u: Units) -> proto::Money {
+    proto::Money {
+        amount: units_to_decimal(u).to_string(),
+        currency: "USD".into(),
+    }
+}
+
+fn gb(milli: i64) -> Decimal {
+    Decimal::new(milli, 3).normalize()
+}
+
+/// One placement for the response, with a one-line reason.
+pub fn placement(
+    c: &Choice,
+    o: &Offer,
+    req: &PlacementRequest,
+    rank: usize,
+    feasible: u64,
+) -> proto::Placement {
+    let a = o.attrs.clone().unwrap_or_default();
+    let hours = Decimal::new(req.hours_milli, 3).normalize();
+    let mut why = format!(
+        "#{rank} of {feasible} feasible: compute {} ({} h x {}/h{})",
+        units_to_decimal(c.compute),
+        hours,
+        o.price_per_hour.normalize(),
+        if req.nodes > 1 {
+            format!(" x {} nodes", req.nodes)
+        } else {
+            String::new()
+        }
+    );
+    if c.egress.is_empty() {
+        why.push_str(", no data to move");
+    } else if c.egress_total == 0 {
+        why.push_str(", data already local");
+    } else {
+        let gbs: i64 = c
+            .egress
+            .iter()
+            .filter(|l| l.cost > 0)
+            .map(|l| l.gb_milli)
+            .sum();
+        why.push_str(&format!(
+            ", egress {} for {} GB",
+            units_to_decimal(c.egress_total),
+            gb(gbs)
+        ));
+    }
+    if let Some(b) = c.band {
+        why.push_str(&format!(
+            ", spot band {}{} adds {}",
+            BAND_LABELS[usize::from(b.min(4))],
+            if c.band_known { "" } else { " (assumed)" },
+            units_to_decimal(c.overhead)
+        ));
+    }
+    if o.is_seed() {
+        why.push_str("; seed price");
+    }
+    if c.stale {
+        why.push_str("; stale price");
+    }
+    proto::Placement {
+        provider: provider_to_proto(o.key.provider) as i32,
+        region: o.key.region.clone(),
+        zone: o.key.zone.clone(),
+        instance_type: o.key.instance_type.clone(),
+        market: market_to_proto(o.key.market) as i32,
+        price_per_hour: Some(money(o.price())),
+        nodes: req.nodes,
+        compute_cost: Some(usd(c.compute)),
+        egress: c
+            .egress
+            .iter()
+            .map(|l| proto::EgressCost {
+                item: l.label.clone(),
+                from_provider: l.from_provider.to_string(),
+                from_region: l.from_region.clone(),
+                to_provider: l.to_provider.to_string(),
+                to_region: l.to_region.clone(),
+                size_gb: l.gb_milli as f64 / 1000.0,
+                cost: Some(usd(l.cost)),
+            })
+            .collect(),
+        egress_cost: Some(usd(c.egress_total)),
+        spot_overhead: Some(usd(c.overhead)),
+        total_cost: Some(usd(c.total)),
+        interruption_band: c
+            .band
+            .map(|b| BAND_LABELS[usize::from(b.min(4))].to_string())
+            .unwrap_or_default(),
+        source: o.source.clone(),
+        price_observed_at: Some(timestamp(o.observed_at)),
+        price_age_seconds: c.age_secs as u64,
+        stale: c.stale,
+        seed: o.is_seed(),
+        reason: why,
+        vcpus: a.vcpus,
+        memory_gib: a.memory_gib,
+        gpu_model: a.gpu_model.unwrap_or_default(),
+        gpu_count: a.gpu_count,
+    }
+}
+
+pub fn mark(m: &AvailabilityMark) -> proto::AvailabilityMark {
+    proto::AvailabilityMark {
+        id: m.id.clone(),
+        provider: provider_to_proto(m.provider) as i32,
+        region: m.region.clone().unwrap_or_default(),
+        zone: m.zone.clone().unwrap_or_default(),
+        reason: m.reason.clone(),
+        created_at: Some(timestamp(m.created_at)),
+        expires_at: Some(timestamp(m.expires_at)),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

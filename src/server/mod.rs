@@ -4,6 +4,7 @@
 //! errors (`errors`); proto types do not leave this module.
 pub mod convert;
 pub mod errors;
+pub mod placement;
 pub mod pricing;
 
 use std::future::Future;
@@ -53,6 +54,10 @@ pub async fn run(
     listener: TcpListener,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> Result<(), RunError> {
+    let model = config
+        .placement
+        .cost_model()
+        .map_err(|e| RunError::Config(e.to_string()))?;
     let store = Store::open(&config.database_url).await?;
     tracing::info!(backend = store.backend(), "database ready");
     if config.seed_when_empty {
@@ -88,6 +93,36 @@ pub async fn run(
             stop_rx.clone(),
         )));
     }
+    let (log, log_rx) = tasks::decisions::DecisionLog::new(config.placement.decision_log_queue);
+    let state = Arc::new(placement::PlacementState::new(model, log.clone()));
+    placement::refresh_state(&store, &state, &source_flags).await;
+    {
+        let (store, stop) = (store.clone(), stop_rx.clone());
+        let (batch, flush) = (
+            config.placement.decision_log_batch,
+            config.placement.decision_log_flush,
+        );
+        loops.push(tokio::spawn(async move {
+            log.writer(store, log_rx, batch, flush, stop).await;
+        }));
+    }
+    {
+        let (store, state, flags, every, mut stop) = (
+            store.clone(),
+            state.clone(),
+            source_flags.clone(),
+            config.catalog_refresh,
+            stop_rx.clone(),
+        );
+        loops.push(tokio::spawn(async move {
+            loop {
+                tokio::select! {
+                    _ = tokio::time::sleep(every) => placement::refresh_state(&store, &state, &flags).await,
+                    _ = stop.changed() => return,
+                }
+            }
+        }));
+    }
     loops.push(tokio::spawn(tasks::poller::refresh_loop(
         store.clone(),
         catalog.clone(),
@@ -98,6 +133,9 @@ pub async fn run(
     let (health_reporter, health_service) = tonic_health::server::health_reporter();
     health_reporter
         .set_serving::<proto::pricing_service_server::PricingServiceServer<pricing::PricingApi>>()
+        .await;
+    health_reporter
+        .set_serving::<proto::placement_service_server::PlacementServiceServer<placement::PlacementApi>>()
         .await;
     health_reporter
         .set_service_status("", tonic_health::ServingStatus::Serving)
@@ -114,6 +152,12 @@ pub async fn run(
         sources: source_flags,
     };
 
+    let placement_api = placement::PlacementApi {
+        store: store.clone(),
+        catalog: catalog.clone(),
+        state: state.clone(),
+    };
+
     let addr = listener.local_addr().ok();
     tracing::info!(?addr, "serving gRPC");
     let reporter = health_reporter.clone();
@@ -126,6 +170,9 @@ pub async fn run(
         reporter
             .set_service_status("", tonic_health::ServingStatus::NotServing)
             .await;
+        reporter
+            .set_not_serving::<proto::placement_service_server::PlacementServiceServer<placement::PlacementApi>>()
+            .await;
     };
     let served = tonic::transport::Server::builder()
         .add_service(health_service)
@@ -133,12 +180,19 @@ pub async fn run(
         .add_service(proto::pricing_service_server::PricingServiceServer::new(
             pricing,
         ))
+        .add_service(proto::placement_service_server::PlacementServiceServer::new(placement_api))
         .serve_with_incoming_shutdown(TcpListenerStream::new(listener), signal)
         .await;
 
     let _ = stop_tx.send(true);
     for l in loops {
         let _ = l.await;
+    }
+    if state.log.dropped() > 0 {
+        tracing::warn!(
+            dropped = state.log.dropped(),
+            "decision log rows dropped (queue full or write failed)"
+        );
     }
     store.close().await;
     served?;

@@ -13,6 +13,7 @@ use chrono::{DateTime, Utc};
 use rust_decimal::Decimal;
 
 use crate::clouds::KnownInstances;
+use crate::domain::placement::AvailabilityMark;
 use crate::domain::{InstanceAttrs, Market, Offer, OfferKey, Provider, SpotBand};
 
 #[derive(Debug, thiserror::Error)]
@@ -63,6 +64,39 @@ pub struct SourceStatusRow {
     pub rows: u64,
 }
 
+/// One row of `placement_decision`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct DecisionRow {
+    pub id: String,
+    pub decided_at: DateTime<Utc>,
+    pub team: Option<String>,
+    pub project: Option<String>,
+    pub job_id: Option<String>,
+    /// JSON object.
+    pub labels: String,
+    /// JSON object.
+    pub request: String,
+    pub offers_considered: i64,
+    pub feasible: i64,
+    pub chosen: Option<DecisionChoice>,
+    pub runner_up: Option<DecisionChoice>,
+    pub baseline_total: Option<Decimal>,
+    pub estimated_saving: Option<Decimal>,
+    pub currency: String,
+    pub outcome: String,
+    pub latency_us: i64,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct DecisionChoice {
+    pub provider: String,
+    pub region: String,
+    pub zone: String,
+    pub instance_type: String,
+    pub market: String,
+    pub total: Decimal,
+}
+
 /// A price_current row joined with instance_type, before parsing into an `Offer`.
 pub(crate) struct OfferRow {
     pub provider: String,
@@ -80,6 +114,29 @@ pub(crate) struct OfferRow {
     pub gpu_count: Option<f64>,
     pub gpu_memory_gib: Option<f64>,
     pub arch: Option<String>,
+}
+
+pub(crate) fn mark_from_row(
+    id: String,
+    provider: &str,
+    region: Option<String>,
+    zone: Option<String>,
+    reason: String,
+    created_at: DateTime<Utc>,
+    expires_at: DateTime<Utc>,
+) -> Result<AvailabilityMark, StoreError> {
+    Ok(AvailabilityMark {
+        id,
+        provider: provider.parse().map_err(|e| StoreError::Corrupt {
+            table: "availability_mark",
+            detail: format!("{e}"),
+        })?,
+        region,
+        zone,
+        reason,
+        created_at,
+        expires_at,
+    })
 }
 
 fn corrupt(detail: impl std::fmt::Display) -> StoreError {
@@ -299,6 +356,29 @@ impl Store {
 
     pub async fn source_statuses(&self) -> Result<Vec<SourceStatusRow>, StoreError> {
         dispatch!(self, s => s.source_statuses().await)
+    }
+
+    pub async fn insert_mark(&self, m: &AvailabilityMark) -> Result<(), StoreError> {
+        dispatch!(self, s => s.insert_mark(m).await)
+    }
+
+    /// Every stored mark, expired or not, oldest first.
+    pub async fn list_marks(&self) -> Result<Vec<AvailabilityMark>, StoreError> {
+        dispatch!(self, s => s.list_marks().await)
+    }
+
+    /// Deletes a mark; `false` if there was none with that id.
+    pub async fn delete_mark(&self, id: &str) -> Result<bool, StoreError> {
+        dispatch!(self, s => s.delete_mark(id).await)
+    }
+
+    /// Appends decision log rows in one transaction.
+    pub async fn insert_decisions(&self, rows: &[DecisionRow]) -> Result<u64, StoreError> {
+        dispatch!(self, s => s.insert_decisions(rows).await)
+    }
+
+    pub async fn count_decisions(&self) -> Result<u64, StoreError> {
+        dispatch!(self, s => s.count("placement_decision").await)
     }
 
     pub async fn close(&self) {

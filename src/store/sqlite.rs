@@ -9,8 +9,11 @@ use rust_decimal::Decimal;
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
 use sqlx::{QueryBuilder, Row, Sqlite, SqlitePool};
 
-use super::{CurrentPrices, OfferRow, SourceStatusRow, StoreError, UpsertStats, redact_url};
+use super::{
+    CurrentPrices, DecisionRow, OfferRow, SourceStatusRow, StoreError, UpsertStats, redact_url,
+};
 use crate::clouds::KnownInstances;
+use crate::domain::placement::AvailabilityMark;
 use crate::domain::{InstanceAttrs, Offer, OfferKey, Provider, SpotBand};
 
 static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/sqlite");
@@ -369,5 +372,98 @@ impl SqliteStore {
             });
         }
         Ok(out)
+    }
+    pub async fn insert_mark(&self, m: &AvailabilityMark) -> Result<(), StoreError> {
+        sqlx::query(
+            "INSERT INTO availability_mark (id, provider, region, zone, reason, created_at, expires_at) \
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+        )
+        .bind(&m.id)
+        .bind(m.provider.as_str())
+        .bind(m.region.as_deref())
+        .bind(m.zone.as_deref())
+        .bind(&m.reason)
+        .bind(m.created_at)
+        .bind(m.expires_at)
+        .execute(&self.pool)
+        .await?;
+        Ok(())
+    }
+
+    pub async fn list_marks(&self) -> Result<Vec<AvailabilityMark>, StoreError> {
+        let rows = sqlx::query(
+            "SELECT id, provider, region, zone, reason, created_at, expires_at \
+             FROM availability_mark ORDER BY created_at, id",
+        )
+        .fetch_all(&self.pool)
+        .await?;
+        rows.into_iter()
+            .map(|r| {
+                super::mark_from_row(
+                    r.try_get(0)?,
+                    r.try_get::<&str, _>(1)?,
+                    r.try_get(2)?,
+                    r.try_get(3)?,
+                    r.try_get(4)?,
+                    r.try_get(5)?,
+                    r.try_get(6)?,
+                )
+            })
+            .collect()
+    }
+
+    pub async fn delete_mark(&self, id: &str) -> Result<bool, StoreError> {
+        let r = sqlx::query("DELETE FROM availability_mark WHERE id = ?1")
+            .bind(id)
+            .execute(&self.pool)
+            .await?;
+        Ok(r.rows_affected() > 0)
+    }
+
+    pub async fn insert_decisions(&self, rows: &[DecisionRow]) -> Result<u64, StoreError> {
+        let mut tx = self.pool.begin().await?;
+        for chunk in rows.chunks(500) {
+            let mut qb = QueryBuilder::<Sqlite>::new(
+                "INSERT INTO placement_decision (id, decided_at, team, project, job_id, labels, request, \
+                 offers_considered, feasible, chosen_provider, chosen_region, chosen_zone, \
+                 chosen_instance_type, chosen_market, chosen_total, runner_up_provider, runner_up_region, \
+                 runner_up_instance_type, runner_up_market, runner_up_total, baseline_total, \
+                 estimated_saving, currency, outcome, latency_us) ",
+            );
+            qb.push_values(chunk, |mut b, d| {
+                let c = d.chosen.as_ref();
+                let r = d.runner_up.as_ref();
+                b.push_bind(d.id.clone())
+                    .push_bind(d.decided_at)
+                    .push_bind(d.team.clone())
+                    .push_bind(d.project.clone())
+                    .push_bind(d.job_id.clone())
+                    .push_bind(d.labels.clone())
+                    .push_unseparated("")
+                    .push_bind(d.request.clone())
+                    .push_unseparated("")
+                    .push_bind(d.offers_considered)
+                    .push_bind(d.feasible)
+                    .push_bind(c.map(|c| c.provider.clone()))
+                    .push_bind(c.map(|c| c.region.clone()))
+                    .push_bind(c.map(|c| c.zone.clone()))
+                    .push_bind(c.map(|c| c.instance_type.clone()))
+                    .push_bind(c.map(|c| c.market.clone()))
+                    .push_bind(c.map(|c| c.total).map(|d| d.normalize().to_string()))
+                    .push_bind(r.map(|c| c.provider.clone()))
+                    .push_bind(r.map(|c| c.region.clone()))
+                    .push_bind(r.map(|c| c.instance_type.clone()))
+                    .push_bind(r.map(|c| c.market.clone()))
+                    .push_bind(r.map(|c| c.total).map(|d| d.normalize().to_string()))
+                    .push_bind(d.baseline_total.map(|d| d.normalize().to_string()))
+                    .push_bind(d.estimated_saving.map(|d| d.normalize().to_string()))
+                    .push_bind(d.currency.clone())
+                    .push_bind(d.outcome.clone())
+                    .push_bind(d.latency_us);
+            });
+            qb.build().execute(&mut *tx).await?;
+        }
+        tx.commit().await?;
+        Ok(rows.len() as u64)
     }
 }

@@ -1,6 +1,7 @@
 //! Long-running work: price polling loops (`poller`), catalog refresh, seeding and the
 //! SkyPilot catalog import (`import`). Every loop `select!`s on its work and the shutdown
 //! signal, so `server::run` can wait for all of them.
+pub mod decisions;
 pub mod import;
 pub mod poller;
 

@@ -1,0 +1,318 @@
+//! `bursar.v1.PlacementService`: SelectProvider answered from the in-memory catalog (no
+//! database on the request path), and the operator's availability marks. Decisions go to
+//! the decision log through a bounded queue.
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU8, AtomicU64, Ordering};
+use std::time::Instant;
+
+use arc_swap::ArcSwap;
+use chrono::Utc;
+use tonic::{Request, Response, Status};
+
+use super::convert;
+use super::errors::{FieldError, store_status};
+use crate::domain::Provider;
+use crate::domain::catalog::CatalogHandle;
+use crate::domain::egress::units_to_decimal;
+use crate::domain::placement::{AvailabilityMark, Conditions, CostModel, PlacementError};
+use crate::domain::regions::region_info;
+use crate::proto;
+use crate::proto::placement_service_server::PlacementService;
+use crate::store::{DecisionChoice, DecisionRow, Store};
+use crate::tasks::decisions::DecisionLog;
+
+/// Live inputs to decisions, refreshed off the request path.
+pub struct PlacementState {
+    pub model: CostModel,
+    pub marks: ArcSwap<Vec<AvailabilityMark>>,
+    /// Bit per provider (aws 1, gcp 2, azure 4): a price source of it is failing.
+    failing: AtomicU8,
+    pub log: DecisionLog,
+    seq: AtomicU64,
+}
+
+impl PlacementState {
+    pub fn new(model: CostModel, log: DecisionLog) -> Self {
+        PlacementState {
+            model,
+            marks: ArcSwap::from_pointee(Vec::new()),
+            failing: AtomicU8::new(0),
+            log,
+            seq: AtomicU64::new(0),
+        }
+    }
+
+    pub fn set_failing(&self, failing: [bool; 3]) {
+        let bits = failing
+            .iter()
+            .enumerate()
+            .fold(0u8, |b, (i, f)| if *f { b | (1 << i) } else { b });
+        self.failing.store(bits, Ordering::Relaxed);
+    }
+
+    pub fn failing(&self) -> [bool; 3] {
+        let b = self.failing.load(Ordering::Relaxed);
+        [b & 1 != 0, b & 2 != 0, b & 4 != 0]
+    }
+
+    fn next_id(&self, prefix: &str) -> String {
+        let n = self.seq.fetch_add(1, Ordering::Relaxed);
+        let t = Utc::now().timestamp_nanos_opt().unwrap_or_default();
+        format!("{prefix}-{t:x}-{n:x}")
+    }
+}
+
+pub struct PlacementApi {
+    pub store: Store,
+    pub catalog: CatalogHandle,
+    pub state: Arc<PlacementState>,
+}
+
+fn decision_choice(
+    o: &crate::domain::Offer,
+    total: crate::domain::egress::Units,
+) -> DecisionChoice {
+    DecisionChoice {
+        provider: o.key.provider.to_string(),
+        region: o.key.region.clone(),
+        zone: o.key.zone.clone(),
+        instance_type: o.key.instance_type.clone(),
+        market: o.key.market.to_string(),
+        total: units_to_decimal(total),
+    }
+}
+
+#[tonic::async_trait]
+impl PlacementService for PlacementApi {
+    #[tracing::instrument(skip_all)]
+    async fn select_provider(
+        &self,
+        request: Request<proto::SelectProviderRequest>,
+    ) -> Result<Response<proto::SelectProviderResponse>, Status> {
+        let started = Instant::now();
+        let r = request.get_ref();
+        let catalog = self.catalog.load();
+        let index = catalog.placement();
+        let req = convert::placement_request(r, index)?;
+        let marks = self.state.marks.load();
+        let cond = Conditions {
+            now: Utc::now(),
+            failing: self.state.failing(),
+            marks: &marks,
+        };
+        let decision = index
+            .select(&req, &self.state.model, &cond)
+            .map_err(|e| match e {
+                PlacementError::UnknownAccelerator { .. } => {
+                    FieldError::new("resources.accelerators", e.to_string())
+                }
+            })?;
+        let id = self.state.next_id("d");
+        let offers = catalog.offers();
+        let chosen = decision
+            .choices
+            .first()
+            .map(|c| decision_choice(&offers[c.offer], c.total));
+        let runner_up = decision
+            .choices
+            .get(1)
+            .map(|c| decision_choice(&offers[c.offer], c.total));
+        let saving = match (decision.baseline, decision.choices.first()) {
+            (Some(b), Some(c)) => Some(units_to_decimal(b - c.total)),
+            _ => None,
+        };
+        let label = |k: &str| r.labels.get(k).cloned();
+        self.state.log.record(DecisionRow {
+            id: id.clone(),
+            decided_at: cond.now,
+            team: label("team"),
+            project: label("project"),
+            job_id: label("job_id").or_else(|| label("job")),
+            labels: serde_json::to_string(&r.labels).unwrap_or_else(|_| "{}".into()),
+            request: serde_json::json!({
+                "min_vcpus": req.min_vcpus,
+                "min_memory_gib": req.min_memory_gib,
+                "accelerators": req.accelerators,
+                "accelerator_count": req.accelerator_count,
+                "nodes": req.nodes,
+                "hours": units_to_decimal(i128::from(req.hours_milli) * 1_000_000_000).to_string(),
+                "market": format!("{:?}", req.market),
+                "inputs": req.inputs.iter().map(|i| format!("{}:{}:{}GB", i.provider, i.region, i.gb_milli as f64 / 1000.0)).collect::<Vec<_>>(),
+                "top_k": req.top_k,
+            })
+            .to_string(),
+            offers_considered: decision.considered as i64,
+            feasible: decision.feasible() as i64,
+            chosen,
+            runner_up,
+            baseline_total: decision.baseline.map(units_to_decimal),
+            estimated_saving: saving,
+            currency: "USD".into(),
+            outcome: if decision.choices.is_empty() { "no_feasible" } else { "placed" }.into(),
+            latency_us: started.elapsed().as_micros() as i64,
+        });
+        if decision.choices.is_empty() {
+            let parts: Vec<String> = decision
+                .exclusions()
+                .iter()
+                .map(|(c, n)| format!("{c} excluded {n}"))
+                .collect();
+            return Err(Status::failed_precondition(format!(
+                "no feasible placement among {} offers: {}",
+                decision.considered,
+                if parts.is_empty() {
+                    "the catalog is empty".to_string()
+                } else {
+                    parts.join(", ")
+                }
+            )));
+        }
+        let feasible = decision.feasible();
+        let placements: Vec<proto::Placement> = decision
+            .choices
+            .iter()
+            .enumerate()
+            .map(|(i, c)| convert::placement(c, &offers[c.offer], &req, i + 1, feasible))
+            .collect();
+        let seed_prices = placements.iter().all(|p| p.seed);
+        Ok(Response::new(proto::SelectProviderResponse {
+            placements,
+            excluded: decision
+                .exclusions()
+                .into_iter()
+                .map(|(c, n)| proto::Exclusion {
+                    constraint: c.to_string(),
+                    offers: n,
+                })
+                .collect(),
+            offers_considered: decision.considered,
+            feasible,
+            decision_id: id,
+            seed_prices,
+        }))
+    }
+
+    #[tracing::instrument(skip_all)]
+    async fn mark_unavailable(
+        &self,
+        request: Request<proto::MarkUnavailableRequest>,
+    ) -> Result<Response<proto::AvailabilityMark>, Status> {
+        let r = request.into_inner();
+        let provider = convert::provider_from_proto(r.provider, "provider")?
+            .ok_or_else(|| FieldError::new("provider", "required"))?;
+        let region = Some(r.region.trim().to_string()).filter(|s| !s.is_empty());
+        let zone = Some(r.zone.trim().to_string()).filter(|s| !s.is_empty());
+        if zone.is_some() && region.is_none() {
+            return Err(FieldError::new("region", "a zone mark needs its region").into());
+        }
+        if let Some(reg) = &region
+            && region_info(provider, reg).is_none()
+            && !self.catalog.load().placement().has_region(provider, reg)
+        {
+            return Err(
+                FieldError::new("region", format!("unknown {provider} region {reg:?}")).into(),
+            );
+        }
+        if r.reason.trim().is_empty() {
+            return Err(
+                FieldError::new("reason", "say why (it is shown to callers and kept)").into(),
+            );
+        }
+        if r.ttl_seconds == 0 || r.ttl_seconds > 90 * 24 * 3600 {
+            return Err(FieldError::new("ttl_seconds", "must be > 0 and at most 90 days").into());
+        }
+        let now = Utc::now();
+        let mark = AvailabilityMark {
+            id: self.state.next_id("m"),
+            provider,
+            region,
+            zone,
+            reason: r.reason.trim().to_string(),
+            created_at: now,
+            expires_at: now + chrono::Duration::seconds(r.ttl_seconds as i64),
+        };
+        self.store.insert_mark(&mark).await.map_err(store_status)?;
+        // Honoured at once by this replica; others pick it up on their next refresh.
+        let mut marks: Vec<AvailabilityMark> = self.state.marks.load().as_ref().clone();
+        marks.push(mark.clone());
+        self.state.marks.store(Arc::new(marks));
+        tracing::info!(id = %mark.id, provider = %provider, region = ?mark.region, zone = ?mark.zone, reason = %mark.reason, "marked unavailable");
+        Ok(Response::new(convert::mark(&mark)))
+    }
+
+    async fn list_unavailable(
+        &self,
+        _request: Request<proto::ListUnavailableRequest>,
+    ) -> Result<Response<proto::ListUnavailableResponse>, Status> {
+        let now = Utc::now();
+        let marks = self.store.list_marks().await.map_err(store_status)?;
+        Ok(Response::new(proto::ListUnavailableResponse {
+            marks: marks
+                .iter()
+                .filter(|m| m.expires_at > now)
+                .map(convert::mark)
+                .collect(),
+        }))
+    }
+
+    async fn clear_unavailable(
+        &self,
+        request: Request<proto::ClearUnavailableRequest>,
+    ) -> Result<Response<proto::ClearUnavailableResponse>, Status> {
+        let id = request.into_inner().id;
+        if id.trim().is_empty() {
+            return Err(FieldError::new("id", "required").into());
+        }
+        if !self
+            .store
+            .delete_mark(id.trim())
+            .await
+            .map_err(store_status)?
+        {
+            return Err(Status::not_found(format!("no availability mark {id:?}")));
+        }
+        let marks: Vec<AvailabilityMark> = self
+            .state
+            .marks
+            .load()
+            .iter()
+            .filter(|m| m.id != id.trim())
+            .cloned()
+            .collect();
+        self.state.marks.store(Arc::new(marks));
+        Ok(Response::new(proto::ClearUnavailableResponse {}))
+    }
+}
+
+/// Reloads marks and provider health from the store (for other replicas' writes and
+/// source status changes).
+pub async fn refresh_state(store: &Store, state: &PlacementState, enabled: &[(String, bool)]) {
+    match store.list_marks().await {
+        Ok(m) => {
+            let now = Utc::now();
+            state.marks.store(Arc::new(
+                m.into_iter().filter(|m| m.expires_at > now).collect(),
+            ));
+        }
+        Err(e) => tracing::warn!(error = %e, "cannot reload availability marks"),
+    }
+    match store.source_statuses().await {
+        Ok(rows) => {
+            let mut failing = [false; 3];
+            for r in rows.iter().filter(|r| r.state == "failed") {
+                let enabled = enabled.iter().any(|(n, e)| n == &r.name && *e);
+                let p = match r.name.as_str() {
+                    "aws-ondemand" | "aws-spot" => Some(Provider::Aws),
+                    "gcp" => Some(Provider::Gcp),
+                    "azure" => Some(Provider::Azure),
+                    _ => None,
+                };
+                if let (true, Some(p)) = (enabled, p) {
+                    failing[Provider::ALL.iter().position(|x| *x == p).unwrap_or(0)] = true;
+                }
+            }
+            state.set_failing(failing);
+        }
+        Err(e) => tracing::warn!(error = %e, "cannot reload source status"),
+    }
+}

@@ -1,0 +1,98 @@
+//! The placement decision log: SelectProvider hands each decision to a bounded queue with
+//! `try_send` (never waits); one writer task batches rows into `placement_decision`. A full
+//! queue drops the row and counts it — logging never slows or fails the RPC. On shutdown
+//! the writer drains the queue before `run` returns.
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
+
+use tokio::sync::{mpsc, watch};
+
+use crate::store::{DecisionRow, Store};
+
+/// The request-path side of the log.
+#[derive(Clone)]
+pub struct DecisionLog {
+    tx: mpsc::Sender<DecisionRow>,
+    dropped: Arc<AtomicU64>,
+    written: Arc<AtomicU64>,
+}
+
+impl DecisionLog {
+    /// A log with a queue of `capacity` rows, and the receiving end for `writer`.
+    pub fn new(capacity: usize) -> (DecisionLog, mpsc::Receiver<DecisionRow>) {
+        let (tx, rx) = mpsc::channel(capacity.max(1));
+        (
+            DecisionLog {
+                tx,
+                dropped: Arc::new(AtomicU64::new(0)),
+                written: Arc::new(AtomicU64::new(0)),
+            },
+            rx,
+        )
+    }
+
+    /// Queues a row without waiting; a full queue drops it and counts the drop.
+    pub fn record(&self, row: DecisionRow) {
+        if self.tx.try_send(row).is_err() {
+            self.dropped.fetch_add(1, Ordering::Relaxed);
+        }
+    }
+
+    pub fn dropped(&self) -> u64 {
+        self.dropped.load(Ordering::Relaxed)
+    }
+
+    pub fn written(&self) -> u64 {
+        self.written.load(Ordering::Relaxed)
+    }
+
+    /// Writes queued rows in batches of `batch` (or after `flush`) until shutdown, then
+    /// drains what is left.
+    pub async fn writer(
+        &self,
+        store: Store,
+        mut rx: mpsc::Receiver<DecisionRow>,
+        batch: usize,
+        flush: Duration,
+        mut shutdown: watch::Receiver<bool>,
+    ) {
+        let mut buf: Vec<DecisionRow> = Vec::with_capacity(batch);
+        loop {
+            let stop = tokio::select! {
+                n = rx.recv_many(&mut buf, batch) => n == 0,
+                _ = tokio::time::sleep(flush), if !buf.is_empty() => false,
+                _ = shutdown.changed() => true,
+            };
+            if buf.len() >= batch || (!buf.is_empty() && (stop || rx.is_empty())) {
+                self.flush(&store, &mut buf).await;
+            }
+            if stop {
+                while let Ok(row) = rx.try_recv() {
+                    buf.push(row);
+                    if buf.len() >= batch {
+                        self.flush(&store, &mut buf).await;
+                    }
+                }
+                self.flush(&store, &mut buf).await;
+                return;
+            }
+        }
+    }
+
+    async fn flush(&self, store: &Store, buf: &mut Vec<DecisionRow>) {
+        if buf.is_empty() {
+            return;
+        }
+        match store.insert_decisions(buf).await {
+            Ok(n) => {
+                self.written.fetch_add(n, Ordering::Relaxed);
+            }
+            Err(e) => {
+                self.dropped.fetch_add(buf.len() as u64, Ordering::Relaxed);
+                tracing::warn!(error = %e, rows = buf.len(), "decision log write failed; rows dropped");
+            }
+        }
+        buf.clear();
+    }
+}

@@ -1,0 +1,582 @@
+//! SelectProvider: worked examples on the real SkyPilot catalog (hand-checked numbers), and
+//! the gRPC service on both backends — validation, FAILED_PRECONDITION, operator marks,
+//! the decision log, and the `bursar select` CLI.
+mod common;
+
+use std::time::Duration;
+
+use bursar::clouds::skypilot::{ImportOptions, load_catalog_dir};
+use bursar::domain::Catalog;
+use bursar::domain::egress::units_to_decimal;
+use bursar::domain::placement::{Conditions, CostModel, DataItem, PlacementRequest};
+use bursar::domain::{Market, Provider};
+use bursar::proto;
+use bursar::proto::placement_service_client::PlacementServiceClient;
+use rust_decimal::Decimal;
+use tonic::Code;
+
+type LogRow = (
+    Option<String>,
+    Option<String>,
+    Option<String>,
+    Option<String>,
+    Option<String>,
+);
+
+fn dec(s: &str) -> Decimal {
+    s.parse().unwrap()
+}
+
+fn real_catalog() -> Catalog {
+    let opts = ImportOptions {
+        observed_at: Some(chrono::Utc::now()),
+        ..Default::default()
+    };
+    let (offers, _) = load_catalog_dir(&common::shared("skypilot-catalog"), &opts).unwrap();
+    Catalog::new(offers, vec![])
+}
+
+fn a100x8(hours_milli: i64, data: DataItem) -> PlacementRequest {
+    PlacementRequest {
+        accelerators: vec!["A100".into()],
+        accelerator_count: 8,
+        hours_milli,
+        inputs: vec![data],
+        top_k: 3,
+        ..Default::default()
+    }
+}
+
+fn cond() -> Conditions<'static> {
+    Conditions {
+        now: chrono::Utc::now(),
+        failing: [false; 3],
+        marks: &[],
+    }
+}
+
+fn data(provider: Provider, region: &str, gb: i64) -> DataItem {
+    DataItem {
+        label: "input[0]".into(),
+        provider,
+        region: region.into(),
+        gb_milli: gb * 1000,
+    }
+}
+
+/// Hand check (../shared/data/skypilot-catalog):
+/// - aws/vms.csv: p4d.24xlarge us-east-1 Price 21.957642 → 2 h = 43.915284, data local.
+/// - us-east-2 / us-west-2 p4d 21.95764 → 43.91528 + 2,000 GB × $0.02 inter-region = 83.91528.
+/// - Best outside AWS pays AWS internet egress 2,000 GB × $0.09 = $180 on top of compute.
+#[test]
+fn worked_example_2tb_in_s3_us_east_1_a100x8_for_2_hours() {
+    let cat = real_catalog();
+    let model = CostModel::default();
+    let req = a100x8(2000, data(Provider::Aws, "us-east-1", 2000));
+    let d = cat.placement().select(&req, &model, &cond()).unwrap();
+    let best = &cat.offers()[d.choices[0].offer];
+    assert_eq!(
+        (
+            best.key.provider,
+            best.key.region.as_str(),
+            best.key.instance_type.as_str()
+        ),
+        (Provider::Aws, "us-east-1", "p4d.24xlarge")
+    );
+    assert_eq!(units_to_decimal(d.choices[0].total), dec("43.915284"));
+    assert_eq!(units_to_decimal(d.choices[1].total), dec("83.91528"));
+    assert_eq!(units_to_decimal(d.choices[1].egress_total), dec("40"));
+
+    let elsewhere = PlacementRequest {
+        denied_providers: vec![Provider::Aws],
+        ..req
+    };
+    let e = cat.placement().select(&elsewhere, &model, &cond()).unwrap();
+    let alt = &e.choices[0];
+    let o = &cat.offers()[alt.offer];
+    println!(
+        "best outside AWS: {} {} {} {} at {}",
+        o.key.provider,
+        o.key.region,
+        o.key.zone,
+        o.key.instance_type,
+        units_to_decimal(alt.total)
+    );
+    assert_eq!(units_to_decimal(alt.egress_total), dec("180"));
+    assert_eq!(units_to_decimal(alt.compute), o.price_per_hour * dec("2"));
+    assert_eq!(
+        units_to_decimal(alt.total),
+        o.price_per_hour * dec("2") + dec("180")
+    );
+}
+
+/// Hand check: gcp/vms.csv a2-highgpu-8g europe-west4-a host 6.51251 + A100×8 row 12.90919
+/// = 19.4217/h → 2 h = 38.8434, data local. The best AWS offer pays GCP internet egress
+/// 1,024 GB × $0.12 + 976 GB × $0.11 = $230.24 on top of p4d's 2 h compute.
+#[test]
+fn worked_example_2tb_in_gcs_europe_west4() {
+    let cat = real_catalog();
+    let model = CostModel::default();
+    let req = a100x8(2000, data(Provider::Gcp, "europe-west4", 2000));
+    let d = cat.placement().select(&req, &model, &cond()).unwrap();
+    let best = &cat.offers()[d.choices[0].offer];
+    assert_eq!(
+        (
+            best.key.provider,
+            best.key.region.as_str(),
+            best.key.zone.as_str(),
+            best.key.instance_type.as_str()
+        ),
+        (
+            Provider::Gcp,
+            "europe-west4",
+            "europe-west4-a",
+            "a2-highgpu-8g"
+        )
+    );
+    assert_eq!(best.price_per_hour, dec("19.4217"));
+    assert_eq!(units_to_decimal(d.choices[0].total), dec("38.8434"));
+    // The same price in zone b ties; the catalog order (zone a first) breaks the tie.
+    assert_eq!(cat.offers()[d.choices[1].offer].key.zone, "europe-west4-b");
+    assert_eq!(d.baseline, Some(d.choices[0].total));
+
+    let aws = PlacementRequest {
+        allowed_providers: vec![Provider::Aws],
+        ..req
+    };
+    let a = cat.placement().select(&aws, &model, &cond()).unwrap();
+    assert_eq!(units_to_decimal(a.choices[0].egress_total), dec("230.24"));
+    // With no data in AWS, us-east-1's 21.957642 loses to us-east-2's 21.95764 (a hair
+    // cheaper): 43.91528 + 230.24 = 274.15528.
+    assert_eq!(cat.offers()[a.choices[0].offer].key.region, "us-east-2");
+    assert_eq!(units_to_decimal(a.choices[0].total), dec("274.15528"));
+    // GCP wins by 274.15528 - 38.8434 = 235.31188.
+    assert_eq!(
+        units_to_decimal(a.choices[0].total - d.choices[0].total),
+        dec("235.31188")
+    );
+}
+
+#[test]
+fn spot_with_the_real_catalog_is_cheaper_and_carries_overhead() {
+    let cat = real_catalog();
+    let model = CostModel::default();
+    let req = PlacementRequest {
+        market: bursar::domain::placement::MarketPolicy::SpotAllowed,
+        ..a100x8(4000, data(Provider::Aws, "us-east-1", 2000))
+    };
+    let d = cat.placement().select(&req, &model, &cond()).unwrap();
+    let c = &d.choices[0];
+    let o = &cat.offers()[c.offer];
+    assert_eq!(o.key.market, Market::Spot);
+    assert!(
+        c.overhead > 0,
+        "spot pays an expected interruption overhead"
+    );
+    assert_eq!(c.total, c.compute + c.egress_total + c.overhead);
+}
+
+// ---------------------------------------------------------------------------------------
+// gRPC
+
+fn gpu_request(accel: &str, count: u32, hours: f64) -> proto::SelectProviderRequest {
+    proto::SelectProviderRequest {
+        resources: Some(proto::Resources {
+            accelerators: vec![accel.into()],
+            accelerator_count: count,
+            ..Default::default()
+        }),
+        expected_hours: hours,
+        inputs: vec![proto::DataInput {
+            size_gb: 2000.0,
+            location: Some(proto::DataLocation {
+                uri: "s3://training-data/imagenet@us-east-1".into(),
+                ..Default::default()
+            }),
+        }],
+        labels: [
+            ("team".to_string(), "ml".to_string()),
+            ("job_id".to_string(), "j-42".to_string()),
+        ]
+        .into(),
+        ..Default::default()
+    }
+}
+
+async fn placement_client(
+    server: &common::TestServer,
+) -> PlacementServiceClient<tonic::transport::Channel> {
+    PlacementServiceClient::new(server.channel().await)
+}
+
+fn fast_log(db: &common::TestDb) -> bursar::config::Config {
+    let mut cfg = common::test_config(db);
+    cfg.placement.decision_log_flush = Duration::from_millis(20);
+    cfg
+}
+
+#[tokio::test]
+async fn select_provider_on_seed_prices_and_the_decision_log() {
+    for db in common::both_backends().await {
+        let server = common::TestServer::start(fast_log(&db)).await;
+        let mut c = placement_client(&server).await;
+        let resp = c
+            .select_provider(gpu_request("a100", 8, 2.0))
+            .await
+            .unwrap()
+            .into_inner();
+        assert!(!resp.placements.is_empty(), "{}", db.backend);
+        assert!(resp.seed_prices, "seed prices are flagged");
+        let totals: Vec<Decimal> = resp
+            .placements
+            .iter()
+            .map(|p| p.total_cost.as_ref().unwrap().amount.parse().unwrap())
+            .collect();
+        assert!(totals.windows(2).all(|w| w[0] <= w[1]), "ranked by total");
+        let best = &resp.placements[0];
+        assert_eq!(
+            best.provider,
+            proto::Provider::Aws as i32,
+            "data gravity keeps it in AWS"
+        );
+        assert_eq!(best.region, "us-east-1");
+        assert_eq!(best.gpu_model, "A100");
+        assert!(
+            best.seed && best.stale,
+            "seed prices are old: flagged stale and seed"
+        );
+        let compute: Decimal = best.compute_cost.as_ref().unwrap().amount.parse().unwrap();
+        let price: Decimal = best
+            .price_per_hour
+            .as_ref()
+            .unwrap()
+            .amount
+            .parse()
+            .unwrap();
+        assert_eq!(compute, price * dec("2"));
+        assert!(
+            best.reason.contains("data already local"),
+            "{}",
+            best.reason
+        );
+        assert!(
+            resp.excluded
+                .iter()
+                .any(|e| e.constraint == "accelerator" && e.offers > 0)
+        );
+        assert!(!resp.decision_id.is_empty());
+
+        let store = bursar::store::Store::open(&db.url).await.unwrap();
+        let mut n = 0;
+        for _ in 0..100 {
+            n = store.count_decisions().await.unwrap();
+            if n >= 1 {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        assert_eq!(n, 1, "{}: decision logged off the request path", db.backend);
+        server.stop().await.unwrap();
+        store.close().await;
+    }
+}
+
+#[tokio::test]
+async fn decision_log_rows_carry_choice_runner_up_and_saving() {
+    for db in common::both_backends().await {
+        let server = common::TestServer::start(fast_log(&db)).await;
+        let mut c = placement_client(&server).await;
+        for _ in 0..5 {
+            c.select_provider(gpu_request("A100", 8, 3.0))
+                .await
+                .unwrap();
+        }
+        server.stop().await.unwrap();
+        // `run` drains the queue before returning.
+        let store = bursar::store::Store::open(&db.url).await.unwrap();
+        assert_eq!(store.count_decisions().await.unwrap(), 5, "{}", db.backend);
+        let (team, job, chosen, runner, saving): LogRow =
+            match &store {
+                bursar::store::Store::Sqlite(s) => sqlx::query_as(
+                    "SELECT team, job_id, chosen_provider, runner_up_provider, CAST(estimated_saving AS TEXT) FROM placement_decision LIMIT 1",
+                )
+                .fetch_one(s.pool())
+                .await
+                .unwrap(),
+                bursar::store::Store::Postgres(s) => sqlx::query_as(
+                    "SELECT team, job_id, chosen_provider, runner_up_provider, estimated_saving::text FROM placement_decision LIMIT 1",
+                )
+                .fetch_one(s.pool())
+                .await
+                .unwrap(),
+            };
+        assert_eq!(team.as_deref(), Some("ml"));
+        assert_eq!(job.as_deref(), Some("j-42"));
+        assert_eq!(chosen.as_deref(), Some("aws"));
+        assert!(runner.is_some());
+        // The chosen offer is the cheapest on-demand in the data's own region: saving 0.
+        assert_eq!(
+            saving.map(|s| s.parse::<Decimal>().unwrap()),
+            Some(Decimal::ZERO),
+            "{}",
+            db.backend
+        );
+        store.close().await;
+    }
+}
+
+#[tokio::test]
+async fn bad_requests_are_invalid_argument_naming_the_field() {
+    let db = common::fresh_sqlite();
+    let server = common::TestServer::start(common::test_config(&db)).await;
+    let mut c = placement_client(&server).await;
+    let base = gpu_request("A100", 8, 2.0);
+    let mut cases: Vec<(proto::SelectProviderRequest, &str)> = Vec::new();
+    cases.push((
+        proto::SelectProviderRequest {
+            expected_hours: 0.0,
+            ..base.clone()
+        },
+        "expected_hours",
+    ));
+    cases.push((
+        proto::SelectProviderRequest {
+            expected_hours: -3.0,
+            ..base.clone()
+        },
+        "expected_hours",
+    ));
+    cases.push((gpu_request("H900", 8, 2.0), "resources.accelerators"));
+    let mut r = base.clone();
+    r.constraints = Some(proto::Constraints {
+        allowed_providers: vec![proto::Provider::Aws as i32],
+        denied_providers: vec![proto::Provider::Aws as i32],
+        ..Default::default()
+    });
+    cases.push((r, "constraints.denied_providers"));
+    let mut r = base.clone();
+    r.constraints = Some(proto::Constraints {
+        allowed_regions: vec!["us-east-1".into()],
+        jurisdictions: vec!["EU".into()],
+        ..Default::default()
+    });
+    cases.push((r, "constraints.jurisdictions"));
+    let mut r = base.clone();
+    r.spot = Some(proto::SpotPolicy {
+        max_interruption_band: "<5%".into(),
+        min_savings_percent: 0.0,
+    });
+    cases.push((r, "spot"));
+    let mut r = base.clone();
+    r.inputs[0].location = Some(proto::DataLocation {
+        uri: "ftp://host/file@us-east-1".into(),
+        ..Default::default()
+    });
+    cases.push((r, "inputs.location"));
+    let mut r = base.clone();
+    r.inputs[0].location = Some(proto::DataLocation {
+        uri: "s3://bucket/key@moon-base-1".into(),
+        ..Default::default()
+    });
+    cases.push((r, "inputs.location"));
+    let mut r = base.clone();
+    r.constraints = Some(proto::Constraints {
+        max_total_cost: "lots".into(),
+        ..Default::default()
+    });
+    cases.push((r, "constraints.max_total_cost"));
+    cases.push((
+        proto::SelectProviderRequest {
+            top_k: 1000,
+            ..base.clone()
+        },
+        "top_k",
+    ));
+    for (req, field) in cases {
+        let err = c.select_provider(req).await.unwrap_err();
+        assert_eq!(
+            err.code(),
+            Code::InvalidArgument,
+            "{field}: {}",
+            err.message()
+        );
+        assert!(
+            err.message().starts_with(field),
+            "{} should name {field}",
+            err.message()
+        );
+    }
+    let err = c
+        .select_provider(gpu_request("H900", 8, 2.0))
+        .await
+        .unwrap_err();
+    assert!(
+        err.message().contains("A100"),
+        "lists the known accelerators: {}",
+        err.message()
+    );
+    server.stop().await.unwrap();
+}
+
+#[tokio::test]
+async fn nothing_feasible_is_failed_precondition_with_counts() {
+    let db = common::fresh_sqlite();
+    let server = common::TestServer::start(common::test_config(&db)).await;
+    let mut c = placement_client(&server).await;
+    let mut r = gpu_request("A100", 8, 2.0);
+    r.constraints = Some(proto::Constraints {
+        max_price_per_hour: "0.01".into(),
+        ..Default::default()
+    });
+    let err = c.select_provider(r).await.unwrap_err();
+    assert_eq!(err.code(), Code::FailedPrecondition);
+    assert!(
+        err.message().contains("max_price_per_hour excluded"),
+        "{}",
+        err.message()
+    );
+    assert!(
+        err.message().contains("accelerator excluded"),
+        "{}",
+        err.message()
+    );
+    server.stop().await.unwrap();
+}
+
+#[tokio::test]
+async fn operator_marks_take_effect_at_once_and_can_be_cleared() {
+    for db in common::both_backends().await {
+        let server = common::TestServer::start(common::test_config(&db)).await;
+        let mut c = placement_client(&server).await;
+        let before = c
+            .select_provider(gpu_request("A100", 8, 2.0))
+            .await
+            .unwrap()
+            .into_inner();
+        assert_eq!(before.placements[0].region, "us-east-1");
+        let mark = c
+            .mark_unavailable(proto::MarkUnavailableRequest {
+                provider: proto::Provider::Aws as i32,
+                region: "us-east-1".into(),
+                zone: String::new(),
+                reason: "capacity error on p4d".into(),
+                ttl_seconds: 3600,
+            })
+            .await
+            .unwrap()
+            .into_inner();
+        let after = c
+            .select_provider(gpu_request("A100", 8, 2.0))
+            .await
+            .unwrap()
+            .into_inner();
+        assert!(
+            after
+                .placements
+                .iter()
+                .all(|p| !(p.provider == proto::Provider::Aws as i32 && p.region == "us-east-1")),
+            "{}",
+            db.backend
+        );
+        assert!(after.excluded.iter().any(|e| e.constraint == "unavailable"));
+        let list = c
+            .list_unavailable(proto::ListUnavailableRequest {})
+            .await
+            .unwrap()
+            .into_inner();
+        assert_eq!(list.marks.len(), 1);
+        assert_eq!(list.marks[0].reason, "capacity error on p4d");
+        c.clear_unavailable(proto::ClearUnavailableRequest {
+            id: mark.id.clone(),
+        })
+        .await
+        .unwrap();
+        let again = c
+            .select_provider(gpu_request("A100", 8, 2.0))
+            .await
+            .unwrap()
+            .into_inner();
+        assert_eq!(again.placements[0].region, "us-east-1");
+        let err = c
+            .clear_unavailable(proto::ClearUnavailableRequest { id: mark.id })
+            .await
+            .unwrap_err();
+        assert_eq!(err.code(), Code::NotFound);
+        let err = c
+            .mark_unavailable(proto::MarkUnavailableRequest {
+                provider: proto::Provider::Aws as i32,
+                region: "us-east-1".into(),
+                reason: String::new(),
+                ttl_seconds: 60,
+                ..Default::default()
+            })
+            .await
+            .unwrap_err();
+        assert!(err.message().starts_with("reason"));
+        server.stop().await.unwrap();
+    }
+}
+
+// The CLI runs as a child process while this test's runtime serves it: multi-threaded.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn select_cli_prints_a_table_and_json() {
+    let db = common::fresh_sqlite();
+    let server = common::TestServer::start(common::test_config(&db)).await;
+    let run = |args: Vec<String>| {
+        std::process::Command::new(env!("CARGO_BIN_EXE_bursar"))
+            .args(args)
+            .env_remove("BURSAR_SERVER")
+            .output()
+            .unwrap()
+    };
+    let args = |extra: &[&str]| {
+        let mut v: Vec<String> = [
+            "select",
+            "--server",
+            &server.url,
+            "--gpu",
+            "A100:8",
+            "--hours",
+            "4",
+            "--spot",
+            "--data",
+            "s3://bucket/path@us-east-1:2000GB",
+        ]
+        .iter()
+        .map(|s| s.to_string())
+        .collect();
+        v.extend(extra.iter().map(|s| s.to_string()));
+        v
+    };
+    let o = run(args(&[]));
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let out = String::from_utf8_lossy(&o.stdout);
+    assert!(out.contains("TOTAL USD") && out.contains("why:"), "{out}");
+    let o = run(args(&["--json", "--jurisdiction", "EU"]));
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    let p = &v["placements"][0];
+    assert!(["gcp", "azure", "aws"].contains(&p["provider"].as_str().unwrap()));
+    assert!(v["excluded"]["jurisdiction"].as_u64().unwrap() > 0);
+    // EU only: the data must leave AWS us-east-1, so egress is charged.
+    let egress: Decimal = p["egress_cost"].as_str().unwrap().parse().unwrap();
+    assert!(egress > Decimal::ZERO);
+    let o = run(args(&["--hours", "0"])
+        .into_iter()
+        .filter(|a| a != "4")
+        .collect());
+    assert_eq!(
+        o.status.code(),
+        Some(2),
+        "{}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+    let o = run(args(&["--max-price", "0.001"]));
+    assert_eq!(
+        o.status.code(),
+        Some(1),
+        "nothing feasible: {}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+    server.stop().await.unwrap();
+}
