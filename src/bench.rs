@@ -235,3 +235,296 @@ pub async fn bench_catalog(
     }
     Ok(())
 }
+
+/// Per-call latencies of `f`, run `n` times: (p50, p99, mean).
+fn time_calls(n: usize, mut f: impl FnMut()) -> (Duration, Duration, Duration) {
+    let mut lat = Vec::with_capacity(n);
+    let all = Instant::now();
+    for _ in 0..n {
+        let t = Instant::now();
+        f();
+        lat.push(t.elapsed());
+    }
+    let mean = all.elapsed() / n.max(1) as u32;
+    lat.sort();
+    (percentile(&lat, 0.5), percentile(&lat, 0.99), mean)
+}
+
+fn ms(d: Duration) -> f64 {
+    d.as_secs_f64() * 1e3
+}
+
+/// The two SelectProvider requests the benchmarks use.
+pub fn select_requests() -> Vec<(&'static str, proto::SelectProviderRequest)> {
+    let data = vec![proto::DataInput {
+        size_gb: 2000.0,
+        location: Some(proto::DataLocation {
+            uri: "s3://bench/data@us-east-1".into(),
+            ..Default::default()
+        }),
+    }];
+    vec![
+        (
+            "gpu A100:8 spot-allowed 2TB@us-east-1",
+            proto::SelectProviderRequest {
+                resources: Some(proto::Resources {
+                    accelerators: vec!["A100".into()],
+                    accelerator_count: 8,
+                    ..Default::default()
+                }),
+                expected_hours: 2.0,
+                market: proto::MarketPolicy::SpotAllowed as i32,
+                inputs: data.clone(),
+                top_k: 5,
+                ..Default::default()
+            },
+        ),
+        (
+            "cpu 8 vCPU/32 GiB spot-allowed 2TB@us-east-1",
+            proto::SelectProviderRequest {
+                resources: Some(proto::Resources {
+                    min_vcpus: 8,
+                    min_memory_gib: 32.0,
+                    ..Default::default()
+                }),
+                expected_hours: 4.0,
+                market: proto::MarketPolicy::SpotAllowed as i32,
+                inputs: data,
+                top_k: 5,
+                ..Default::default()
+            },
+        ),
+    ]
+}
+
+/// `bursar bench select`: in-process decision latency over the catalog in `dir` (with a
+/// naive full-Decimal scan as the baseline in the same run), then SelectProvider over
+/// loopback gRPC with `concurrency` requests in flight, against `server` or an in-process
+/// server on a temporary SQLite database holding the catalog.
+pub async fn bench_select(
+    dir: &Path,
+    server: Option<String>,
+    requests: u64,
+    concurrency: usize,
+) -> Result<(), String> {
+    use crate::domain::placement::{Conditions, CostModel};
+    println!(
+        "machine: {} cores; catalog: {}",
+        std::thread::available_parallelism()
+            .map(|n| n.get())
+            .unwrap_or(0),
+        dir.display()
+    );
+    let opts = crate::clouds::skypilot::ImportOptions {
+        observed_at: Some(chrono::Utc::now()),
+        ..Default::default()
+    };
+    let (offers, _) =
+        crate::clouds::skypilot::load_catalog_dir(dir, &opts).map_err(|e| e.to_string())?;
+    let t = Instant::now();
+    let catalog = crate::domain::Catalog::new(offers, Vec::new());
+    println!(
+        "catalog: {} offers; sort + placement index built in {:.1} ms",
+        catalog.len(),
+        ms(t.elapsed())
+    );
+    let model = CostModel::default();
+    let cond = Conditions {
+        now: chrono::Utc::now(),
+        failing: [false; 3],
+        marks: &[],
+    };
+    for (name, r) in select_requests() {
+        let req = crate::server::convert::placement_request(&r, catalog.placement())
+            .map_err(|e| format!("{}: {}", e.field, e.message))?;
+        let d = catalog
+            .placement()
+            .select(&req, &model, &cond)
+            .map_err(|e| e.to_string())?;
+        let (p50, p99, mean) = time_calls(20_000, || {
+            let _ = std::hint::black_box(catalog.placement().select(&req, &model, &cond));
+        });
+        let (np50, np99, nmean) = time_calls(50, || {
+            std::hint::black_box(naive_best(&catalog, &req, &model));
+        });
+        println!(
+            "in-process {name}: {} feasible of {}; indexed p50 {:.4} ms p99 {:.4} ms mean {:.4} ms; \
+             naive Decimal scan p50 {:.2} ms p99 {:.2} ms mean {:.2} ms; speed-up {:.0}x (mean)",
+            d.feasible(),
+            d.considered,
+            ms(p50),
+            ms(p99),
+            ms(mean),
+            ms(np50),
+            ms(np99),
+            ms(nmean),
+            nmean.as_secs_f64() / mean.as_secs_f64().max(1e-12)
+        );
+    }
+
+    // gRPC
+    let mut stop = None;
+    let mut handle = None;
+    let _tmp;
+    let url = match server {
+        Some(u) => u,
+        None => {
+            let tmp = std::env::temp_dir().join(format!("bursar-bench-{}.db", std::process::id()));
+            let _ = std::fs::remove_file(&tmp);
+            let db = format!("sqlite://{}", tmp.display());
+            let store = Store::open(&db).await.map_err(|e| e.to_string())?;
+            crate::tasks::import::import_catalog(&store, dir, false)
+                .await
+                .map_err(|e| e.to_string())?;
+            store.close().await;
+            let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+                .await
+                .map_err(|e| e.to_string())?;
+            let addr = listener.local_addr().map_err(|e| e.to_string())?;
+            let (tx, rx) = tokio::sync::oneshot::channel::<()>();
+            let cfg = Config {
+                database_url: db,
+                seed_when_empty: false,
+                catalog_refresh: Duration::from_secs(3600),
+                ..Config::default()
+            };
+            handle = Some(tokio::spawn(crate::server::run(
+                cfg,
+                listener,
+                async move {
+                    let _ = rx.await;
+                },
+            )));
+            stop = Some(tx);
+            _tmp = tmp;
+            format!("http://{addr}")
+        }
+    };
+    let channel = loop {
+        if let Ok(ch) = tonic::transport::Endpoint::from_shared(url.clone())
+            .map_err(|e| e.to_string())?
+            .connect()
+            .await
+        {
+            let mut c = proto::placement_service_client::PlacementServiceClient::new(ch.clone());
+            if c.select_provider(select_requests()[0].1.clone())
+                .await
+                .is_ok()
+            {
+                break ch;
+            }
+        }
+        if handle.as_ref().is_some_and(|h| h.is_finished()) {
+            return Err("server stopped".into());
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    for (name, r) in select_requests() {
+        let s = load_select(channel.clone(), concurrency, requests, r).await;
+        println!(
+            "gRPC SelectProvider {name}: {} req, {} errors, {:.0} req/s, p50 {:.3} ms, p99 {:.3} ms ({} in flight)",
+            s.requests,
+            s.errors,
+            s.throughput(),
+            ms(s.p50),
+            ms(s.p99),
+            concurrency
+        );
+    }
+    if let Some(tx) = stop {
+        let _ = tx.send(());
+    }
+    if let Some(h) = handle {
+        let _ = h.await;
+    }
+    Ok(())
+}
+
+/// The unindexed baseline: every offer evaluated with Decimal arithmetic, egress priced
+/// per offer (what a straightforward implementation does).
+pub fn naive_best(
+    cat: &crate::domain::Catalog,
+    req: &crate::domain::placement::PlacementRequest,
+    model: &crate::domain::placement::CostModel,
+) -> Option<rust_decimal::Decimal> {
+    use crate::domain::placement::MarketPolicy;
+    use rust_decimal::Decimal;
+    let hours = Decimal::new(req.hours_milli, 3);
+    let mut best: Option<Decimal> = None;
+    for o in cat.offers() {
+        let Some(a) = &o.attrs else { continue };
+        if !req.accelerators.is_empty()
+            && !a
+                .gpu_model
+                .as_deref()
+                .is_some_and(|m| req.accelerators.iter().any(|x| x.eq_ignore_ascii_case(m)))
+        {
+            continue;
+        }
+        if a.vcpus < req.min_vcpus || a.memory_gib < req.min_memory_gib {
+            continue;
+        }
+        if !req.accelerators.is_empty() && a.gpu_count < f64::from(req.accelerator_count) {
+            continue;
+        }
+        if req.market == MarketPolicy::OnDemandOnly && o.key.market == crate::domain::Market::Spot {
+            continue;
+        }
+        let mut total = o.price_per_hour * hours * Decimal::from(req.nodes);
+        for i in &req.inputs {
+            total += model.egress.cost(
+                i.provider,
+                &i.region,
+                o.key.provider,
+                &o.key.region,
+                Decimal::new(i.gb_milli, 3),
+            );
+        }
+        if best.is_none_or(|b| total < b) {
+            best = Some(total);
+        }
+    }
+    best
+}
+
+async fn load_select(
+    channel: tonic::transport::Channel,
+    concurrency: usize,
+    total: u64,
+    req: proto::SelectProviderRequest,
+) -> LoadStats {
+    let next = std::sync::Arc::new(std::sync::atomic::AtomicU64::new(0));
+    let started = Instant::now();
+    let mut tasks = Vec::new();
+    for _ in 0..concurrency {
+        let (ch, next, req) = (channel.clone(), next.clone(), req.clone());
+        tasks.push(tokio::spawn(async move {
+            let mut client = proto::placement_service_client::PlacementServiceClient::new(ch);
+            let (mut lat, mut errors) = (Vec::new(), 0u64);
+            while next.fetch_add(1, std::sync::atomic::Ordering::Relaxed) < total {
+                let t = Instant::now();
+                match client.select_provider(req.clone()).await {
+                    Ok(_) => lat.push(t.elapsed()),
+                    Err(_) => errors += 1,
+                }
+            }
+            (lat, errors)
+        }));
+    }
+    let (mut all, mut errors) = (Vec::new(), 0);
+    for t in tasks {
+        if let Ok((l, e)) = t.await {
+            all.extend(l);
+            errors += e;
+        }
+    }
+    let seconds = started.elapsed().as_secs_f64();
+    all.sort();
+    LoadStats {
+        requests: all.len() as u64,
+        errors,
+        seconds,
+        p50: percentile(&all, 0.50),
+        p99: percentile(&all, 0.99),
+    }
+}

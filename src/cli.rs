@@ -207,6 +207,21 @@ pub enum BenchCommand {
         #[arg(long, default_value_t = 64)]
         concurrency: usize,
     },
+    /// SelectProvider: in-process decision latency (p50/p99, with a naive baseline) over a
+    /// SkyPilot catalog, then a gRPC load run (req/s, p50, p99, errors).
+    Select {
+        /// SkyPilot v8 catalog folder to decide over.
+        catalog: PathBuf,
+        /// A running server to load (default: an in-process server on a temporary SQLite
+        /// database holding the catalog).
+        #[arg(long)]
+        server: Option<String>,
+        /// Requests per scenario.
+        #[arg(long, default_value_t = 50_000)]
+        requests: u64,
+        #[arg(long, default_value_t = 64)]
+        concurrency: usize,
+    },
 }
 
 #[derive(Args, Debug)]
@@ -342,6 +357,17 @@ pub async fn dispatch(cli: Cli) -> Result<(), CliError> {
         }) => {
             init_logging("text", "warn");
             crate::bench::bench_catalog(&dir, &database_urls, requests, concurrency.max(1))
+                .await
+                .map_err(CliError::Failed)
+        }
+        Command::Bench(BenchCommand::Select {
+            catalog,
+            server,
+            requests,
+            concurrency,
+        }) => {
+            init_logging("text", "warn");
+            crate::bench::bench_select(&catalog, server, requests, concurrency.max(1))
                 .await
                 .map_err(CliError::Failed)
         }
