@@ -306,6 +306,7 @@ pub async fn bench_select(
     server: Option<String>,
     requests: u64,
     concurrency: usize,
+    connections: usize,
 ) -> Result<(), String> {
     use crate::domain::placement::{Conditions, CostModel};
     println!(
@@ -419,16 +420,28 @@ pub async fn bench_select(
         }
         tokio::time::sleep(Duration::from_millis(50)).await;
     };
+    let mut channels = vec![channel];
+    for _ in 1..connections.max(1) {
+        channels.push(
+            tonic::transport::Endpoint::from_shared(url.clone())
+                .map_err(|e| e.to_string())?
+                .tcp_nodelay(true)
+                .connect()
+                .await
+                .map_err(|e| e.to_string())?,
+        );
+    }
     for (name, r) in select_requests() {
-        let s = load_select(channel.clone(), concurrency, requests, r).await;
+        let s = load_select(channels.clone(), concurrency, requests, r).await;
         println!(
-            "gRPC SelectProvider {name}: {} req, {} errors, {:.0} req/s, p50 {:.3} ms, p99 {:.3} ms ({} in flight)",
+            "gRPC SelectProvider {name}: {} req, {} errors, {:.0} req/s, p50 {:.3} ms, p99 {:.3} ms ({} in flight over {} connections)",
             s.requests,
             s.errors,
             s.throughput(),
             ms(s.p50),
             ms(s.p99),
-            concurrency
+            concurrency,
+            channels.len()
         );
     }
     if let Some(tx) = stop {
@@ -488,7 +501,7 @@ pub fn naive_best(
 }
 
 async fn load_select(
-    channel: tonic::transport::Channel,
+    channels: Vec<tonic::transport::Channel>,
     concurrency: usize,
     total: u64,
     req: proto::SelectProviderRequest,
@@ -496,8 +509,9 @@ async fn load_select(
     let next = std::sync::Arc::new(std::sync::atomic::AtomicU64::new(0));
     let started = Instant::now();
     let mut tasks = Vec::new();
-    for _ in 0..concurrency {
-        let (ch, next, req) = (channel.clone(), next.clone(), req.clone());
+    for t in 0..concurrency {
+        let ch = channels[t % channels.len()].clone();
+        let (next, req) = (next.clone(), req.clone());
         tasks.push(tokio::spawn(async move {
             let mut client = proto::placement_service_client::PlacementServiceClient::new(ch);
             let (mut lat, mut errors) = (Vec::new(), 0u64);

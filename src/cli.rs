@@ -219,8 +219,12 @@ pub enum BenchCommand {
         /// Requests per scenario.
         #[arg(long, default_value_t = 50_000)]
         requests: u64,
+        /// Requests in flight.
         #[arg(long, default_value_t = 64)]
         concurrency: usize,
+        /// HTTP/2 connections the requests in flight are spread over.
+        #[arg(long, default_value_t = 4)]
+        connections: usize,
     },
 }
 
@@ -365,9 +369,10 @@ pub async fn dispatch(cli: Cli) -> Result<(), CliError> {
             server,
             requests,
             concurrency,
+            connections,
         }) => {
             init_logging("text", "warn");
-            crate::bench::bench_select(&catalog, server, requests, concurrency.max(1))
+            crate::bench::bench_select(&catalog, server, requests, concurrency.max(1), connections)
                 .await
                 .map_err(CliError::Failed)
         }

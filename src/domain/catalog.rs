@@ -19,6 +19,46 @@ pub struct Catalog {
     bands: HashMap<(Provider, String, String), SpotBand>,
     pub built_at: Option<DateTime<Utc>>,
     placement: PlacementIndex,
+    lists: ListIndex,
+}
+
+/// Offer positions (in catalog order, hence price order) per filterable value, so a
+/// filtered ListPrices scans only the smallest list that applies.
+#[derive(Debug, Default)]
+struct ListIndex {
+    by_region: HashMap<String, Vec<u32>>,
+    by_type: HashMap<String, Vec<u32>>,
+    /// Lower-cased accelerator model.
+    by_gpu: HashMap<String, Vec<u32>>,
+    /// [provider][market]
+    by_provider_market: [[Vec<u32>; 2]; 3],
+}
+
+impl ListIndex {
+    fn build(offers: &[Offer]) -> Self {
+        let mut ix = ListIndex::default();
+        for (i, o) in offers.iter().enumerate() {
+            let i = i as u32;
+            ix.by_region
+                .entry(o.key.region.clone())
+                .or_default()
+                .push(i);
+            ix.by_type
+                .entry(o.key.instance_type.clone())
+                .or_default()
+                .push(i);
+            if let Some(m) = o.attrs.as_ref().and_then(|a| a.gpu_model.as_ref()) {
+                ix.by_gpu.entry(m.to_ascii_lowercase()).or_default().push(i);
+            }
+            let p = match o.key.provider {
+                Provider::Aws => 0,
+                Provider::Gcp => 1,
+                Provider::Azure => 2,
+            };
+            ix.by_provider_market[p][usize::from(o.key.market == Market::Spot)].push(i);
+        }
+        ix
+    }
 }
 
 /// What `ListPrices` filters on. `None`/zero means "no filter".
@@ -135,9 +175,11 @@ impl Catalog {
             bands,
             built_at: Some(Utc::now()),
             placement: PlacementIndex::default(),
+            lists: ListIndex::default(),
         };
         let ix = PlacementIndex::build(&c.offers, &c);
         c.placement = ix;
+        c.lists = ListIndex::build(&c.offers);
         c
     }
 
@@ -174,31 +216,107 @@ impl Catalog {
     }
 
     /// Filtered page of at most `page_size` offers, starting after `after` (price, key).
+    /// Scans only the smallest index list that applies, stops at `max_price_per_hour` (lists
+    /// are in price order), and answers unfiltered or price-only listings by binary search.
     pub fn list(
         &self,
         filter: &PriceFilter,
         after: Option<&(Decimal, OfferKey)>,
         page_size: usize,
     ) -> PricePage<'_> {
-        let start = match after {
-            None => 0,
-            Some((price, key)) => self
-                .offers
-                .partition_point(|o| (o.price_per_hour, &o.key) <= (*price, key)),
+        static EMPTY: Vec<u32> = Vec::new();
+        let lists = &self.lists;
+        let mut applicable: Vec<&Vec<u32>> = Vec::new();
+        if let Some(r) = &filter.region {
+            applicable.push(lists.by_region.get(r).unwrap_or(&EMPTY));
+        }
+        if let Some(t) = &filter.instance_type {
+            applicable.push(lists.by_type.get(t).unwrap_or(&EMPTY));
+        }
+        if let Some(g) = &filter.gpu_model {
+            applicable.push(lists.by_gpu.get(&g.to_ascii_lowercase()).unwrap_or(&EMPTY));
+        }
+        if let (Some(p), Some(m)) = (filter.provider, filter.market) {
+            let p = match p {
+                Provider::Aws => 0,
+                Provider::Gcp => 1,
+                Provider::Azure => 2,
+            };
+            applicable.push(&lists.by_provider_market[p][usize::from(m == Market::Spot)]);
+        }
+        let candidates: Option<&Vec<u32>> = applicable.into_iter().min_by_key(|l| l.len());
+        let price_only = filter.provider.is_none()
+            && filter.market.is_none()
+            && filter.region.is_none()
+            && filter.instance_type.is_none()
+            && filter.gpu_model.is_none()
+            && filter.min_gpu_count == 0;
+        let after_pos = |o: &Offer| match after {
+            None => true,
+            Some((price, key)) => (o.price_per_hour, &o.key) > (*price, key),
         };
         let mut total = 0u64;
         let mut page = Vec::with_capacity(page_size.min(1024));
         let mut more = false;
-        for (i, o) in self.offers.iter().enumerate() {
-            if !filter.matches(o) {
-                continue;
+        match candidates {
+            None if price_only => {
+                // Everything, or everything up to a price: positions by binary search.
+                let end = match filter.max_price_per_hour {
+                    None => self.offers.len(),
+                    Some(max) => self.offers.partition_point(|o| o.price_per_hour <= max),
+                };
+                let start = match after {
+                    None => 0,
+                    Some((price, key)) => self
+                        .offers
+                        .partition_point(|o| (o.price_per_hour, &o.key) <= (*price, key)),
+                };
+                total = end as u64;
+                let stop = end.min(start.saturating_add(page_size));
+                page.extend(self.offers[start.min(end)..stop].iter());
+                more = stop < end;
             }
-            total += 1;
-            if i >= start {
-                if page.len() < page_size {
-                    page.push(o);
-                } else {
-                    more = true;
+            None => {
+                for o in &self.offers {
+                    if filter
+                        .max_price_per_hour
+                        .is_some_and(|m| o.price_per_hour > m)
+                    {
+                        break;
+                    }
+                    if !filter.matches(o) {
+                        continue;
+                    }
+                    total += 1;
+                    if after_pos(o) {
+                        if page.len() < page_size {
+                            page.push(o);
+                        } else {
+                            more = true;
+                        }
+                    }
+                }
+            }
+            Some(list) => {
+                for &i in list {
+                    let o = &self.offers[i as usize];
+                    if filter
+                        .max_price_per_hour
+                        .is_some_and(|m| o.price_per_hour > m)
+                    {
+                        break;
+                    }
+                    if !filter.matches(o) {
+                        continue;
+                    }
+                    total += 1;
+                    if after_pos(o) {
+                        if page.len() < page_size {
+                            page.push(o);
+                        } else {
+                            more = true;
+                        }
+                    }
                 }
             }
         }
@@ -387,6 +505,55 @@ mod tests {
             ["aws-spot", "seed"],
             "seed spot dropped, seed on-demand kept"
         );
+    }
+
+    proptest::proptest! {
+        #[test]
+        fn indexed_listing_agrees_with_a_plain_filter(
+            rows in proptest::collection::vec((0..3usize, 0..3usize, 0..4usize, proptest::bool::ANY, 1..500i64, 0..3usize), 1..60),
+            fp in 0..4usize, fr in 0..4usize, ft in 0..5usize, fg in 0..3usize, fm in 0..3usize,
+            max in proptest::option::of(1..500i64), page in 1..7usize,
+        ) {
+            let provs = [Provider::Aws, Provider::Gcp, Provider::Azure];
+            let regions = ["r1", "r2", "r3"];
+            let offers: Vec<Offer> = rows
+                .iter()
+                .map(|(p, r, t, spot, price, g)| {
+                    let gpu = [None, Some(("A100", 8.0)), Some(("T4", 1.0))][*g];
+                    offer(
+                        provs[*p],
+                        regions[*r],
+                        &format!("t{t}"),
+                        if *spot { Market::Spot } else { Market::OnDemand },
+                        &Decimal::new(*price, 2).to_string(),
+                        gpu,
+                    )
+                })
+                .collect();
+            let c = Catalog::new(offers, vec![]);
+            let f = PriceFilter {
+                provider: provs.get(fp).copied(),
+                region: regions.get(fr).map(|r| r.to_string()),
+                instance_type: (ft < 4).then(|| format!("t{ft}")),
+                gpu_model: ["a100", "T4"].get(fg).map(|g| g.to_string()),
+                min_gpu_count: 0,
+                market: [Some(Market::OnDemand), Some(Market::Spot), None][fm],
+                max_price_per_hour: max.map(|m| Decimal::new(m, 2)),
+            };
+            let want: Vec<OfferKey> = c.offers().iter().filter(|o| f.matches(o)).map(|o| o.key.clone()).collect();
+            let mut got = Vec::new();
+            let mut after: Option<(Decimal, OfferKey)> = None;
+            loop {
+                let p = c.list(&f, after.as_ref(), page);
+                proptest::prop_assert_eq!(p.total_matching, want.len() as u64);
+                got.extend(p.offers.iter().map(|o| o.key.clone()));
+                match p.next_after {
+                    Some(o) => after = Some((o.price_per_hour, o.key.clone())),
+                    None => break,
+                }
+            }
+            proptest::prop_assert_eq!(got, want);
+        }
     }
 
     #[test]

@@ -96,3 +96,42 @@ impl DecisionLog {
         buf.clear();
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use chrono::Utc;
+
+    fn row(id: &str) -> DecisionRow {
+        DecisionRow {
+            id: id.into(),
+            decided_at: Utc::now(),
+            team: None,
+            project: None,
+            job_id: None,
+            labels: "{}".into(),
+            request: "{}".into(),
+            offers_considered: 0,
+            feasible: 0,
+            chosen: None,
+            runner_up: None,
+            baseline_total: None,
+            estimated_saving: None,
+            currency: "USD".into(),
+            outcome: "no_feasible".into(),
+            latency_us: 1,
+        }
+    }
+
+    #[test]
+    fn a_full_queue_drops_and_counts_without_waiting() {
+        let (log, mut rx) = DecisionLog::new(2);
+        for i in 0..5 {
+            log.record(row(&format!("d{i}")));
+        }
+        assert_eq!(log.dropped(), 3);
+        assert_eq!(rx.try_recv().unwrap().id, "d0");
+        assert_eq!(rx.try_recv().unwrap().id, "d1");
+        assert!(rx.try_recv().is_err());
+    }
+}
