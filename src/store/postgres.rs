@@ -260,17 +260,18 @@ impl PgStore {
     }
 
     pub async fn load_catalog(&self) -> Result<(Vec<Offer>, Vec<SpotBand>), StoreError> {
-        let rows = sqlx::query(
+        let mut rows = sqlx::query(
             "SELECT c.provider, c.region, c.zone, c.instance_type, c.market, c.price_per_hour, \
              c.currency, c.source, c.observed_at, i.vcpus, i.memory_gib, i.gpu_model, i.gpu_count, \
              i.gpu_memory_gib, i.arch \
              FROM price_current c LEFT JOIN instance_type i \
              ON i.provider = c.provider AND i.instance_type = c.instance_type",
         )
-        .fetch_all(&self.pool)
-        .await?;
-        let mut offers = Vec::with_capacity(rows.len());
-        for r in rows {
+        .fetch(&self.pool);
+        // Streamed row by row: the catalog is large and fetch_all would hold every row
+        // twice (decoded rows and offers) at the peak.
+        let mut offers = Vec::new();
+        while let Some(r) = futures::TryStreamExt::try_next(&mut rows).await? {
             let row = OfferRow {
                 provider: r.try_get(0)?,
                 region: r.try_get(1)?,
@@ -290,6 +291,7 @@ impl PgStore {
             };
             offers.push(row.into_offer()?);
         }
+        drop(rows);
         let band_rows = sqlx::query(
             "SELECT provider, region, instance_type, band, label, savings_pct FROM spot_band",
         )
