@@ -6,6 +6,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let protos = [
         "proto/bursar/v1/pricing.proto",
         "proto/bursar/v1/placement.proto",
+        "proto/bursar/v1/spend.proto",
     ];
     for p in &protos {
         println!("cargo:rerun-if-changed={p}");

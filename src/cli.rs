@@ -80,6 +80,17 @@ pub enum Command {
     },
     /// List current prices from a running server.
     Prices(PricesArgs),
+    /// Ingest billing exports (FOCUS, AWS CUR, GCP, Azure) from a file, directory or S3.
+    Ingest(crate::cli_billing::IngestArgs),
+    /// Recent ingest runs on a running server.
+    IngestRuns {
+        #[arg(long, default_value_t = 50)]
+        limit: i32,
+        #[command(flatten)]
+        client: ClientArgs,
+    },
+    /// Spend from ingested exports, from a running server.
+    Spend(crate::cli_billing::SpendArgs),
     /// Ask a running server where to run a job (PlacementService.SelectProvider).
     Select(SelectArgs),
     /// Operator marks: take a provider, region or zone out of placement for a while.
@@ -375,6 +386,19 @@ pub async fn dispatch(cli: Cli) -> Result<(), CliError> {
             crate::bench::bench_select(&catalog, server, requests, concurrency.max(1), connections)
                 .await
                 .map_err(CliError::Failed)
+        }
+        Command::Ingest(args) => {
+            let cfg = load_config(&args.db)?;
+            init_logging(&cfg.log_format, "warn");
+            crate::cli_billing::ingest(args, &cfg.database_url).await
+        }
+        Command::IngestRuns { limit, client } => {
+            init_logging("text", "warn");
+            crate::cli_billing::ingest_runs(client, limit).await
+        }
+        Command::Spend(args) => {
+            init_logging("text", "warn");
+            crate::cli_billing::spend(args).await
         }
         Command::Select(args) => {
             init_logging("text", "warn");

@@ -8,7 +8,9 @@
 #![forbid(unsafe_code)]
 
 pub mod bench;
+pub mod billing;
 pub mod cli;
+pub mod cli_billing;
 pub mod cli_placement;
 pub mod clouds;
 pub mod config;

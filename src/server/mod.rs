@@ -6,6 +6,7 @@ pub mod convert;
 pub mod errors;
 pub mod placement;
 pub mod pricing;
+pub mod spend;
 
 use std::future::Future;
 use std::sync::Arc;
@@ -182,6 +183,11 @@ pub async fn run(
             pricing,
         ))
         .add_service(proto::placement_service_server::PlacementServiceServer::new(placement_api))
+        .add_service(proto::spend_service_server::SpendServiceServer::new(
+            spend::SpendApi {
+                store: store.clone(),
+            },
+        ))
         .serve_with_incoming_shutdown(
             TcpListenerStream::new(listener).map(|s| {
                 // Without TCP_NODELAY small gRPC responses wait for delayed ACKs (~40 ms).

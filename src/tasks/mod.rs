@@ -3,6 +3,8 @@
 //! signal, so `server::run` can wait for all of them.
 pub mod decisions;
 pub mod import;
+pub mod ingest;
 pub mod poller;
+pub mod watch;
 
 pub use poller::{PollReport, poll_once, refresh_catalog, seed_if_empty};

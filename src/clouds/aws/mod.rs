@@ -7,6 +7,7 @@
 //! settings), an interceptor that counts attempts, and the mapping of SDK errors onto
 //! `SourceError`.
 pub mod advisor;
+pub mod costexplorer;
 pub mod ondemand;
 pub mod spot;
 pub mod tables;

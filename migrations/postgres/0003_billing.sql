@@ -1,0 +1,63 @@
+-- Billing (Postgres): FOCUS-shaped cost lines, ingest runs, quarantined rows.
+-- Money is NUMERIC; timestamps TIMESTAMPTZ; tags JSONB.
+
+CREATE TABLE ingest_run (
+    id                TEXT PRIMARY KEY,
+    started_at        TIMESTAMPTZ NOT NULL,
+    finished_at       TIMESTAMPTZ,
+    source            TEXT NOT NULL,     -- path or s3:// URI
+    format            TEXT,              -- focus, cur, gcp, azure
+    variant           TEXT,              -- FOCUS version or native variant
+    status            TEXT NOT NULL,     -- running, ok, failed
+    rows_read         BIGINT NOT NULL DEFAULT 0,
+    rows_stored       BIGINT NOT NULL DEFAULT 0,
+    rows_quarantined  BIGINT NOT NULL DEFAULT 0,
+    deviations        TEXT NOT NULL DEFAULT '{}',   -- JSON {kind: count}
+    totals            TEXT NOT NULL DEFAULT '{}',   -- JSON {currency: {billed, effective}}
+    scopes            TEXT NOT NULL DEFAULT '[]',   -- JSON [scope] replaced by this run
+    error             TEXT
+);
+
+-- Rows of one scope (format|provider|billing account|billing period start) are replaced
+-- together, atomically, when a newer export of that period is ingested.
+CREATE TABLE cost_line (
+    id                  BIGSERIAL PRIMARY KEY,
+    scope               TEXT NOT NULL,
+    ingest_run_id       TEXT NOT NULL,
+    source_line         BIGINT NOT NULL,
+    billed_cost         NUMERIC NOT NULL,
+    effective_cost      NUMERIC NOT NULL,
+    list_cost           NUMERIC,
+    billing_currency    TEXT NOT NULL,
+    billing_period_start TIMESTAMPTZ NOT NULL,
+    billing_period_end  TIMESTAMPTZ NOT NULL,
+    charge_period_start TIMESTAMPTZ NOT NULL,
+    charge_period_end   TIMESTAMPTZ NOT NULL,
+    charge_category     TEXT NOT NULL,
+    provider_name       TEXT NOT NULL,
+    service_name        TEXT,
+    service_category    TEXT,
+    region_id           TEXT,
+    availability_zone   TEXT,
+    resource_id         TEXT,
+    sku_id              TEXT,
+    billing_account_id  TEXT,
+    sub_account_id      TEXT,
+    pricing_category    TEXT,
+    consumed_quantity   NUMERIC,
+    consumed_unit       TEXT,
+    tags                JSONB NOT NULL DEFAULT '{}'
+);
+CREATE INDEX cost_line_scope ON cost_line (scope);
+CREATE INDEX cost_line_charge ON cost_line (charge_period_start);
+CREATE INDEX cost_line_tags ON cost_line USING GIN (tags);
+
+CREATE TABLE ingest_quarantine (
+    id             BIGSERIAL PRIMARY KEY,
+    ingest_run_id  TEXT NOT NULL,
+    file           TEXT NOT NULL,
+    line           BIGINT NOT NULL,
+    reason         TEXT NOT NULL,
+    raw            TEXT NOT NULL
+);
+CREATE INDEX ingest_quarantine_run ON ingest_quarantine (ingest_run_id);

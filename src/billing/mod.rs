@@ -1,0 +1,139 @@
+//! Billing exports → one FOCUS-shaped cost line. One parser per source format (`focus.rs`,
+//! `cur.rs`, `gcp.rs`, `azure.rs`), all driven by the column tables in `mapping.rs` and the
+//! readers in `read.rs` (CSV, CSV.gz, JSON lines, Parquet); `detect.rs` tells the format
+//! (and FOCUS version) from the columns.
+//!
+//! Invariant: money is exact (`Decimal`, up to 28 significant digits; Parquet doubles are
+//! converted through their shortest round-trip decimal text). A row that cannot be read is
+//! quarantined with its line and reason, never dropped silently; a tolerated deviation from
+//! the spec (space instead of `T` in timestamps, empty string as null, wrong case) is
+//! counted, not rejected.
+pub mod azure;
+pub mod cur;
+pub mod detect;
+pub mod focus;
+pub mod gcp;
+pub mod mapping;
+pub mod read;
+pub mod s3;
+
+use std::collections::BTreeMap;
+
+use chrono::{DateTime, Utc};
+use rust_decimal::Decimal;
+
+/// A source format, as `bursar ingest --format` names it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum BillingFormat {
+    Focus,
+    /// AWS Cost and Usage Report: legacy CSV, Athena/Parquet snake_case, CUR 2.0.
+    Cur,
+    /// GCP BigQuery billing export delivered as files.
+    Gcp,
+    /// Azure Cost Management exports (EA, PayAsYouGo/MCA; actual or amortized).
+    Azure,
+}
+
+impl BillingFormat {
+    pub fn as_str(&self) -> &'static str {
+        match self {
+            BillingFormat::Focus => "focus",
+            BillingFormat::Cur => "cur",
+            BillingFormat::Gcp => "gcp",
+            BillingFormat::Azure => "azure",
+        }
+    }
+}
+
+impl std::str::FromStr for BillingFormat {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        match s.trim().to_ascii_lowercase().as_str() {
+            "focus" => Ok(BillingFormat::Focus),
+            "cur" | "aws" => Ok(BillingFormat::Cur),
+            "gcp" | "google" => Ok(BillingFormat::Gcp),
+            "azure" => Ok(BillingFormat::Azure),
+            other => Err(format!(
+                "unknown billing format {other:?}: expected auto, focus, cur, gcp or azure"
+            )),
+        }
+    }
+}
+
+/// One cost line in FOCUS terms.
+#[derive(Clone, Debug, PartialEq)]
+pub struct CostLine {
+    /// 1-based line (CSV, JSON lines) or row number (Parquet) in the source file.
+    pub line: u64,
+    pub billed_cost: Decimal,
+    pub effective_cost: Decimal,
+    pub list_cost: Option<Decimal>,
+    pub billing_currency: String,
+    pub billing_period_start: DateTime<Utc>,
+    pub billing_period_end: DateTime<Utc>,
+    pub charge_period_start: DateTime<Utc>,
+    pub charge_period_end: DateTime<Utc>,
+    /// Usage, Purchase, Tax, Credit, Adjustment (FOCUS ChargeCategory).
+    pub charge_category: String,
+    pub provider_name: String,
+    pub service_name: Option<String>,
+    pub service_category: Option<String>,
+    pub region_id: Option<String>,
+    pub availability_zone: Option<String>,
+    pub resource_id: Option<String>,
+    pub sku_id: Option<String>,
+    pub billing_account_id: Option<String>,
+    pub sub_account_id: Option<String>,
+    /// Standard, Dynamic (spot), Committed, Other.
+    pub pricing_category: Option<String>,
+    pub consumed_quantity: Option<Decimal>,
+    pub consumed_unit: Option<String>,
+    pub tags: BTreeMap<String, String>,
+}
+
+/// A row that could not be turned into a cost line.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Quarantined {
+    pub line: u64,
+    pub reason: String,
+    /// The row as read (truncated to a few KB).
+    pub raw: String,
+}
+
+/// What parsing one file found, besides the lines themselves.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct ParseSummary {
+    pub format: Option<BillingFormat>,
+    /// FOCUS version told from the columns ("1.0", "1.1", "1.2", "1.3"), or the native
+    /// variant ("cur-legacy-csv", "cur-parquet", "cur2", "azure-ea", "azure-mca", ...).
+    pub variant: String,
+    pub rows_read: u64,
+    pub lines: u64,
+    /// Tolerated deviations, counted by kind.
+    pub deviations: BTreeMap<String, u64>,
+    pub quarantined: Vec<Quarantined>,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum BillingError {
+    #[error("cannot read {file}: {detail}")]
+    Io { file: String, detail: String },
+    #[error("{file}: not a known billing export (columns: {columns})")]
+    UnknownFormat { file: String, columns: String },
+    #[error("{file}: missing required column {column}")]
+    MissingColumn { file: String, column: String },
+    #[error("{file} line {line}: {detail}")]
+    Malformed {
+        file: String,
+        line: u64,
+        detail: String,
+    },
+    #[error("ingest stopped: {0}")]
+    Sink(String),
+}
+
+/// Receives parsed lines in batches; an error stops the parse.
+pub type Sink<'a> = dyn FnMut(Vec<CostLine>) -> Result<(), String> + 'a;
+
+/// Lines per sink call.
+pub const BATCH: usize = 10_000;

@@ -1,0 +1,618 @@
+//! Billing persistence, shared by both backends: ingest runs, the replace-by-scope cost
+//! line writer (`IngestTx`: one transaction per file, so a crash leaves the previous state
+//! whole) and the spend query. SQLite keeps money as exact decimal text and sums it in Rust;
+//! Postgres keeps NUMERIC, loads with COPY and sums in SQL.
+use std::collections::BTreeMap;
+use std::fmt::Write as _;
+
+use chrono::{DateTime, Datelike, NaiveDate, TimeZone, Utc};
+use rust_decimal::Decimal;
+use sqlx::{Postgres, QueryBuilder, Row, Sqlite};
+
+use super::{Store, StoreError};
+use crate::billing::{CostLine, Quarantined};
+
+/// One row of `ingest_run`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct IngestRunRow {
+    pub id: String,
+    pub started_at: DateTime<Utc>,
+    pub finished_at: Option<DateTime<Utc>>,
+    pub source: String,
+    pub format: Option<String>,
+    pub variant: Option<String>,
+    pub status: String,
+    pub rows_read: i64,
+    pub rows_stored: i64,
+    pub rows_quarantined: i64,
+    /// JSON object {kind: count}.
+    pub deviations: String,
+    /// JSON object {currency: {"billed": "..", "effective": ".."}}.
+    pub totals: String,
+    /// JSON array of the scopes this run replaced.
+    pub scopes: String,
+    pub error: Option<String>,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Granularity {
+    Day,
+    Month,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum GroupBy {
+    None,
+    Provider,
+    Service,
+    Region,
+    Account,
+    Tag(String),
+}
+
+/// A validated spend query: charge period in [start, end).
+#[derive(Clone, Debug, PartialEq)]
+pub struct SpendQuery {
+    pub start: DateTime<Utc>,
+    pub end: DateTime<Utc>,
+    pub granularity: Granularity,
+    pub group_by: GroupBy,
+    pub provider: Option<String>,
+    pub service: Option<String>,
+    pub region: Option<String>,
+    pub account: Option<String>,
+    pub tag: Option<(String, String)>,
+}
+
+#[derive(Clone, Debug, PartialEq)]
+pub struct SpendRow {
+    pub period_start: NaiveDate,
+    /// The group's value; `None` when the line has none (or no grouping).
+    pub group: Option<String>,
+    pub currency: String,
+    pub billed: Decimal,
+    pub effective: Decimal,
+    pub lines: u64,
+}
+
+/// Tag keys usable in queries: no quotes or control characters.
+pub fn valid_tag_key(k: &str) -> bool {
+    !k.is_empty() && k.len() <= 256 && !k.chars().any(|c| c == '"' || c == '\\' || c.is_control())
+}
+
+fn bucket(t: DateTime<Utc>, g: Granularity) -> NaiveDate {
+    let d = t.date_naive();
+    match g {
+        Granularity::Day => d,
+        Granularity::Month => NaiveDate::from_ymd_opt(d.year(), d.month(), 1).unwrap_or(d),
+    }
+}
+
+fn money_text(d: Decimal) -> String {
+    d.normalize().to_string()
+}
+
+fn parse_dec(s: &str) -> Result<Decimal, StoreError> {
+    crate::domain::money::parse_amount(s).map_err(|e| StoreError::Corrupt {
+        table: "cost_line",
+        detail: e.to_string(),
+    })
+}
+
+fn tags_json(t: &BTreeMap<String, String>) -> String {
+    serde_json::to_string(t).unwrap_or_else(|_| "{}".into())
+}
+
+/// An open ingest: everything it writes becomes visible at `commit`, or not at all.
+pub enum IngestTx {
+    Sqlite(sqlx::Transaction<'static, Sqlite>),
+    Postgres(sqlx::Transaction<'static, Postgres>),
+}
+
+const SQLITE_CHUNK: usize = 500;
+
+const COLS: &str = "scope, ingest_run_id, source_line, billed_cost, effective_cost, list_cost, \
+     billing_currency, billing_period_start, billing_period_end, charge_period_start, \
+     charge_period_end, charge_category, provider_name, service_name, service_category, \
+     region_id, availability_zone, resource_id, sku_id, billing_account_id, sub_account_id, \
+     pricing_category, consumed_quantity, consumed_unit, tags";
+
+/// CSV field for COPY: quoted, quotes doubled; `None` → unquoted empty (NULL).
+fn csv_field(out: &mut String, v: Option<&str>) {
+    if let Some(v) = v {
+        out.push('"');
+        for c in v.chars() {
+            if c == '"' {
+                out.push('"');
+            }
+            out.push(c);
+        }
+        out.push('"');
+    }
+}
+
+impl IngestTx {
+    /// Deletes the rows of `scope` (a newer export of that period replaces them).
+    pub async fn replace_scope(&mut self, scope: &str) -> Result<u64, StoreError> {
+        let n = match self {
+            IngestTx::Sqlite(tx) => sqlx::query("DELETE FROM cost_line WHERE scope = ?1")
+                .bind(scope)
+                .execute(&mut **tx)
+                .await?
+                .rows_affected(),
+            IngestTx::Postgres(tx) => sqlx::query("DELETE FROM cost_line WHERE scope = $1")
+                .bind(scope)
+                .execute(&mut **tx)
+                .await?
+                .rows_affected(),
+        };
+        Ok(n)
+    }
+
+    /// Appends lines, each with its scope.
+    pub async fn insert_lines(
+        &mut self,
+        run_id: &str,
+        lines: &[(&str, &CostLine)],
+    ) -> Result<(), StoreError> {
+        match self {
+            IngestTx::Sqlite(tx) => {
+                for chunk in lines.chunks(SQLITE_CHUNK) {
+                    let mut qb =
+                        QueryBuilder::<Sqlite>::new(format!("INSERT INTO cost_line ({COLS}) "));
+                    qb.push_values(chunk, |mut b, (scope, l)| {
+                        b.push_bind(*scope)
+                            .push_bind(run_id)
+                            .push_bind(l.line as i64)
+                            .push_bind(money_text(l.billed_cost))
+                            .push_bind(money_text(l.effective_cost))
+                            .push_bind(l.list_cost.map(money_text))
+                            .push_bind(l.billing_currency.as_str())
+                            .push_bind(l.billing_period_start)
+                            .push_bind(l.billing_period_end)
+                            .push_bind(l.charge_period_start)
+                            .push_bind(l.charge_period_end)
+                            .push_bind(l.charge_category.as_str())
+                            .push_bind(l.provider_name.as_str())
+                            .push_bind(l.service_name.as_deref())
+                            .push_bind(l.service_category.as_deref())
+                            .push_bind(l.region_id.as_deref())
+                            .push_bind(l.availability_zone.as_deref())
+                            .push_bind(l.resource_id.as_deref())
+                            .push_bind(l.sku_id.as_deref())
+                            .push_bind(l.billing_account_id.as_deref())
+                            .push_bind(l.sub_account_id.as_deref())
+                            .push_bind(l.pricing_category.as_deref())
+                            .push_bind(l.consumed_quantity.map(money_text))
+                            .push_bind(l.consumed_unit.as_deref())
+                            .push_bind(tags_json(&l.tags));
+                    });
+                    qb.build().execute(&mut **tx).await?;
+                }
+            }
+            IngestTx::Postgres(tx) => {
+                // COPY in CSV form: one round trip per batch.
+                let mut buf = String::with_capacity(lines.len() * 300);
+                for (scope, l) in lines {
+                    let ts = |t: DateTime<Utc>| t.to_rfc3339();
+                    let fields: [Option<String>; 25] = [
+                        Some(scope.to_string()),
+                        Some(run_id.to_string()),
+                        Some(l.line.to_string()),
+                        Some(money_text(l.billed_cost)),
+                        Some(money_text(l.effective_cost)),
+                        l.list_cost.map(money_text),
+                        Some(l.billing_currency.clone()),
+                        Some(ts(l.billing_period_start)),
+                        Some(ts(l.billing_period_end)),
+                        Some(ts(l.charge_period_start)),
+                        Some(ts(l.charge_period_end)),
+                        Some(l.charge_category.clone()),
+                        Some(l.provider_name.clone()),
+                        l.service_name.clone(),
+                        l.service_category.clone(),
+                        l.region_id.clone(),
+                        l.availability_zone.clone(),
+                        l.resource_id.clone(),
+                        l.sku_id.clone(),
+                        l.billing_account_id.clone(),
+                        l.sub_account_id.clone(),
+                        l.pricing_category.clone(),
+                        l.consumed_quantity.map(money_text),
+                        l.consumed_unit.clone(),
+                        Some(tags_json(&l.tags)),
+                    ];
+                    for (i, f) in fields.iter().enumerate() {
+                        if i > 0 {
+                            buf.push(',');
+                        }
+                        csv_field(&mut buf, f.as_deref());
+                    }
+                    buf.push('\n');
+                }
+                let mut copy = tx
+                    .copy_in_raw(&format!(
+                        "COPY cost_line ({COLS}) FROM STDIN WITH (FORMAT csv)"
+                    ))
+                    .await?;
+                copy.send(buf.as_bytes()).await?;
+                copy.finish().await?;
+            }
+        }
+        Ok(())
+    }
+
+    pub async fn insert_quarantine(
+        &mut self,
+        run_id: &str,
+        file: &str,
+        rows: &[Quarantined],
+    ) -> Result<(), StoreError> {
+        for q in rows {
+            let raw: String = q.raw.chars().take(4000).collect();
+            match self {
+                IngestTx::Sqlite(tx) => {
+                    sqlx::query(
+                        "INSERT INTO ingest_quarantine (ingest_run_id, file, line, reason, raw) VALUES (?1, ?2, ?3, ?4, ?5)",
+                    )
+                    .bind(run_id)
+                    .bind(file)
+                    .bind(q.line as i64)
+                    .bind(&q.reason)
+                    .bind(&raw)
+                    .execute(&mut **tx)
+                    .await?;
+                }
+                IngestTx::Postgres(tx) => {
+                    sqlx::query(
+                        "INSERT INTO ingest_quarantine (ingest_run_id, file, line, reason, raw) VALUES ($1, $2, $3, $4, $5)",
+                    )
+                    .bind(run_id)
+                    .bind(file)
+                    .bind(q.line as i64)
+                    .bind(&q.reason)
+                    .bind(&raw)
+                    .execute(&mut **tx)
+                    .await?;
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Marks the run finished inside the same transaction.
+    pub async fn finish_run(&mut self, r: &IngestRunRow) -> Result<(), StoreError> {
+        let sql_sqlite = "UPDATE ingest_run SET finished_at = ?2, format = ?3, variant = ?4, status = ?5, \
+             rows_read = ?6, rows_stored = ?7, rows_quarantined = ?8, deviations = ?9, totals = ?10, \
+             scopes = ?11, error = ?12 WHERE id = ?1";
+        let sql_pg = "UPDATE ingest_run SET finished_at = $2, format = $3, variant = $4, status = $5, \
+             rows_read = $6, rows_stored = $7, rows_quarantined = $8, deviations = $9, totals = $10, \
+             scopes = $11, error = $12 WHERE id = $1";
+        macro_rules! run {
+            ($tx:expr, $sql:expr) => {
+                sqlx::query($sql)
+                    .bind(&r.id)
+                    .bind(r.finished_at)
+                    .bind(r.format.as_deref())
+                    .bind(r.variant.as_deref())
+                    .bind(&r.status)
+                    .bind(r.rows_read)
+                    .bind(r.rows_stored)
+                    .bind(r.rows_quarantined)
+                    .bind(&r.deviations)
+                    .bind(&r.totals)
+                    .bind(&r.scopes)
+                    .bind(r.error.as_deref())
+                    .execute(&mut **$tx)
+                    .await?
+            };
+        }
+        match self {
+            IngestTx::Sqlite(tx) => {
+                run!(tx, sql_sqlite);
+            }
+            IngestTx::Postgres(tx) => {
+                run!(tx, sql_pg);
+            }
+        }
+        Ok(())
+    }
+
+    pub async fn commit(self) -> Result<(), StoreError> {
+        match self {
+            IngestTx::Sqlite(tx) => tx.commit().await?,
+            IngestTx::Postgres(tx) => tx.commit().await?,
+        }
+        Ok(())
+    }
+}
+
+fn run_from_row_sqlite(r: &sqlx::sqlite::SqliteRow) -> Result<IngestRunRow, StoreError> {
+    Ok(IngestRunRow {
+        id: r.try_get(0)?,
+        started_at: r.try_get(1)?,
+        finished_at: r.try_get(2)?,
+        source: r.try_get(3)?,
+        format: r.try_get(4)?,
+        variant: r.try_get(5)?,
+        status: r.try_get(6)?,
+        rows_read: r.try_get(7)?,
+        rows_stored: r.try_get(8)?,
+        rows_quarantined: r.try_get(9)?,
+        deviations: r.try_get(10)?,
+        totals: r.try_get(11)?,
+        scopes: r.try_get(12)?,
+        error: r.try_get(13)?,
+    })
+}
+
+fn run_from_row_pg(r: &sqlx::postgres::PgRow) -> Result<IngestRunRow, StoreError> {
+    Ok(IngestRunRow {
+        id: r.try_get(0)?,
+        started_at: r.try_get(1)?,
+        finished_at: r.try_get(2)?,
+        source: r.try_get(3)?,
+        format: r.try_get(4)?,
+        variant: r.try_get(5)?,
+        status: r.try_get(6)?,
+        rows_read: r.try_get(7)?,
+        rows_stored: r.try_get(8)?,
+        rows_quarantined: r.try_get(9)?,
+        deviations: r.try_get(10)?,
+        totals: r.try_get(11)?,
+        scopes: r.try_get(12)?,
+        error: r.try_get(13)?,
+    })
+}
+
+const RUN_COLS: &str = "id, started_at, finished_at, source, format, variant, status, rows_read, rows_stored, \
+     rows_quarantined, deviations, totals, scopes, error";
+
+impl Store {
+    /// Records a run as `running` (committed at once, so a crash leaves a trace).
+    pub async fn start_ingest_run(
+        &self,
+        id: &str,
+        source: &str,
+        at: DateTime<Utc>,
+    ) -> Result<(), StoreError> {
+        match self {
+            Store::Sqlite(s) => {
+                sqlx::query("INSERT INTO ingest_run (id, started_at, source, status) VALUES (?1, ?2, ?3, 'running')")
+                    .bind(id)
+                    .bind(at)
+                    .bind(source)
+                    .execute(s.pool())
+                    .await?;
+            }
+            Store::Postgres(s) => {
+                sqlx::query("INSERT INTO ingest_run (id, started_at, source, status) VALUES ($1, $2, $3, 'running')")
+                    .bind(id)
+                    .bind(at)
+                    .bind(source)
+                    .execute(s.pool())
+                    .await?;
+            }
+        }
+        Ok(())
+    }
+
+    pub async fn fail_ingest_run(
+        &self,
+        id: &str,
+        error: &str,
+        at: DateTime<Utc>,
+    ) -> Result<(), StoreError> {
+        match self {
+            Store::Sqlite(s) => {
+                sqlx::query("UPDATE ingest_run SET status = 'failed', error = ?2, finished_at = ?3 WHERE id = ?1")
+                    .bind(id)
+                    .bind(error)
+                    .bind(at)
+                    .execute(s.pool())
+                    .await?;
+            }
+            Store::Postgres(s) => {
+                sqlx::query("UPDATE ingest_run SET status = 'failed', error = $2, finished_at = $3 WHERE id = $1")
+                    .bind(id)
+                    .bind(error)
+                    .bind(at)
+                    .execute(s.pool())
+                    .await?;
+            }
+        }
+        Ok(())
+    }
+
+    pub async fn begin_ingest(&self) -> Result<IngestTx, StoreError> {
+        Ok(match self {
+            Store::Sqlite(s) => IngestTx::Sqlite(s.pool().begin().await?),
+            Store::Postgres(s) => IngestTx::Postgres(s.pool().begin().await?),
+        })
+    }
+
+    /// Newest first.
+    pub async fn list_ingest_runs(&self, limit: i64) -> Result<Vec<IngestRunRow>, StoreError> {
+        match self {
+            Store::Sqlite(s) => {
+                let rows = sqlx::query(&format!(
+                    "SELECT {RUN_COLS} FROM ingest_run ORDER BY started_at DESC, id DESC LIMIT ?1"
+                ))
+                .bind(limit)
+                .fetch_all(s.pool())
+                .await?;
+                rows.iter().map(run_from_row_sqlite).collect()
+            }
+            Store::Postgres(s) => {
+                let rows = sqlx::query(&format!(
+                    "SELECT {RUN_COLS} FROM ingest_run ORDER BY started_at DESC, id DESC LIMIT $1"
+                ))
+                .bind(limit)
+                .fetch_all(s.pool())
+                .await?;
+                rows.iter().map(run_from_row_pg).collect()
+            }
+        }
+    }
+
+    pub async fn count_cost_lines(&self) -> Result<u64, StoreError> {
+        match self {
+            Store::Sqlite(s) => s.count("cost_line").await,
+            Store::Postgres(s) => s.count("cost_line").await,
+        }
+    }
+
+    pub async fn count_quarantined(&self) -> Result<u64, StoreError> {
+        match self {
+            Store::Sqlite(s) => s.count("ingest_quarantine").await,
+            Store::Postgres(s) => s.count("ingest_quarantine").await,
+        }
+    }
+
+    /// Exact spend, grouped and bucketed.
+    pub async fn spend(&self, q: &SpendQuery) -> Result<Vec<SpendRow>, StoreError> {
+        match self {
+            Store::Sqlite(s) => spend_sqlite(s.pool(), q).await,
+            Store::Postgres(s) => spend_pg(s.pool(), q).await,
+        }
+    }
+}
+
+fn group_column(g: &GroupBy) -> &'static str {
+    match g {
+        GroupBy::None => "NULL",
+        GroupBy::Provider => "provider_name",
+        GroupBy::Service => "service_name",
+        GroupBy::Region => "region_id",
+        GroupBy::Account => "sub_account_id",
+        GroupBy::Tag(_) => "",
+    }
+}
+
+async fn spend_sqlite(
+    pool: &sqlx::SqlitePool,
+    q: &SpendQuery,
+) -> Result<Vec<SpendRow>, StoreError> {
+    // ?1, ?2 = the time range; further parameters are numbered after them.
+    let mut binds: Vec<String> = vec![];
+    let mut sql = String::from("SELECT charge_period_start, ");
+    match &q.group_by {
+        GroupBy::Tag(k) => {
+            binds.push(format!("$.\"{k}\""));
+            let _ = write!(sql, "json_extract(tags, ?{})", binds.len() + 2);
+        }
+        g => sql.push_str(group_column(g)),
+    }
+    sql.push_str(
+        ", billing_currency, billed_cost, effective_cost FROM cost_line \
+         WHERE charge_period_start >= ?1 AND charge_period_start < ?2",
+    );
+    for (col, v) in [
+        ("provider_name", &q.provider),
+        ("service_name", &q.service),
+        ("region_id", &q.region),
+        ("sub_account_id", &q.account),
+    ] {
+        if let Some(v) = v {
+            binds.push(v.clone());
+            let _ = write!(sql, " AND {col} = ?{}", binds.len() + 2);
+        }
+    }
+    if let Some((k, v)) = &q.tag {
+        binds.push(format!("$.\"{k}\""));
+        let _ = write!(sql, " AND json_extract(tags, ?{})", binds.len() + 2);
+        binds.push(v.clone());
+        let _ = write!(sql, " = ?{}", binds.len() + 2);
+    }
+    let mut query = sqlx::query(&sql).bind(q.start).bind(q.end);
+    for b in &binds {
+        query = query.bind(b);
+    }
+    let mut rows = query.fetch(pool);
+    let mut acc: BTreeMap<(NaiveDate, Option<String>, String), (Decimal, Decimal, u64)> =
+        BTreeMap::new();
+    while let Some(r) = futures::TryStreamExt::try_next(&mut rows).await? {
+        let t: DateTime<Utc> = r.try_get(0)?;
+        let group: Option<String> = r.try_get(1).ok().flatten();
+        let cur: String = r.try_get(2)?;
+        let billed = parse_dec(r.try_get::<&str, _>(3)?)?;
+        let eff = parse_dec(r.try_get::<&str, _>(4)?)?;
+        let e = acc
+            .entry((bucket(t, q.granularity), group, cur))
+            .or_insert((Decimal::ZERO, Decimal::ZERO, 0));
+        e.0 += billed;
+        e.1 += eff;
+        e.2 += 1;
+    }
+    Ok(acc
+        .into_iter()
+        .map(|((p, g, c), (b, e, n))| SpendRow {
+            period_start: p,
+            group: g,
+            currency: c,
+            billed: b.normalize(),
+            effective: e.normalize(),
+            lines: n,
+        })
+        .collect())
+}
+
+async fn spend_pg(pool: &sqlx::PgPool, q: &SpendQuery) -> Result<Vec<SpendRow>, StoreError> {
+    let trunc = match q.granularity {
+        Granularity::Day => "day",
+        Granularity::Month => "month",
+    };
+    let mut qb = QueryBuilder::<Postgres>::new(format!(
+        "SELECT (date_trunc('{trunc}', charge_period_start AT TIME ZONE 'UTC'))::date AS p, "
+    ));
+    match &q.group_by {
+        GroupBy::Tag(k) => {
+            qb.push("tags->>").push_bind(k.clone());
+        }
+        g => {
+            qb.push(group_column(g));
+        }
+    }
+    qb.push(" AS g, billing_currency, SUM(billed_cost), SUM(effective_cost), COUNT(*) FROM cost_line WHERE charge_period_start >= ")
+        .push_bind(q.start)
+        .push(" AND charge_period_start < ")
+        .push_bind(q.end);
+    for (col, v) in [
+        ("provider_name", &q.provider),
+        ("service_name", &q.service),
+        ("region_id", &q.region),
+        ("sub_account_id", &q.account),
+    ] {
+        if let Some(v) = v {
+            qb.push(format!(" AND {col} = ")).push_bind(v.clone());
+        }
+    }
+    if let Some((k, v)) = &q.tag {
+        qb.push(" AND tags->>")
+            .push_bind(k.clone())
+            .push(" = ")
+            .push_bind(v.clone());
+    }
+    qb.push(" GROUP BY 1, 2, 3 ORDER BY 1, 2 NULLS LAST, 3");
+    let rows = qb.build().fetch_all(pool).await?;
+    let mut out = Vec::with_capacity(rows.len());
+    for r in rows {
+        let p: NaiveDate = r.try_get(0)?;
+        out.push(SpendRow {
+            period_start: p,
+            group: r.try_get(1)?,
+            currency: r.try_get(2)?,
+            billed: r.try_get::<Decimal, _>(3)?.normalize(),
+            effective: r.try_get::<Decimal, _>(4)?.normalize(),
+            lines: r.try_get::<i64, _>(5)? as u64,
+        });
+    }
+    Ok(out)
+}
+
+/// First instant of the month of `t` (UTC).
+pub fn month_start(t: DateTime<Utc>) -> DateTime<Utc> {
+    Utc.with_ymd_and_hms(t.year(), t.month(), 1, 0, 0, 0)
+        .single()
+        .unwrap_or(t)
+}
