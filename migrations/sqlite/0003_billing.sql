@@ -60,3 +60,4 @@ CREATE TABLE ingest_quarantine (
     raw            TEXT NOT NULL
 );
 CREATE INDEX ingest_quarantine_run ON ingest_quarantine (ingest_run_id);
+CREATE INDEX cost_line_run ON cost_line (ingest_run_id);

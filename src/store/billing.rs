@@ -132,19 +132,40 @@ fn csv_field(out: &mut String, v: Option<&str>) {
 }
 
 impl IngestTx {
-    /// Deletes the rows of `scope` (a newer export of that period replaces them).
-    pub async fn replace_scope(&mut self, scope: &str) -> Result<u64, StoreError> {
+    /// Deletes the lines of `scope` (provider | billing account | billing period) that earlier
+    /// runs of the same dataset (format and variant, e.g. Azure EA actual vs amortized)
+    /// stored: a newer export of that period replaces them.
+    pub async fn replace_older(
+        &mut self,
+        scope: &str,
+        run_id: &str,
+        format: Option<&str>,
+        variant: Option<&str>,
+    ) -> Result<u64, StoreError> {
         let n = match self {
-            IngestTx::Sqlite(tx) => sqlx::query("DELETE FROM cost_line WHERE scope = ?1")
-                .bind(scope)
-                .execute(&mut **tx)
-                .await?
-                .rows_affected(),
-            IngestTx::Postgres(tx) => sqlx::query("DELETE FROM cost_line WHERE scope = $1")
-                .bind(scope)
-                .execute(&mut **tx)
-                .await?
-                .rows_affected(),
+            IngestTx::Sqlite(tx) => sqlx::query(
+                "DELETE FROM cost_line WHERE scope = ?1 AND ingest_run_id <> ?2 AND ingest_run_id IN \
+                 (SELECT id FROM ingest_run WHERE format IS ?3 AND variant IS ?4)",
+            )
+            .bind(scope)
+            .bind(run_id)
+            .bind(format)
+            .bind(variant)
+            .execute(&mut **tx)
+            .await?
+            .rows_affected(),
+            IngestTx::Postgres(tx) => sqlx::query(
+                "DELETE FROM cost_line WHERE scope = $1 AND ingest_run_id <> $2 AND ingest_run_id IN \
+                 (SELECT id FROM ingest_run WHERE format IS NOT DISTINCT FROM $3 \
+                  AND variant IS NOT DISTINCT FROM $4)",
+            )
+            .bind(scope)
+            .bind(run_id)
+            .bind(format)
+            .bind(variant)
+            .execute(&mut **tx)
+            .await?
+            .rows_affected(),
         };
         Ok(n)
     }

@@ -1,7 +1,8 @@
 //! `bursar ingest`: one billing export (file, directory of files, or S3 object) → cost
 //! lines, in one transaction per file. The parser runs on a blocking thread and hands
-//! batches over a bounded channel; the writer replaces each (provider, billing account,
-//! billing period) scope the first time the file shows it, then appends. Everything —
+//! batches over a bounded channel; the writer appends, then deletes what earlier runs of the
+//! same dataset (format + variant) stored for the (provider, billing account, billing
+//! period) scopes this file covers. Everything —
 //! deletions, new lines, quarantined rows, the run's report — commits together, so a crash
 //! (even kill -9) leaves the previous state whole.
 use std::collections::{BTreeMap, HashSet};
@@ -146,19 +147,14 @@ async fn ingest_inner(
     let mut write_err: Option<StoreError> = None;
     while let Some(batch) = rx.recv().await {
         let keyed: Vec<(String, &CostLine)> = batch.iter().map(|l| (scope_of(l), l)).collect();
-        let step = async {
-            for (s, _) in &keyed {
-                if !seen.contains(s) {
-                    replaced += db.replace_scope(s).await?;
-                    seen.insert(s.clone());
-                    scopes.push(s.clone());
-                }
+        for (s, _) in &keyed {
+            if !seen.contains(s) {
+                seen.insert(s.clone());
+                scopes.push(s.clone());
             }
-            let refs: Vec<(&str, &CostLine)> =
-                keyed.iter().map(|(s, l)| (s.as_str(), *l)).collect();
-            db.insert_lines(id, &refs).await
-        };
-        if let Err(e) = step.await {
+        }
+        let refs: Vec<(&str, &CostLine)> = keyed.iter().map(|(s, l)| (s.as_str(), *l)).collect();
+        if let Err(e) = db.insert_lines(id, &refs).await {
             write_err = Some(e);
             break;
         }
@@ -182,6 +178,13 @@ async fn ingest_inner(
         return Err(e.into());
     }
     let summary = parsed?;
+    // Replace what earlier runs of the same dataset stored for the periods this file covers.
+    let format = summary.format.map(|f| f.as_str());
+    for s in &scopes {
+        replaced += db
+            .replace_older(s, id, format, Some(summary.variant.as_str()))
+            .await?;
+    }
     db.insert_quarantine(id, source, &summary.quarantined)
         .await?;
     let totals_json: serde_json::Map<String, serde_json::Value> = totals

@@ -301,7 +301,7 @@ mod tests {
         fs::write(&p, "[1]").unwrap();
         let mut w = DirWatcher::new(tmp.path());
         w.scan().unwrap();
-        assert_eq!(w.scan().unwrap(), [p.clone()]);
+        assert_eq!(w.scan().unwrap(), std::slice::from_ref(&p));
         // Same size, different content and mtime.
         let f = fs::OpenOptions::new().write(true).open(&p).unwrap();
         f.set_modified(SystemTime::now() + Duration::from_secs(5))

@@ -1,0 +1,452 @@
+//! Billing ingest end to end on SQLite and Postgres: every sample export lands with its
+//! exact expected totals, re-ingest replaces, kill -9 mid-ingest loses nothing, bad rows
+//! are quarantined with file and line, and SpendService answers exactly.
+mod common;
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use bursar::proto;
+use bursar::store::Store;
+use bursar::tasks::ingest::{IngestReport, ingest_file};
+use rust_decimal::Decimal;
+use sqlx::Row;
+
+fn dec(s: &str) -> Decimal {
+    s.parse().unwrap()
+}
+
+/// (path under ../shared/data, expected billed sum, currency, rows)
+fn expected() -> Vec<(String, Decimal, String, u64)> {
+    let mut out = Vec::new();
+    let focus: serde_json::Value =
+        serde_json::from_str(&common::read_shared("focus-sample/expected_totals.json")).unwrap();
+    for (name, f) in focus["files"].as_object().unwrap() {
+        let billed = f["BilledCost_sum"].as_str().unwrap_or("0");
+        out.push((
+            format!("focus-sample/{name}"),
+            dec(billed),
+            "USD".into(),
+            f["rows"].as_u64().unwrap(),
+        ));
+    }
+    let native: serde_json::Value =
+        serde_json::from_str(&common::read_shared("native-billing/expected_totals.json")).unwrap();
+    for (name, f) in native["files"].as_object().unwrap() {
+        if name.starts_with("oci/") {
+            continue;
+        }
+        let key = [
+            "lineItem/UnblendedCost_sum",
+            "line_item_unblended_cost_sum",
+            "Cost_sum",
+            "CostInBillingCurrency_sum",
+            "cost_sum",
+        ]
+        .iter()
+        .find(|k| f.get(**k).is_some())
+        .unwrap();
+        let cur = f["currencies"]
+            .as_object()
+            .unwrap()
+            .keys()
+            .next()
+            .unwrap()
+            .clone();
+        out.push((
+            format!("native-billing/{name}"),
+            dec(f[*key].as_str().unwrap()),
+            cur,
+            f["rows"].as_u64().unwrap(),
+        ));
+    }
+    out
+}
+
+/// Exact billed totals per currency of one run, read back from the database.
+async fn run_totals(store: &Store, run: &str) -> BTreeMap<String, Decimal> {
+    let mut out = BTreeMap::new();
+    match store {
+        Store::Sqlite(s) => {
+            let rows = sqlx::query(
+                "SELECT billing_currency, billed_cost FROM cost_line WHERE ingest_run_id = ?1",
+            )
+            .bind(run)
+            .fetch_all(s.pool())
+            .await
+            .unwrap();
+            for r in rows {
+                let c: String = r.get(0);
+                let v: String = r.get(1);
+                *out.entry(c).or_insert(Decimal::ZERO) += dec(&v);
+            }
+        }
+        Store::Postgres(s) => {
+            let rows = sqlx::query(
+                "SELECT billing_currency, SUM(billed_cost) FROM cost_line WHERE ingest_run_id = $1 GROUP BY 1",
+            )
+            .bind(run)
+            .fetch_all(s.pool())
+            .await
+            .unwrap();
+            for r in rows {
+                out.insert(r.get::<String, _>(0), r.get::<Decimal, _>(1));
+            }
+        }
+    }
+    out.into_iter().map(|(k, v)| (k, v.normalize())).collect()
+}
+
+async fn all_totals(store: &Store) -> BTreeMap<String, Decimal> {
+    let q = bursar::store::billing::SpendQuery {
+        start: "2000-01-01T00:00:00Z".parse().unwrap(),
+        end: "2100-01-01T00:00:00Z".parse().unwrap(),
+        granularity: bursar::store::billing::Granularity::Month,
+        group_by: bursar::store::billing::GroupBy::None,
+        provider: None,
+        service: None,
+        region: None,
+        account: None,
+        tag: None,
+    };
+    let mut out = BTreeMap::new();
+    for r in store.spend(&q).await.unwrap() {
+        *out.entry(r.currency).or_insert(Decimal::ZERO) += r.billed;
+    }
+    out.into_iter().map(|(k, v)| (k, v.normalize())).collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_sample_export_ingests_to_its_exact_expected_totals() {
+    for db in common::both_backends().await {
+        let store = Store::open(&db.url).await.unwrap();
+        for (file, billed, currency, rows) in expected() {
+            let r: IngestReport = ingest_file(&store, &common::shared(&file), None, false)
+                .await
+                .unwrap_or_else(|e| panic!("{}: {file}: {e}", db.backend));
+            assert_eq!(r.rows_read, rows, "{}: {file}: rows read", db.backend);
+            assert_eq!(
+                r.rows_stored + r.quarantined,
+                rows,
+                "{file}: every row stored or quarantined"
+            );
+            assert_eq!(
+                r.quarantined, 0,
+                "{}: {file}: nothing quarantined",
+                db.backend
+            );
+            let want: BTreeMap<String, Decimal> = [(currency.clone(), billed.normalize())].into();
+            let got = run_totals(&store, &r.run_id).await;
+            assert_eq!(got, want, "{}: {file}: stored totals", db.backend);
+            assert_eq!(
+                r.totals.get(&currency).map(|t| t.0),
+                Some(billed.normalize()),
+                "{file}: report"
+            );
+        }
+        store.close().await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn unknown_exports_fail_clearly_and_record_a_failed_run() {
+    let db = common::fresh_sqlite();
+    let store = Store::open(&db.url).await.unwrap();
+    let err = ingest_file(
+        &store,
+        &common::shared("native-billing/oci/reports_cost-csv_0000000030000269.csv"),
+        None,
+        false,
+    )
+    .await
+    .unwrap_err();
+    assert!(
+        err.to_string().contains("not a known billing export"),
+        "{err}"
+    );
+    let runs = store.list_ingest_runs(10).await.unwrap();
+    assert_eq!(runs[0].status, "failed");
+    assert_eq!(store.count_cost_lines().await.unwrap(), 0);
+}
+
+fn write(dir: &Path, name: &str, text: &str) -> PathBuf {
+    let p = dir.join(name);
+    std::fs::write(&p, text).unwrap();
+    p
+}
+
+/// Rewrites one cell (data record `row`, column `column`) of a CSV export; returns the new
+/// text and the 1-based line the record starts on.
+fn edit_cell(text: &str, row: usize, column: &str, f: impl Fn(&str) -> String) -> (String, u64) {
+    let mut rdr = csv::ReaderBuilder::new()
+        .flexible(true)
+        .from_reader(text.as_bytes());
+    let header = rdr.headers().unwrap().clone();
+    let col = header
+        .iter()
+        .position(|c| c.trim_start_matches('\u{feff}') == column)
+        .unwrap();
+    let mut w = csv::Writer::from_writer(vec![]);
+    w.write_record(&header).unwrap();
+    let mut line = 0;
+    for (i, rec) in rdr.records().enumerate() {
+        let rec = rec.unwrap();
+        let mut cells: Vec<String> = rec.iter().map(String::from).collect();
+        if i == row {
+            line = rec.position().unwrap().line();
+            cells[col] = f(&cells[col]);
+        }
+        w.write_record(&cells).unwrap();
+    }
+    (String::from_utf8(w.into_inner().unwrap()).unwrap(), line)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn reingesting_replaces_the_period_instead_of_doubling_it() {
+    let tmp = tempfile::tempdir().unwrap();
+    let original =
+        common::read_shared("native-billing/aws/sample-anonymous-aws-export-dataset.csv");
+    for db in common::both_backends().await {
+        let store = Store::open(&db.url).await.unwrap();
+        let p = write(tmp.path(), "cur-2023-11.csv", &original);
+        ingest_file(&store, &p, None, false).await.unwrap();
+        let again = ingest_file(&store, &p, None, false).await.unwrap();
+        assert_eq!(again.replaced_rows, 1281, "{}", db.backend);
+        assert_eq!(
+            store.count_cost_lines().await.unwrap(),
+            1281,
+            "{}: not doubled",
+            db.backend
+        );
+        assert_eq!(
+            all_totals(&store).await,
+            [("USD".to_string(), dec("1.6823086974"))].into()
+        );
+
+        // A newer version of the same month (CUR rewrites months): one cost changes.
+        let (v2, _) = edit_cell(&original, 0, "lineItem/UnblendedCost", |v| {
+            (dec(v) + dec("100.5")).to_string()
+        });
+        let p2 = write(tmp.path(), "cur-2023-11-v2.csv", &v2);
+        ingest_file(&store, &p2, None, false).await.unwrap();
+        assert_eq!(
+            store.count_cost_lines().await.unwrap(),
+            1281,
+            "{}",
+            db.backend
+        );
+        assert_eq!(
+            all_totals(&store).await,
+            [("USD".to_string(), dec("102.1823086974"))].into(),
+            "{}",
+            db.backend
+        );
+        store.close().await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bad_rows_are_quarantined_with_file_and_line() {
+    let tmp = tempfile::tempdir().unwrap();
+    let sample = common::read_shared("focus-sample/multi-provider/focus_sample.csv");
+    // The second data row gets a cost that is not a number.
+    let (bad, bad_line) = edit_cell(&sample, 1, "BilledCost", |_| "twelve dollars".into());
+    let p = write(tmp.path(), "focus-bad.csv", &bad);
+    for db in common::both_backends().await {
+        let store = Store::open(&db.url).await.unwrap();
+        let r = ingest_file(&store, &p, None, false).await.unwrap();
+        assert_eq!(
+            (r.rows_read, r.rows_stored, r.quarantined),
+            (1000, 999, 1),
+            "{}",
+            db.backend
+        );
+        assert_eq!(store.count_quarantined().await.unwrap(), 1);
+        let (line, reason, file): (i64, String, String) = match &store {
+            Store::Sqlite(s) => sqlx::query_as("SELECT line, reason, file FROM ingest_quarantine")
+                .fetch_one(s.pool())
+                .await
+                .unwrap(),
+            Store::Postgres(s) => {
+                sqlx::query_as("SELECT line, reason, file FROM ingest_quarantine")
+                    .fetch_one(s.pool())
+                    .await
+                    .unwrap()
+            }
+        };
+        assert_eq!(line as u64, bad_line, "{}", db.backend);
+        assert!(reason.contains("BilledCost"), "{reason}");
+        assert!(file.ends_with("focus-bad.csv"));
+        store.close().await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn kill_9_mid_ingest_leaves_the_previous_state_whole() {
+    let tmp = tempfile::tempdir().unwrap();
+    let sample = common::read_shared("focus-sample/multi-provider/focus_sample.csv");
+    let mut lines = sample.lines();
+    let header = lines.next().unwrap();
+    let body: Vec<&str> = lines.collect();
+    let small = write(tmp.path(), "focus.csv", &sample);
+    let mut big = String::with_capacity(sample.len() * 200);
+    big.push_str(header);
+    big.push('\n');
+    for _ in 0..200 {
+        for l in &body {
+            big.push_str(l);
+            big.push('\n');
+        }
+    }
+    let big_path = write(tmp.path(), "focus-big.csv", &big);
+    for db in common::both_backends().await {
+        let store = Store::open(&db.url).await.unwrap();
+        ingest_file(&store, &small, None, false).await.unwrap();
+        let before = all_totals(&store).await;
+        assert_eq!(store.count_cost_lines().await.unwrap(), 1000);
+
+        let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_bursar"))
+            .args([
+                "ingest",
+                big_path.to_str().unwrap(),
+                "--quiet",
+                "--database-url",
+                &db.url,
+            ])
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .unwrap();
+        // Wait until the child's run is under way, then kill -9 it.
+        let mut running = false;
+        for _ in 0..200 {
+            let runs = store.list_ingest_runs(5).await.unwrap();
+            if runs.iter().any(|r| r.status == "running") {
+                running = true;
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        std::process::Command::new("kill")
+            .args(["-9", &child.id().to_string()])
+            .status()
+            .unwrap();
+        let status = child.wait().unwrap();
+        assert!(running, "{}: the ingest started", db.backend);
+        assert!(
+            !status.success(),
+            "{}: killed before it finished",
+            db.backend
+        );
+        assert_eq!(
+            store.count_cost_lines().await.unwrap(),
+            1000,
+            "{}: previous state whole",
+            db.backend
+        );
+        assert_eq!(all_totals(&store).await, before, "{}", db.backend);
+
+        // The next run ends with exactly the expected rows and totals.
+        let r = ingest_file(&store, &big_path, None, false).await.unwrap();
+        assert_eq!(r.rows_stored, 200_000);
+        assert_eq!(
+            store.count_cost_lines().await.unwrap(),
+            200_000,
+            "{}",
+            db.backend
+        );
+        let want: BTreeMap<String, Decimal> = before
+            .iter()
+            .map(|(c, v)| (c.clone(), (*v * Decimal::from(200)).normalize()))
+            .collect();
+        assert_eq!(all_totals(&store).await, want, "{}", db.backend);
+        store.close().await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn spend_service_groups_exactly_and_validates() {
+    for db in common::both_backends().await {
+        let store = Store::open(&db.url).await.unwrap();
+        ingest_file(
+            &store,
+            &common::shared("focus-sample/multi-provider/focus_sample.csv"),
+            None,
+            false,
+        )
+        .await
+        .unwrap();
+        store.close().await;
+        let server = common::TestServer::start(common::test_config(&db)).await;
+        let mut c = proto::spend_service_client::SpendServiceClient::new(server.channel().await);
+        let ts = |s: &str| {
+            let t: chrono::DateTime<chrono::Utc> = s.parse().unwrap();
+            Some(prost_types::Timestamp {
+                seconds: t.timestamp(),
+                nanos: 0,
+            })
+        };
+        let r = c
+            .get_spend(proto::GetSpendRequest {
+                start: ts("2024-09-01T00:00:00Z"),
+                end: ts("2024-11-01T00:00:00Z"),
+                granularity: proto::Granularity::Month as i32,
+                group_by: "provider".into(),
+                ..Default::default()
+            })
+            .await
+            .unwrap()
+            .into_inner();
+        let by: BTreeMap<String, Decimal> = r
+            .buckets
+            .iter()
+            .map(|b| {
+                (
+                    b.group.clone(),
+                    dec(&b.billed_cost.as_ref().unwrap().amount),
+                )
+            })
+            .fold(BTreeMap::new(), |mut m, (g, v)| {
+                *m.entry(g).or_insert(Decimal::ZERO) += v;
+                m
+            });
+        assert_eq!(by["AWS"], dec("18.0066386184"), "{}", db.backend);
+        assert_eq!(by["Microsoft"], dec("1.97651418586"));
+        assert_eq!(by["Oracle"], dec("0.53707392473"));
+        assert_eq!(r.total_billed[0].amount, "20.52022672899", "{}", db.backend);
+        assert_eq!(r.total_billed[0].currency, "USD");
+
+        let err = c
+            .get_spend(proto::GetSpendRequest {
+                start: ts("2024-10-01T00:00:00Z"),
+                end: ts("2024-09-01T00:00:00Z"),
+                ..Default::default()
+            })
+            .await
+            .unwrap_err();
+        assert_eq!(err.code(), tonic::Code::InvalidArgument);
+        assert!(err.message().starts_with("end"));
+        let err = c
+            .get_spend(proto::GetSpendRequest {
+                start: ts("2024-09-01T00:00:00Z"),
+                end: ts("2024-10-01T00:00:00Z"),
+                group_by: "colour".into(),
+                ..Default::default()
+            })
+            .await
+            .unwrap_err();
+        assert!(err.message().starts_with("group_by"));
+        let runs = c
+            .list_ingest_runs(proto::ListIngestRunsRequest { limit: 10 })
+            .await
+            .unwrap()
+            .into_inner();
+        assert_eq!(runs.runs.len(), 1);
+        assert_eq!(runs.runs[0].status, "ok");
+        assert_eq!(runs.runs[0].rows_stored, 1000);
+        assert_eq!(runs.runs[0].format, "focus");
+        server.stop().await.unwrap();
+    }
+}
