@@ -82,6 +82,8 @@ pub enum Command {
     Prices(PricesArgs),
     /// Ingest billing exports (FOCUS, AWS CUR, GCP, Azure) from a file, directory or S3.
     Ingest(crate::cli_billing::IngestArgs),
+    /// Ingest AWS Cost Explorer daily cost by service and linked account (no CUR needed).
+    IngestCostExplorer(crate::cli_billing::CostExplorerArgs),
     /// Recent ingest runs on a running server.
     IngestRuns {
         #[arg(long, default_value_t = 50)]
@@ -217,6 +219,24 @@ pub enum BenchCommand {
         /// Requests in flight.
         #[arg(long, default_value_t = 64)]
         concurrency: usize,
+    },
+    /// Billing ingest rows/s for ~2M-row FOCUS CSV and CUR Parquet inputs, with DuckDB
+    /// loading the same files in the same run for the ratio.
+    Ingest {
+        /// The ../shared/data folder (samples to repeat).
+        #[arg(long, default_value = "../shared/data")]
+        shared: PathBuf,
+        /// Python with duckdb installed (the test venv).
+        #[arg(long, default_value = ".venv/bin/python")]
+        python: PathBuf,
+        /// Where to write the generated inputs.
+        #[arg(long, default_value = "/var/tmp/bursar-ingest-bench")]
+        work: PathBuf,
+        /// Empty database to ingest into (repeat for SQLite and Postgres).
+        #[arg(long = "database-url", required = true)]
+        database_urls: Vec<String>,
+        #[arg(long, default_value_t = 2_000_000)]
+        rows: u64,
     },
     /// SelectProvider: in-process decision latency (p50/p99, with a naive baseline) over a
     /// SkyPilot catalog, then a gRPC load run (req/s, p50, p99, errors).
@@ -375,6 +395,18 @@ pub async fn dispatch(cli: Cli) -> Result<(), CliError> {
                 .await
                 .map_err(CliError::Failed)
         }
+        Command::Bench(BenchCommand::Ingest {
+            shared,
+            python,
+            work,
+            database_urls,
+            rows,
+        }) => {
+            init_logging("text", "warn");
+            crate::bench::bench_ingest(&shared, &python, &work, &database_urls, rows)
+                .await
+                .map_err(CliError::Failed)
+        }
         Command::Bench(BenchCommand::Select {
             catalog,
             server,
@@ -391,6 +423,11 @@ pub async fn dispatch(cli: Cli) -> Result<(), CliError> {
             let cfg = load_config(&args.db)?;
             init_logging(&cfg.log_format, "warn");
             crate::cli_billing::ingest(args, &cfg.database_url).await
+        }
+        Command::IngestCostExplorer(args) => {
+            let cfg = load_config(&args.db)?;
+            init_logging(&cfg.log_format, "warn");
+            crate::cli_billing::ingest_cost_explorer(args, &cfg.database_url).await
         }
         Command::IngestRuns { limit, client } => {
             init_logging("text", "warn");

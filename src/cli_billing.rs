@@ -350,3 +350,72 @@ pub async fn ingest_runs(client: ClientArgs, limit: i32) -> Result<(), CliError>
     );
     Ok(())
 }
+
+#[derive(Args, Debug)]
+pub struct CostExplorerArgs {
+    /// First day, YYYY-MM-DD (inclusive).
+    #[arg(long)]
+    pub from: String,
+    /// Last day, YYYY-MM-DD (exclusive).
+    #[arg(long)]
+    pub to: String,
+    /// Endpoint override (e.g. a local moto_server); default AWS.
+    #[arg(long, env = "BURSAR_COST_EXPLORER_ENDPOINT")]
+    pub endpoint: Option<String>,
+    #[arg(long)]
+    pub json: bool,
+    #[command(flatten)]
+    pub db: DbArgs,
+}
+
+/// Ingests AWS Cost Explorer GetCostAndUsage (daily, by service and linked account) for
+/// accounts without a CUR. Each run replaces the same days of earlier Cost Explorer runs.
+pub async fn ingest_cost_explorer(a: CostExplorerArgs, database_url: &str) -> Result<(), CliError> {
+    let from = NaiveDate::parse_from_str(&a.from, "%Y-%m-%d")
+        .map_err(|_| CliError::Usage(format!("--from {:?}: expected YYYY-MM-DD", a.from)))?;
+    let to = NaiveDate::parse_from_str(&a.to, "%Y-%m-%d")
+        .map_err(|_| CliError::Usage(format!("--to {:?}: expected YYYY-MM-DD", a.to)))?;
+    let settings = crate::clouds::HttpSettings {
+        endpoint: a.endpoint.clone(),
+        ..Default::default()
+    };
+    let result = crate::clouds::aws::costexplorer::cost_and_usage(&settings, from, to)
+        .await
+        .map_err(|e| CliError::Failed(e.to_string()))?;
+    let store = Store::open(database_url).await?;
+    // Cost Explorer answers per day and a later call may cover other days of the same
+    // month: scope each line by its own day so a run replaces exactly the days it covers.
+    let mut lines = result.lines;
+    for l in &mut lines {
+        l.billing_period_start = l.charge_period_start;
+        l.billing_period_end = l.charge_period_end;
+    }
+    let rows = lines.len() as u64;
+    let source = format!("aws-cost-explorer:{from}..{to}");
+    let r = crate::tasks::ingest::ingest_with(
+        &store,
+        &source,
+        Box::new(move |sink| {
+            for chunk in lines.chunks(crate::billing::BATCH) {
+                sink(chunk.to_vec()).map_err(crate::billing::BillingError::Sink)?;
+            }
+            Ok(crate::billing::ParseSummary {
+                format: Some(BillingFormat::Cur),
+                variant: "cost-explorer".into(),
+                rows_read: rows,
+                lines: rows,
+                ..Default::default()
+            })
+        }),
+        false,
+    )
+    .await;
+    store.close().await;
+    let r = r.map_err(|e| CliError::Failed(e.to_string()))?;
+    if a.json {
+        println!("{}", report_json(&r));
+    } else {
+        println!("{r}");
+    }
+    Ok(())
+}

@@ -308,3 +308,274 @@ pub fn build(mut v: Values<'_>, line: u64, dev: &mut Deviations) -> Result<CostL
         tags,
     })
 }
+
+#[cfg(test)]
+mod tests {
+    use std::path::Path;
+    use std::sync::Arc;
+
+    use arrow_array::builder::{MapBuilder, StringBuilder};
+    use arrow_array::{
+        ArrayRef, Float64Array, RecordBatch, StringArray, TimestampMillisecondArray,
+    };
+    use rust_decimal::Decimal;
+
+    use crate::billing::read::tests::{DATA, dec, parse_mem, parse_path};
+    use crate::billing::{BillingFormat, CostLine};
+
+    fn sum_by(lines: &[CostLine], f: impl Fn(&CostLine) -> bool) -> (usize, Decimal) {
+        let these: Vec<&CostLine> = lines.iter().filter(|l| f(l)).collect();
+        (these.len(), these.iter().map(|l| l.billed_cost).sum())
+    }
+
+    #[test]
+    fn workshop_parquet_categories_spot_and_tags() {
+        let p = Path::new(DATA).join("native-billing/aws/Oct2018-WorkshopCUR-00001.snappy.parquet");
+        let (s, lines) = parse_path(&p, None).unwrap();
+        assert_eq!(s.variant, "cur-parquet");
+        assert_eq!(
+            sum_by(&lines, |l| l.charge_category == "Purchase"),
+            (9, dec("149.775379"))
+        );
+        let usage = lines
+            .iter()
+            .filter(|l| l.charge_category == "Usage")
+            .count();
+        assert_eq!(usage, 110_953 + 8_345);
+        assert_eq!(
+            lines
+                .iter()
+                .filter(|l| l.pricing_category.as_deref() == Some("Dynamic"))
+                .count(),
+            1313
+        );
+        assert_eq!(
+            lines
+                .iter()
+                .filter(|l| l.pricing_category.as_deref() == Some("Committed"))
+                .count(),
+            8345
+        );
+        let discounted: Decimal = lines
+            .iter()
+            .filter(|l| l.pricing_category.as_deref() == Some("Committed"))
+            .map(|l| l.effective_cost)
+            .sum();
+        assert_eq!(discounted, dec("232.25379599"));
+        assert_eq!(
+            lines
+                .iter()
+                .filter(|l| l.tags.contains_key("cost_center"))
+                .count(),
+            34_460
+        );
+        let l = lines
+            .iter()
+            .find(|l| l.tags.contains_key("cost_center"))
+            .unwrap();
+        assert!(l.tags.get("cost_center").unwrap().starts_with("Cost"));
+        assert!(
+            l.tags
+                .keys()
+                .all(|k| !k.starts_with("user_") && !k.starts_with("resource_tags"))
+        );
+        assert!(lines.iter().any(|l| l.tags.contains_key("aws:created_by")));
+        let l = &lines[0];
+        assert_eq!(l.line, 1);
+        assert_eq!(l.provider_name, "AWS");
+        assert_eq!(l.billing_account_id.as_deref(), Some("836060457634"));
+        assert_eq!(
+            l.billing_period_start.to_rfc3339(),
+            "2018-10-01T00:00:00+00:00"
+        );
+        assert_eq!(
+            l.billing_period_end.to_rfc3339(),
+            "2018-11-01T00:00:00+00:00"
+        );
+        assert!(lines.iter().all(|l| l.service_name.is_some()));
+    }
+
+    #[test]
+    fn koku_savings_plan_covered_usage_in_nok() {
+        let p = Path::new(DATA).join("native-billing/aws/koku-2023-06-01.csv");
+        let (s, lines) = parse_path(&p, None).unwrap();
+        assert_eq!(s.deviations.get("timestamp_space_no_z"), Some(&6));
+        assert_eq!(lines.len(), 3);
+        for l in &lines {
+            assert_eq!(l.billing_currency, "NOK");
+            assert_eq!(l.billed_cost, dec("10"));
+            assert_eq!(l.effective_cost, dec("0.1"));
+            assert_eq!(l.charge_category, "Usage");
+            assert_eq!(l.pricing_category.as_deref(), Some("Committed"));
+            assert_eq!(l.billing_account_id.as_deref(), Some("0099999999999"));
+            assert_eq!(l.region_id.as_deref(), Some("us-west-1"));
+            assert_eq!(l.consumed_unit.as_deref(), Some("Hrs"));
+        }
+    }
+
+    #[test]
+    fn legacy_csv_tax_lines_and_user_tags() {
+        let p = Path::new(DATA).join("native-billing/aws/sample-anonymous-aws-export-dataset.csv");
+        let (_, lines) = parse_path(&p, None).unwrap();
+        assert_eq!(
+            sum_by(&lines, |l| l.charge_category == "Tax"),
+            (12, dec("0.08"))
+        );
+        assert!(
+            lines
+                .iter()
+                .filter(|l| l.charge_category == "Tax")
+                .all(|l| l.pricing_category.is_none())
+        );
+
+        let csv = "lineItem/UnblendedCost,lineItem/LineItemType,lineItem/UsageStartDate,lineItem/UsageEndDate,\
+bill/BillingPeriodStartDate,bill/BillingPeriodEndDate,lineItem/CurrencyCode,lineItem/UsageType,\
+savingsPlan/SavingsPlanEffectiveCost,savingsPlan/TotalCommitmentToDate,savingsPlan/UsedCommitment,\
+reservation/ReservationARN,resourceTags/user:team,resourceTags/aws:createdBy\n\
+1.0,Usage,2024-01-01T00:00:00Z,2024-01-01T01:00:00Z,2024-01-01T00:00:00Z,2024-02-01T00:00:00Z,USD,USE1-SpotUsage:m5.large,,,,,data,root\n\
+2.0,SavingsPlanCoveredUsage,2024-01-01T00:00:00Z,2024-01-01T01:00:00Z,2024-01-01T00:00:00Z,2024-02-01T00:00:00Z,USD,BoxUsage,1.2,,,,,\n\
+-2.0,SavingsPlanNegation,2024-01-01T00:00:00Z,2024-01-01T01:00:00Z,2024-01-01T00:00:00Z,2024-02-01T00:00:00Z,USD,BoxUsage,,,,,,\n\
+5.0,SavingsPlanRecurringFee,2024-01-01T00:00:00Z,2024-01-01T01:00:00Z,2024-01-01T00:00:00Z,2024-02-01T00:00:00Z,USD,,,5.0,4.25,,,\n\
+100,Fee,2024-01-01T00:00:00Z,2024-01-01T01:00:00Z,2024-01-01T00:00:00Z,2024-02-01T00:00:00Z,USD,,,,,arn:aws:ec2:ri,,\n\
+-1,Credit,2024-01-01T00:00:00Z,2024-01-01T01:00:00Z,2024-01-01T00:00:00Z,2024-02-01T00:00:00Z,USD,,,,,,,\n\
+-0.5,BundledDiscount,2024-01-01T00:00:00Z,2024-01-01T01:00:00Z,2024-01-01T00:00:00Z,2024-02-01T00:00:00Z,USD,,,,,,,\n";
+        let (s, lines) = parse_mem("cur.csv", csv.as_bytes(), None).unwrap();
+        assert_eq!(
+            (s.format, s.variant.as_str()),
+            (Some(BillingFormat::Cur), "cur-legacy-csv")
+        );
+        let got: Vec<(&str, Option<&str>, Decimal)> = lines
+            .iter()
+            .map(|l| {
+                (
+                    l.charge_category.as_str(),
+                    l.pricing_category.as_deref(),
+                    l.effective_cost,
+                )
+            })
+            .collect();
+        assert_eq!(
+            got,
+            vec![
+                ("Usage", Some("Dynamic"), dec("1.0")),
+                ("Usage", Some("Committed"), dec("1.2")),
+                ("Adjustment", None, dec("0")),
+                ("Purchase", Some("Standard"), dec("0.75")),
+                ("Purchase", Some("Standard"), dec("0")),
+                ("Credit", None, dec("-1")),
+                ("Credit", None, dec("-0.5")),
+            ]
+        );
+        assert_eq!(lines[0].tags.get("team").map(String::as_str), Some("data"));
+        assert_eq!(
+            lines[0].tags.get("aws:createdBy").map(String::as_str),
+            Some("root")
+        );
+        assert!(lines[1].tags.is_empty());
+    }
+
+    /// CUR 2.0 has no public sample: write one with a `resource_tags` map column.
+    #[test]
+    fn cur2_parquet_map_tags() {
+        let ts = |s: &str| {
+            chrono::DateTime::parse_from_rfc3339(s)
+                .unwrap()
+                .timestamp_millis()
+        };
+        let mut tags = MapBuilder::new(None, StringBuilder::new(), StringBuilder::new());
+        tags.keys().append_value("user_team");
+        tags.values().append_value("data");
+        tags.keys().append_value("aws_created_by");
+        tags.values().append_value("root");
+        tags.append(true).unwrap();
+        tags.append(false).unwrap(); // null map
+        tags.keys().append_value("user_env");
+        tags.values().append_null();
+        tags.append(true).unwrap();
+        let tags: ArrayRef = Arc::new(tags.finish());
+        let t = |v: &[&str]| -> ArrayRef {
+            Arc::new(
+                TimestampMillisecondArray::from(v.iter().map(|s| ts(s)).collect::<Vec<_>>())
+                    .with_timezone("UTC"),
+            )
+        };
+        let s = |v: &[&str]| -> ArrayRef { Arc::new(StringArray::from(v.to_vec())) };
+        let batch = RecordBatch::try_from_iter(vec![
+            (
+                "line_item_unblended_cost",
+                Arc::new(Float64Array::from(vec![0.1, 0.2, 1e-7])) as ArrayRef,
+            ),
+            ("line_item_line_item_type", s(&["Usage", "Usage", "Tax"])),
+            (
+                "line_item_usage_start_date",
+                t(&[
+                    "2025-01-01T00:00:00Z",
+                    "2025-01-01T01:00:00Z",
+                    "2025-01-01T00:00:00Z",
+                ]),
+            ),
+            (
+                "line_item_usage_end_date",
+                t(&[
+                    "2025-01-01T01:00:00Z",
+                    "2025-01-01T02:00:00Z",
+                    "2025-02-01T00:00:00Z",
+                ]),
+            ),
+            (
+                "bill_billing_period_start_date",
+                t(&["2025-01-01T00:00:00Z"; 3]),
+            ),
+            (
+                "bill_billing_period_end_date",
+                t(&["2025-02-01T00:00:00Z"; 3]),
+            ),
+            ("line_item_currency_code", s(&["USD", "USD", "USD"])),
+            (
+                "product_region_code",
+                s(&["us-east-1", "us-east-1", "us-east-1"]),
+            ),
+            ("resource_tags", tags),
+        ])
+        .unwrap();
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("cur2-00001.snappy.parquet");
+        let file = std::fs::File::create(&path).unwrap();
+        let props = parquet::file::properties::WriterProperties::builder()
+            .set_compression(parquet::basic::Compression::SNAPPY)
+            .build();
+        let mut w =
+            parquet::arrow::ArrowWriter::try_new(file, batch.schema(), Some(props)).unwrap();
+        w.write(&batch).unwrap();
+        w.close().unwrap();
+
+        let (s, lines) = parse_path(&path, None).unwrap();
+        assert_eq!(
+            (s.format, s.variant.as_str()),
+            (Some(BillingFormat::Cur), "cur2")
+        );
+        assert_eq!(s.lines, 3);
+        assert_eq!(
+            lines.iter().map(|l| l.billed_cost).sum::<Decimal>(),
+            dec("0.3000001")
+        );
+        assert_eq!(lines[0].tags.get("team").map(String::as_str), Some("data"));
+        assert_eq!(
+            lines[0].tags.get("aws:created_by").map(String::as_str),
+            Some("root")
+        );
+        assert!(lines[1].tags.is_empty());
+        assert_eq!(lines[2].tags.get("env").map(String::as_str), Some(""));
+        assert_eq!(lines[0].region_id.as_deref(), Some("us-east-1"));
+        assert_eq!(
+            lines[0].charge_period_end.to_rfc3339(),
+            "2025-01-01T01:00:00+00:00"
+        );
+        assert_eq!(lines[2].charge_category, "Tax");
+        // The same bytes from memory (an S3 object).
+        let bytes = std::fs::read(&path).unwrap();
+        let (s2, lines2) = parse_mem("s3://b/cur2-00001.snappy.parquet", &bytes, None).unwrap();
+        assert_eq!(s2, s);
+        assert_eq!(lines2, lines);
+    }
+}

@@ -124,3 +124,126 @@ pub fn build(mut v: Values<'_>, line: u64, dev: &mut Deviations) -> Result<CostL
         tags,
     })
 }
+
+#[cfg(test)]
+mod tests {
+    use std::path::Path;
+    use std::sync::Arc;
+
+    use arrow_array::{
+        ArrayRef, Float64Array, RecordBatch, StringArray, TimestampMillisecondArray,
+    };
+    use rust_decimal::Decimal;
+
+    use crate::billing::read::tests::{DATA, dec, parse_mem, parse_path};
+    use crate::billing::{BillingFormat, CostLine};
+
+    /// The FOCUS sample as Parquet (doubles for costs, timestamps for periods, strings
+    /// with real nulls elsewhere) gives the same exact totals.
+    #[test]
+    fn focus_parquet_same_totals_as_csv() {
+        let csv_path = Path::new(DATA).join("focus-sample/multi-provider/focus_sample.csv");
+        let mut rdr = csv::Reader::from_path(&csv_path).unwrap();
+        let header: Vec<String> = rdr.headers().unwrap().iter().map(str::to_string).collect();
+        let rows: Vec<csv::StringRecord> = rdr.records().map(Result::unwrap).collect();
+        let null = |s: &str| s.is_empty() || s == "NULL";
+        let mut cols: Vec<(String, ArrayRef)> = Vec::new();
+        for (i, h) in header.iter().enumerate() {
+            let vals = rows.iter().map(|r| &r[i]);
+            let arr: ArrayRef = match h.as_str() {
+                "BilledCost" | "EffectiveCost" | "ListCost" | "ConsumedQuantity" => {
+                    Arc::new(Float64Array::from(
+                        vals.map(|v| (!null(v)).then(|| v.parse::<f64>().unwrap()))
+                            .collect::<Vec<_>>(),
+                    ))
+                }
+                "BillingPeriodStart" | "BillingPeriodEnd" | "ChargePeriodStart"
+                | "ChargePeriodEnd" => {
+                    let ms = vals.map(|v| {
+                        chrono::NaiveDateTime::parse_from_str(v, "%Y-%m-%d %H:%M:%S")
+                            .unwrap()
+                            .and_utc()
+                            .timestamp_millis()
+                    });
+                    Arc::new(
+                        TimestampMillisecondArray::from(ms.collect::<Vec<_>>())
+                            .with_timezone("UTC"),
+                    )
+                }
+                _ => Arc::new(StringArray::from(
+                    vals.map(|v| (!null(v)).then_some(v)).collect::<Vec<_>>(),
+                )),
+            };
+            cols.push((h.clone(), arr));
+        }
+        let batch = RecordBatch::try_from_iter(cols).unwrap();
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("focus.parquet");
+        let mut w = parquet::arrow::ArrowWriter::try_new(
+            std::fs::File::create(&path).unwrap(),
+            batch.schema(),
+            None,
+        )
+        .unwrap();
+        w.write(&batch).unwrap();
+        w.close().unwrap();
+
+        let (s, lines) = parse_path(&path, None).unwrap();
+        assert_eq!(
+            (s.format, s.variant.as_str()),
+            (Some(BillingFormat::Focus), "1.0")
+        );
+        assert_eq!((s.rows_read, s.lines), (1000, 1000));
+        let total =
+            |f: fn(&CostLine) -> Option<Decimal>| lines.iter().filter_map(f).sum::<Decimal>();
+        assert_eq!(total(|l| Some(l.billed_cost)), dec("20.52022672899"));
+        assert_eq!(total(|l| Some(l.effective_cost)), dec("14.97651418586"));
+        assert_eq!(total(|l| l.list_cost), dec("20.39090575119"));
+        let (_, csv_lines) = parse_path(&csv_path, None).unwrap();
+        for (a, b) in lines.iter().zip(&csv_lines) {
+            assert_eq!(a.billed_cost, b.billed_cost);
+            assert_eq!(a.charge_period_start, b.charge_period_start);
+            assert_eq!(a.tags, b.tags);
+            assert_eq!(a.billing_account_id, b.billing_account_id);
+            assert_eq!(a.line + 1, b.line);
+        }
+    }
+
+    #[test]
+    fn focus_1_3_provider_and_missing_columns() {
+        let csv = "BilledCost,EffectiveCost,ListCost,BillingCurrency,BillingPeriodStart,BillingPeriodEnd,ChargePeriodStart,\
+ChargePeriodEnd,ChargeCategory,ServiceProviderName,HostProviderName,ProviderName,Region,ConsumedQuantity,Tags\n\
+1.25,null,,USD,2025-01-01T00:00:00Z,2025-02-01T00:00:00Z,2025-01-01T00:00:00Z,2025-01-01T01:00:00Z,Usage,Acme,Cloud,Old,eu-1,2,\"{\"\"k\"\":1}\"\n\
+1,1,1,USD,2025-01-01T00:00:00Z,2025-02-01T00:00:00Z,2025-01-01T00:00:00Z,2025-01-01T01:00:00Z,Refund,Acme,Cloud,Old,eu-1,x,\n";
+        let (s, lines) = parse_mem("f13.csv", csv.as_bytes(), None).unwrap();
+        assert_eq!(s.variant, "1.3");
+        assert_eq!(lines.len(), 1);
+        let l = &lines[0];
+        assert_eq!(l.provider_name, "Acme");
+        assert_eq!(l.region_id.as_deref(), Some("eu-1"));
+        assert_eq!(l.effective_cost, dec("1.25"));
+        assert_eq!(l.list_cost, None);
+        assert_eq!(l.tags.get("k").map(String::as_str), Some("1"));
+        assert_eq!(
+            s.deviations.get("effective_cost_null_assumed_billed"),
+            Some(&1)
+        );
+        assert_eq!(s.quarantined.len(), 1);
+        assert!(
+            s.quarantined[0]
+                .reason
+                .starts_with("ConsumedQuantity: not a number"),
+            "{}",
+            s.quarantined[0].reason
+        );
+
+        // A FOCUS file missing a mandatory column is rejected up front.
+        let csv = "BilledCost,ChargePeriodStart,ChargePeriodEnd,BillingPeriodStart,BillingPeriodEnd\n1,2025-01-01,2025-01-02,2025-01-01,2025-02-01\n";
+        match parse_mem("f.csv", csv.as_bytes(), None) {
+            Err(crate::billing::BillingError::MissingColumn { column, .. }) => {
+                assert_eq!(column, "ChargeCategory")
+            }
+            other => panic!("{:?}", other.map(|(s, _)| s)),
+        }
+    }
+}

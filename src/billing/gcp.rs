@@ -210,6 +210,140 @@ pub fn build(mut v: Values<'_>, line: u64, dev: &mut Deviations) -> Result<CostL
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::path::Path;
+
+    use crate::billing::read::tests::{DATA, dec, parse_mem, parse_path};
+
+    #[test]
+    fn csv_export_credits_labels_and_pacific_invoice_month() {
+        let p = Path::new(DATA).join(
+            "native-billing/gcp/202011_30c31bca571d9b7f3b2c8459dd8bc34a_2020-11-08_2020-11-11.csv",
+        );
+        let (s, lines) = parse_path(&p, None).unwrap();
+        assert_eq!(
+            (s.format, s.variant.as_str()),
+            (Some(BillingFormat::Gcp), "gcp-standard")
+        );
+        let l = &lines[0];
+        assert_eq!(l.line, 2);
+        assert_eq!(l.billed_cost, dec("0.000005"));
+        assert_eq!(l.effective_cost, dec("0"));
+        assert_eq!(l.provider_name, "Google Cloud");
+        assert_eq!(l.charge_category, "Usage");
+        assert_eq!(l.pricing_category.as_deref(), Some("Standard"));
+        assert_eq!(l.service_name.as_deref(), Some("Security Command Center"));
+        assert_eq!(l.sku_id.as_deref(), Some("D5A4-0C3E-4DA4"));
+        assert_eq!(l.sub_account_id.as_deref(), Some("billing-example-00000"));
+        assert_eq!(
+            l.billing_account_id.as_deref(),
+            Some("000000-B0BBA4-940A77")
+        );
+        assert_eq!(l.region_id, None);
+        assert_eq!(l.consumed_quantity, Some(dec("24909")));
+        assert_eq!(l.consumed_unit.as_deref(), Some("bytes"));
+        assert_eq!(
+            l.charge_period_start.to_rfc3339(),
+            "2020-11-09T23:00:00+00:00"
+        );
+        assert_eq!(
+            l.charge_period_end.to_rfc3339(),
+            "2020-11-10T00:00:00+00:00"
+        );
+        assert_eq!(
+            l.billing_period_start.to_rfc3339(),
+            "2020-11-01T07:00:00+00:00"
+        );
+        assert_eq!(
+            l.billing_period_end.to_rfc3339(),
+            "2020-12-01T08:00:00+00:00"
+        );
+        assert_eq!(s.deviations.get("timestamp_space_with_offset"), Some(&50));
+        let labelled: Vec<_> = lines.iter().filter(|l| !l.tags.is_empty()).collect();
+        assert!(!labelled.is_empty());
+        assert!(
+            labelled
+                .iter()
+                .all(|l| l.tags.contains_key("goog-resource-type"))
+        );
+
+        let p = Path::new(DATA).join("native-billing/gcp/2022-08-01_5.csv");
+        let (s, lines) = parse_path(&p, None).unwrap();
+        assert_eq!(s.variant, "gcp-detailed");
+        assert_eq!(lines[0].resource_id.as_deref(), Some("//example"));
+        assert_eq!(lines[0].region_id.as_deref(), Some("us-central1"));
+        assert_eq!(
+            lines[0].billing_period_start.to_rfc3339(),
+            "2022-08-01T07:00:00+00:00"
+        );
+    }
+
+    #[test]
+    fn json_lines_export() {
+        let jsonl = concat!(
+            r#"{"billing_account_id":"0X-1","service":{"id":"6F81","description":"Compute Engine"},"sku":{"id":"CP-1","description":"Spot Preemptible N2 Instance Core"},"usage_start_time":"2024-03-10 09:00:00 UTC","usage_end_time":"2024-03-10T10:00:00Z","project":{"id":"p-1","labels":[{"key":"team","value":"ml"},{"key":"env","value":"prj"}]},"labels":[{"key":"env","value":"prod"}],"location":{"region":"us-east1","zone":"us-east1-b"},"cost":0.123456789012345678,"currency":"EUR","usage":{"amount":3600,"unit":"seconds"},"credits":[{"name":"CUD","amount":-0.02,"type":"COMMITTED_USAGE_DISCOUNT"}],"invoice":{"month":"202403"},"cost_type":"regular"}"#,
+            "
+
+",
+            r#"{"billing_account_id":"0X-1","service":{"description":"Tax"},"usage_start_time":"2024-03-01T00:00:00Z","usage_end_time":"2024-04-01T00:00:00Z","cost":1E+1,"currency":"EUR","credits":[],"invoice":{"month":"202403"},"cost_type":"tax"}"#,
+            "
+",
+            r#"{"cost": "oops", "usage_start_time":"2024-03-01T00:00:00Z","usage_end_time":"2024-03-01T01:00:00Z","currency":"EUR"}"#,
+            "
+",
+            "not json
+",
+        );
+        let (s, lines) = parse_mem("gcp-export.jsonl", jsonl.as_bytes(), None).unwrap();
+        assert_eq!(s.format, Some(BillingFormat::Gcp));
+        assert_eq!((s.rows_read, s.lines), (4, 2));
+        let l = &lines[0];
+        assert_eq!(l.line, 1);
+        assert_eq!(l.billed_cost, dec("0.123456789012345678"));
+        assert_eq!(l.effective_cost, dec("0.103456789012345678"));
+        assert_eq!(l.billing_currency, "EUR");
+        assert_eq!(l.pricing_category.as_deref(), Some("Dynamic"));
+        assert_eq!(l.service_name.as_deref(), Some("Compute Engine"));
+        assert_eq!(l.availability_zone.as_deref(), Some("us-east1-b"));
+        assert_eq!(l.consumed_quantity, Some(dec("3600")));
+        assert_eq!(l.tags.get("env").map(String::as_str), Some("prod"));
+        assert_eq!(l.tags.get("team").map(String::as_str), Some("ml"));
+        assert_eq!(
+            l.charge_period_start.to_rfc3339(),
+            "2024-03-10T09:00:00+00:00"
+        );
+        assert_eq!(
+            l.billing_period_start.to_rfc3339(),
+            "2024-03-01T08:00:00+00:00"
+        );
+        assert_eq!(
+            l.billing_period_end.to_rfc3339(),
+            "2024-04-01T07:00:00+00:00"
+        );
+        let t = &lines[1];
+        assert_eq!(
+            (t.line, t.charge_category.as_str(), t.billed_cost),
+            (3, "Tax", dec("10"))
+        );
+        assert_eq!(t.pricing_category, None);
+        assert_eq!(s.quarantined[0].line, 4);
+        assert!(
+            s.quarantined[0].reason.starts_with("cost: not a number"),
+            "{}",
+            s.quarantined[0].reason
+        );
+        assert_eq!(s.quarantined[1].line, 5);
+        assert!(
+            s.quarantined[1].reason.starts_with("invalid JSON"),
+            "{}",
+            s.quarantined[1].reason
+        );
+        // Gzipped JSON lines from memory.
+        let mut enc = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
+        std::io::Write::write_all(&mut enc, jsonl.as_bytes()).unwrap();
+        let gz = enc.finish().unwrap();
+        let (s2, lines2) = parse_mem("export.json.gz", &gz, None).unwrap();
+        assert_eq!((s2, lines2), (s, lines));
+    }
 
     #[test]
     fn pacific_month_starts() {

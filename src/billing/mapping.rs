@@ -1086,6 +1086,64 @@ pub fn tag_key_from_map(k: &str) -> String {
     }
 }
 
+/// A tag value read straight from JSON text (strings as-is, numbers and booleans as their
+/// JSON text, null as empty); nested values are refused so the caller falls back to
+/// `serde_json::Value`.
+struct TagText(String);
+
+impl<'de> serde::Deserialize<'de> for TagText {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V;
+        impl serde::de::Visitor<'_> for V {
+            type Value = TagText;
+            fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+                f.write_str("a scalar tag value")
+            }
+            fn visit_str<E>(self, v: &str) -> Result<TagText, E> {
+                Ok(TagText(v.to_string()))
+            }
+            fn visit_string<E>(self, v: String) -> Result<TagText, E> {
+                Ok(TagText(v))
+            }
+            fn visit_bool<E>(self, v: bool) -> Result<TagText, E> {
+                Ok(TagText(v.to_string()))
+            }
+            fn visit_i64<E>(self, v: i64) -> Result<TagText, E> {
+                Ok(TagText(v.to_string()))
+            }
+            fn visit_u64<E>(self, v: u64) -> Result<TagText, E> {
+                Ok(TagText(v.to_string()))
+            }
+            fn visit_f64<E>(self, v: f64) -> Result<TagText, E> {
+                Ok(TagText(
+                    serde_json::Number::from_f64(v)
+                        .map_or_else(|| v.to_string(), |n| n.to_string()),
+                ))
+            }
+            fn visit_unit<E>(self) -> Result<TagText, E> {
+                Ok(TagText(String::new()))
+            }
+            fn visit_none<E>(self) -> Result<TagText, E> {
+                Ok(TagText(String::new()))
+            }
+        }
+        d.deserialize_any(V)
+    }
+}
+
+fn json_object_tags(t: &str) -> Option<BTreeMap<String, String>> {
+    if let Ok(m) = serde_json::from_str::<BTreeMap<String, TagText>>(t) {
+        return Some(m.into_iter().map(|(k, v)| (k, v.0)).collect());
+    }
+    serde_json::from_str::<serde_json::Map<String, serde_json::Value>>(t)
+        .ok()
+        .map(|m| {
+            m.iter()
+                .map(|(k, v)| (k.clone(), json_value_text(v)))
+                .collect()
+        })
+}
+
 fn json_value_text(v: &serde_json::Value) -> String {
     match v {
         serde_json::Value::String(s) => s.clone(),
@@ -1104,23 +1162,14 @@ pub fn parse_tags(text: &str, dev: &mut Deviations) -> BTreeMap<String, String> 
     }
     match t.as_bytes()[0] {
         b'{' => {
-            if let Ok(m) = serde_json::from_str::<serde_json::Map<String, serde_json::Value>>(t) {
-                return m
-                    .iter()
-                    .map(|(k, v)| (k.clone(), json_value_text(v)))
-                    .collect();
+            if let Some(m) = json_object_tags(t) {
+                return m;
             }
         }
         b'"' => {
-            let wrapped = format!("{{{t}}}");
-            if let Ok(m) =
-                serde_json::from_str::<serde_json::Map<String, serde_json::Value>>(&wrapped)
-            {
+            if let Some(m) = json_object_tags(&format!("{{{t}}}")) {
                 dev.add(Dev::TagsMissingBraces);
-                return m
-                    .iter()
-                    .map(|(k, v)| (k.clone(), json_value_text(v)))
-                    .collect();
+                return m;
             }
         }
         _ => {}

@@ -54,6 +54,8 @@ pub fn parse_file(
     f.seek(SeekFrom::Start(0)).map_err(io)?;
     if n == 4 && &magic == b"PAR1" {
         parse_parquet(&name, f, hint, sink)
+    } else if is_parquet_name(&name) {
+        Err(not_parquet(&name))
     } else if n >= 2 && magic[..2] == [0x1f, 0x8b] {
         let gz = flate2::read::MultiGzDecoder::new(BufReader::with_capacity(READ_BUFFER, f));
         parse_text(
@@ -85,6 +87,8 @@ pub fn parse_bytes(
 ) -> Result<ParseSummary, BillingError> {
     if bytes.len() >= 4 && &bytes[..4] == b"PAR1" {
         parse_parquet(name, bytes::Bytes::copy_from_slice(bytes), hint, sink)
+    } else if is_parquet_name(name) {
+        Err(not_parquet(name))
     } else if bytes.len() >= 2 && bytes[..2] == [0x1f, 0x8b] {
         let gz = flate2::read::MultiGzDecoder::new(bytes);
         parse_text(
@@ -96,6 +100,18 @@ pub fn parse_bytes(
         )
     } else {
         parse_text(name, Box::new(bytes), false, hint, sink)
+    }
+}
+
+fn is_parquet_name(name: &str) -> bool {
+    let lower = name.to_ascii_lowercase();
+    lower.ends_with(".parquet") || lower.ends_with(".parq")
+}
+
+fn not_parquet(name: &str) -> BillingError {
+    BillingError::Io {
+        file: name.to_string(),
+        detail: "not a Parquet file (no PAR1 magic bytes)".into(),
     }
 }
 
@@ -1378,6 +1394,20 @@ pub(crate) mod tests {
             }
             other => panic!("{:?}", other.map(|(s, _)| s)),
         }
+        assert!(matches!(
+            parse_mem("x.snappy.parquet", b"a,b\n1,2\n", None),
+            Err(BillingError::Io { .. })
+        ));
+        let pq = std::fs::read(
+            Path::new(DATA).join("native-billing/aws/Nov2018-WorkshopCUR-00001.snappy.parquet"),
+        )
+        .unwrap();
+        match parse_mem("cut.parquet", &pq[..pq.len() / 2], None) {
+            Err(BillingError::Io { detail, .. }) => {
+                assert!(detail.starts_with("Parquet"), "{detail}")
+            }
+            other => panic!("{:?}", other.map(|(s, _)| s)),
+        }
         let err = parse_path(Path::new("/nonexistent/file.csv"), None).unwrap_err();
         assert!(matches!(err, BillingError::Io { .. }));
     }
@@ -1415,5 +1445,32 @@ pub(crate) mod tests {
         assert_eq!(s.deviations.get("row_field_count_mismatch"), Some(&1));
         assert_eq!(lines.iter().map(|l| l.line).collect::<Vec<_>>(), vec![3, 5]);
         assert_eq!(lines[0].pricing_category, None);
+    }
+}
+
+#[cfg(test)]
+mod perf {
+    /// `BURSAR_PERF_FILE=/path cargo test --release --lib billing::read::perf -- --ignored --nocapture`
+    #[test]
+    #[ignore]
+    fn parse_speed() {
+        let Ok(path) = std::env::var("BURSAR_PERF_FILE") else {
+            return;
+        };
+        let start = std::time::Instant::now();
+        let mut n = 0usize;
+        let mut sink = |b: Vec<super::CostLine>| {
+            n += b.len();
+            Ok(())
+        };
+        let s = super::parse_file(std::path::Path::new(&path), None, &mut sink).unwrap();
+        let secs = start.elapsed().as_secs_f64();
+        println!(
+            "{} rows in {secs:.2}s = {:.0} rows/s ({} quarantined)",
+            s.rows_read,
+            s.rows_read as f64 / secs,
+            s.quarantined.len()
+        );
+        assert_eq!(n as u64, s.lines);
     }
 }

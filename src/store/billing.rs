@@ -510,6 +510,9 @@ fn group_column(g: &GroupBy) -> &'static str {
     }
 }
 
+/// (bucket, group, currency)
+type SpendKey = (NaiveDate, Option<String>, String);
+
 async fn spend_sqlite(
     pool: &sqlx::SqlitePool,
     q: &SpendQuery,
@@ -550,8 +553,7 @@ async fn spend_sqlite(
         query = query.bind(b);
     }
     let mut rows = query.fetch(pool);
-    let mut acc: BTreeMap<(NaiveDate, Option<String>, String), (Decimal, Decimal, u64)> =
-        BTreeMap::new();
+    let mut acc: BTreeMap<SpendKey, (Decimal, Decimal, u64)> = BTreeMap::new();
     while let Some(r) = futures::TryStreamExt::try_next(&mut rows).await? {
         let t: DateTime<Utc> = r.try_get(0)?;
         let group: Option<String> = r.try_get(1).ok().flatten();
