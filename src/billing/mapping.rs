@@ -55,6 +55,7 @@ deviations! {
     TimestampSpaceWithOffset => "timestamp_space_with_offset",
     TimestampNoZone => "timestamp_no_zone",
     TimestampNoSeconds => "timestamp_no_seconds",
+    TimestampHourOverflow => "timestamp_hour_overflow",
     TimestampAmPm => "timestamp_am_pm",
     DateOnly => "date_only",
     DateMmDdYyyy => "date_mm_dd_yyyy",
@@ -90,6 +91,9 @@ impl Deviations {
     #[inline]
     pub fn add(&mut self, d: Dev) {
         self.counts[d as usize] += 1;
+    }
+    pub fn add_n(&mut self, d: Dev, n: u64) {
+        self.counts[d as usize] += n;
     }
     pub fn get(&self, d: Dev) -> u64 {
         self.counts[d as usize]
@@ -885,6 +889,9 @@ pub struct TimeShape {
     pub has_zone: bool,
     pub no_seconds: bool,
     pub am_pm: bool,
+    /// An hour of 24..=47 ("T30:00:00" in the FOCUS spec examples: 30 h after midnight),
+    /// rolled over into the next day.
+    pub hour_overflow: bool,
     /// 0 = ISO; 1 = MM/DD/YYYY; 2 = M/D/YYYY (not padded); 3 = M/D/YY.
     pub slash: u8,
 }
@@ -916,6 +923,9 @@ impl TimeShape {
         }
         if self.no_seconds {
             dev.add(Dev::TimestampNoSeconds);
+        }
+        if self.hour_overflow {
+            dev.add(Dev::TimestampHourOverflow);
         }
     }
 }
@@ -1066,6 +1076,12 @@ pub fn parse_time(s: &str) -> Option<(DateTime<Utc>, TimeShape)> {
     if sec == 60 {
         sec = 59; // leap second
     }
+    let (date, hour) = if (24..48).contains(&hour) && !shape.am_pm {
+        shape.hour_overflow = true;
+        (date.succ_opt()?, hour - 24)
+    } else {
+        (date, hour)
+    };
     let naive = date.and_hms_nano_opt(hour, minute, sec, nanos)?;
     let t = naive.and_utc() - chrono::Duration::seconds(offset_secs);
     Some((t, shape))
@@ -1131,9 +1147,32 @@ impl<'de> serde::Deserialize<'de> for TagText {
     }
 }
 
+/// A JSON object of scalar tag values, read straight into the map a cost line keeps.
+struct TagMap(BTreeMap<String, String>);
+
+impl<'de> serde::Deserialize<'de> for TagMap {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V;
+        impl<'de> serde::de::Visitor<'de> for V {
+            type Value = TagMap;
+            fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+                f.write_str("a JSON object of tags")
+            }
+            fn visit_map<A: serde::de::MapAccess<'de>>(self, mut m: A) -> Result<TagMap, A::Error> {
+                let mut out = BTreeMap::new();
+                while let Some((k, v)) = m.next_entry::<String, TagText>()? {
+                    out.insert(k, v.0);
+                }
+                Ok(TagMap(out))
+            }
+        }
+        d.deserialize_map(V)
+    }
+}
+
 fn json_object_tags(t: &str) -> Option<BTreeMap<String, String>> {
-    if let Ok(m) = serde_json::from_str::<BTreeMap<String, TagText>>(t) {
-        return Some(m.into_iter().map(|(k, v)| (k, v.0)).collect());
+    if let Ok(m) = serde_json::from_str::<TagMap>(t) {
+        return Some(m.0);
     }
     serde_json::from_str::<serde_json::Map<String, serde_json::Value>>(t)
         .ok()
@@ -1557,6 +1596,8 @@ mod tests {
         assert_eq!(ts("2020-11-09 23:00:00 UTC"), "2020-11-09T23:00:00+00:00");
         assert_eq!(ts("2020-11-09T16:00:00-07:00"), "2020-11-09T23:00:00+00:00");
         assert_eq!(ts("2023-11-13T10:00Z"), "2023-11-13T10:00:00+00:00");
+        // The FOCUS 1.2 spec example writes 30 h after midnight as T30.
+        assert_eq!(ts("2023-02-01T30:00:00Z"), "2023-02-02T06:00:00+00:00");
         assert_eq!(ts("2021-02-02"), "2021-02-02T00:00:00+00:00");
         assert_eq!(ts("09/21/2023"), "2023-09-21T00:00:00+00:00");
         assert_eq!(ts("9/2/2023"), "2023-09-02T00:00:00+00:00");
@@ -1566,7 +1607,8 @@ mod tests {
         assert_eq!(ts("13/01/2023"), "ERR");
         assert_eq!(ts("yesterday"), "ERR");
         assert_eq!(ts("2023-01-01X00:00:00"), "ERR");
-        assert_eq!(ts("2023-01-01T25:00:00Z"), "ERR");
+        assert_eq!(ts("2023-01-01T25:00:00Z"), "2023-01-02T01:00:00+00:00");
+        assert_eq!(ts("2023-01-01T48:00:00Z"), "ERR");
         let mut dev = Deviations::default();
         parse_time("2024-09-01 00:00:00").unwrap().1.count(&mut dev);
         parse_time("09/21/2023").unwrap().1.count(&mut dev);
