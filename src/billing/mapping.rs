@@ -122,6 +122,8 @@ pub enum Cell<'a> {
     Dec(Decimal),
     Bool(bool),
     Time(DateTime<Utc>),
+    /// Text the reader had to build (a Parquet decimal beyond 28 digits).
+    Owned(String),
     /// A Parquet map column (CUR 2.0 `resource_tags`).
     Pairs(Vec<(&'a str, Option<&'a str>)>),
     /// A value the reader could not read (invalid UTF-8, unsupported Parquet type): the
@@ -482,6 +484,7 @@ fn cell_to_string(c: &Cell<'_>) -> Option<String> {
     match c {
         Cell::Null | Cell::Bad(_) | Cell::Pairs(_) => None,
         Cell::Text(s) => Some((*s).to_string()),
+        Cell::Owned(s) => Some(s.clone()),
         Cell::Float(x) => Some(format!("{x}")),
         Cell::Int(x) => Some(x.to_string()),
         Cell::Dec(d) => Some(d.to_string()),
@@ -609,6 +612,15 @@ pub fn convert<'a>(
                 Kind::Money | Kind::Number => Ok(Val::Dec(d)),
                 Kind::Time => Err(format!("number {d} where a timestamp was expected")),
                 _ => Ok(Val::Str(Cow::Owned(d.to_string()))),
+            };
+        }
+        Cell::Owned(text) => {
+            return match kind {
+                Kind::Money | Kind::Number => match parse_decimal(&text, dev) {
+                    Some(d) => Ok(Val::Dec(d)),
+                    None => Err(format!("not a number: {:?}", clip(&text))),
+                },
+                _ => Ok(Val::Str(Cow::Owned(text))),
             };
         }
         Cell::Bool(b) => {

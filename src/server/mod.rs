@@ -140,6 +140,9 @@ pub async fn run(
         .set_serving::<proto::placement_service_server::PlacementServiceServer<placement::PlacementApi>>()
         .await;
     health_reporter
+        .set_serving::<proto::spend_service_server::SpendServiceServer<spend::SpendApi>>()
+        .await;
+    health_reporter
         .set_service_status("", tonic_health::ServingStatus::Serving)
         .await;
     let reflection = tonic_reflection::server::Builder::configure()
@@ -171,6 +174,9 @@ pub async fn run(
             .await;
         reporter
             .set_service_status("", tonic_health::ServingStatus::NotServing)
+            .await;
+        reporter
+            .set_not_serving::<proto::spend_service_server::SpendServiceServer<spend::SpendApi>>()
             .await;
         reporter
             .set_not_serving::<proto::placement_service_server::PlacementServiceServer<placement::PlacementApi>>()
