@@ -15,7 +15,7 @@ t = time.time()
 if path.endswith(".parquet"):
     con.execute(f"CREATE TABLE cost AS SELECT * FROM read_parquet('{path}')")
 else:
-    con.execute(f"CREATE TABLE cost AS SELECT * FROM read_csv('{path}', nullstr='NULL')")
+    con.execute(f"CREATE TABLE cost AS SELECT * FROM read_csv('{path}', nullstr=['NULL', ''], sample_size=-1)")
 con.execute("CHECKPOINT")
 n = con.execute("SELECT count(*) FROM cost").fetchone()[0]
 print(json.dumps({"rows": n, "seconds": time.time() - t}))

@@ -183,10 +183,6 @@ pub async fn run(
             .await;
     };
     let served = tonic::transport::Server::builder()
-        .http2_adaptive_window(Some(true))
-        .initial_connection_window_size(Some(4 << 20))
-        .initial_stream_window_size(Some(1 << 20))
-        .max_concurrent_streams(Some(1024))
         .add_service(health_service)
         .add_service(reflection)
         .add_service(proto::pricing_service_server::PricingServiceServer::new(
