@@ -650,7 +650,7 @@ impl PlacementIndex {
                 }
             }
             group_reason.push(r);
-            group_egress.push(self.egress_to(req, model, g).iter().map(|l| l.cost).sum());
+            group_egress.push(egress_units(req, model, g));
         }
         let home = req
             .inputs
@@ -969,6 +969,21 @@ impl PlacementIndex {
             age_secs: age.max(0),
         }
     }
+}
+
+/// Egress of a request's inputs (and output) to or from region group `g`, without building
+/// the per-item lines (the request path prices every group; only chosen ones need lines).
+fn egress_units(req: &PlacementRequest, model: &CostModel, g: &GroupInfo) -> Units {
+    let mut total: Units = 0;
+    for i in &req.inputs {
+        let kind = kind_between(i.provider, &i.region, g.provider, &g.region, g.continent);
+        total += model.egress.cost_units(i.provider, kind, i.gb_milli);
+    }
+    if let Some(o) = &req.output {
+        let kind = EgressTable::kind(g.provider, &g.region, o.provider, &o.region);
+        total += model.egress.cost_units(g.provider, kind, o.gb_milli);
+    }
+    total
 }
 
 /// type in bits 0..32, group in bits 32..48, spot in bit 63.
