@@ -44,43 +44,36 @@ pub fn percentile(sorted: &[Duration], p: f64) -> Duration {
     sorted[idx.min(sorted.len() - 1)]
 }
 
-/// Runs `total` requests made by `make` with `concurrency` clients in flight.
-pub async fn load<F>(
-    channel: tonic::transport::Channel,
-    concurrency: usize,
-    total: u64,
-    make: F,
-) -> LoadStats
+/// Runs `total` calls with `concurrency` in flight; `call(worker, i)` makes call number `i`
+/// on worker `worker` and says whether it succeeded.
+pub async fn drive<F, Fut>(concurrency: usize, total: u64, call: F) -> LoadStats
 where
-    F: Fn(u64) -> proto::ListPricesRequest + Send + Sync + Clone + 'static,
+    F: Fn(usize, u64) -> Fut + Send + Sync + Clone + 'static,
+    Fut: std::future::Future<Output = bool> + Send,
 {
     let next = std::sync::Arc::new(std::sync::atomic::AtomicU64::new(0));
     let started = Instant::now();
     let mut tasks = Vec::new();
-    for _ in 0..concurrency {
-        let ch = channel.clone();
-        let next = next.clone();
-        let make = make.clone();
+    for w in 0..concurrency {
+        let (next, call) = (next.clone(), call.clone());
         tasks.push(tokio::spawn(async move {
-            let mut client = proto::pricing_service_client::PricingServiceClient::new(ch);
-            let mut lat = Vec::new();
-            let mut errors = 0u64;
+            let (mut lat, mut errors) = (Vec::new(), 0u64);
             loop {
                 let i = next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
                 if i >= total {
                     break;
                 }
                 let t = Instant::now();
-                match client.list_prices(make(i)).await {
-                    Ok(_) => lat.push(t.elapsed()),
-                    Err(_) => errors += 1,
+                if call(w, i).await {
+                    lat.push(t.elapsed());
+                } else {
+                    errors += 1;
                 }
             }
             (lat, errors)
         }));
     }
-    let mut all = Vec::new();
-    let mut errors = 0;
+    let (mut all, mut errors) = (Vec::new(), 0);
     for t in tasks {
         if let Ok((l, e)) = t.await {
             all.extend(l);
@@ -96,6 +89,24 @@ where
         p50: percentile(&all, 0.50),
         p99: percentile(&all, 0.99),
     }
+}
+
+/// Runs `total` ListPrices requests made by `make` with `concurrency` in flight.
+pub async fn load<F>(
+    channel: tonic::transport::Channel,
+    concurrency: usize,
+    total: u64,
+    make: F,
+) -> LoadStats
+where
+    F: Fn(u64) -> proto::ListPricesRequest + Send + Sync + Clone + 'static,
+{
+    drive(concurrency, total, move |_, i| {
+        let mut client = proto::pricing_service_client::PricingServiceClient::new(channel.clone());
+        let req = make(i);
+        async move { client.list_prices(req).await.is_ok() }
+    })
+    .await
 }
 
 /// The request mix: a GPU query, a CPU-only filtered listing, a price cap, an unfiltered page.
@@ -506,41 +517,14 @@ async fn load_select(
     total: u64,
     req: proto::SelectProviderRequest,
 ) -> LoadStats {
-    let next = std::sync::Arc::new(std::sync::atomic::AtomicU64::new(0));
-    let started = Instant::now();
-    let mut tasks = Vec::new();
-    for t in 0..concurrency {
-        let ch = channels[t % channels.len()].clone();
-        let (next, req) = (next.clone(), req.clone());
-        tasks.push(tokio::spawn(async move {
-            let mut client = proto::placement_service_client::PlacementServiceClient::new(ch);
-            let (mut lat, mut errors) = (Vec::new(), 0u64);
-            while next.fetch_add(1, std::sync::atomic::Ordering::Relaxed) < total {
-                let t = Instant::now();
-                match client.select_provider(req.clone()).await {
-                    Ok(_) => lat.push(t.elapsed()),
-                    Err(_) => errors += 1,
-                }
-            }
-            (lat, errors)
-        }));
-    }
-    let (mut all, mut errors) = (Vec::new(), 0);
-    for t in tasks {
-        if let Ok((l, e)) = t.await {
-            all.extend(l);
-            errors += e;
-        }
-    }
-    let seconds = started.elapsed().as_secs_f64();
-    all.sort();
-    LoadStats {
-        requests: all.len() as u64,
-        errors,
-        seconds,
-        p50: percentile(&all, 0.50),
-        p99: percentile(&all, 0.99),
-    }
+    drive(concurrency, total, move |w, _| {
+        let mut client = proto::placement_service_client::PlacementServiceClient::new(
+            channels[w % channels.len()].clone(),
+        );
+        let req = req.clone();
+        async move { client.select_provider(req).await.is_ok() }
+    })
+    .await
 }
 
 fn run_python(python: &Path, args: &[&str]) -> Result<serde_json::Value, String> {

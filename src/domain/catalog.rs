@@ -276,30 +276,13 @@ impl Catalog {
                 page.extend(self.offers[start.min(end)..stop].iter());
                 more = stop < end;
             }
-            None => {
-                for o in &self.offers {
-                    if filter
-                        .max_price_per_hour
-                        .is_some_and(|m| o.price_per_hour > m)
-                    {
-                        break;
-                    }
-                    if !filter.matches(o) {
-                        continue;
-                    }
-                    total += 1;
-                    if after_pos(o) {
-                        if page.len() < page_size {
-                            page.push(o);
-                        } else {
-                            more = true;
-                        }
-                    }
-                }
-            }
-            Some(list) => {
-                for &i in list {
-                    let o = &self.offers[i as usize];
+            scan => {
+                // One filtered pass over the chosen list (or everything), in price order.
+                let candidates: Box<dyn Iterator<Item = &Offer>> = match scan {
+                    Some(list) => Box::new(list.iter().map(|&i| &self.offers[i as usize])),
+                    None => Box::new(self.offers.iter()),
+                };
+                for o in candidates {
                     if filter
                         .max_price_per_hour
                         .is_some_and(|m| o.price_per_hour > m)
