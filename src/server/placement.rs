@@ -19,7 +19,7 @@ use crate::domain::regions::region_info;
 use crate::proto;
 use crate::proto::placement_service_server::PlacementService;
 use crate::store::{DecisionChoice, DecisionRow, Store};
-use crate::tasks::decisions::DecisionLog;
+use crate::tasks::decisions::{DecisionLog, PendingDecision};
 
 /// Live inputs to decisions, refreshed off the request path.
 pub struct PlacementState {
@@ -122,34 +122,32 @@ impl PlacementService for PlacementApi {
             _ => None,
         };
         let label = |k: &str| r.labels.get(k).cloned();
-        self.state.log.record(DecisionRow {
-            id: id.clone(),
-            decided_at: cond.now,
-            team: label("team"),
-            project: label("project"),
-            job_id: label("job_id").or_else(|| label("job")),
-            labels: serde_json::to_string(&r.labels).unwrap_or_else(|_| "{}".into()),
-            request: serde_json::json!({
-                "min_vcpus": req.min_vcpus,
-                "min_memory_gib": req.min_memory_gib,
-                "accelerators": req.accelerators,
-                "accelerator_count": req.accelerator_count,
-                "nodes": req.nodes,
-                "hours": units_to_decimal(i128::from(req.hours_milli) * 1_000_000_000).to_string(),
-                "market": format!("{:?}", req.market),
-                "inputs": req.inputs.iter().map(|i| format!("{}:{}:{}GB", i.provider, i.region, i.gb_milli as f64 / 1000.0)).collect::<Vec<_>>(),
-                "top_k": req.top_k,
-            })
-            .to_string(),
-            offers_considered: decision.considered as i64,
-            feasible: decision.feasible() as i64,
-            chosen,
-            runner_up,
-            baseline_total: decision.baseline.map(units_to_decimal),
-            estimated_saving: saving,
-            currency: "USD".into(),
-            outcome: if decision.choices.is_empty() { "no_feasible" } else { "placed" }.into(),
-            latency_us: started.elapsed().as_micros() as i64,
+        self.state.log.record(PendingDecision {
+            labels: r.labels.clone(),
+            request: req.clone(),
+            row: DecisionRow {
+                id: id.clone(),
+                decided_at: cond.now,
+                team: label("team"),
+                project: label("project"),
+                job_id: label("job_id").or_else(|| label("job")),
+                labels: String::new(),
+                request: String::new(),
+                offers_considered: decision.considered as i64,
+                feasible: decision.feasible() as i64,
+                chosen,
+                runner_up,
+                baseline_total: decision.baseline.map(units_to_decimal),
+                estimated_saving: saving,
+                currency: "USD".into(),
+                outcome: if decision.choices.is_empty() {
+                    "no_feasible"
+                } else {
+                    "placed"
+                }
+                .into(),
+                latency_us: started.elapsed().as_micros() as i64,
+            },
         });
         if decision.choices.is_empty() {
             let parts: Vec<String> = decision

@@ -8,19 +8,51 @@ use std::time::Duration;
 
 use tokio::sync::{mpsc, watch};
 
+use crate::domain::egress::units_to_decimal;
+use crate::domain::placement::PlacementRequest;
 use crate::store::{DecisionRow, Store};
+
+/// A decision as the request path hands it over: the row without its JSON columns, which
+/// the writer renders (no serialisation on the request path).
+pub struct PendingDecision {
+    pub row: DecisionRow,
+    pub labels: std::collections::HashMap<String, String>,
+    pub request: PlacementRequest,
+}
+
+impl PendingDecision {
+    fn into_row(self) -> DecisionRow {
+        let req = &self.request;
+        DecisionRow {
+            labels: serde_json::to_string(&self.labels).unwrap_or_else(|_| "{}".into()),
+            request: serde_json::json!({
+                "min_vcpus": req.min_vcpus,
+                "min_memory_gib": req.min_memory_gib,
+                "accelerators": req.accelerators,
+                "accelerator_count": req.accelerator_count,
+                "nodes": req.nodes,
+                "hours": units_to_decimal(i128::from(req.hours_milli) * 1_000_000_000).to_string(),
+                "market": format!("{:?}", req.market),
+                "inputs": req.inputs.iter().map(|i| format!("{}:{}:{}GB", i.provider, i.region, i.gb_milli as f64 / 1000.0)).collect::<Vec<_>>(),
+                "top_k": req.top_k,
+            })
+            .to_string(),
+            ..self.row
+        }
+    }
+}
 
 /// The request-path side of the log.
 #[derive(Clone)]
 pub struct DecisionLog {
-    tx: mpsc::Sender<DecisionRow>,
+    tx: mpsc::Sender<PendingDecision>,
     dropped: Arc<AtomicU64>,
     written: Arc<AtomicU64>,
 }
 
 impl DecisionLog {
     /// A log with a queue of `capacity` rows, and the receiving end for `writer`.
-    pub fn new(capacity: usize) -> (DecisionLog, mpsc::Receiver<DecisionRow>) {
+    pub fn new(capacity: usize) -> (DecisionLog, mpsc::Receiver<PendingDecision>) {
         let (tx, rx) = mpsc::channel(capacity.max(1));
         (
             DecisionLog {
@@ -33,7 +65,7 @@ impl DecisionLog {
     }
 
     /// Queues a row without waiting; a full queue drops it and counts the drop.
-    pub fn record(&self, row: DecisionRow) {
+    pub fn record(&self, row: PendingDecision) {
         if self.tx.try_send(row).is_err() {
             self.dropped.fetch_add(1, Ordering::Relaxed);
         }
@@ -52,12 +84,12 @@ impl DecisionLog {
     pub async fn writer(
         &self,
         store: Store,
-        mut rx: mpsc::Receiver<DecisionRow>,
+        mut rx: mpsc::Receiver<PendingDecision>,
         batch: usize,
         flush: Duration,
         mut shutdown: watch::Receiver<bool>,
     ) {
-        let mut buf: Vec<DecisionRow> = Vec::with_capacity(batch);
+        let mut buf: Vec<PendingDecision> = Vec::with_capacity(batch);
         loop {
             let stop = tokio::select! {
                 n = rx.recv_many(&mut buf, batch) => n == 0,
@@ -80,17 +112,18 @@ impl DecisionLog {
         }
     }
 
-    async fn flush(&self, store: &Store, buf: &mut Vec<DecisionRow>) {
+    async fn flush(&self, store: &Store, buf: &mut Vec<PendingDecision>) {
         if buf.is_empty() {
             return;
         }
-        match store.insert_decisions(buf).await {
+        let rows: Vec<DecisionRow> = buf.drain(..).map(PendingDecision::into_row).collect();
+        match store.insert_decisions(&rows).await {
             Ok(n) => {
                 self.written.fetch_add(n, Ordering::Relaxed);
             }
             Err(e) => {
-                self.dropped.fetch_add(buf.len() as u64, Ordering::Relaxed);
-                tracing::warn!(error = %e, rows = buf.len(), "decision log write failed; rows dropped");
+                self.dropped.fetch_add(rows.len() as u64, Ordering::Relaxed);
+                tracing::warn!(error = %e, rows = rows.len(), "decision log write failed; rows dropped");
             }
         }
         buf.clear();
@@ -102,24 +135,28 @@ mod tests {
     use super::*;
     use chrono::Utc;
 
-    fn row(id: &str) -> DecisionRow {
-        DecisionRow {
-            id: id.into(),
-            decided_at: Utc::now(),
-            team: None,
-            project: None,
-            job_id: None,
-            labels: "{}".into(),
-            request: "{}".into(),
-            offers_considered: 0,
-            feasible: 0,
-            chosen: None,
-            runner_up: None,
-            baseline_total: None,
-            estimated_saving: None,
-            currency: "USD".into(),
-            outcome: "no_feasible".into(),
-            latency_us: 1,
+    fn row(id: &str) -> PendingDecision {
+        PendingDecision {
+            labels: Default::default(),
+            request: Default::default(),
+            row: DecisionRow {
+                id: id.into(),
+                decided_at: Utc::now(),
+                team: None,
+                project: None,
+                job_id: None,
+                labels: "{}".into(),
+                request: "{}".into(),
+                offers_considered: 0,
+                feasible: 0,
+                chosen: None,
+                runner_up: None,
+                baseline_total: None,
+                estimated_saving: None,
+                currency: "USD".into(),
+                outcome: "no_feasible".into(),
+                latency_us: 1,
+            },
         }
     }
 
@@ -130,8 +167,8 @@ mod tests {
             log.record(row(&format!("d{i}")));
         }
         assert_eq!(log.dropped(), 3);
-        assert_eq!(rx.try_recv().unwrap().id, "d0");
-        assert_eq!(rx.try_recv().unwrap().id, "d1");
+        assert_eq!(rx.try_recv().unwrap().row.id, "d0");
+        assert_eq!(rx.try_recv().unwrap().row.id, "d1");
         assert!(rx.try_recv().is_err());
     }
 }
