@@ -397,25 +397,13 @@ impl Store {
         source: &str,
         at: DateTime<Utc>,
     ) -> Result<(), StoreError> {
-        match self {
-            Store::Sqlite(s) => {
-                sqlx::query("INSERT INTO ingest_run (id, started_at, source, status) VALUES (?1, ?2, ?3, 'running')")
-                    .bind(id)
-                    .bind(at)
-                    .bind(source)
-                    .execute(s.pool())
-                    .await?;
-            }
-            Store::Postgres(s) => {
-                sqlx::query("INSERT INTO ingest_run (id, started_at, source, status) VALUES ($1, $2, $3, 'running')")
-                    .bind(id)
-                    .bind(at)
-                    .bind(source)
-                    .execute(s.pool())
-                    .await?;
-            }
-        }
-        Ok(())
+        self.run_update(
+            "INSERT INTO ingest_run (id, started_at, source, status) VALUES ($1, $2, $3, 'running')",
+            id,
+            at,
+            source,
+        )
+        .await
     }
 
     pub async fn fail_ingest_run(
@@ -424,20 +412,38 @@ impl Store {
         error: &str,
         at: DateTime<Utc>,
     ) -> Result<(), StoreError> {
+        self.run_update(
+            "UPDATE ingest_run SET status = 'failed', finished_at = $2, error = $3 WHERE id = $1",
+            id,
+            at,
+            error,
+        )
+        .await
+    }
+
+    /// One statement on `ingest_run` with ($1 id, $2 time, $3 text), written once in
+    /// Postgres placeholders (SQLite reads `$N` as `?N`).
+    async fn run_update(
+        &self,
+        sql: &str,
+        id: &str,
+        at: DateTime<Utc>,
+        text: &str,
+    ) -> Result<(), StoreError> {
         match self {
             Store::Sqlite(s) => {
-                sqlx::query("UPDATE ingest_run SET status = 'failed', error = ?2, finished_at = ?3 WHERE id = ?1")
+                sqlx::query(&sql.replace('$', "?"))
                     .bind(id)
-                    .bind(error)
                     .bind(at)
+                    .bind(text)
                     .execute(s.pool())
                     .await?;
             }
             Store::Postgres(s) => {
-                sqlx::query("UPDATE ingest_run SET status = 'failed', error = $2, finished_at = $3 WHERE id = $1")
+                sqlx::query(sql)
                     .bind(id)
-                    .bind(error)
                     .bind(at)
+                    .bind(text)
                     .execute(s.pool())
                     .await?;
             }
