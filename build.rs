@@ -7,10 +7,13 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         "proto/bursar/v1/pricing.proto",
         "proto/bursar/v1/placement.proto",
         "proto/bursar/v1/spend.proto",
+        "proto/bursar/v1/budgets.proto",
     ];
     for p in &protos {
         println!("cargo:rerun-if-changed={p}");
     }
+    // `sqlx::migrate!` embeds migrations/: a new file there must rebuild the crate.
+    println!("cargo:rerun-if-changed=migrations");
     let fds = protox::compile(protos, ["proto"])?;
     let out = PathBuf::from(std::env::var("OUT_DIR")?);
     std::fs::write(

@@ -98,6 +98,9 @@ pub enum Command {
     /// Operator marks: take a provider, region or zone out of placement for a while.
     #[command(subcommand)]
     Unavailable(UnavailableCommand),
+    /// Budgets on a running server: list, status, create, update, delete.
+    #[command(subcommand)]
+    Budgets(crate::cli_budgets::BudgetsCommand),
     /// Measurements for BENCHMARKS.md.
     #[command(subcommand)]
     Bench(BenchCommand),
@@ -444,6 +447,10 @@ pub async fn dispatch(cli: Cli) -> Result<(), CliError> {
         Command::Unavailable(cmd) => {
             init_logging("text", "warn");
             crate::cli_placement::unavailable(cmd).await
+        }
+        Command::Budgets(cmd) => {
+            init_logging("text", "warn");
+            crate::cli_budgets::budgets(cmd).await
         }
         Command::Sources { client } => {
             init_logging("text", "warn");

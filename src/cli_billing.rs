@@ -379,37 +379,8 @@ pub async fn ingest_cost_explorer(a: CostExplorerArgs, database_url: &str) -> Re
         endpoint: a.endpoint.clone(),
         ..Default::default()
     };
-    let result = crate::clouds::aws::costexplorer::cost_and_usage(&settings, from, to)
-        .await
-        .map_err(|e| CliError::Failed(e.to_string()))?;
     let store = Store::open(database_url).await?;
-    // Cost Explorer answers per day and a later call may cover other days of the same
-    // month: scope each line by its own day so a run replaces exactly the days it covers.
-    let mut lines = result.lines;
-    for l in &mut lines {
-        l.billing_period_start = l.charge_period_start;
-        l.billing_period_end = l.charge_period_end;
-    }
-    let rows = lines.len() as u64;
-    let source = format!("aws-cost-explorer:{from}..{to}");
-    let r = crate::tasks::ingest::ingest_with(
-        &store,
-        &source,
-        Box::new(move |sink| {
-            for chunk in lines.chunks(crate::billing::BATCH) {
-                sink(chunk.to_vec()).map_err(crate::billing::BillingError::Sink)?;
-            }
-            Ok(crate::billing::ParseSummary {
-                format: Some(BillingFormat::Cur),
-                variant: "cost-explorer".into(),
-                rows_read: rows,
-                lines: rows,
-                ..Default::default()
-            })
-        }),
-        false,
-    )
-    .await;
+    let r = crate::tasks::cost_explorer::ingest_range(&store, &settings, from, to).await;
     store.close().await;
     let r = r.map_err(|e| CliError::Failed(e.to_string()))?;
     if a.json {

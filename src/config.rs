@@ -1,12 +1,15 @@
 //! Configuration: built-in defaults < TOML file < BURSAR_* environment < command-line flags.
 //! Every default is listed in the README. A config that cannot be read or parsed is a
 //! `ConfigError` naming the file and field (the binary exits with code 2).
+use std::fmt;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use serde::Deserialize;
 
 use crate::clouds::HttpSettings;
+use crate::domain::budget::Budget;
+use crate::notify::AlertsConfig;
 
 pub const DEFAULT_DATABASE_URL: &str = "sqlite://bursar.db";
 pub const DEFAULT_LISTEN: &str = "127.0.0.1:50051";
@@ -22,8 +25,9 @@ pub enum ConfigError {
     Field { field: String, detail: String },
 }
 
-/// The whole configuration of a bursar process.
-#[derive(Clone, Debug, Deserialize)]
+/// The whole configuration of a bursar process. `Debug` redacts secrets (webhook URLs,
+/// API keys, the SMTP password).
+#[derive(Clone, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct Config {
     pub database_url: String,
@@ -38,6 +42,52 @@ pub struct Config {
     pub catalog_refresh: Duration,
     pub sources: Sources,
     pub placement: PlacementConfig,
+    /// `[alerts]`: how budget alerts are delivered (SMTP, Slack, retries).
+    pub alerts: AlertsConfig,
+    /// `[[budgets]]`: budgets as code. Upserted into the store at start with origin
+    /// `config`; the file wins over API edits for the budgets it names.
+    pub budgets: Vec<Budget>,
+    /// `[budget_evaluation]`: how often budgets are evaluated and the forecast's window.
+    pub budget_evaluation: BudgetEvalConfig,
+}
+
+impl fmt::Debug for Config {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let budgets: Vec<Budget> = self.budgets.iter().map(Budget::redacted).collect();
+        f.debug_struct("Config")
+            .field("database_url", &self.database_url)
+            .field("listen", &self.listen)
+            .field("log_format", &self.log_format)
+            .field("seed_when_empty", &self.seed_when_empty)
+            .field("catalog_refresh", &self.catalog_refresh)
+            .field("sources", &self.sources)
+            .field("placement", &self.placement)
+            .field("alerts", &self.alerts)
+            .field("budgets", &budgets)
+            .field("budget_evaluation", &self.budget_evaluation)
+            .finish()
+    }
+}
+
+/// `[budget_evaluation]`.
+#[derive(Clone, Debug, Deserialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields, default)]
+pub struct BudgetEvalConfig {
+    /// How often every budget is evaluated (and crossed thresholds fire), besides after
+    /// each change through the API.
+    #[serde(with = "humantime_serde_str")]
+    pub every: Duration,
+    /// Days of the trailing window whose mean daily usage cost the forecast extrapolates.
+    pub trailing_days: u32,
+}
+
+impl Default for BudgetEvalConfig {
+    fn default() -> Self {
+        BudgetEvalConfig {
+            every: Duration::from_secs(5 * 60),
+            trailing_days: crate::domain::forecast::DEFAULT_TRAILING_DAYS,
+        }
+    }
 }
 
 /// SelectProvider's cost model and decision log.
@@ -211,6 +261,9 @@ impl Default for Config {
             catalog_refresh: Duration::from_secs(60),
             sources: Sources::default(),
             placement: PlacementConfig::default(),
+            alerts: AlertsConfig::default(),
+            budgets: Vec::new(),
+            budget_evaluation: BudgetEvalConfig::default(),
         }
     }
 }
@@ -240,8 +293,8 @@ impl Default for Sources {
     }
 }
 
-/// Settings every price source takes.
-#[derive(Clone, Debug, Deserialize)]
+/// Settings every price source takes. `Debug` redacts the API key.
+#[derive(Clone, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct SourceConfig {
     pub enabled: bool,
@@ -262,6 +315,26 @@ pub struct SourceConfig {
     pub max_backoff: Duration,
     /// GCP Cloud Billing API key (secret: never logged).
     pub api_key: String,
+}
+
+impl fmt::Debug for SourceConfig {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("SourceConfig")
+            .field("enabled", &self.enabled)
+            .field("endpoint", &self.endpoint)
+            .field("regions", &self.regions)
+            .field("instance_types", &self.instance_types)
+            .field("interval", &self.interval)
+            .field("timeout", &self.timeout)
+            .field("max_retries", &self.max_retries)
+            .field("base_backoff", &self.base_backoff)
+            .field("max_backoff", &self.max_backoff)
+            .field(
+                "api_key",
+                &(!self.api_key.is_empty()).then_some("<redacted>"),
+            )
+            .finish()
+    }
 }
 
 impl SourceConfig {
@@ -452,6 +525,12 @@ impl Config {
         if let Some(v) = get("BURSAR_GCP_API_KEY") {
             self.sources.gcp.api_key = v;
         }
+        if let Some(v) = get("BURSAR_SMTP_PASSWORD") {
+            self.alerts.smtp.password = Some(v);
+        }
+        if let Some(v) = get("BURSAR_BUDGET_EVALUATION_EVERY") {
+            self.budget_evaluation.every = parse_dur("BURSAR_BUDGET_EVALUATION_EVERY", &v)?;
+        }
         for name in SOURCE_NAMES {
             let prefix = format!("BURSAR_{}_", name.replace('-', "_").to_ascii_uppercase());
             let s = self.sources.get_mut(name).expect("known source");
@@ -518,6 +597,48 @@ impl Config {
                 field: "sources.gcp.api_key".into(),
                 detail: "the GCP source needs an API key (or BURSAR_GCP_API_KEY)".into(),
             });
+        }
+        self.validate_budgets()
+    }
+
+    /// Checks `[alerts]`, `[budget_evaluation]` and every `[[budgets]]` entry (each must
+    /// validate, names must be unique); errors name the field, e.g.
+    /// `budgets[0].thresholds[1].percent`. `server::run` calls it too.
+    pub fn validate_budgets(&self) -> Result<(), ConfigError> {
+        self.alerts
+            .validate()
+            .map_err(|(field, detail)| ConfigError::Field { field, detail })?;
+        if self.budget_evaluation.every.is_zero() {
+            return Err(ConfigError::Field {
+                field: "budget_evaluation.every".into(),
+                detail: "must be greater than zero".into(),
+            });
+        }
+        if self.budget_evaluation.trailing_days == 0 {
+            return Err(ConfigError::Field {
+                field: "budget_evaluation.trailing_days".into(),
+                detail: "must be at least 1".into(),
+            });
+        }
+        for (i, b) in self.budgets.iter().enumerate() {
+            b.validate().map_err(|e| ConfigError::Field {
+                field: format!("budgets[{i}].{}", e.field),
+                detail: e.message,
+            })?;
+            if let Some(t) = &b.scope.tag
+                && !crate::store::billing::valid_tag_key(&t.key)
+            {
+                return Err(ConfigError::Field {
+                    field: format!("budgets[{i}].scope.tag.key"),
+                    detail: format!("{:?} is not a usable tag key", t.key),
+                });
+            }
+            if let Some(j) = self.budgets[..i].iter().position(|o| o.name == b.name) {
+                return Err(ConfigError::Field {
+                    field: format!("budgets[{i}].name"),
+                    detail: format!("{:?} is already the name of budgets[{j}]", b.name),
+                });
+            }
         }
         Ok(())
     }
@@ -615,5 +736,118 @@ mod tests {
         let mut c = Config::default();
         c.sources.gcp.enabled = true;
         assert!(c.validate().unwrap_err().to_string().contains("api_key"));
+    }
+
+    const BUDGETS_TOML: &str = r#"
+        [alerts]
+        dashboard_url = "https://grafana.example.com/d/budgets"
+        [alerts.smtp]
+        host = "smtp.example.com"
+        username = "bursar"
+        password = "file-password"
+
+        [budget_evaluation]
+        every = "1m"
+
+        [[budgets]]
+        name = "ml-training"
+        amount = "5000"
+        currency = "USD"
+        gate = "deny"
+        thresholds = [{ percent = "80" }, { amount = "4500", on = "forecast" }]
+        [budgets.scope]
+        tag = { key = "team", value = "ml" }
+        [budgets.channels]
+        slack_webhooks = ["https://hooks.slack.com/services/T000/B000/XXXXSECRET"]
+
+        [[budgets]]
+        name = "egress"
+        amount = "10000"
+        metric = "egress_gb"
+        "#;
+
+    #[test]
+    fn budgets_alerts_and_evaluation_sections() {
+        let c = Config::default();
+        assert!(c.budgets.is_empty());
+        assert_eq!(c.budget_evaluation.every, Duration::from_secs(300));
+        assert_eq!(
+            c.budget_evaluation.trailing_days,
+            crate::domain::forecast::DEFAULT_TRAILING_DAYS
+        );
+        assert_eq!(c.alerts, AlertsConfig::default());
+
+        let mut c = Config::from_toml(BUDGETS_TOML).unwrap();
+        c.validate().unwrap();
+        assert_eq!(c.budgets.len(), 2);
+        assert_eq!(c.budgets[0].name, "ml-training");
+        assert_eq!(c.budgets[0].thresholds.len(), 2);
+        assert_eq!(c.budget_evaluation.every, Duration::from_secs(60));
+        assert_eq!(c.budget_evaluation.trailing_days, 7);
+        assert_eq!(c.alerts.smtp.host, "smtp.example.com");
+        let dbg = format!("{c:?}");
+        assert!(!dbg.contains("XXXXSECRET"), "{dbg}");
+        assert!(!dbg.contains("file-password"), "{dbg}");
+        assert!(dbg.contains("ml-training"));
+
+        let env: HashMap<&str, &str> = [
+            ("BURSAR_SMTP_PASSWORD", "env-password"),
+            ("BURSAR_BUDGET_EVALUATION_EVERY", "30s"),
+        ]
+        .into();
+        c.apply_env(|k| env.get(k).map(|v| v.to_string())).unwrap();
+        assert_eq!(c.alerts.smtp.password.as_deref(), Some("env-password"));
+        assert_eq!(c.budget_evaluation.every, Duration::from_secs(30));
+        let err = c
+            .apply_env(|k| (k == "BURSAR_BUDGET_EVALUATION_EVERY").then(|| "soon".into()))
+            .unwrap_err();
+        assert!(err.to_string().contains("BURSAR_BUDGET_EVALUATION_EVERY"));
+    }
+
+    #[test]
+    fn bad_budgets_name_the_field() {
+        let field = |c: &Config| match c.validate().unwrap_err() {
+            ConfigError::Field { field, .. } => field,
+            e => panic!("{e}"),
+        };
+        let base = Config::from_toml(BUDGETS_TOML).unwrap();
+
+        let mut c = base.clone();
+        c.budgets[0].thresholds[1] = crate::domain::budget::Threshold::percent(
+            rust_decimal::Decimal::ZERO,
+            crate::domain::budget::ThresholdOn::Actual,
+        );
+        assert_eq!(field(&c), "budgets[0].thresholds[1].percent");
+
+        let mut c = base.clone();
+        c.budgets[1].name = "ml-training".into();
+        assert_eq!(field(&c), "budgets[1].name");
+        assert!(c.validate().unwrap_err().to_string().contains("budgets[0]"));
+
+        let mut c = base.clone();
+        c.budgets[1].timezone = "Mars/Olympus".into();
+        assert_eq!(field(&c), "budgets[1].timezone");
+
+        let mut c = base.clone();
+        c.budgets[0].currency = "USX".into();
+        assert_eq!(field(&c), "budgets[0].currency");
+
+        let mut c = base.clone();
+        c.budgets[0].channels.emails = vec!["not-an-address".into()];
+        assert_eq!(field(&c), "budgets[0].channels.emails[0]");
+
+        let mut c = base.clone();
+        c.alerts.retry_max = Duration::from_secs(1);
+        assert_eq!(field(&c), "alerts.retry_max");
+
+        let mut c = base.clone();
+        c.budget_evaluation.every = Duration::ZERO;
+        assert_eq!(field(&c), "budget_evaluation.every");
+
+        // Parse errors inside [[budgets]] name the line and field.
+        let e = Config::from_toml("[[budgets]]\nname = \"x\"\namount = 5.5\n").unwrap_err();
+        assert!(e.contains("line 3") && e.contains("amount"), "{e}");
+        let e = Config::from_toml("[budget_evaluation]\nevery = \"often\"\n").unwrap_err();
+        assert!(e.contains("every"), "{e}");
     }
 }

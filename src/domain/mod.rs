@@ -1,7 +1,9 @@
 //! Pure domain: money, offers and the in-memory price catalog. Nothing here knows about
 //! tonic, sqlx, reqwest or cloud SDKs; everything here is unit-tested without I/O.
+pub mod budget;
 pub mod catalog;
 pub mod egress;
+pub mod forecast;
 pub mod money;
 pub mod offer;
 pub mod placement;

@@ -690,6 +690,7 @@ pub fn placement(
         memory_gib: a.memory_gib,
         gpu_model: a.gpu_model.unwrap_or_default(),
         gpu_count: a.gpu_count,
+        over_budget: Vec::new(),
     }
 }
 
@@ -702,6 +703,30 @@ pub fn mark(m: &AvailabilityMark) -> proto::AvailabilityMark {
         reason: m.reason.clone(),
         created_at: Some(timestamp(m.created_at)),
         expires_at: Some(timestamp(m.expires_at)),
+    }
+}
+
+/// A budget warning (or downgrade) for SelectProvider's response.
+pub fn budget_notice(w: &crate::domain::budget::GateWarning) -> proto::BudgetNotice {
+    use crate::domain::budget::GatePolicy;
+    let m = |d: rust_decimal::Decimal| proto::Money {
+        amount: d.normalize().to_string(),
+        currency: w.currency.clone(),
+    };
+    proto::BudgetNotice {
+        budget: w.budget.clone(),
+        policy: match w.policy {
+            GatePolicy::Downgrade => "downgrade",
+            GatePolicy::Deny => "deny",
+            GatePolicy::Warn => "warn",
+            GatePolicy::None => "none",
+        }
+        .into(),
+        amount: Some(m(w.amount)),
+        actual: Some(m(w.actual)),
+        forecast: Some(m(w.forecast)),
+        remaining: Some(m(w.remaining)),
+        removed: w.removed as u64,
     }
 }
 

@@ -2,6 +2,7 @@
 //! server (bursar services + grpc.health.v1 + reflection) and shuts them down in order.
 //! API boundary: handlers only validate (`convert`), call the domain or store, and map
 //! errors (`errors`); proto types do not leave this module.
+pub mod budgets;
 pub mod convert;
 pub mod errors;
 pub mod placement;
@@ -21,6 +22,7 @@ use crate::config::Config;
 use crate::domain::catalog::CatalogHandle;
 use crate::proto;
 use crate::store::{Store, StoreError};
+use crate::tasks::budgets::BudgetEngine;
 use crate::tasks::{self, poller};
 
 #[derive(Debug, thiserror::Error)]
@@ -48,8 +50,9 @@ impl RunError {
 }
 
 /// Runs the service on `listener` until `shutdown` resolves: opens and migrates the
-/// database, seeds it when empty, loads the catalog, starts one polling loop per enabled
-/// source and serves gRPC. On shutdown health turns NOT_SERVING first, then the loops stop
+/// database, seeds it when empty, loads the catalog, stores the config file's budgets,
+/// starts one polling loop per enabled source, the budget evaluation loop and the alert
+/// outbox, and serves gRPC. On shutdown health turns NOT_SERVING first, then the loops stop
 /// and `run` waits for them.
 pub async fn run(
     config: Config,
@@ -60,8 +63,22 @@ pub async fn run(
         .placement
         .cost_model()
         .map_err(|e| RunError::Config(e.to_string()))?;
+    config
+        .validate_budgets()
+        .map_err(|e| RunError::Config(e.to_string()))?;
+    let notifiers = crate::notify::notifiers_from_config(&config.alerts)
+        .map_err(|e| RunError::Config(e.to_string()))?;
     let store = Store::open(&config.database_url).await?;
     tracing::info!(backend = store.backend(), "database ready");
+    // Budgets as code: the file wins for the budgets it names.
+    budgets::apply_config_budgets(&store, &config.budgets).await?;
+    let engine = Arc::new(BudgetEngine::new(
+        store.clone(),
+        config.alerts.clone(),
+        config.budget_evaluation.trailing_days,
+    ));
+    // The budget gate's snapshot, refreshed by every evaluation.
+    let budget_snapshots = engine.snapshots();
     if config.seed_when_empty {
         poller::seed_if_empty(&store)
             .await
@@ -96,7 +113,10 @@ pub async fn run(
         )));
     }
     let (log, log_rx) = tasks::decisions::DecisionLog::new(config.placement.decision_log_queue);
-    let state = Arc::new(placement::PlacementState::new(model, log.clone()));
+    let mut state = placement::PlacementState::new(model, log.clone());
+    // SelectProvider's budget gate reads the snapshot every evaluation swaps in.
+    state.budgets = budget_snapshots;
+    let state = Arc::new(state);
     placement::refresh_state(&store, &state, &source_flags).await;
     {
         let (store, stop) = (store.clone(), stop_rx.clone());
@@ -131,6 +151,17 @@ pub async fn run(
         config.catalog_refresh,
         stop_rx.clone(),
     )));
+    loops.push(tokio::spawn(tasks::budgets::run_evaluations(
+        engine.clone(),
+        config.budget_evaluation.every,
+        stop_rx.clone(),
+    )));
+    loops.push(tokio::spawn(tasks::alerts::run_outbox(
+        store.clone(),
+        notifiers,
+        config.alerts.clone(),
+        stop_rx.clone(),
+    )));
 
     let (health_reporter, health_service) = tonic_health::server::health_reporter();
     health_reporter
@@ -141,6 +172,9 @@ pub async fn run(
         .await;
     health_reporter
         .set_serving::<proto::spend_service_server::SpendServiceServer<spend::SpendApi>>()
+        .await;
+    health_reporter
+        .set_serving::<proto::budget_service_server::BudgetServiceServer<budgets::BudgetApi>>()
         .await;
     health_reporter
         .set_service_status("", tonic_health::ServingStatus::Serving)
@@ -181,6 +215,9 @@ pub async fn run(
         reporter
             .set_not_serving::<proto::placement_service_server::PlacementServiceServer<placement::PlacementApi>>()
             .await;
+        reporter
+            .set_not_serving::<proto::budget_service_server::BudgetServiceServer<budgets::BudgetApi>>()
+            .await;
     };
     let served = tonic::transport::Server::builder()
         .add_service(health_service)
@@ -192,6 +229,12 @@ pub async fn run(
         .add_service(proto::spend_service_server::SpendServiceServer::new(
             spend::SpendApi {
                 store: store.clone(),
+            },
+        ))
+        .add_service(proto::budget_service_server::BudgetServiceServer::new(
+            budgets::BudgetApi {
+                store: store.clone(),
+                engine: engine.clone(),
             },
         ))
         .serve_with_incoming_shutdown(

@@ -12,6 +12,7 @@ use tonic::{Request, Response, Status};
 use super::convert;
 use super::errors::{FieldError, store_status};
 use crate::domain::Provider;
+use crate::domain::budget::{BudgetSnapshot, GateDecision, PlacementCost, apply_gate};
 use crate::domain::catalog::CatalogHandle;
 use crate::domain::egress::units_to_decimal;
 use crate::domain::placement::{AvailabilityMark, Conditions, CostModel, PlacementError};
@@ -29,6 +30,8 @@ pub struct PlacementState {
     failing: AtomicU8,
     pub log: DecisionLog,
     seq: AtomicU64,
+    /// Budgets that gate placements, as of their last evaluation (`tasks::budgets`).
+    pub budgets: Arc<ArcSwap<Vec<BudgetSnapshot>>>,
 }
 
 impl PlacementState {
@@ -39,6 +42,7 @@ impl PlacementState {
             failing: AtomicU8::new(0),
             log,
             seq: AtomicU64::new(0),
+            budgets: Arc::new(ArcSwap::from_pointee(Vec::new())),
         }
     }
 
@@ -80,6 +84,59 @@ fn decision_choice(
         market: o.key.market.to_string(),
         total: units_to_decimal(total),
     }
+}
+
+fn gate_policy_name(p: crate::domain::budget::GatePolicy) -> &'static str {
+    use crate::domain::budget::GatePolicy;
+    match p {
+        GatePolicy::None => "none",
+        GatePolicy::Warn => "warn",
+        GatePolicy::Deny => "deny",
+        GatePolicy::Downgrade => "downgrade",
+    }
+}
+
+/// Applies the budgets in the request's scope to its ranked placements: FAILED_PRECONDITION
+/// when a `deny` budget (or a `downgrade` budget with nothing left) cannot afford the job.
+fn budget_gate(
+    snapshots: &[BudgetSnapshot],
+    r: &proto::SelectProviderRequest,
+    choices: &[crate::domain::placement::Choice],
+    offers: &[crate::domain::Offer],
+) -> Result<GateDecision, Status> {
+    let labels: std::collections::BTreeMap<String, String> = r
+        .labels
+        .iter()
+        .map(|(k, v)| (k.clone(), v.clone()))
+        .collect();
+    let costs: Vec<PlacementCost<'_>> = choices
+        .iter()
+        .map(|c| {
+            let o = &offers[c.offer];
+            PlacementCost {
+                provider: o.key.provider.as_str(),
+                region: &o.key.region,
+                total: units_to_decimal(c.total),
+                currency: "USD",
+            }
+        })
+        .collect();
+    let gate = apply_gate(snapshots, &labels, &costs);
+    if let Some(d) = &gate.deny {
+        return Err(Status::failed_precondition(format!(
+            "budget {:?} ({}) cannot afford this job: spent {} of {} {}, forecast {}, remaining {}, \
+             this job's estimated cost {}",
+            d.budget,
+            gate_policy_name(d.policy),
+            d.actual.normalize(),
+            d.amount.normalize(),
+            d.currency,
+            d.forecast.normalize(),
+            d.remaining.normalize(),
+            d.job_cost.normalize()
+        )));
+    }
+    Ok(gate)
 }
 
 #[tonic::async_trait]
@@ -166,12 +223,27 @@ impl PlacementService for PlacementApi {
             )));
         }
         let feasible = decision.feasible();
-        let placements: Vec<proto::Placement> = decision
-            .choices
-            .iter()
-            .enumerate()
-            .map(|(i, c)| convert::placement(c, &offers[c.offer], &req, i + 1, feasible))
-            .collect();
+        let snapshots = self.state.budgets.load();
+        let gate = if snapshots.is_empty() {
+            GateDecision::default()
+        } else {
+            budget_gate(&snapshots, r, &decision.choices, offers)?
+        };
+        let mut placements: Vec<proto::Placement> = Vec::with_capacity(decision.choices.len());
+        for (i, c) in decision.choices.iter().enumerate() {
+            if !gate.kept(i) {
+                continue;
+            }
+            let mut p =
+                convert::placement(c, &offers[c.offer], &req, placements.len() + 1, feasible);
+            let total = units_to_decimal(c.total);
+            for w in &gate.warnings {
+                if total > w.remaining {
+                    p.over_budget.push(w.budget.clone());
+                }
+            }
+            placements.push(p);
+        }
         let seed_prices = placements.iter().all(|p| p.seed);
         Ok(Response::new(proto::SelectProviderResponse {
             placements,
@@ -187,6 +259,7 @@ impl PlacementService for PlacementApi {
             feasible,
             decision_id: id,
             seed_prices,
+            budgets: gate.warnings.iter().map(convert::budget_notice).collect(),
         }))
     }
 

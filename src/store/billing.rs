@@ -106,10 +106,94 @@ fn tags_json(t: &BTreeMap<String, String>) -> String {
 /// An open ingest: everything it writes becomes visible at `commit`, or not at all.
 pub enum IngestTx {
     Sqlite(sqlx::Transaction<'static, Sqlite>),
-    Postgres(sqlx::Transaction<'static, Postgres>),
+    Postgres(PgIngest),
+}
+
+type PgTx = sqlx::Transaction<'static, Postgres>;
+
+/// A Postgres ingest transaction. Cost lines stream through one `COPY … FROM STDIN` that a
+/// separate task keeps open for the whole file, so Postgres stores rows while the next
+/// batch is parsed and encoded here; any other statement first ends the COPY.
+pub struct PgIngest {
+    tx: Option<PgTx>,
+    copy: Option<PgCopyTask>,
+}
+
+/// The open COPY: chunks go in through the sender; the task gives the transaction back.
+type PgCopyTask = (
+    tokio::sync::mpsc::Sender<Vec<u8>>,
+    tokio::task::JoinHandle<Result<PgTx, StoreError>>,
+);
+
+impl PgIngest {
+    fn new(tx: PgTx) -> Self {
+        PgIngest {
+            tx: Some(tx),
+            copy: None,
+        }
+    }
+
+    /// The transaction, after ending a COPY in progress.
+    async fn tx(&mut self) -> Result<&mut PgTx, StoreError> {
+        if let Some((sender, task)) = self.copy.take() {
+            drop(sender);
+            let tx = task.await.map_err(|e| StoreError::Corrupt {
+                table: "cost_line",
+                detail: format!("COPY task stopped: {e}"),
+            })??;
+            self.tx = Some(tx);
+        }
+        self.tx.as_mut().ok_or_else(|| StoreError::Corrupt {
+            table: "cost_line",
+            detail: "ingest transaction already failed".into(),
+        })
+    }
+
+    /// Sends one encoded chunk into the open COPY, starting it on first use.
+    async fn send(&mut self, chunk: Vec<u8>) -> Result<(), StoreError> {
+        if self.copy.is_none() {
+            let mut tx = self.tx.take().ok_or_else(|| StoreError::Corrupt {
+                table: "cost_line",
+                detail: "ingest transaction already failed".into(),
+            })?;
+            let (sender, mut rx) = tokio::sync::mpsc::channel::<Vec<u8>>(4);
+            let task = tokio::spawn(async move {
+                {
+                    let mut copy = tx
+                        .copy_in_raw(&format!(
+                            "COPY cost_line ({COLS}) FROM STDIN WITH (FORMAT csv)"
+                        ))
+                        .await?;
+                    while let Some(buf) = rx.recv().await {
+                        if let Err(e) = copy.send(buf).await {
+                            return Err(StoreError::from(e));
+                        }
+                    }
+                    copy.finish().await?;
+                }
+                Ok(tx)
+            });
+            self.copy = Some((sender, task));
+        }
+        let Some((sender, _)) = &self.copy else {
+            unreachable!("COPY started above")
+        };
+        if sender.send(chunk).await.is_err() {
+            // The COPY task ended early: its result carries the database's error.
+            self.tx().await?;
+            return Err(StoreError::Corrupt {
+                table: "cost_line",
+                detail: "COPY ended early".into(),
+            });
+        }
+        Ok(())
+    }
 }
 
 const SQLITE_CHUNK: usize = 500;
+
+/// Page cache of the connection an ingest runs on (KiB, negative as SQLite wants it).
+const SQLITE_INGEST_CACHE: &str = "PRAGMA cache_size = -262144";
 
 const COLS: &str = "scope, ingest_run_id, source_line, billed_cost, effective_cost, list_cost, \
      billing_currency, billing_period_start, billing_period_end, charge_period_start, \
@@ -121,14 +205,94 @@ const COLS: &str = "scope, ingest_run_id, source_line, billed_cost, effective_co
 fn csv_field(out: &mut String, v: Option<&str>) {
     if let Some(v) = v {
         out.push('"');
-        for c in v.chars() {
-            if c == '"' {
-                out.push('"');
-            }
-            out.push(c);
+        if v.contains('"') {
+            out.push_str(&v.replace('"', "\"\""));
+        } else {
+            out.push_str(v);
         }
         out.push('"');
     }
+}
+
+/// An exact decimal as COPY text (`None` → NULL).
+fn csv_decimal(out: &mut String, v: Option<Decimal>) {
+    if let Some(v) = v {
+        let _ = write!(out, "{}", v.normalize());
+    }
+}
+
+/// A UTC timestamp as Postgres reads it fastest: `YYYY-MM-DD HH:MM:SS[.ffffff]+00`.
+fn csv_timestamp(out: &mut String, t: DateTime<Utc>) {
+    use chrono::Timelike;
+    let _ = write!(
+        out,
+        "{:04}-{:02}-{:02} {:02}:{:02}:{:02}",
+        t.year(),
+        t.month(),
+        t.day(),
+        t.hour(),
+        t.minute(),
+        t.second()
+    );
+    let micros = t.nanosecond() / 1000;
+    if micros != 0 {
+        let _ = write!(out, ".{micros:06}");
+    }
+    out.push_str("+00");
+}
+
+/// One cost line as a COPY CSV record.
+fn encode_copy_row(out: &mut String, scope: &str, run_id: &str, l: &CostLine) {
+    csv_field(out, Some(scope));
+    out.push(',');
+    csv_field(out, Some(run_id));
+    out.push(',');
+    let _ = write!(out, "{}", l.line);
+    out.push(',');
+    csv_decimal(out, Some(l.billed_cost));
+    out.push(',');
+    csv_decimal(out, Some(l.effective_cost));
+    out.push(',');
+    csv_decimal(out, l.list_cost);
+    out.push(',');
+    csv_field(out, Some(&l.billing_currency));
+    out.push(',');
+    csv_timestamp(out, l.billing_period_start);
+    out.push(',');
+    csv_timestamp(out, l.billing_period_end);
+    out.push(',');
+    csv_timestamp(out, l.charge_period_start);
+    out.push(',');
+    csv_timestamp(out, l.charge_period_end);
+    out.push(',');
+    csv_field(out, Some(&l.charge_category));
+    out.push(',');
+    csv_field(out, Some(&l.provider_name));
+    for v in [
+        &l.service_name,
+        &l.service_category,
+        &l.region_id,
+        &l.availability_zone,
+        &l.resource_id,
+        &l.sku_id,
+        &l.billing_account_id,
+        &l.sub_account_id,
+        &l.pricing_category,
+    ] {
+        out.push(',');
+        csv_field(out, v.as_deref());
+    }
+    out.push(',');
+    csv_decimal(out, l.consumed_quantity);
+    out.push(',');
+    csv_field(out, l.consumed_unit.as_deref());
+    out.push(',');
+    if l.tags.is_empty() {
+        out.push_str("{}");
+    } else {
+        csv_field(out, Some(&tags_json(&l.tags)));
+    }
+    out.push('\n');
 }
 
 impl IngestTx {
@@ -154,7 +318,7 @@ impl IngestTx {
             .execute(&mut **tx)
             .await?
             .rows_affected(),
-            IngestTx::Postgres(tx) => sqlx::query(
+            IngestTx::Postgres(pg) => sqlx::query(
                 "DELETE FROM cost_line WHERE scope = $1 AND ingest_run_id <> $2 AND ingest_run_id IN \
                  (SELECT id FROM ingest_run WHERE format IS NOT DISTINCT FROM $3 \
                   AND variant IS NOT DISTINCT FROM $4)",
@@ -163,7 +327,7 @@ impl IngestTx {
             .bind(run_id)
             .bind(format)
             .bind(variant)
-            .execute(&mut **tx)
+            .execute(&mut **pg.tx().await?)
             .await?
             .rows_affected(),
         };
@@ -211,53 +375,12 @@ impl IngestTx {
                     qb.build().execute(&mut **tx).await?;
                 }
             }
-            IngestTx::Postgres(tx) => {
-                // COPY in CSV form: one round trip per batch.
-                let mut buf = String::with_capacity(lines.len() * 300);
+            IngestTx::Postgres(pg) => {
+                let mut buf = String::with_capacity(lines.len() * 320);
                 for (scope, l) in lines {
-                    let ts = |t: DateTime<Utc>| t.to_rfc3339();
-                    let fields: [Option<String>; 25] = [
-                        Some(scope.to_string()),
-                        Some(run_id.to_string()),
-                        Some(l.line.to_string()),
-                        Some(money_text(l.billed_cost)),
-                        Some(money_text(l.effective_cost)),
-                        l.list_cost.map(money_text),
-                        Some(l.billing_currency.clone()),
-                        Some(ts(l.billing_period_start)),
-                        Some(ts(l.billing_period_end)),
-                        Some(ts(l.charge_period_start)),
-                        Some(ts(l.charge_period_end)),
-                        Some(l.charge_category.clone()),
-                        Some(l.provider_name.clone()),
-                        l.service_name.clone(),
-                        l.service_category.clone(),
-                        l.region_id.clone(),
-                        l.availability_zone.clone(),
-                        l.resource_id.clone(),
-                        l.sku_id.clone(),
-                        l.billing_account_id.clone(),
-                        l.sub_account_id.clone(),
-                        l.pricing_category.clone(),
-                        l.consumed_quantity.map(money_text),
-                        l.consumed_unit.clone(),
-                        Some(tags_json(&l.tags)),
-                    ];
-                    for (i, f) in fields.iter().enumerate() {
-                        if i > 0 {
-                            buf.push(',');
-                        }
-                        csv_field(&mut buf, f.as_deref());
-                    }
-                    buf.push('\n');
+                    encode_copy_row(&mut buf, scope, run_id, l);
                 }
-                let mut copy = tx
-                    .copy_in_raw(&format!(
-                        "COPY cost_line ({COLS}) FROM STDIN WITH (FORMAT csv)"
-                    ))
-                    .await?;
-                copy.send(buf.as_bytes()).await?;
-                copy.finish().await?;
+                pg.send(buf.into_bytes()).await?;
             }
         }
         Ok(())
@@ -284,7 +407,7 @@ impl IngestTx {
                     .execute(&mut **tx)
                     .await?;
                 }
-                IngestTx::Postgres(tx) => {
+                IngestTx::Postgres(pg) => {
                     sqlx::query(
                         "INSERT INTO ingest_quarantine (ingest_run_id, file, line, reason, raw) VALUES ($1, $2, $3, $4, $5)",
                     )
@@ -293,7 +416,7 @@ impl IngestTx {
                     .bind(q.line as i64)
                     .bind(&q.reason)
                     .bind(&raw)
-                    .execute(&mut **tx)
+                    .execute(&mut **pg.tx().await?)
                     .await?;
                 }
             }
@@ -332,7 +455,8 @@ impl IngestTx {
             IngestTx::Sqlite(tx) => {
                 run!(tx, sql_sqlite);
             }
-            IngestTx::Postgres(tx) => {
+            IngestTx::Postgres(pg) => {
+                let tx = pg.tx().await?;
                 run!(tx, sql_pg);
             }
         }
@@ -342,7 +466,12 @@ impl IngestTx {
     pub async fn commit(self) -> Result<(), StoreError> {
         match self {
             IngestTx::Sqlite(tx) => tx.commit().await?,
-            IngestTx::Postgres(tx) => tx.commit().await?,
+            IngestTx::Postgres(mut pg) => {
+                pg.tx().await?;
+                if let Some(tx) = pg.tx.take() {
+                    tx.commit().await?;
+                }
+            }
         }
         Ok(())
     }
@@ -453,8 +582,14 @@ impl Store {
 
     pub async fn begin_ingest(&self) -> Result<IngestTx, StoreError> {
         Ok(match self {
-            Store::Sqlite(s) => IngestTx::Sqlite(s.pool().begin().await?),
-            Store::Postgres(s) => IngestTx::Postgres(s.pool().begin().await?),
+            Store::Sqlite(s) => {
+                let mut tx = s.pool().begin().await?;
+                // A whole file is one transaction: give its index pages room (the default
+                // 2 MB cache makes every index insert of a large file spill and re-read).
+                sqlx::query(SQLITE_INGEST_CACHE).execute(&mut *tx).await?;
+                IngestTx::Sqlite(tx)
+            }
+            Store::Postgres(s) => IngestTx::Postgres(PgIngest::new(s.pool().begin().await?)),
         })
     }
 

@@ -5,6 +5,7 @@
 //! Invariant: money is exact on both backends (SQLite TEXT decimal strings, Postgres NUMERIC).
 //! Invariant: re-writing an unchanged price adds no `price_observation` row.
 pub mod billing;
+pub mod budgets;
 pub mod postgres;
 pub mod sqlite;
 

@@ -145,25 +145,49 @@ async fn ingest_inner(
     let mut stored = 0u64;
     let mut replaced = 0u64;
     let mut write_err: Option<StoreError> = None;
+    // Lines arrive sorted enough that the previous line's scope almost always fits the next:
+    // compare the three parts instead of formatting a string per line.
+    let mut last_key: Option<(String, Option<String>, chrono::DateTime<Utc>)> = None;
+    let mut last_scope: std::sync::Arc<str> = std::sync::Arc::from("");
     while let Some(batch) = rx.recv().await {
-        let keyed: Vec<(String, &CostLine)> = batch.iter().map(|l| (scope_of(l), l)).collect();
-        for (s, _) in &keyed {
-            if !seen.contains(s) {
-                seen.insert(s.clone());
-                scopes.push(s.clone());
+        let mut keyed: Vec<(std::sync::Arc<str>, &CostLine)> = Vec::with_capacity(batch.len());
+        for l in &batch {
+            let same = last_key.as_ref().is_some_and(|(p, a, b)| {
+                *p == l.provider_name && *a == l.billing_account_id && *b == l.billing_period_start
+            });
+            if !same {
+                let s = scope_of(l);
+                if !seen.contains(&s) {
+                    seen.insert(s.clone());
+                    scopes.push(s.clone());
+                }
+                last_scope = std::sync::Arc::from(s);
+                last_key = Some((
+                    l.provider_name.clone(),
+                    l.billing_account_id.clone(),
+                    l.billing_period_start,
+                ));
             }
+            keyed.push((last_scope.clone(), l));
         }
-        let refs: Vec<(&str, &CostLine)> = keyed.iter().map(|(s, l)| (s.as_str(), *l)).collect();
+        let refs: Vec<(&str, &CostLine)> = keyed.iter().map(|(s, l)| (&**s, *l)).collect();
         if let Err(e) = db.insert_lines(id, &refs).await {
             write_err = Some(e);
             break;
         }
         for l in &batch {
-            let t = totals
-                .entry(l.billing_currency.clone())
-                .or_insert((Decimal::ZERO, Decimal::ZERO));
-            t.0 += l.billed_cost;
-            t.1 += l.effective_cost;
+            match totals.get_mut(&l.billing_currency) {
+                Some(t) => {
+                    t.0 += l.billed_cost;
+                    t.1 += l.effective_cost;
+                }
+                None => {
+                    totals.insert(
+                        l.billing_currency.clone(),
+                        (l.billed_cost, l.effective_cost),
+                    );
+                }
+            }
         }
         stored += batch.len() as u64;
         bar.set_message(format!("{source}: {stored} lines"));

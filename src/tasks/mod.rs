@@ -1,6 +1,9 @@
 //! Long-running work: price polling loops (`poller`), catalog refresh, seeding and the
 //! SkyPilot catalog import (`import`). Every loop `select!`s on its work and the shutdown
 //! signal, so `server::run` can wait for all of them.
+pub mod alerts;
+pub mod budgets;
+pub mod cost_explorer;
 pub mod decisions;
 pub mod import;
 pub mod ingest;

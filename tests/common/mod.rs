@@ -377,3 +377,178 @@ impl Drop for Moto {
         let _ = self.child.wait();
     }
 }
+
+// ---------------------------------------------------------------------------------------
+// aiosmtpd
+
+/// The Python with aiosmtpd: `$AIOSMTPD_PYTHON`, else the project's `.venv` (made by
+/// `.ci/run`), else `python3` on PATH.
+fn aiosmtpd_python() -> PathBuf {
+    if let Ok(p) = std::env::var("AIOSMTPD_PYTHON") {
+        return PathBuf::from(p);
+    }
+    let venv = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join(".venv/bin/python");
+    if venv.exists() {
+        return venv;
+    }
+    PathBuf::from("python3")
+}
+
+/// An aiosmtpd handler that parses each message with Python's `email` package and writes it
+/// as JSON (envelope, headers, text and HTML parts, raw) to one file per message.
+const SMTP_HANDLER: &str = r#"
+import json, os, email, email.policy, itertools
+
+_seq = itertools.count()
+
+class JsonDir:
+    def __init__(self, out):
+        self.out = out
+
+    @classmethod
+    def from_cli(cls, parser, *args):
+        return cls(args[0])
+
+    async def handle_DATA(self, server, session, envelope):
+        raw = envelope.original_content or envelope.content
+        msg = email.message_from_bytes(raw, policy=email.policy.default)
+        plain = msg.get_body(("plain",))
+        html = msg.get_body(("html",))
+        doc = {
+            "mail_from": envelope.mail_from,
+            "rcpt_tos": envelope.rcpt_tos,
+            "from": str(msg["From"]),
+            "to": str(msg["To"]),
+            "subject": str(msg["Subject"]),
+            "content_type": msg.get_content_type(),
+            "text": plain.get_content() if plain is not None else None,
+            "html": html.get_content() if html is not None else None,
+            "raw": raw.decode("utf-8", "replace"),
+        }
+        name = "%06d.json" % next(_seq)
+        tmp = os.path.join(self.out, "." + name)
+        with open(tmp, "w") as f:
+            json.dump(doc, f)
+        os.rename(tmp, os.path.join(self.out, name))
+        return "250 Message accepted for delivery"
+"#;
+
+/// A message as the SMTP server received it.
+#[derive(Debug, Clone, serde::Deserialize)]
+pub struct ReceivedMail {
+    pub mail_from: String,
+    pub rcpt_tos: Vec<String>,
+    pub from: String,
+    pub to: String,
+    pub subject: String,
+    pub content_type: String,
+    pub text: Option<String>,
+    pub html: Option<String>,
+    pub raw: String,
+}
+
+/// A real SMTP server (aiosmtpd) on loopback, killed on drop. Plain text, no auth.
+pub struct SmtpServer {
+    pub port: u16,
+    dir: tempfile::TempDir,
+    child: Child,
+}
+
+/// A loopback port that nothing listens on (yet).
+pub fn free_port() -> u16 {
+    let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    l.local_addr().unwrap().port()
+}
+
+impl SmtpServer {
+    pub async fn start() -> SmtpServer {
+        Self::start_on(free_port()).await
+    }
+
+    #[allow(clippy::zombie_processes)] // killed and waited for in Drop
+    pub async fn start_on(port: u16) -> SmtpServer {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let out = dir.path().join("mail");
+        std::fs::create_dir(&out).unwrap();
+        std::fs::write(dir.path().join("bursar_smtp_handler.py"), SMTP_HANDLER).unwrap();
+        let python = aiosmtpd_python();
+        let child = Command::new(&python)
+            .args(["-m", "aiosmtpd", "-n", "-l"])
+            .arg(format!("127.0.0.1:{port}"))
+            .args(["-c", "bursar_smtp_handler.JsonDir"])
+            .arg(&out)
+            .env("PYTHONPATH", dir.path())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap_or_else(|e| {
+                panic!(
+                    "aiosmtpd ({} -m aiosmtpd) is required: run .ci/run or set AIOSMTPD_PYTHON: {e}",
+                    python.display()
+                )
+            });
+        let mut server = SmtpServer { port, dir, child };
+        for _ in 0..200 {
+            if let Ok(mut s) = tokio::net::TcpStream::connect(("127.0.0.1", port)).await {
+                // Wait for the 220 greeting: the server is up and answering.
+                let mut buf = [0u8; 64];
+                if let Ok(Ok(n)) = tokio::time::timeout(
+                    Duration::from_secs(2),
+                    tokio::io::AsyncReadExt::read(&mut s, &mut buf),
+                )
+                .await
+                    && n > 0
+                    && buf.starts_with(b"220")
+                {
+                    return server;
+                }
+            }
+            if let Ok(Some(status)) = server.child.try_wait() {
+                panic!(
+                    "aiosmtpd exited early ({status}); is aiosmtpd installed for {}?",
+                    python.display()
+                );
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        panic!("aiosmtpd did not start on port {port}");
+    }
+
+    /// Messages received so far, in arrival order.
+    pub fn messages(&self) -> Vec<ReceivedMail> {
+        let out = self.dir.path().join("mail");
+        let mut names: Vec<PathBuf> = std::fs::read_dir(&out)
+            .unwrap()
+            .filter_map(|e| e.ok().map(|e| e.path()))
+            .filter(|p| {
+                p.extension().is_some_and(|x| x == "json")
+                    && !p
+                        .file_name()
+                        .is_some_and(|n| n.to_string_lossy().starts_with('.'))
+            })
+            .collect();
+        names.sort();
+        names
+            .iter()
+            .map(|p| serde_json::from_str(&std::fs::read_to_string(p).unwrap()).unwrap())
+            .collect()
+    }
+}
+
+impl Drop for SmtpServer {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+// ---------------------------------------------------------------------------------------
+// Budgets
+
+impl TestServer {
+    pub async fn budgets(
+        &self,
+    ) -> bursar::proto::budget_service_client::BudgetServiceClient<tonic::transport::Channel> {
+        bursar::proto::budget_service_client::BudgetServiceClient::new(self.channel().await)
+    }
+}

@@ -1,0 +1,1191 @@
+//! Budget persistence: budget definitions (name + opaque JSON spec), fired alerts, the alert
+//! outbox, the evaluation history, and the spend reads a budget evaluation needs.
+//!
+//! Invariant: a (budget, period, threshold) fires at most once — `budget_alert`'s primary key
+//! decides, and its outbox rows are written in the same transaction, so an alert is either
+//! fired with all its messages queued or not fired at all.
+//! Invariant: a claimed outbox row is leased to one sender (`claimed_until`); Postgres claims
+//! with `FOR UPDATE SKIP LOCKED`, SQLite with one atomic `UPDATE … RETURNING`.
+//! Invariant: `target` (an email address or a webhook URL) is a secret: the `Debug` of the
+//! types that carry it redacts it, and nothing here logs it.
+use std::collections::BTreeMap;
+use std::fmt;
+use std::time::Duration;
+
+use chrono::{DateTime, Utc};
+use rust_decimal::Decimal;
+use sqlx::{Postgres, QueryBuilder, Row, Sqlite};
+
+use super::billing::valid_tag_key;
+use super::{Store, StoreError};
+
+/// One row of `budget`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct BudgetRow {
+    pub name: String,
+    /// JSON, validated by `domain::budget`; opaque here.
+    pub spec: String,
+    /// `api` or `config`.
+    pub origin: String,
+    pub created_at: DateTime<Utc>,
+    pub updated_at: DateTime<Utc>,
+}
+
+/// A threshold crossing to record (one row of `budget_alert`).
+#[derive(Debug, Clone, PartialEq)]
+pub struct FiredAlert {
+    pub budget: String,
+    pub period_key: String,
+    pub threshold_key: String,
+    pub actual: Decimal,
+    pub forecast: Decimal,
+    /// The budget's amount for the period.
+    pub amount: Decimal,
+    /// ISO currency code, or `GB` for egress budgets.
+    pub currency: String,
+    pub fired_at: DateTime<Utc>,
+}
+
+/// A message to queue with a fired alert.
+#[derive(Clone, PartialEq)]
+pub struct OutboxMessage {
+    /// `email` or `slack`.
+    pub channel: String,
+    /// Email address or Slack webhook URL (secret).
+    pub target: String,
+    pub subject: String,
+    pub body_text: String,
+    pub body_html: String,
+    /// JSON (Slack Block Kit); empty for email.
+    pub slack_payload: String,
+}
+
+impl fmt::Debug for OutboxMessage {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("OutboxMessage")
+            .field("channel", &self.channel)
+            .field("target", &"<redacted>")
+            .field("subject", &self.subject)
+            .finish_non_exhaustive()
+    }
+}
+
+/// One row of `alert_outbox`.
+#[derive(Clone, PartialEq)]
+pub struct OutboxRow {
+    pub id: i64,
+    pub budget: String,
+    pub period_key: String,
+    pub threshold_key: String,
+    pub channel: String,
+    /// Email address or Slack webhook URL (secret).
+    pub target: String,
+    pub subject: String,
+    pub body_text: String,
+    pub body_html: String,
+    pub slack_payload: String,
+    /// `pending` or `delivered`.
+    pub state: String,
+    /// Delivery attempts made so far (failed ones and the successful one).
+    pub attempts: i64,
+    pub next_attempt_at: DateTime<Utc>,
+    pub claimed_until: Option<DateTime<Utc>>,
+    pub last_error: Option<String>,
+    pub created_at: DateTime<Utc>,
+    pub delivered_at: Option<DateTime<Utc>>,
+}
+
+impl fmt::Debug for OutboxRow {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("OutboxRow")
+            .field("id", &self.id)
+            .field("budget", &self.budget)
+            .field("period_key", &self.period_key)
+            .field("threshold_key", &self.threshold_key)
+            .field("channel", &self.channel)
+            .field("target", &"<redacted>")
+            .field("state", &self.state)
+            .field("attempts", &self.attempts)
+            .field("next_attempt_at", &self.next_attempt_at)
+            .field("claimed_until", &self.claimed_until)
+            .field("last_error", &self.last_error)
+            .field("delivered_at", &self.delivered_at)
+            .finish_non_exhaustive()
+    }
+}
+
+/// One row of `budget_evaluation` (history for dashboards).
+#[derive(Debug, Clone, PartialEq)]
+pub struct BudgetEvaluation {
+    pub budget: String,
+    pub evaluated_at: DateTime<Utc>,
+    pub period_key: String,
+    pub period_start: DateTime<Utc>,
+    pub period_end: DateTime<Utc>,
+    pub amount: Decimal,
+    /// ISO currency code, or `GB` for egress budgets.
+    pub currency: String,
+    pub actual: Decimal,
+    pub forecast: Option<Decimal>,
+}
+
+/// Which cost lines a budget covers; every set field must match (same semantics as the
+/// filters of `billing::SpendQuery`). Tag keys must pass `billing::valid_tag_key`.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct BudgetSpendFilter {
+    pub provider: Option<String>,
+    pub service: Option<String>,
+    pub account: Option<String>,
+    pub region: Option<String>,
+    pub tag: Option<(String, String)>,
+    /// Only lines billed in this currency; `None` = every currency (egress budgets, which
+    /// count GB). A money budget sets its own currency so that currencies never mix.
+    pub currency: Option<String>,
+}
+
+/// Spend of one charge period start and charge category.
+#[derive(Debug, Clone, PartialEq)]
+pub struct BudgetSpendRow {
+    pub charge_start: DateTime<Utc>,
+    pub charge_category: String,
+    pub currency: String,
+    pub billed: Decimal,
+    pub effective: Decimal,
+    /// GB of data transfer on egress lines (see [`is_egress_line`]).
+    pub egress_gb: Decimal,
+}
+
+/// What `top_contributors` groups by.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Contributor {
+    Service,
+    /// The value of this tag key.
+    Tag(String),
+}
+
+/// Label of lines without a service name or without the tag, in `top_contributors`.
+pub const NO_VALUE: &str = "(none)";
+
+/// FOCUS service categories whose per-GB lines meter data *processed*, not moved (log
+/// ingestion, scanned bytes, analysed events): never egress.
+pub const NON_TRANSFER_CATEGORIES: [&str; 3] =
+    ["Analytics", "Management and Governance", "Security"];
+
+/// How many GB one unit of `unit` is, for plain data-volume units (GB, GiB, TB, TiB, MB, MiB,
+/// bytes and their long names, optionally with a count like Azure's `10 GB`); `None` for
+/// anything else, including time-integrated units such as `GB-Mo`, `GB Hours`,
+/// `Lambda-GB-Seconds`. Binary units convert exactly (1 GiB = 1.073741824 GB).
+pub fn egress_unit_factor(unit: &str) -> Option<Decimal> {
+    let u = unit.trim().to_ascii_lowercase();
+    let (count, base) = match u.split_once(' ') {
+        Some((n, rest)) if n.chars().all(|c| c.is_ascii_digit()) => {
+            (n.parse::<Decimal>().ok()?, rest.trim())
+        }
+        _ => (Decimal::ONE, u.as_str()),
+    };
+    let gb: Decimal = match base {
+        "b" | "byte" | "bytes" => Decimal::new(1, 9),
+        "kb" | "kilobyte" | "kilobytes" => Decimal::new(1, 6),
+        "kib" | "kibibyte" | "kibibytes" => Decimal::new(1024, 9),
+        "mb" | "megabyte" | "megabytes" => Decimal::new(1, 3),
+        "mib" | "mebibyte" | "mebibytes" => Decimal::new(1_048_576, 9),
+        "gb" | "gigabyte" | "gigabytes" => Decimal::ONE,
+        "gib" | "gibibyte" | "gibibytes" => Decimal::new(1_073_741_824, 9),
+        "tb" | "terabyte" | "terabytes" => Decimal::new(1000, 0),
+        "tib" | "tebibyte" | "tebibytes" => Decimal::new(1_099_511_627_776, 9),
+        "pb" | "petabyte" | "petabytes" => Decimal::new(1_000_000, 0),
+        "pib" | "pebibyte" | "pebibytes" => Decimal::new(1_125_899_906_842_624, 9),
+        _ => return None,
+    };
+    Some(count * gb)
+}
+
+/// The egress rule. A cost line is egress (data transfer) when all of:
+/// 1. its charge category is `Usage`;
+/// 2. it is measured in a plain data-volume unit ([`egress_unit_factor`]);
+/// 3. the provider charges for it: billed cost > 0 or list cost > 0;
+/// 4. its service category, when the export has one, is not one of
+///    [`NON_TRANSFER_CATEGORIES`].
+///
+/// Why: the stored columns carry no transfer direction (CUR's `UsageType` and FOCUS's
+/// `ChargeDescription` are not kept), but in every real sample in `../shared/data` inbound
+/// transfer (`DataTransfer-In-Bytes`, `AWS-In-Bytes`, "data transfer in per month") and
+/// free-tier lines are billed and listed at 0, while outbound, inter-region and inter-AZ
+/// transfer are charged per GB. Most AWS egress is reported under EC2 (FOCUS category
+/// `Compute`), so `service_category = 'Networking'` alone would miss it, and CUR and GCP
+/// exports have no service category at all. Per-GB processing charges on the same unit
+/// (NAT gateway, load balancer data processed; GuardDuty or log ingestion in CUR and GCP,
+/// which have no category to exclude them) still count: the rule errs towards more GB.
+/// On the samples: FOCUS `focus_sample.csv` → 272 lines, 5.25487946858897 GB; the
+/// anonymised CUR → its `*-Out-Bytes` lines plus billed inter-AZ `DataTransfer-Regional-Bytes`.
+pub fn is_egress_line(
+    charge_category: &str,
+    service_category: Option<&str>,
+    billed: Decimal,
+    list: Option<Decimal>,
+    unit: Option<&str>,
+) -> Option<Decimal> {
+    if charge_category != "Usage" {
+        return None;
+    }
+    if let Some(c) = service_category
+        && NON_TRANSFER_CATEGORIES.contains(&c)
+    {
+        return None;
+    }
+    if !(billed > Decimal::ZERO || list.is_some_and(|l| l > Decimal::ZERO)) {
+        return None;
+    }
+    egress_unit_factor(unit?)
+}
+
+fn money_text(d: Decimal) -> String {
+    d.normalize().to_string()
+}
+
+fn parse_dec(table: &'static str, s: &str) -> Result<Decimal, StoreError> {
+    crate::domain::money::parse_amount(s).map_err(|e| StoreError::Corrupt {
+        table,
+        detail: e.to_string(),
+    })
+}
+
+fn lease(d: Duration) -> chrono::Duration {
+    chrono::Duration::from_std(d).unwrap_or(chrono::Duration::MAX)
+}
+
+/// Longest `last_error` kept.
+const MAX_ERROR: usize = 1000;
+
+const BUDGET_COLS: &str = "name, spec, origin, created_at, updated_at";
+
+const OUTBOX_COLS: &str = "id, budget, period_key, threshold_key, channel, target, subject, \
+     body_text, body_html, slack_payload, state, attempts, next_attempt_at, claimed_until, \
+     last_error, created_at, delivered_at";
+
+const INSERT_OUTBOX: &str = "INSERT INTO alert_outbox (budget, period_key, threshold_key, \
+     channel, target, subject, body_text, body_html, slack_payload, state, attempts, \
+     next_attempt_at, created_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, 'pending', 0, $10, $10)";
+
+/// The same code over a `SqliteRow` or a `PgRow` (columns in `BUDGET_COLS` order).
+macro_rules! budget_from_row {
+    ($r:expr) => {
+        BudgetRow {
+            name: $r.try_get(0)?,
+            spec: $r.try_get(1)?,
+            origin: $r.try_get(2)?,
+            created_at: $r.try_get(3)?,
+            updated_at: $r.try_get(4)?,
+        }
+    };
+}
+
+/// Columns in `OUTBOX_COLS` order.
+macro_rules! outbox_from_row {
+    ($r:expr) => {
+        OutboxRow {
+            id: $r.try_get(0)?,
+            budget: $r.try_get(1)?,
+            period_key: $r.try_get(2)?,
+            threshold_key: $r.try_get(3)?,
+            channel: $r.try_get(4)?,
+            target: $r.try_get(5)?,
+            subject: $r.try_get(6)?,
+            body_text: $r.try_get(7)?,
+            body_html: $r.try_get(8)?,
+            slack_payload: $r.try_get(9)?,
+            state: $r.try_get(10)?,
+            attempts: $r.try_get(11)?,
+            next_attempt_at: $r.try_get(12)?,
+            claimed_until: $r.try_get(13)?,
+            last_error: $r.try_get(14)?,
+            created_at: $r.try_get(15)?,
+            delivered_at: $r.try_get(16)?,
+        }
+    };
+}
+
+/// One statement written in Postgres placeholders (SQLite reads `$N` as `?N`) with the same
+/// binds on both backends; evaluates to the number of rows affected.
+macro_rules! execute {
+    ($store:expr, $sql:expr $(, $b:expr)* $(,)?) => {{
+        let sql: &str = $sql;
+        match $store {
+            Store::Sqlite(s) => sqlx::query(&sql.replace('$', "?"))
+                $(.bind($b))*
+                .execute(s.pool())
+                .await?
+                .rows_affected(),
+            Store::Postgres(s) => sqlx::query(sql)
+                $(.bind($b))*
+                .execute(s.pool())
+                .await?
+                .rows_affected(),
+        }
+    }};
+}
+
+/// Like `execute!`, collecting the rows through `$conv` (a macro taking the row).
+macro_rules! fetch_all {
+    ($store:expr, $conv:ident, $sql:expr $(, $b:expr)* $(,)?) => {{
+        let sql: &str = $sql;
+        match $store {
+            Store::Sqlite(s) => {
+                let rows = sqlx::query(&sql.replace('$', "?"))
+                    $(.bind($b))*
+                    .fetch_all(s.pool())
+                    .await?;
+                let mut out = Vec::with_capacity(rows.len());
+                for r in &rows {
+                    out.push($conv!(r));
+                }
+                out
+            }
+            Store::Postgres(s) => {
+                let rows = sqlx::query(sql)
+                    $(.bind($b))*
+                    .fetch_all(s.pool())
+                    .await?;
+                let mut out = Vec::with_capacity(rows.len());
+                for r in &rows {
+                    out.push($conv!(r));
+                }
+                out
+            }
+        }
+    }};
+}
+
+fn bad_tag_key(k: &str) -> StoreError {
+    StoreError::Query(sqlx::Error::InvalidArgument(format!(
+        "tag key {k:?} cannot be queried (empty, too long, or contains quotes, backslashes or control characters)"
+    )))
+}
+
+impl Store {
+    // ---- budgets ----------------------------------------------------------------------
+
+    /// Creates a budget; `false` if one with that name exists (nothing changes).
+    pub async fn create_budget(
+        &self,
+        name: &str,
+        spec: &str,
+        origin: &str,
+    ) -> Result<bool, StoreError> {
+        let now = Utc::now();
+        let n = execute!(
+            self,
+            "INSERT INTO budget (name, spec, origin, created_at, updated_at) VALUES ($1, $2, $3, $4, $4) \
+             ON CONFLICT (name) DO NOTHING",
+            name,
+            spec,
+            origin,
+            now,
+        );
+        Ok(n == 1)
+    }
+
+    /// Replaces the spec and origin of a budget; `false` if there is none with that name.
+    pub async fn update_budget(
+        &self,
+        name: &str,
+        spec: &str,
+        origin: &str,
+    ) -> Result<bool, StoreError> {
+        let n = execute!(
+            self,
+            "UPDATE budget SET spec = $2, origin = $3, updated_at = $4 WHERE name = $1",
+            name,
+            spec,
+            origin,
+            Utc::now(),
+        );
+        Ok(n > 0)
+    }
+
+    /// Creates or replaces a budget (config budgets at start). `updated_at` only moves when
+    /// the spec or origin changed.
+    pub async fn upsert_budget(
+        &self,
+        name: &str,
+        spec: &str,
+        origin: &str,
+    ) -> Result<(), StoreError> {
+        execute!(
+            self,
+            "INSERT INTO budget (name, spec, origin, created_at, updated_at) VALUES ($1, $2, $3, $4, $4) \
+             ON CONFLICT (name) DO UPDATE SET spec = excluded.spec, origin = excluded.origin, \
+             updated_at = CASE WHEN budget.spec <> excluded.spec OR budget.origin <> excluded.origin \
+                 THEN excluded.updated_at ELSE budget.updated_at END",
+            name,
+            spec,
+            origin,
+            Utc::now(),
+        );
+        Ok(())
+    }
+
+    /// Deletes a budget; `false` if there was none. Its fired alerts and history stay.
+    pub async fn delete_budget(&self, name: &str) -> Result<bool, StoreError> {
+        let n = execute!(self, "DELETE FROM budget WHERE name = $1", name);
+        Ok(n > 0)
+    }
+
+    pub async fn get_budget(&self, name: &str) -> Result<Option<BudgetRow>, StoreError> {
+        let rows = fetch_all!(
+            self,
+            budget_from_row,
+            &format!("SELECT {BUDGET_COLS} FROM budget WHERE name = $1"),
+            name
+        );
+        Ok(rows.into_iter().next())
+    }
+
+    /// Every budget, ordered by name.
+    pub async fn list_budgets(&self) -> Result<Vec<BudgetRow>, StoreError> {
+        Ok(fetch_all!(
+            self,
+            budget_from_row,
+            &format!("SELECT {BUDGET_COLS} FROM budget ORDER BY name")
+        ))
+    }
+
+    // ---- alerts and the outbox ------------------------------------------------------------
+
+    /// Records that `alert` fired and queues `messages`, in one transaction — unless this
+    /// (budget, period, threshold) already fired, in which case nothing is written.
+    /// Returns whether it fired now. Outbox rows are due at `alert.fired_at`.
+    pub async fn fire_alert(
+        &self,
+        alert: &FiredAlert,
+        messages: &[OutboxMessage],
+    ) -> Result<bool, StoreError> {
+        let a = alert;
+        let insert_alert = "INSERT INTO budget_alert (budget, period_key, threshold_key, fired_at, \
+             actual, forecast, amount, currency) VALUES ($1, $2, $3, $4, $5, $6, $7, $8) \
+             ON CONFLICT (budget, period_key, threshold_key) DO NOTHING";
+        macro_rules! queue {
+            ($tx:expr, $sql:expr) => {
+                for m in messages {
+                    sqlx::query($sql)
+                        .bind(&a.budget)
+                        .bind(&a.period_key)
+                        .bind(&a.threshold_key)
+                        .bind(&m.channel)
+                        .bind(&m.target)
+                        .bind(&m.subject)
+                        .bind(&m.body_text)
+                        .bind(&m.body_html)
+                        .bind(&m.slack_payload)
+                        .bind(a.fired_at)
+                        .execute(&mut *$tx)
+                        .await?;
+                }
+            };
+        }
+        match self {
+            Store::Sqlite(s) => {
+                let mut tx = s.pool().begin().await?;
+                let n = sqlx::query(&insert_alert.replace('$', "?"))
+                    .bind(&a.budget)
+                    .bind(&a.period_key)
+                    .bind(&a.threshold_key)
+                    .bind(a.fired_at)
+                    .bind(money_text(a.actual))
+                    .bind(money_text(a.forecast))
+                    .bind(money_text(a.amount))
+                    .bind(&a.currency)
+                    .execute(&mut *tx)
+                    .await?
+                    .rows_affected();
+                if n == 0 {
+                    tx.rollback().await?;
+                    return Ok(false);
+                }
+                queue!(tx, &INSERT_OUTBOX.replace('$', "?"));
+                tx.commit().await?;
+            }
+            Store::Postgres(s) => {
+                let mut tx = s.pool().begin().await?;
+                let n = sqlx::query(insert_alert)
+                    .bind(&a.budget)
+                    .bind(&a.period_key)
+                    .bind(&a.threshold_key)
+                    .bind(a.fired_at)
+                    .bind(a.actual.normalize())
+                    .bind(a.forecast.normalize())
+                    .bind(a.amount.normalize())
+                    .bind(&a.currency)
+                    .execute(&mut *tx)
+                    .await?
+                    .rows_affected();
+                if n == 0 {
+                    tx.rollback().await?;
+                    return Ok(false);
+                }
+                queue!(tx, INSERT_OUTBOX);
+                tx.commit().await?;
+            }
+        }
+        Ok(true)
+    }
+
+    /// Threshold keys that fired for a budget's period, sorted.
+    pub async fn alerts_fired(
+        &self,
+        budget: &str,
+        period_key: &str,
+    ) -> Result<Vec<String>, StoreError> {
+        macro_rules! first {
+            ($r:expr) => {
+                $r.try_get::<String, _>(0)?
+            };
+        }
+        Ok(fetch_all!(
+            self,
+            first,
+            "SELECT threshold_key FROM budget_alert WHERE budget = $1 AND period_key = $2 \
+             ORDER BY threshold_key",
+            budget,
+            period_key
+        ))
+    }
+
+    /// Every fired alert of a budget, oldest first.
+    pub async fn list_fired_alerts(&self, budget: &str) -> Result<Vec<FiredAlert>, StoreError> {
+        let sql = "SELECT budget, period_key, threshold_key, actual, forecast, amount, currency, \
+             fired_at FROM budget_alert WHERE budget = $1 ORDER BY fired_at, period_key, threshold_key";
+        let mut out = Vec::new();
+        match self {
+            Store::Sqlite(s) => {
+                let rows = sqlx::query(&sql.replace('$', "?"))
+                    .bind(budget)
+                    .fetch_all(s.pool())
+                    .await?;
+                for r in rows {
+                    let dec = |i: usize| -> Result<Decimal, StoreError> {
+                        parse_dec("budget_alert", r.try_get::<&str, _>(i)?)
+                    };
+                    out.push(FiredAlert {
+                        budget: r.try_get(0)?,
+                        period_key: r.try_get(1)?,
+                        threshold_key: r.try_get(2)?,
+                        actual: dec(3)?,
+                        forecast: dec(4)?,
+                        amount: dec(5)?,
+                        currency: r.try_get(6)?,
+                        fired_at: r.try_get(7)?,
+                    });
+                }
+            }
+            Store::Postgres(s) => {
+                let rows = sqlx::query(sql).bind(budget).fetch_all(s.pool()).await?;
+                for r in rows {
+                    out.push(FiredAlert {
+                        budget: r.try_get(0)?,
+                        period_key: r.try_get(1)?,
+                        threshold_key: r.try_get(2)?,
+                        actual: r.try_get::<Decimal, _>(3)?.normalize(),
+                        forecast: r.try_get::<Decimal, _>(4)?.normalize(),
+                        amount: r.try_get::<Decimal, _>(5)?.normalize(),
+                        currency: r.try_get(6)?,
+                        fired_at: r.try_get(7)?,
+                    });
+                }
+            }
+        }
+        Ok(out)
+    }
+
+    /// Claims up to `limit` pending rows due at `now` (next attempt ≤ now, no live lease)
+    /// by leasing them until `now + lease`; a row is never handed to two claimers at once.
+    /// Oldest due first.
+    pub async fn claim_due_outbox(
+        &self,
+        now: DateTime<Utc>,
+        lease_for: Duration,
+        limit: i64,
+    ) -> Result<Vec<OutboxRow>, StoreError> {
+        let until = now + lease(lease_for);
+        let pick = "SELECT id FROM alert_outbox WHERE state = 'pending' AND next_attempt_at <= $2 \
+             AND (claimed_until IS NULL OR claimed_until < $2) ORDER BY next_attempt_at, id LIMIT $3";
+        let mut rows = match self {
+            Store::Sqlite(_) => fetch_all!(
+                self,
+                outbox_from_row,
+                &format!(
+                    "UPDATE alert_outbox SET claimed_until = $1 WHERE id IN ({pick}) RETURNING {OUTBOX_COLS}"
+                ),
+                until,
+                now,
+                limit
+            ),
+            Store::Postgres(_) => fetch_all!(
+                self,
+                outbox_from_row,
+                &format!(
+                    "UPDATE alert_outbox SET claimed_until = $1 WHERE id IN ({pick} FOR UPDATE SKIP LOCKED) \
+                     RETURNING {OUTBOX_COLS}"
+                ),
+                until,
+                now,
+                limit
+            ),
+        };
+        rows.sort_by_key(|r| (r.next_attempt_at, r.id));
+        Ok(rows)
+    }
+
+    /// Marks a pending row delivered (counting the attempt) and releases its lease.
+    pub async fn mark_delivered(&self, id: i64, at: DateTime<Utc>) -> Result<(), StoreError> {
+        execute!(
+            self,
+            "UPDATE alert_outbox SET state = 'delivered', delivered_at = $2, attempts = attempts + 1, \
+             claimed_until = NULL WHERE id = $1 AND state = 'pending'",
+            id,
+            at,
+        );
+        Ok(())
+    }
+
+    /// Records a failed attempt: attempts + 1, the error (must not contain the target), the
+    /// next attempt time, and releases the lease. The row stays pending.
+    pub async fn mark_failed(
+        &self,
+        id: i64,
+        error: &str,
+        next_attempt_at: DateTime<Utc>,
+    ) -> Result<(), StoreError> {
+        let error: String = error.chars().take(MAX_ERROR).collect();
+        execute!(
+            self,
+            "UPDATE alert_outbox SET attempts = attempts + 1, last_error = $2, next_attempt_at = $3, \
+             claimed_until = NULL WHERE id = $1 AND state = 'pending'",
+            id,
+            error,
+            next_attempt_at,
+        );
+        Ok(())
+    }
+
+    /// Rows not yet delivered.
+    pub async fn outbox_pending_count(&self) -> Result<u64, StoreError> {
+        macro_rules! count {
+            ($r:expr) => {
+                $r.try_get::<i64, _>(0)?
+            };
+        }
+        let n = fetch_all!(
+            self,
+            count,
+            "SELECT COUNT(*) FROM alert_outbox WHERE state = 'pending'"
+        );
+        Ok(n.first().copied().unwrap_or(0) as u64)
+    }
+
+    /// Outbox rows (all, or one budget's), by id — for tests and the CLI. Rows carry their
+    /// targets: show them to the operator who asked, never log them.
+    pub async fn list_outbox(&self, budget: Option<&str>) -> Result<Vec<OutboxRow>, StoreError> {
+        Ok(match budget {
+            Some(b) => fetch_all!(
+                self,
+                outbox_from_row,
+                &format!("SELECT {OUTBOX_COLS} FROM alert_outbox WHERE budget = $1 ORDER BY id"),
+                b
+            ),
+            None => fetch_all!(
+                self,
+                outbox_from_row,
+                &format!("SELECT {OUTBOX_COLS} FROM alert_outbox ORDER BY id")
+            ),
+        })
+    }
+
+    // ---- evaluation history ---------------------------------------------------------------
+
+    /// Appends one evaluation to `budget_evaluation`.
+    pub async fn record_evaluation(&self, e: &BudgetEvaluation) -> Result<(), StoreError> {
+        let sql = "INSERT INTO budget_evaluation (budget, evaluated_at, period_key, period_start, \
+             period_end, amount, currency, actual, forecast) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)";
+        match self {
+            Store::Sqlite(s) => {
+                sqlx::query(&sql.replace('$', "?"))
+                    .bind(&e.budget)
+                    .bind(e.evaluated_at)
+                    .bind(&e.period_key)
+                    .bind(e.period_start)
+                    .bind(e.period_end)
+                    .bind(money_text(e.amount))
+                    .bind(&e.currency)
+                    .bind(money_text(e.actual))
+                    .bind(e.forecast.map(money_text))
+                    .execute(s.pool())
+                    .await?;
+            }
+            Store::Postgres(s) => {
+                sqlx::query(sql)
+                    .bind(&e.budget)
+                    .bind(e.evaluated_at)
+                    .bind(&e.period_key)
+                    .bind(e.period_start)
+                    .bind(e.period_end)
+                    .bind(e.amount.normalize())
+                    .bind(&e.currency)
+                    .bind(e.actual.normalize())
+                    .bind(e.forecast.map(|d| d.normalize()))
+                    .execute(s.pool())
+                    .await?;
+            }
+        }
+        Ok(())
+    }
+
+    /// A budget's evaluations, newest first.
+    pub async fn list_evaluations(
+        &self,
+        budget: &str,
+        limit: i64,
+    ) -> Result<Vec<BudgetEvaluation>, StoreError> {
+        let sql = "SELECT budget, evaluated_at, period_key, period_start, period_end, amount, \
+             currency, actual, forecast FROM budget_evaluation WHERE budget = $1 \
+             ORDER BY evaluated_at DESC, id DESC LIMIT $2";
+        let mut out = Vec::new();
+        match self {
+            Store::Sqlite(s) => {
+                let rows = sqlx::query(&sql.replace('$', "?"))
+                    .bind(budget)
+                    .bind(limit)
+                    .fetch_all(s.pool())
+                    .await?;
+                for r in rows {
+                    let dec = |i: usize| -> Result<Decimal, StoreError> {
+                        parse_dec("budget_evaluation", r.try_get::<&str, _>(i)?)
+                    };
+                    let forecast = match r.try_get::<Option<&str>, _>(8)? {
+                        Some(f) => Some(parse_dec("budget_evaluation", f)?),
+                        None => None,
+                    };
+                    out.push(BudgetEvaluation {
+                        budget: r.try_get(0)?,
+                        evaluated_at: r.try_get(1)?,
+                        period_key: r.try_get(2)?,
+                        period_start: r.try_get(3)?,
+                        period_end: r.try_get(4)?,
+                        amount: dec(5)?,
+                        currency: r.try_get(6)?,
+                        actual: dec(7)?,
+                        forecast,
+                    });
+                }
+            }
+            Store::Postgres(s) => {
+                let rows = sqlx::query(sql)
+                    .bind(budget)
+                    .bind(limit)
+                    .fetch_all(s.pool())
+                    .await?;
+                for r in rows {
+                    out.push(BudgetEvaluation {
+                        budget: r.try_get(0)?,
+                        evaluated_at: r.try_get(1)?,
+                        period_key: r.try_get(2)?,
+                        period_start: r.try_get(3)?,
+                        period_end: r.try_get(4)?,
+                        amount: r.try_get::<Decimal, _>(5)?.normalize(),
+                        currency: r.try_get(6)?,
+                        actual: r.try_get::<Decimal, _>(7)?.normalize(),
+                        forecast: r.try_get::<Option<Decimal>, _>(8)?.map(|d| d.normalize()),
+                    });
+                }
+            }
+        }
+        Ok(out)
+    }
+
+    // ---- spend for evaluation -------------------------------------------------------------
+
+    /// Exact spend of the lines matching `f` with a charge period starting in [start, end),
+    /// summed per (charge period start, charge category, currency), with the GB of egress
+    /// lines ([`is_egress_line`]). The caller buckets into days in the budget's timezone.
+    pub async fn budget_spend(
+        &self,
+        f: &BudgetSpendFilter,
+        start: DateTime<Utc>,
+        end: DateTime<Utc>,
+    ) -> Result<Vec<BudgetSpendRow>, StoreError> {
+        if let Some((k, _)) = &f.tag
+            && !valid_tag_key(k)
+        {
+            return Err(bad_tag_key(k));
+        }
+        type Key = (DateTime<Utc>, String, String);
+        let mut acc: BTreeMap<Key, (Decimal, Decimal, Decimal)> = BTreeMap::new();
+        match self {
+            Store::Sqlite(s) => {
+                let mut qb = QueryBuilder::<Sqlite>::new(
+                    "SELECT charge_period_start, charge_category, billing_currency, billed_cost, \
+                     effective_cost, list_cost, service_category, consumed_quantity, consumed_unit \
+                     FROM cost_line WHERE ",
+                );
+                push_filter_sqlite(&mut qb, f, start, end);
+                let mut rows = qb.build().fetch(s.pool());
+                while let Some(r) = futures::TryStreamExt::try_next(&mut rows).await? {
+                    let t: DateTime<Utc> = r.try_get(0)?;
+                    let cat: String = r.try_get(1)?;
+                    let cur: String = r.try_get(2)?;
+                    let billed = parse_dec("cost_line", r.try_get::<&str, _>(3)?)?;
+                    let eff = parse_dec("cost_line", r.try_get::<&str, _>(4)?)?;
+                    let list = match r.try_get::<Option<&str>, _>(5)? {
+                        Some(v) => Some(parse_dec("cost_line", v)?),
+                        None => None,
+                    };
+                    let svc_cat: Option<&str> = r.try_get(6)?;
+                    let qty: Option<&str> = r.try_get(7)?;
+                    let unit: Option<&str> = r.try_get(8)?;
+                    let gb = match (qty, is_egress_line(&cat, svc_cat, billed, list, unit)) {
+                        (Some(q), Some(factor)) => parse_dec("cost_line", q)? * factor,
+                        _ => Decimal::ZERO,
+                    };
+                    let e = acc.entry((t, cat, cur)).or_insert((
+                        Decimal::ZERO,
+                        Decimal::ZERO,
+                        Decimal::ZERO,
+                    ));
+                    e.0 += billed;
+                    e.1 += eff;
+                    e.2 += gb;
+                }
+            }
+            Store::Postgres(s) => {
+                // Money is summed in SQL; the GB of egress lines are summed per unit in SQL
+                // (rule clauses 1, 3, 4) and converted to GB here (clause 2).
+                let excluded = NON_TRANSFER_CATEGORIES
+                    .iter()
+                    .map(|c| format!("'{}'", c.replace('\'', "''")))
+                    .collect::<Vec<_>>()
+                    .join(", ");
+                let mut qb = QueryBuilder::<Postgres>::new(format!(
+                    "SELECT charge_period_start, charge_category, billing_currency, consumed_unit, \
+                     SUM(billed_cost), SUM(effective_cost), \
+                     SUM(CASE WHEN charge_category = 'Usage' \
+                         AND (billed_cost > 0 OR COALESCE(list_cost, 0) > 0) \
+                         AND (service_category IS NULL OR service_category NOT IN ({excluded})) \
+                         THEN consumed_quantity END) \
+                     FROM cost_line WHERE "
+                ));
+                push_filter_pg(&mut qb, f, start, end);
+                qb.push(" GROUP BY 1, 2, 3, 4");
+                let rows = qb.build().fetch_all(s.pool()).await?;
+                for r in rows {
+                    let t: DateTime<Utc> = r.try_get(0)?;
+                    let cat: String = r.try_get(1)?;
+                    let cur: String = r.try_get(2)?;
+                    let unit: Option<String> = r.try_get(3)?;
+                    let billed: Decimal = r.try_get(4)?;
+                    let eff: Decimal = r.try_get(5)?;
+                    let qty: Option<Decimal> = r.try_get(6)?;
+                    let gb = match (qty, unit.as_deref().and_then(egress_unit_factor)) {
+                        (Some(q), Some(factor)) => q * factor,
+                        _ => Decimal::ZERO,
+                    };
+                    let e = acc.entry((t, cat, cur)).or_insert((
+                        Decimal::ZERO,
+                        Decimal::ZERO,
+                        Decimal::ZERO,
+                    ));
+                    e.0 += billed;
+                    e.1 += eff;
+                    e.2 += gb;
+                }
+            }
+        }
+        Ok(acc
+            .into_iter()
+            .map(|((t, cat, cur), (b, e, gb))| BudgetSpendRow {
+                charge_start: t,
+                charge_category: cat,
+                currency: cur,
+                billed: b.normalize(),
+                effective: e.normalize(),
+                egress_gb: gb.normalize(),
+            })
+            .collect())
+    }
+
+    /// The `limit` largest contributors to the spend of the lines matching `f` in
+    /// [start, end), by service or by a tag's value, on effective or billed cost; ties by
+    /// name. Lines without a service or the tag are grouped under [`NO_VALUE`].
+    pub async fn top_contributors(
+        &self,
+        f: &BudgetSpendFilter,
+        start: DateTime<Utc>,
+        end: DateTime<Utc>,
+        by: Contributor,
+        basis_effective: bool,
+        limit: usize,
+    ) -> Result<Vec<(String, Decimal)>, StoreError> {
+        for k in f.tag.iter().map(|(k, _)| k).chain(match &by {
+            Contributor::Tag(k) => Some(k),
+            Contributor::Service => None,
+        }) {
+            if !valid_tag_key(k) {
+                return Err(bad_tag_key(k));
+            }
+        }
+        let cost = if basis_effective {
+            "effective_cost"
+        } else {
+            "billed_cost"
+        };
+        let mut sums: BTreeMap<Option<String>, Decimal> = BTreeMap::new();
+        match self {
+            Store::Sqlite(s) => {
+                let mut qb = QueryBuilder::<Sqlite>::new("SELECT ");
+                match &by {
+                    Contributor::Service => {
+                        qb.push("service_name");
+                    }
+                    Contributor::Tag(k) => {
+                        qb.push("json_extract(tags, ")
+                            .push_bind(format!("$.\"{k}\""))
+                            .push(")");
+                    }
+                }
+                qb.push(format!(", {cost} FROM cost_line WHERE "));
+                push_filter_sqlite(&mut qb, f, start, end);
+                let mut rows = qb.build().fetch(s.pool());
+                while let Some(r) = futures::TryStreamExt::try_next(&mut rows).await? {
+                    // Tag values are always JSON strings (ingest writes them so).
+                    let group: Option<String> = r.try_get(0)?;
+                    let v = parse_dec("cost_line", r.try_get::<&str, _>(1)?)?;
+                    *sums.entry(group).or_insert(Decimal::ZERO) += v;
+                }
+            }
+            Store::Postgres(s) => {
+                let mut qb = QueryBuilder::<Postgres>::new("SELECT ");
+                match &by {
+                    Contributor::Service => {
+                        qb.push("service_name");
+                    }
+                    Contributor::Tag(k) => {
+                        qb.push("tags ->> ").push_bind(k.clone());
+                    }
+                }
+                qb.push(format!(", SUM({cost}) FROM cost_line WHERE "));
+                push_filter_pg(&mut qb, f, start, end);
+                qb.push(" GROUP BY 1");
+                let rows = qb.build().fetch_all(s.pool()).await?;
+                for r in rows {
+                    let g: Option<String> = r.try_get(0)?;
+                    let v: Decimal = r.try_get(1)?;
+                    *sums.entry(g).or_insert(Decimal::ZERO) += v;
+                }
+            }
+        }
+        let mut out: Vec<(String, Decimal)> = sums
+            .into_iter()
+            .map(|(g, v)| (g.unwrap_or_else(|| NO_VALUE.to_string()), v.normalize()))
+            .collect();
+        // Two NULL-ish groups (SQL NULL and a literal "(none)") would be unusual; merge them.
+        out.sort_by(|a, b| a.0.cmp(&b.0));
+        out.dedup_by(|later, earlier| {
+            if later.0 == earlier.0 {
+                earlier.1 += later.1;
+                true
+            } else {
+                false
+            }
+        });
+        out.sort_by(|a, b| b.1.cmp(&a.1).then_with(|| a.0.cmp(&b.0)));
+        out.truncate(limit);
+        Ok(out)
+    }
+}
+
+/// The lower-case provider names billing exports use for a provider a budget names:
+/// `aws` matches CUR's `AWS` and FOCUS's `Amazon Web Services`, `gcp`/`google` matches
+/// `Google Cloud`, `azure` matches `Microsoft`; any other name matches itself,
+/// case-insensitively.
+pub fn provider_names(p: &str) -> Vec<String> {
+    let p = p.trim().to_ascii_lowercase();
+    let family: &[&str] = match p.as_str() {
+        "aws" | "amazon" | "amazon web services" => &["aws", "amazon", "amazon web services"],
+        "gcp" | "google" | "google cloud" | "google cloud platform" => {
+            &["gcp", "google", "google cloud", "google cloud platform"]
+        }
+        "azure" | "microsoft" | "microsoft azure" => &["azure", "microsoft", "microsoft azure"],
+        _ => return vec![p],
+    };
+    family.iter().map(|s| s.to_string()).collect()
+}
+
+/// `charge_period_start` in [start, end) and the filter's fields, for SQLite.
+fn push_filter_sqlite(
+    qb: &mut QueryBuilder<'_, Sqlite>,
+    f: &BudgetSpendFilter,
+    start: DateTime<Utc>,
+    end: DateTime<Utc>,
+) {
+    qb.push("charge_period_start >= ")
+        .push_bind(start)
+        .push(" AND charge_period_start < ")
+        .push_bind(end);
+    if let Some(p) = &f.provider {
+        qb.push(" AND LOWER(provider_name) IN (");
+        let mut sep = qb.separated(", ");
+        for name in provider_names(p) {
+            sep.push_bind(name);
+        }
+        qb.push(")");
+    }
+    for (col, v) in [
+        ("service_name", &f.service),
+        ("region_id", &f.region),
+        ("sub_account_id", &f.account),
+        ("billing_currency", &f.currency),
+    ] {
+        if let Some(v) = v {
+            qb.push(format!(" AND {col} = ")).push_bind(v.clone());
+        }
+    }
+    if let Some((k, v)) = &f.tag {
+        qb.push(" AND json_extract(tags, ")
+            .push_bind(format!("$.\"{k}\""))
+            .push(") = ")
+            .push_bind(v.clone());
+    }
+}
+
+/// `charge_period_start` in [start, end) and the filter's fields, for Postgres (the tag
+/// filter uses JSONB containment, which the GIN index on `tags` serves).
+fn push_filter_pg(
+    qb: &mut QueryBuilder<'_, Postgres>,
+    f: &BudgetSpendFilter,
+    start: DateTime<Utc>,
+    end: DateTime<Utc>,
+) {
+    qb.push("charge_period_start >= ")
+        .push_bind(start)
+        .push(" AND charge_period_start < ")
+        .push_bind(end);
+    if let Some(p) = &f.provider {
+        qb.push(" AND LOWER(provider_name) IN (");
+        let mut sep = qb.separated(", ");
+        for name in provider_names(p) {
+            sep.push_bind(name);
+        }
+        qb.push(")");
+    }
+    for (col, v) in [
+        ("service_name", &f.service),
+        ("region_id", &f.region),
+        ("sub_account_id", &f.account),
+        ("billing_currency", &f.currency),
+    ] {
+        if let Some(v) = v {
+            qb.push(format!(" AND {col} = ")).push_bind(v.clone());
+        }
+    }
+    if let Some((k, v)) = &f.tag {
+        qb.push(" AND tags @> jsonb_build_object(")
+            .push_bind(k.clone())
+            .push("::text, ")
+            .push_bind(v.clone())
+            .push("::text)");
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn d(s: &str) -> Decimal {
+        s.parse().unwrap()
+    }
+
+    #[test]
+    fn volume_units_convert_exactly_and_time_integrated_units_are_not_volume() {
+        assert_eq!(egress_unit_factor("GB"), Some(Decimal::ONE));
+        assert_eq!(egress_unit_factor("gibibyte"), Some(d("1.073741824")));
+        assert_eq!(egress_unit_factor("GiB"), Some(d("1.073741824")));
+        assert_eq!(egress_unit_factor("TB"), Some(d("1000")));
+        assert_eq!(egress_unit_factor("TiB"), Some(d("1099.511627776")));
+        assert_eq!(egress_unit_factor("bytes"), Some(d("0.000000001")));
+        assert_eq!(egress_unit_factor("10 GB"), Some(d("10")));
+        for u in [
+            "GB-Mo",
+            "GB-Months",
+            "GB Hours",
+            "GB Months",
+            "Lambda-GB-Seconds",
+            "GiB/Second-Months",
+            "Gigabyte Per Hour",
+            "Hours",
+            "Requests",
+            "",
+        ] {
+            assert_eq!(egress_unit_factor(u), None, "{u}");
+        }
+    }
+
+    #[test]
+    fn the_egress_rule() {
+        let gb = Some("GB");
+        let z = Decimal::ZERO;
+        let c = d("0.01");
+        assert_eq!(
+            is_egress_line("Usage", Some("Compute"), c, None, gb),
+            Some(Decimal::ONE)
+        );
+        assert_eq!(
+            is_egress_line("Usage", None, z, Some(c), gb),
+            Some(Decimal::ONE)
+        );
+        // Free inbound transfer, credits, non-volume units and processing categories are not.
+        assert_eq!(
+            is_egress_line("Usage", Some("Networking"), z, Some(z), gb),
+            None
+        );
+        assert_eq!(is_egress_line("Credit", None, c, None, gb), None);
+        assert_eq!(is_egress_line("Usage", None, c, None, Some("GB-Mo")), None);
+        assert_eq!(is_egress_line("Usage", None, c, None, None), None);
+        assert_eq!(
+            is_egress_line("Usage", Some("Management and Governance"), c, None, gb),
+            None
+        );
+    }
+
+    #[test]
+    fn debug_of_messages_and_rows_never_shows_the_target() {
+        let m = OutboxMessage {
+            channel: "slack".into(),
+            target: "https://hooks.slack.com/services/T000/B000/SECRETPATH".into(),
+            subject: "s".into(),
+            body_text: String::new(),
+            body_html: String::new(),
+            slack_payload: "{}".into(),
+        };
+        assert!(!format!("{m:?}").contains("SECRETPATH"));
+        let now = Utc::now();
+        let r = OutboxRow {
+            id: 1,
+            budget: "b".into(),
+            period_key: "p".into(),
+            threshold_key: "t".into(),
+            channel: "email".into(),
+            target: "cfo@example.com".into(),
+            subject: "s".into(),
+            body_text: String::new(),
+            body_html: String::new(),
+            slack_payload: String::new(),
+            state: "pending".into(),
+            attempts: 0,
+            next_attempt_at: now,
+            claimed_until: None,
+            last_error: None,
+            created_at: now,
+            delivered_at: None,
+        };
+        assert!(!format!("{r:?}").contains("cfo@example.com"));
+    }
+}

@@ -1,0 +1,163 @@
+//! Alert outbox delivery. `deliver_due` claims due rows (a lease, so replicas never send the
+//! same row at once), sends each through the notifier of its channel, and marks it delivered
+//! or failed with the next attempt time (exponential backoff with jitter, never giving up).
+//! `run_outbox` does that every `outbox_interval` until shutdown.
+//!
+//! Delivery is at least once: a replica that dies after sending but before marking leaves
+//! the row to be sent again when its lease ends. Logs name the budget and channel only —
+//! never the target (address or webhook URL).
+use std::sync::Arc;
+use std::time::Instant;
+
+use chrono::{DateTime, Utc};
+use futures::StreamExt;
+use tokio::sync::watch;
+
+use crate::notify::{AlertsConfig, Notifier, NotifyError};
+use crate::store::budgets::OutboxRow;
+use crate::store::{Store, StoreError};
+
+/// Sends in flight at once within one round.
+const CONCURRENCY: usize = 4;
+
+/// What one `deliver_due` round did.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct DeliveryReport {
+    /// Rows claimed.
+    pub claimed: usize,
+    pub delivered: usize,
+    /// Rows that failed and were rescheduled.
+    pub failed: usize,
+    /// Rows left unsent because their lease was about to end (another round takes them).
+    pub skipped: usize,
+}
+
+enum Outcome {
+    Delivered,
+    Failed,
+    Skipped,
+}
+
+/// One round: claim the rows due at `now`, send them, record the outcome of each.
+pub async fn deliver_due(
+    store: &Store,
+    notifiers: &[Arc<dyn Notifier>],
+    cfg: &AlertsConfig,
+    now: DateTime<Utc>,
+) -> Result<DeliveryReport, StoreError> {
+    let started = Instant::now();
+    let rows = store
+        .claim_due_outbox(now, cfg.claim_lease, cfg.outbox_batch.max(1))
+        .await?;
+    let mut report = DeliveryReport {
+        claimed: rows.len(),
+        ..DeliveryReport::default()
+    };
+    if rows.is_empty() {
+        return Ok(report);
+    }
+    // A send must finish inside the lease; leave rows whose lease is nearly over.
+    let latest_start = cfg
+        .claim_lease
+        .saturating_sub(cfg.smtp.timeout.max(cfg.slack_timeout));
+    let mut sends = futures::stream::iter(rows)
+        .map(|row| async move {
+            if started.elapsed() > latest_start {
+                return Ok(Outcome::Skipped);
+            }
+            deliver_one(store, notifiers, cfg, now, &row).await
+        })
+        .buffer_unordered(CONCURRENCY);
+    let mut first_err = None;
+    while let Some(r) = sends.next().await {
+        match r {
+            Ok(Outcome::Delivered) => report.delivered += 1,
+            Ok(Outcome::Failed) => report.failed += 1,
+            Ok(Outcome::Skipped) => report.skipped += 1,
+            Err(e) => {
+                if first_err.is_none() {
+                    first_err = Some(e);
+                }
+            }
+        }
+    }
+    match first_err {
+        Some(e) => Err(e),
+        None => Ok(report),
+    }
+}
+
+async fn deliver_one(
+    store: &Store,
+    notifiers: &[Arc<dyn Notifier>],
+    cfg: &AlertsConfig,
+    now: DateTime<Utc>,
+    row: &OutboxRow,
+) -> Result<Outcome, StoreError> {
+    let sent = match notifiers.iter().find(|n| n.channel() == row.channel) {
+        Some(n) => n.send(row).await,
+        None => Err(NotifyError::NoChannel(row.channel.clone())),
+    };
+    match sent {
+        Ok(()) => {
+            store.mark_delivered(row.id, now).await?;
+            tracing::info!(
+                budget = %row.budget,
+                period = %row.period_key,
+                threshold = %row.threshold_key,
+                channel = %row.channel,
+                attempts = row.attempts + 1,
+                "budget alert delivered"
+            );
+            Ok(Outcome::Delivered)
+        }
+        Err(e) => {
+            let attempt = u32::try_from(row.attempts + 1).unwrap_or(u32::MAX);
+            let delay = cfg.retry_delay(attempt);
+            let next = now + chrono::Duration::from_std(delay).unwrap_or(chrono::Duration::MAX);
+            let error = e.to_string();
+            store.mark_failed(row.id, &error, next).await?;
+            tracing::warn!(
+                budget = %row.budget,
+                period = %row.period_key,
+                threshold = %row.threshold_key,
+                channel = %row.channel,
+                attempts = row.attempts + 1,
+                retry_in = ?delay,
+                error = %error,
+                "budget alert delivery failed; will retry"
+            );
+            Ok(Outcome::Failed)
+        }
+    }
+}
+
+/// Delivers due alerts every `cfg.outbox_interval` until shutdown. A round in progress is
+/// finished (each send is bounded by its channel timeout) before the loop returns.
+pub async fn run_outbox(
+    store: Store,
+    notifiers: Vec<Arc<dyn Notifier>>,
+    cfg: AlertsConfig,
+    mut shutdown: watch::Receiver<bool>,
+) {
+    loop {
+        if *shutdown.borrow() {
+            return;
+        }
+        match deliver_due(&store, &notifiers, &cfg, Utc::now()).await {
+            Ok(r) if r.claimed > 0 => tracing::debug!(
+                claimed = r.claimed,
+                delivered = r.delivered,
+                failed = r.failed,
+                skipped = r.skipped,
+                "alert outbox round"
+            ),
+            Ok(_) => {}
+            Err(e) => tracing::warn!(error = %e, "alert outbox round failed"),
+        }
+        tokio::select! {
+            _ = tokio::time::sleep(cfg.outbox_interval) => {}
+            _ = shutdown.changed() => return,
+        }
+    }
+}
