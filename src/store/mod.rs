@@ -6,6 +6,7 @@
 //! Invariant: re-writing an unchanged price adds no `price_observation` row.
 pub mod billing;
 pub mod budgets;
+pub mod pgcopy;
 pub mod postgres;
 pub mod sqlite;
 
