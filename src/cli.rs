@@ -259,6 +259,9 @@ pub enum BenchCommand {
         /// HTTP/2 connections the requests in flight are spread over.
         #[arg(long, default_value_t = 4)]
         connections: usize,
+        /// Skip the in-process part (e.g. to profile the server alone).
+        #[arg(long)]
+        grpc_only: bool,
     },
 }
 
@@ -416,21 +419,29 @@ pub async fn dispatch(cli: Cli) -> Result<(), CliError> {
             requests,
             concurrency,
             connections,
+            grpc_only,
         }) => {
             init_logging("text", "warn");
-            crate::bench::bench_select(&catalog, server, requests, concurrency.max(1), connections)
-                .await
-                .map_err(CliError::Failed)
+            crate::bench::bench_select(
+                &catalog,
+                server,
+                requests,
+                concurrency.max(1),
+                connections,
+                grpc_only,
+            )
+            .await
+            .map_err(CliError::Failed)
         }
         Command::Ingest(args) => {
             let cfg = load_config(&args.db)?;
             init_logging(&cfg.log_format, "warn");
-            crate::cli_billing::ingest(args, &cfg.database_url).await
+            crate::cli_billing::ingest(args, &cfg).await
         }
         Command::IngestCostExplorer(args) => {
             let cfg = load_config(&args.db)?;
             init_logging(&cfg.log_format, "warn");
-            crate::cli_billing::ingest_cost_explorer(args, &cfg.database_url).await
+            crate::cli_billing::ingest_cost_explorer(args, &cfg).await
         }
         Command::IngestRuns { limit, client } => {
             init_logging("text", "warn");

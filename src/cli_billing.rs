@@ -79,7 +79,21 @@ fn report_json(r: &crate::tasks::ingest::IngestReport) -> serde_json::Value {
     })
 }
 
-pub async fn ingest(a: IngestArgs, database_url: &str) -> Result<(), CliError> {
+/// Evaluates every budget after an ingest (thresholds crossed by the new spend fire into
+/// the alert outbox, which `serve` delivers); a failure is reported, not fatal.
+pub async fn evaluate_budgets(store: &Store, cfg: &crate::config::Config) {
+    let engine = crate::tasks::budgets::BudgetEngine::new(
+        store.clone(),
+        cfg.alerts.clone(),
+        cfg.budget_evaluation.trailing_days,
+    );
+    if let Err(e) = engine.evaluate_all(Utc::now()).await {
+        eprintln!("bursar: budget evaluation after ingest failed: {e}");
+    }
+}
+
+pub async fn ingest(a: IngestArgs, cfg: &crate::config::Config) -> Result<(), CliError> {
+    let database_url = cfg.database_url.as_str();
     let hint = match a.format.as_str() {
         "auto" => None,
         f => Some(
@@ -158,8 +172,12 @@ pub async fn ingest(a: IngestArgs, database_url: &str) -> Result<(), CliError> {
             });
             let json = a.json;
             let st = store.clone();
+            if !reports.is_empty() {
+                evaluate_budgets(&store, cfg).await;
+            }
+            let cfg = cfg.clone();
             crate::tasks::watch::watch_loop(path.to_path_buf(), every, rx, move |p| {
-                let st = st.clone();
+                let (st, cfg) = (st.clone(), cfg.clone());
                 async move {
                     match crate::tasks::ingest::ingest_file(&st, &p, hint, false).await {
                         Ok(r) => {
@@ -168,6 +186,7 @@ pub async fn ingest(a: IngestArgs, database_url: &str) -> Result<(), CliError> {
                             } else {
                                 println!("{r}");
                             }
+                            evaluate_budgets(&st, &cfg).await;
                         }
                         Err(e) => eprintln!("bursar: {}: {e}", p.display()),
                     }
@@ -175,6 +194,9 @@ pub async fn ingest(a: IngestArgs, database_url: &str) -> Result<(), CliError> {
             })
             .await;
         }
+    }
+    if !reports.is_empty() && !a.watch {
+        evaluate_budgets(&store, cfg).await;
     }
     store.close().await;
     for f in &failures {
@@ -370,7 +392,11 @@ pub struct CostExplorerArgs {
 
 /// Ingests AWS Cost Explorer GetCostAndUsage (daily, by service and linked account) for
 /// accounts without a CUR. Each run replaces the same days of earlier Cost Explorer runs.
-pub async fn ingest_cost_explorer(a: CostExplorerArgs, database_url: &str) -> Result<(), CliError> {
+pub async fn ingest_cost_explorer(
+    a: CostExplorerArgs,
+    cfg: &crate::config::Config,
+) -> Result<(), CliError> {
+    let database_url = cfg.database_url.as_str();
     let from = NaiveDate::parse_from_str(&a.from, "%Y-%m-%d")
         .map_err(|_| CliError::Usage(format!("--from {:?}: expected YYYY-MM-DD", a.from)))?;
     let to = NaiveDate::parse_from_str(&a.to, "%Y-%m-%d")
@@ -381,6 +407,9 @@ pub async fn ingest_cost_explorer(a: CostExplorerArgs, database_url: &str) -> Re
     };
     let store = Store::open(database_url).await?;
     let r = crate::tasks::cost_explorer::ingest_range(&store, &settings, from, to).await;
+    if r.is_ok() {
+        evaluate_budgets(&store, cfg).await;
+    }
     store.close().await;
     let r = r.map_err(|e| CliError::Failed(e.to_string()))?;
     if a.json {

@@ -49,6 +49,34 @@ pub struct Config {
     pub budgets: Vec<Budget>,
     /// `[budget_evaluation]`: how often budgets are evaluated and the forecast's window.
     pub budget_evaluation: BudgetEvalConfig,
+    /// `[cost_explorer]`: AWS Cost Explorer polled by `serve`, for accounts without a CUR.
+    pub cost_explorer: CostExplorerConfig,
+}
+
+/// `[cost_explorer]`.
+#[derive(Clone, Debug, Deserialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields, default)]
+pub struct CostExplorerConfig {
+    /// Off by default: every GetCostAndUsage page is billed by AWS ($0.01).
+    pub enabled: bool,
+    /// How often the last `lookback_days` days are re-read (Cost Explorer restates recent
+    /// days as billing settles; each run replaces the days it covers).
+    #[serde(with = "humantime_serde_str")]
+    pub every: Duration,
+    pub lookback_days: u32,
+    /// Endpoint override (e.g. a local moto_server); empty = AWS.
+    pub endpoint: String,
+}
+
+impl Default for CostExplorerConfig {
+    fn default() -> Self {
+        CostExplorerConfig {
+            enabled: false,
+            every: Duration::from_secs(6 * 3600),
+            lookback_days: 3,
+            endpoint: String::new(),
+        }
+    }
 }
 
 impl fmt::Debug for Config {
@@ -65,6 +93,7 @@ impl fmt::Debug for Config {
             .field("alerts", &self.alerts)
             .field("budgets", &budgets)
             .field("budget_evaluation", &self.budget_evaluation)
+            .field("cost_explorer", &self.cost_explorer)
             .finish()
     }
 }
@@ -264,6 +293,7 @@ impl Default for Config {
             alerts: AlertsConfig::default(),
             budgets: Vec::new(),
             budget_evaluation: BudgetEvalConfig::default(),
+            cost_explorer: CostExplorerConfig::default(),
         }
     }
 }

@@ -576,3 +576,69 @@ async fn cost_explorer_and_s3_ingest_against_moto() {
             .unwrap();
     }
 }
+
+/// `serve` with `[cost_explorer]` enabled polls GetCostAndUsage (moto), ingests the days it
+/// covers, and evaluates budgets right after: a threshold crossed by the new spend fires.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn serve_polls_cost_explorer_and_evaluates_budgets() {
+    use bursar::domain::budget::{Budget, Threshold, ThresholdOn};
+    let moto = common::Moto::start().await;
+    let http = reqwest::Client::new();
+    let today = chrono::Utc::now().date_naive();
+    let tomorrow = today.succ_opt().unwrap();
+    let page = serde_json::json!({
+        "GroupDefinitions": [{"Type": "DIMENSION", "Key": "SERVICE"}, {"Type": "DIMENSION", "Key": "LINKED_ACCOUNT"}],
+        "ResultsByTime": [{"TimePeriod": {"Start": today.to_string(), "End": tomorrow.to_string()}, "Total": {},
+            "Groups": [group("Amazon Elastic Compute Cloud - Compute", "111122223333", "42.5000000001")], "Estimated": true}],
+        "DimensionValueAttributes": []
+    });
+    for db in common::both_backends().await {
+        http.post(format!(
+            "{}/moto-api/static/ce/cost-and-usage-results",
+            moto.url
+        ))
+        .json(&serde_json::json!({"results": [page.clone()]}))
+        .send()
+        .await
+        .unwrap();
+        let mut cfg = common::test_config(&db);
+        cfg.cost_explorer.enabled = true;
+        cfg.cost_explorer.endpoint = moto.url.clone();
+        cfg.cost_explorer.every = Duration::from_secs(3600);
+        let mut b = Budget::new("ce-aws", "100".parse().unwrap(), "USD");
+        b.scope.provider = Some("aws".into());
+        b.thresholds = vec![
+            Threshold::amount("40".parse().unwrap(), ThresholdOn::Actual),
+            Threshold::amount("50".parse().unwrap(), ThresholdOn::Actual),
+        ];
+        cfg.budgets = vec![b];
+        let server = common::TestServer::start(cfg).await;
+        let store = Store::open(&db.url).await.unwrap();
+        let mut fired = Vec::new();
+        for _ in 0..200 {
+            fired = store.list_fired_alerts("ce-aws").await.unwrap();
+            if !fired.is_empty() {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        assert_eq!(store.count_cost_lines().await.unwrap(), 1, "{}", db.backend);
+        assert_eq!(
+            fired.len(),
+            1,
+            "{}: only the 40 threshold is crossed",
+            db.backend
+        );
+        assert_eq!(fired[0].threshold_key, "actual:40");
+        assert_eq!(fired[0].actual, "42.5000000001".parse::<Decimal>().unwrap());
+        let runs = store.list_ingest_runs(10).await.unwrap();
+        assert!(
+            runs.iter()
+                .any(|r| r.source.starts_with("aws-cost-explorer:") && r.status == "ok"),
+            "{}: {runs:?}",
+            db.backend
+        );
+        store.close().await;
+        server.stop().await.unwrap();
+    }
+}

@@ -156,6 +156,30 @@ pub async fn run(
         config.budget_evaluation.every,
         stop_rx.clone(),
     )));
+    if config.cost_explorer.enabled {
+        let ce = &config.cost_explorer;
+        let settings = crate::clouds::HttpSettings {
+            endpoint: (!ce.endpoint.is_empty()).then(|| ce.endpoint.clone()),
+            ..Default::default()
+        };
+        let engine = engine.clone();
+        tracing::info!(every = ?ce.every, lookback_days = ce.lookback_days, "Cost Explorer polling enabled");
+        loops.push(tokio::spawn(tasks::cost_explorer::run_cost_explorer(
+            store.clone(),
+            settings,
+            ce.every,
+            ce.lookback_days,
+            move || {
+                let engine = engine.clone();
+                async move {
+                    if let Err(e) = engine.evaluate_all(chrono::Utc::now()).await {
+                        tracing::warn!(error = %e, "budget evaluation after Cost Explorer failed");
+                    }
+                }
+            },
+            stop_rx.clone(),
+        )));
+    }
     loops.push(tokio::spawn(tasks::alerts::run_outbox(
         store.clone(),
         notifiers,

@@ -428,8 +428,9 @@ impl SqliteStore {
     pub async fn insert_decisions(&self, rows: &[DecisionRow]) -> Result<u64, StoreError> {
         let mut tx = self.pool.begin().await?;
         for chunk in rows.chunks(500) {
+            // OR FAIL: no statement journal; any error rolls the whole batch back anyway.
             let mut qb = QueryBuilder::<Sqlite>::new(
-                "INSERT INTO placement_decision (id, decided_at, team, project, job_id, labels, request, \
+                "INSERT OR FAIL INTO placement_decision (id, decided_at, team, project, job_id, labels, request, \
                  offers_considered, feasible, chosen_provider, chosen_region, chosen_zone, \
                  chosen_instance_type, chosen_market, chosen_total, runner_up_provider, runner_up_region, \
                  runner_up_instance_type, runner_up_market, runner_up_total, baseline_total, \

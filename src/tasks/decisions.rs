@@ -90,14 +90,29 @@ impl DecisionLog {
         mut shutdown: watch::Receiver<bool>,
     ) {
         let mut buf: Vec<PendingDecision> = Vec::with_capacity(batch);
+        // A batch is written when it is full or its oldest row has waited `flush`: under
+        // load that is one transaction per `batch` decisions, not one per lull.
+        let mut deadline: Option<tokio::time::Instant> = None;
         loop {
+            let before = buf.len();
+            let room = batch.saturating_sub(before).max(1);
             let stop = tokio::select! {
-                n = rx.recv_many(&mut buf, batch) => n == 0,
-                _ = tokio::time::sleep(flush), if !buf.is_empty() => false,
+                n = rx.recv_many(&mut buf, room) => n == 0,
+                _ = async {
+                    match deadline {
+                        Some(d) => tokio::time::sleep_until(d).await,
+                        None => std::future::pending().await,
+                    }
+                } => false,
                 _ = shutdown.changed() => true,
             };
-            if buf.len() >= batch || (!buf.is_empty() && (stop || rx.is_empty())) {
+            if before == 0 && !buf.is_empty() {
+                deadline = Some(tokio::time::Instant::now() + flush);
+            }
+            let due = deadline.is_some_and(|d| tokio::time::Instant::now() >= d);
+            if buf.len() >= batch || (!buf.is_empty() && (stop || due)) {
                 self.flush(&store, &mut buf).await;
+                deadline = None;
             }
             if stop {
                 while let Ok(row) = rx.try_recv() {
