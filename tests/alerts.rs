@@ -1,6 +1,7 @@
 //! Budget alerts end to end on SQLite and Postgres: budgets CRUD, an alert fires once per
 //! (budget, period, threshold) even across restarts, the outbox is claimed by one sender at
-//! a time, email goes through a real SMTP server (aiosmtpd) and Slack through a local
+//! a time, email goes through a real SMTP server (aiosmtpd: plain, STARTTLS + AUTH and
+//! implicit TLS, with a test CA made by `openssl`) and Slack through a local
 //! webhook that fails, hangs and then accepts — delivered exactly once, secrets never shown.
 //! Also the spend reads a budget evaluation uses, on the real FOCUS sample.
 mod common;
@@ -20,7 +21,7 @@ use bursar::store::budgets::{
 };
 use bursar::tasks::alerts::deliver_due;
 use chrono::{DateTime, NaiveDate, Utc};
-use common::{FixtureResponse, SmtpServer};
+use common::{FixtureResponse, SmtpServer, SmtpServerTls, TlsSmtpServer};
 use rust_decimal::Decimal;
 
 fn dec(s: &str) -> Decimal {
@@ -89,6 +90,7 @@ fn config(smtp_port: u16) -> AlertsConfig {
             password: None,
             from: "FinOps <finops@example.com>".into(),
             timeout: Duration::from_secs(10),
+            ca_file: None,
         },
         ..AlertsConfig::default()
     }
@@ -465,6 +467,178 @@ async fn smtp_down_delays_the_alert_and_it_is_sent_once_when_the_server_is_back(
         let row = &store.list_outbox(Some("ml")).await.unwrap()[0];
         assert_eq!((row.state.as_str(), row.attempts), ("delivered", 2), "{b}");
         store.close().await;
+    }
+}
+
+/// `config` for a [`TlsSmtpServer`]: host `localhost` (the certificate's name), its CA as
+/// `ca_file`, and the account `bursar` with `password`.
+fn tls_config(server: &TlsSmtpServer, tls: SmtpTls, password: &str) -> AlertsConfig {
+    let mut cfg = config(server.port);
+    cfg.smtp.host = "localhost".into();
+    cfg.smtp.tls = tls;
+    cfg.smtp.ca_file = Some(server.ca_file.clone());
+    cfg.smtp.username = Some(common::SMTP_USER.into());
+    cfg.smtp.password = Some(password.into());
+    cfg
+}
+
+/// One `email` alert to cfo@example.com in a fresh SQLite store.
+async fn store_with_one_email(c: &AlertContext, at: DateTime<Utc>) -> (common::TestDb, Store) {
+    let db = common::fresh_sqlite();
+    let store = Store::open(&db.url).await.unwrap();
+    let msgs = outbox_messages(c, &["cfo@example.com".into()], &[]);
+    assert!(
+        store
+            .fire_alert(&fired(&c.budget, &c.period_key, "actual-80", at), &msgs)
+            .await
+            .unwrap()
+    );
+    (db, store)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn email_over_starttls_with_auth_is_delivered_and_the_certificate_verified() {
+    let smtp = TlsSmtpServer::start(SmtpServerTls::Starttls).await;
+    let cfg = tls_config(&smtp, SmtpTls::Starttls, common::SMTP_PASSWORD);
+    let at = t("2024-09-20T10:00:00Z");
+    let c = ctx("ml-platform", "2024-09");
+    let (_db, store) = store_with_one_email(&c, at).await;
+
+    // Without the private CA the server's certificate is not trusted: nothing is sent,
+    // and the credentials never reach the server.
+    let mut untrusting = cfg.smtp.clone();
+    untrusting.ca_file = None;
+    let row = store
+        .list_outbox(Some("ml-platform"))
+        .await
+        .unwrap()
+        .remove(0);
+    let e = EmailNotifier::new(&untrusting)
+        .unwrap()
+        .send(&row)
+        .await
+        .unwrap_err();
+    let s = format!("{e} | {e:?}");
+    assert!(matches!(e, NotifyError::Smtp(_)), "{s}");
+    assert!(!s.contains(common::SMTP_PASSWORD), "{s}");
+    assert!(smtp.messages().is_empty());
+    assert!(smtp.auth_log().is_empty(), "{:?}", smtp.auth_log());
+
+    let r = deliver_due(&store, &email_notifiers(&cfg), &cfg, at)
+        .await
+        .unwrap();
+    assert_eq!((r.claimed, r.delivered, r.failed), (1, 1, 0), "{r:?}");
+    let mail = smtp.messages();
+    assert_eq!(mail.len(), 1);
+    let (subject, _, _) = render_email(&c);
+    assert_eq!(mail[0].subject, subject);
+    assert_eq!(mail[0].mail_from, "finops@example.com");
+    assert_eq!(mail[0].rcpt_tos, ["cfo@example.com"]);
+    assert_eq!(mail[0].content_type, "multipart/alternative");
+    assert!(mail[0].text.as_deref().unwrap().contains("8,123.46 USD"));
+    assert_eq!(
+        smtp.auth_users(),
+        [common::SMTP_USER],
+        "sent as the authenticated user"
+    );
+    assert!(
+        smtp.auth_log().iter().all(|l| l.ends_with(" bursar ok")),
+        "{:?}",
+        smtp.auth_log()
+    );
+    let row = store
+        .list_outbox(Some("ml-platform"))
+        .await
+        .unwrap()
+        .remove(0);
+    assert_eq!((row.state.as_str(), row.attempts), ("delivered", 1));
+    store.close().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn email_over_starttls_with_a_wrong_password_stays_pending_without_the_password() {
+    const WRONG: &str = "Wr0ng-pa55-XYZZY";
+    let smtp = TlsSmtpServer::start(SmtpServerTls::Starttls).await;
+    let cfg = tls_config(&smtp, SmtpTls::Starttls, WRONG);
+    let at = t("2024-09-20T10:00:00Z");
+    let (_db, store) = store_with_one_email(&ctx("ml", "2024-09"), at).await;
+
+    let r = deliver_due(&store, &email_notifiers(&cfg), &cfg, at)
+        .await
+        .unwrap();
+    assert_eq!((r.claimed, r.delivered, r.failed), (1, 0, 1), "{r:?}");
+    let row = store.list_outbox(Some("ml")).await.unwrap().remove(0);
+    assert_eq!((row.state.as_str(), row.attempts), ("pending", 1));
+    assert!(row.next_attempt_at > at);
+    assert_eq!(row.claimed_until, None);
+    let err = row.last_error.as_deref().unwrap();
+    assert!(err.contains("535"), "the server's refusal: {err}");
+    for secret in [WRONG, "cfo@example.com"] {
+        assert!(!err.contains(secret), "{secret} in {err}");
+    }
+    // The TLS handshake succeeded and the server refused the credentials.
+    let log = smtp.auth_log();
+    assert!(
+        !log.is_empty() && log.iter().all(|l| l.ends_with(" bursar fail")),
+        "{log:?}"
+    );
+    assert!(smtp.messages().is_empty());
+    store.close().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn email_over_implicit_tls_with_auth_is_delivered() {
+    let smtp = TlsSmtpServer::start(SmtpServerTls::Implicit).await;
+    let cfg = tls_config(&smtp, SmtpTls::Tls, common::SMTP_PASSWORD);
+    let at = t("2024-09-20T10:00:00Z");
+    let c = ctx("ml-platform", "2024-09");
+    let (_db, store) = store_with_one_email(&c, at).await;
+
+    let r = deliver_due(&store, &email_notifiers(&cfg), &cfg, at)
+        .await
+        .unwrap();
+    assert_eq!((r.claimed, r.delivered, r.failed), (1, 1, 0), "{r:?}");
+    let mail = smtp.messages();
+    assert_eq!(mail.len(), 1);
+    assert_eq!(mail[0].subject, render_email(&c).0);
+    assert_eq!(mail[0].rcpt_tos, ["cfo@example.com"]);
+    assert_eq!(smtp.auth_users(), [common::SMTP_USER]);
+    let row = store
+        .list_outbox(Some("ml-platform"))
+        .await
+        .unwrap()
+        .remove(0);
+    assert_eq!((row.state.as_str(), row.attempts), ("delivered", 1));
+    store.close().await;
+}
+
+#[test]
+fn a_bad_ca_file_is_a_config_error_naming_the_field() {
+    let dir = tempfile::tempdir().unwrap();
+    let no_cert = dir.path().join("no-cert.pem");
+    std::fs::write(&no_cert, "not a certificate\n").unwrap();
+    let garbage = dir.path().join("garbage.pem");
+    std::fs::write(
+        &garbage,
+        "-----BEGIN CERTIFICATE-----\nbm90IGRlcg==\n-----END CERTIFICATE-----\n",
+    )
+    .unwrap();
+    for path in [dir.path().join("missing.pem"), no_cert, garbage] {
+        for tls in [SmtpTls::Starttls, SmtpTls::Tls] {
+            let cfg = SmtpConfig {
+                host: "smtp.example.com".into(),
+                tls,
+                ca_file: Some(path.clone()),
+                ..SmtpConfig::default()
+            };
+            match EmailNotifier::new(&cfg) {
+                Err(NotifyError::Config(e)) => {
+                    assert!(e.contains("alerts.smtp.ca_file"), "{path:?}: {e}")
+                }
+                Err(e) => panic!("{path:?}: {e}"),
+                Ok(_) => panic!("{path:?}: accepted"),
+            }
+        }
     }
 }
 

@@ -642,3 +642,54 @@ async fn serve_polls_cost_explorer_and_evaluates_budgets() {
         server.stop().await.unwrap();
     }
 }
+
+/// An egress-volume budget ("alert above N GB/month") uses the same machinery as money
+/// budgets: GB of data transfer out from usage quantities, one alert per threshold and period.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn egress_volume_budget_fires_once_on_the_focus_sample() {
+    use bursar::domain::budget::{Budget, BudgetMetric, Threshold, ThresholdOn};
+    use bursar::tasks::budgets::BudgetEngine;
+    let file = common::shared("focus-sample/multi-provider/focus_sample.csv");
+    for db in common::both_backends().await {
+        let store = Store::open(&db.url).await.unwrap();
+        ingest_file(&store, &file, None, false).await.unwrap();
+        let mut b = Budget::new("egress", "5".parse().unwrap(), "GB");
+        b.metric = BudgetMetric::EgressGb;
+        b.thresholds = vec![
+            Threshold::percent("100".parse().unwrap(), ThresholdOn::Actual),
+            Threshold::amount("6".parse().unwrap(), ThresholdOn::Actual),
+        ];
+        b.validate().unwrap();
+        assert!(
+            store
+                .create_budget(&b.name, &serde_json::to_string(&b).unwrap(), "api")
+                .await
+                .unwrap()
+        );
+        let engine = BudgetEngine::new(store.clone(), bursar::notify::AlertsConfig::default(), 7);
+        // The sample's charges are all in September 2024.
+        let now: chrono::DateTime<chrono::Utc> = "2024-09-30T23:59:59Z".parse().unwrap();
+        let ev = engine.evaluate_all(now).await.unwrap();
+        assert_eq!(ev.len(), 1);
+        assert_eq!(
+            ev[0].status.actual,
+            "5.25487946858897".parse::<Decimal>().unwrap(),
+            "{}",
+            db.backend
+        );
+        assert_eq!(ev[0].status.currency, "GB");
+        let keys = |v: Vec<bursar::store::budgets::FiredAlert>| {
+            v.into_iter().map(|a| a.threshold_key).collect::<Vec<_>>()
+        };
+        assert_eq!(
+            keys(store.list_fired_alerts("egress").await.unwrap()),
+            vec!["actual:100%".to_string()],
+            "{}",
+            db.backend
+        );
+        // Evaluating again in the same period fires nothing new.
+        engine.evaluate_all(now).await.unwrap();
+        assert_eq!(store.list_fired_alerts("egress").await.unwrap().len(), 1);
+        store.close().await;
+    }
+}

@@ -1,12 +1,15 @@
 //! Email alerts over SMTP (lettre, tokio, rustls): plain, STARTTLS (required) or implicit
 //! TLS, optional authentication, a multipart/alternative message (text + HTML), and a
-//! timeout on the whole send. Errors are scrubbed of the recipient, username and password.
+//! timeout on the whole send. Server certificates are verified against webpki-roots plus
+//! the optional `ca_file` (extra PEM roots, e.g. a private CA). Errors are scrubbed of the
+//! recipient, username and password.
+use std::path::Path;
 use std::time::Duration;
 
 use async_trait::async_trait;
 use lettre::message::{Mailbox, MultiPart};
 use lettre::transport::smtp::authentication::Credentials;
-use lettre::transport::smtp::client::{Tls, TlsParameters};
+use lettre::transport::smtp::client::{Certificate, Tls, TlsParameters};
 use lettre::{AsyncSmtpTransport, AsyncTransport, Message, Tokio1Executor};
 
 use super::{Notifier, NotifyError, SmtpConfig, SmtpTls, scrub};
@@ -29,8 +32,18 @@ impl EmailNotifier {
         let tls = match cfg.tls {
             SmtpTls::None => Tls::None,
             SmtpTls::Starttls | SmtpTls::Tls => {
-                let params = TlsParameters::new(cfg.host.clone())
-                    .map_err(|e| NotifyError::Config(format!("smtp TLS for {}: {e}", cfg.host)))?;
+                let mut builder = TlsParameters::builder(cfg.host.clone());
+                if let Some(path) = &cfg.ca_file {
+                    builder = builder.add_root_certificate(load_ca_file(path)?);
+                }
+                let params = builder.build().map_err(|e| {
+                    let what = if cfg.ca_file.is_some() {
+                        " (alerts.smtp.ca_file)"
+                    } else {
+                        ""
+                    };
+                    NotifyError::Config(format!("smtp TLS for {}{what}: {e}", cfg.host))
+                })?;
                 if cfg.tls == SmtpTls::Tls {
                     Tls::Wrapper(params)
                 } else {
@@ -63,6 +76,23 @@ impl EmailNotifier {
         secrets.push(target);
         scrub(text, &secrets)
     }
+}
+
+/// The root certificates in the PEM file `path` (`alerts.smtp.ca_file`).
+fn load_ca_file(path: &Path) -> Result<Certificate, NotifyError> {
+    let err =
+        |d: String| NotifyError::Config(format!("alerts.smtp.ca_file {}: {d}", path.display()));
+    let pem = std::fs::read(path).map_err(|e| err(format!("cannot read: {e}")))?;
+    // lettre accepts a PEM without any certificate (and ignores other blocks): refuse it.
+    if !pem
+        .windows(b"-----BEGIN CERTIFICATE-----".len())
+        .any(|w| w == b"-----BEGIN CERTIFICATE-----")
+    {
+        return Err(err(
+            "no PEM certificate (-----BEGIN CERTIFICATE-----) in the file".into(),
+        ));
+    }
+    Certificate::from_pem(&pem).map_err(|e| err(format!("not a valid PEM certificate: {e}")))
 }
 
 #[async_trait]
@@ -137,6 +167,7 @@ mod tests {
             password: Some("s3cret-pa55word".into()),
             from: "bursar@example.com".into(),
             timeout: Duration::from_secs(5),
+            ca_file: None,
         };
         let n = EmailNotifier::new(&cfg).unwrap();
         let e = n.send(&row("cfo@example.com")).await.unwrap_err();

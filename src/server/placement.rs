@@ -174,6 +174,13 @@ impl PlacementService for PlacementApi {
             .choices
             .get(1)
             .map(|c| decision_choice(&offers[c.offer], c.total));
+        // The budget gate (issue #5) reads an in-memory snapshot; a refusal is logged too.
+        let snapshots = self.state.budgets.load();
+        let gate = if snapshots.is_empty() || decision.choices.is_empty() {
+            Ok(GateDecision::default())
+        } else {
+            budget_gate(&snapshots, r, &decision.choices, offers)
+        };
         let saving = match (decision.baseline, decision.choices.first()) {
             (Some(b), Some(c)) => Some(units_to_decimal(b - c.total)),
             _ => None,
@@ -199,6 +206,8 @@ impl PlacementService for PlacementApi {
                 currency: "USD".into(),
                 outcome: if decision.choices.is_empty() {
                     "no_feasible"
+                } else if gate.is_err() {
+                    "denied_by_budget"
                 } else {
                     "placed"
                 }
@@ -223,12 +232,7 @@ impl PlacementService for PlacementApi {
             )));
         }
         let feasible = decision.feasible();
-        let snapshots = self.state.budgets.load();
-        let gate = if snapshots.is_empty() {
-            GateDecision::default()
-        } else {
-            budget_gate(&snapshots, r, &decision.choices, offers)?
-        };
+        let gate = gate?;
         let mut placements: Vec<proto::Placement> = Vec::with_capacity(decision.choices.len());
         for (i, c) in decision.choices.iter().enumerate() {
             if !gate.kept(i) {

@@ -552,3 +552,234 @@ impl TestServer {
         bursar::proto::budget_service_client::BudgetServiceClient::new(self.channel().await)
     }
 }
+
+// ---------------------------------------------------------------------------------------
+// aiosmtpd with TLS (STARTTLS or implicit) and AUTH
+
+/// Starts aiosmtpd's `Controller` with TLS and AUTH (user `bursar`, password `s3cret`),
+/// using `bursar_smtp_handler.JsonDir` (above) so messages are written the same way. Also
+/// appends the authenticated login of each message to `auth_users.txt` and every AUTH
+/// attempt (`<mechanism> <login> ok|fail`) to `auth_log.txt`, then touches `ready`.
+/// argv: mode (starttls | tls), port, cert, key, dir.
+const SMTP_TLS_SERVER: &str = r#"
+import os, ssl, sys, threading
+from aiosmtpd.controller import Controller
+from aiosmtpd.smtp import AuthResult, LoginPassword
+from bursar_smtp_handler import JsonDir
+
+mode, port, cert, key, base = sys.argv[1], int(sys.argv[2]), sys.argv[3], sys.argv[4], sys.argv[5]
+USER, PASSWORD = b"bursar", b"s3cret"
+
+def append(name, line):
+    with open(os.path.join(base, name), "a") as f:
+        f.write(line + "\n")
+
+class Recording(JsonDir):
+    async def handle_DATA(self, server, session, envelope):
+        login = getattr(session.auth_data, "login", None)
+        append("auth_users.txt", login.decode() if login else "-")
+        return await super().handle_DATA(server, session, envelope)
+
+def authenticator(server, session, envelope, mechanism, auth_data):
+    ok = (isinstance(auth_data, LoginPassword)
+          and auth_data.login == USER and auth_data.password == PASSWORD)
+    login = auth_data.login.decode("utf-8", "replace") if isinstance(auth_data, LoginPassword) else "?"
+    append("auth_log.txt", "%s %s %s" % (mechanism, login, "ok" if ok else "fail"))
+    return AuthResult(success=ok, handled=False, auth_data=auth_data if ok else None)
+
+ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+ctx.load_cert_chain(cert, key)
+handler = Recording(os.path.join(base, "mail"))
+common = dict(hostname="127.0.0.1", port=port, auth_required=True, authenticator=authenticator)
+if mode == "starttls":
+    controller = Controller(handler, tls_context=ctx, require_starttls=True,
+                            auth_require_tls=True, **common)
+else:
+    # Implicit TLS: aiosmtpd only counts STARTTLS as "TLS" for auth_require_tls, but the
+    # whole connection is already encrypted here.
+    controller = Controller(handler, ssl_context=ctx, auth_require_tls=False, **common)
+controller.start()
+open(os.path.join(base, "ready"), "w").close()
+threading.Event().wait()
+"#;
+
+/// How a [`TlsSmtpServer`] is secured.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum SmtpServerTls {
+    /// STARTTLS required before MAIL and AUTH.
+    Starttls,
+    /// Implicit TLS from the first byte.
+    Implicit,
+}
+
+/// The only account a [`TlsSmtpServer`] accepts.
+pub const SMTP_USER: &str = "bursar";
+pub const SMTP_PASSWORD: &str = "s3cret";
+
+/// aiosmtpd on loopback with a certificate for `localhost` / `127.0.0.1`, issued at start
+/// by a fresh private CA (`ca_file`, made with `openssl`), requiring AUTH
+/// ([`SMTP_USER`] / [`SMTP_PASSWORD`]). Derefs to [`SmtpServer`] for `port` and
+/// `messages()`; killed on drop.
+pub struct TlsSmtpServer {
+    pub smtp: SmtpServer,
+    /// PEM of the CA that issued the server certificate.
+    pub ca_file: PathBuf,
+}
+
+impl std::ops::Deref for TlsSmtpServer {
+    type Target = SmtpServer;
+    fn deref(&self) -> &SmtpServer {
+        &self.smtp
+    }
+}
+
+fn openssl(dir: &std::path::Path, args: &[&str]) {
+    let out = Command::new("openssl")
+        .args(args)
+        .current_dir(dir)
+        .stdin(Stdio::null())
+        .output()
+        .unwrap_or_else(|e| panic!("openssl is required for the TLS SMTP tests: {e}"));
+    assert!(
+        out.status.success(),
+        "openssl {args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+/// A private CA (`ca.pem`) and a server certificate signed by it (`cert.pem`, `key.pem`)
+/// for DNS:localhost and IP:127.0.0.1, valid for one day. A separate CA, because webpki
+/// refuses a CA certificate used as the server's own.
+fn make_test_pki(dir: &std::path::Path) {
+    let ec = [
+        "-newkey",
+        "ec",
+        "-pkeyopt",
+        "ec_paramgen_curve:prime256v1",
+        "-nodes",
+    ];
+    let mut ca = vec!["req", "-x509"];
+    ca.extend(ec);
+    ca.extend([
+        "-subj",
+        "/CN=bursar test CA",
+        "-days",
+        "1",
+        "-keyout",
+        "ca.key",
+        "-out",
+        "ca.pem",
+    ]);
+    openssl(dir, &ca);
+    let mut csr = vec!["req"];
+    csr.extend(ec);
+    csr.extend([
+        "-subj",
+        "/CN=localhost",
+        "-keyout",
+        "key.pem",
+        "-out",
+        "server.csr",
+    ]);
+    openssl(dir, &csr);
+    std::fs::write(
+        dir.join("server.ext"),
+        "subjectAltName=DNS:localhost,IP:127.0.0.1\n\
+         basicConstraints=critical,CA:FALSE\n\
+         keyUsage=critical,digitalSignature,keyEncipherment\n\
+         extendedKeyUsage=serverAuth\n",
+    )
+    .unwrap();
+    openssl(
+        dir,
+        &[
+            "x509",
+            "-req",
+            "-in",
+            "server.csr",
+            "-CA",
+            "ca.pem",
+            "-CAkey",
+            "ca.key",
+            "-CAcreateserial",
+            "-days",
+            "1",
+            "-extfile",
+            "server.ext",
+            "-out",
+            "cert.pem",
+        ],
+    );
+}
+
+impl TlsSmtpServer {
+    #[allow(clippy::zombie_processes)] // killed and waited for in SmtpServer's Drop
+    pub async fn start(tls: SmtpServerTls) -> TlsSmtpServer {
+        let port = free_port();
+        let dir = tempfile::tempdir().expect("tempdir");
+        let base = dir.path().to_path_buf();
+        std::fs::create_dir(base.join("mail")).unwrap();
+        make_test_pki(&base);
+        std::fs::write(base.join("bursar_smtp_handler.py"), SMTP_HANDLER).unwrap();
+        std::fs::write(base.join("bursar_smtp_tls_server.py"), SMTP_TLS_SERVER).unwrap();
+        let log = std::fs::File::create(base.join("server.log")).unwrap();
+        let python = aiosmtpd_python();
+        let mode = match tls {
+            SmtpServerTls::Starttls => "starttls",
+            SmtpServerTls::Implicit => "tls",
+        };
+        let child = Command::new(&python)
+            .arg(base.join("bursar_smtp_tls_server.py"))
+            .arg(mode)
+            .arg(port.to_string())
+            .arg(base.join("cert.pem"))
+            .arg(base.join("key.pem"))
+            .arg(&base)
+            .env("PYTHONPATH", &base)
+            .stdout(Stdio::null())
+            .stderr(log)
+            .spawn()
+            .unwrap_or_else(|e| {
+                panic!(
+                    "aiosmtpd ({}) is required: run .ci/run or set AIOSMTPD_PYTHON: {e}",
+                    python.display()
+                )
+            });
+        let mut smtp = SmtpServer { port, dir, child };
+        // Controller.start() returns once the server answers; the script then writes `ready`.
+        for _ in 0..400 {
+            if base.join("ready").exists() {
+                return TlsSmtpServer {
+                    smtp,
+                    ca_file: base.join("ca.pem"),
+                };
+            }
+            if let Ok(Some(status)) = smtp.child.try_wait() {
+                panic!(
+                    "aiosmtpd ({mode}) exited early ({status}):\n{}",
+                    std::fs::read_to_string(base.join("server.log")).unwrap_or_default()
+                );
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        panic!("aiosmtpd ({mode}) did not start on port {port}");
+    }
+
+    /// The authenticated login of each message received, in arrival order.
+    pub fn auth_users(&self) -> Vec<String> {
+        self.lines("auth_users.txt")
+    }
+
+    /// Every AUTH attempt: `<mechanism> <login> ok|fail`.
+    pub fn auth_log(&self) -> Vec<String> {
+        self.lines("auth_log.txt")
+    }
+
+    fn lines(&self, name: &str) -> Vec<String> {
+        std::fs::read_to_string(self.smtp.dir.path().join(name))
+            .unwrap_or_default()
+            .lines()
+            .map(String::from)
+            .collect()
+    }
+}
