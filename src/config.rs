@@ -404,7 +404,8 @@ impl Default for SourceConfig {
     }
 }
 
-mod humantime_serde_str {
+/// `#[serde(with = "humantime_serde_str")]`: a duration written as `"30s"`, `"6h"`.
+pub(crate) mod humantime_serde_str {
     use std::time::Duration;
 
     use serde::{Deserialize, Deserializer};

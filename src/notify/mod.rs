@@ -286,20 +286,7 @@ pub fn notifiers_from_config(cfg: &AlertsConfig) -> Result<Vec<Arc<dyn Notifier>
     ])
 }
 
-mod humantime_serde_str {
-    use std::time::Duration;
-
-    use serde::{Deserialize, Deserializer};
-
-    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Duration, D::Error> {
-        let s = String::deserialize(d)?;
-        humantime::parse_duration(&s).map_err(|e| {
-            serde::de::Error::custom(format!(
-                "{s:?} is not a duration like \"30s\" or \"6h\": {e}"
-            ))
-        })
-    }
-}
+use crate::config::humantime_serde_str;
 
 #[cfg(test)]
 mod tests {

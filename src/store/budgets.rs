@@ -1019,13 +1019,18 @@ pub fn provider_names(p: &str) -> Vec<String> {
     family.iter().map(|s| s.to_string()).collect()
 }
 
-/// `charge_period_start` in [start, end) and the filter's fields, for SQLite.
-fn push_filter_sqlite(
-    qb: &mut QueryBuilder<'_, Sqlite>,
+/// `charge_period_start` in [start, end) and the filter's fields other than the tag (whose
+/// SQL differs per backend), written once for both.
+fn push_common_filter<'a, DB>(
+    qb: &mut QueryBuilder<'a, DB>,
     f: &BudgetSpendFilter,
     start: DateTime<Utc>,
     end: DateTime<Utc>,
-) {
+) where
+    DB: sqlx::Database,
+    String: sqlx::Encode<'a, DB> + sqlx::Type<DB>,
+    DateTime<Utc>: sqlx::Encode<'a, DB> + sqlx::Type<DB>,
+{
     qb.push("charge_period_start >= ")
         .push_bind(start)
         .push(" AND charge_period_start < ")
@@ -1048,6 +1053,16 @@ fn push_filter_sqlite(
             qb.push(format!(" AND {col} = ")).push_bind(v.clone());
         }
     }
+}
+
+/// `charge_period_start` in [start, end) and the filter's fields, for SQLite.
+fn push_filter_sqlite(
+    qb: &mut QueryBuilder<'_, Sqlite>,
+    f: &BudgetSpendFilter,
+    start: DateTime<Utc>,
+    end: DateTime<Utc>,
+) {
+    push_common_filter(qb, f, start, end);
     if let Some((k, v)) = &f.tag {
         qb.push(" AND json_extract(tags, ")
             .push_bind(format!("$.\"{k}\""))
@@ -1064,28 +1079,7 @@ fn push_filter_pg(
     start: DateTime<Utc>,
     end: DateTime<Utc>,
 ) {
-    qb.push("charge_period_start >= ")
-        .push_bind(start)
-        .push(" AND charge_period_start < ")
-        .push_bind(end);
-    if let Some(p) = &f.provider {
-        qb.push(" AND LOWER(provider_name) IN (");
-        let mut sep = qb.separated(", ");
-        for name in provider_names(p) {
-            sep.push_bind(name);
-        }
-        qb.push(")");
-    }
-    for (col, v) in [
-        ("service_name", &f.service),
-        ("region_id", &f.region),
-        ("sub_account_id", &f.account),
-        ("billing_currency", &f.currency),
-    ] {
-        if let Some(v) = v {
-            qb.push(format!(" AND {col} = ")).push_bind(v.clone());
-        }
-    }
+    push_common_filter(qb, f, start, end);
     if let Some((k, v)) = &f.tag {
         qb.push(" AND tags @> jsonb_build_object(")
             .push_bind(k.clone())
