@@ -686,6 +686,32 @@ async fn a_deny_budget_created_through_the_api_gates_select_provider_at_once() {
     .await
     .unwrap();
     p.select_provider(request("ml")).await.unwrap();
+
+    // A warn budget scoped to one provider flags only that provider's placements.
+    let mut gcp = budget("gcp-warn", "0.01");
+    gcp.scope = Some(proto::BudgetScope {
+        provider: "gcp".into(),
+        tag: "team=ml".into(),
+        ..Default::default()
+    });
+    create(&mut c, gcp).await.unwrap();
+    let mut wide = request("ml");
+    wide.top_k = 50;
+    let resp = p.select_provider(wide).await.unwrap().into_inner();
+    let is_gcp = |pl: &proto::Placement| pl.provider == proto::Provider::Gcp as i32;
+    assert!(resp.placements.iter().any(|pl| !is_gcp(pl)), "{resp:?}");
+    for pl in &resp.placements {
+        if is_gcp(pl) {
+            assert_eq!(pl.over_budget, vec!["gcp-warn".to_string()], "{pl:?}");
+        } else {
+            assert!(pl.over_budget.is_empty(), "{pl:?}");
+        }
+    }
+    if resp.placements.iter().any(is_gcp) {
+        assert_eq!(resp.budgets.len(), 1);
+        assert_eq!(resp.budgets[0].budget, "gcp-warn");
+        assert_eq!(resp.budgets[0].policy, "warn");
+    }
     server.stop().await.unwrap();
 }
 

@@ -166,14 +166,6 @@ impl PlacementService for PlacementApi {
             })?;
         let id = self.state.next_id("d");
         let offers = catalog.offers();
-        let chosen = decision
-            .choices
-            .first()
-            .map(|c| decision_choice(&offers[c.offer], c.total));
-        let runner_up = decision
-            .choices
-            .get(1)
-            .map(|c| decision_choice(&offers[c.offer], c.total));
         // The budget gate (issue #5) reads an in-memory snapshot; a refusal is logged too.
         let snapshots = self.state.budgets.load();
         let gate = if snapshots.is_empty() || decision.choices.is_empty() {
@@ -181,7 +173,17 @@ impl PlacementService for PlacementApi {
         } else {
             budget_gate(&snapshots, r, &decision.choices, offers)
         };
-        let saving = match (decision.baseline, decision.choices.first()) {
+        // The log records what the caller got: the placements the gate kept (none if denied).
+        let mut kept = decision
+            .choices
+            .iter()
+            .enumerate()
+            .filter(|(i, _)| gate.as_ref().is_ok_and(|g| g.kept(*i)))
+            .map(|(_, c)| c);
+        let (first, second) = (kept.next(), kept.next());
+        let chosen = first.map(|c| decision_choice(&offers[c.offer], c.total));
+        let runner_up = second.map(|c| decision_choice(&offers[c.offer], c.total));
+        let saving = match (decision.baseline, first) {
             (Some(b), Some(c)) => Some(units_to_decimal(b - c.total)),
             _ => None,
         };
@@ -241,8 +243,16 @@ impl PlacementService for PlacementApi {
             let mut p =
                 convert::placement(c, &offers[c.offer], &req, placements.len() + 1, feasible);
             let total = units_to_decimal(c.total);
+            let o = &offers[c.offer];
             for w in &gate.warnings {
-                if total > w.remaining {
+                // Only budgets this placement would spend from (scope and currency).
+                let covers = snapshots.iter().any(|s| {
+                    s.name == w.budget
+                        && s.currency.eq_ignore_ascii_case("USD")
+                        && s.scope
+                            .covers_placement(o.key.provider.as_str(), &o.key.region)
+                });
+                if covers && total > w.remaining {
                     p.over_budget.push(w.budget.clone());
                 }
             }

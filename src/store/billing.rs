@@ -562,7 +562,11 @@ impl Store {
     pub async fn begin_ingest(&self) -> Result<IngestTx, StoreError> {
         Ok(match self {
             Store::Sqlite(s) => {
-                let mut tx = s.pool().begin().await?;
+                // The connection is closed after the ingest instead of going back to the
+                // pool, so the large page cache below is freed with it.
+                let mut conn = s.pool().acquire().await?;
+                conn.close_on_drop();
+                let mut tx = sqlx::Transaction::begin(conn, None).await?;
                 // A whole file is one transaction: give its index pages room (the default
                 // 2 MB cache makes index inserts of a large file spill and re-read), and keep
                 // each multi-row INSERT's statement journal out of the file system.

@@ -183,10 +183,9 @@ impl BudgetEngine {
         // export lags (the days in between are then extrapolated, not taken as zero).
         let last_data: Option<NaiveDate> =
             days.iter().map(|d| d.day).filter(|d| *d <= yesterday).max();
-        let as_of = match last_data {
-            Some(d) if d >= w.first_day => d,
-            _ => yesterday.min(w.first_day.pred_opt().unwrap_or(w.first_day)),
-        };
+        // Without any data, the day before the period (or yesterday): the run-rate is 0.
+        let as_of = last_data
+            .unwrap_or_else(|| yesterday.min(w.first_day.pred_opt().unwrap_or(w.first_day)));
         let f = forecast(&days, (w.first_day, w.end_day), as_of, self.trailing_days);
         Ok((f.actual, f.forecast, f.run_rate))
     }
@@ -198,6 +197,7 @@ impl BudgetEngine {
         let rows = self.store.list_budgets().await?;
         let mut out = Vec::with_capacity(rows.len());
         let mut snaps = Vec::new();
+        let mut failures = 0usize;
         for row in &rows {
             let b = match parse_spec(row) {
                 Ok(b) => b,
@@ -208,13 +208,22 @@ impl BudgetEngine {
             };
             let mut ev = match self.status(&b, now).await {
                 Ok(ev) => ev,
-                Err(EngineError::Spec { budget, detail }) => {
-                    tracing::warn!(%budget, %detail, "skipping budget");
+                Err(e) => {
+                    // The budget leaves the gate until it evaluates again: a stale snapshot
+                    // (last period's spend, say) must not keep refusing placements.
+                    tracing::warn!(budget = %b.name, error = %e, "budget evaluation failed");
                     continue;
                 }
-                Err(e) => return Err(e),
             };
-            self.store
+            if b.metric == BudgetMetric::Cost && b.gate != GatePolicy::None {
+                snaps.push(BudgetSnapshot::new(
+                    &b,
+                    ev.status.actual,
+                    ev.status.forecast,
+                ));
+            }
+            let recorded = self
+                .store
                 .record_evaluation(&BudgetEvaluation {
                     budget: b.name.clone(),
                     evaluated_at: now,
@@ -226,18 +235,24 @@ impl BudgetEngine {
                     actual: ev.status.actual,
                     forecast: Some(ev.status.forecast),
                 })
-                .await?;
-            self.fire_crossed(&b, &mut ev, now).await?;
-            if b.metric == BudgetMetric::Cost && b.gate != GatePolicy::None {
-                snaps.push(BudgetSnapshot::new(
-                    &b,
-                    ev.status.actual,
-                    ev.status.forecast,
-                ));
+                .await;
+            let fired = match recorded {
+                Ok(()) => self.fire_crossed(&b, &mut ev, now).await,
+                Err(e) => Err(e.into()),
+            };
+            if let Err(e) = fired {
+                tracing::warn!(budget = %b.name, error = %e, "recording a budget evaluation failed");
+                failures += 1;
             }
             out.push(ev);
         }
         self.snapshots.store(Arc::new(snaps));
+        if failures > 0 {
+            tracing::warn!(
+                failures,
+                "some budget evaluations were not recorded; retried next time"
+            );
+        }
         Ok(out)
     }
 
