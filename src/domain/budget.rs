@@ -679,6 +679,18 @@ mod decimal_text {
 // Periods
 // ---------------------------------------------------------------------------------------
 
+impl GatePolicy {
+    /// The name used in config files and messages.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            GatePolicy::None => "none",
+            GatePolicy::Warn => "warn",
+            GatePolicy::Deny => "deny",
+            GatePolicy::Downgrade => "downgrade",
+        }
+    }
+}
+
 impl BudgetPeriod {
     pub fn as_str(self) -> &'static str {
         match self {
@@ -882,7 +894,9 @@ impl BudgetSnapshot {
         self.amount.checked_sub(self.actual).unwrap_or(Decimal::MIN)
     }
 
-    fn covers(&self, p: &PlacementCost<'_>) -> bool {
+    /// Whether a placement spends from this budget: same currency, provider and region in
+    /// scope.
+    pub fn covers(&self, p: &PlacementCost<'_>) -> bool {
         // No FX: a budget only gates placements priced in its own currency.
         p.currency.eq_ignore_ascii_case(&self.currency)
             && self.scope.covers_placement(p.provider, p.region)

@@ -708,20 +708,13 @@ pub fn mark(m: &AvailabilityMark) -> proto::AvailabilityMark {
 
 /// A budget warning (or downgrade) for SelectProvider's response.
 pub fn budget_notice(w: &crate::domain::budget::GateWarning) -> proto::BudgetNotice {
-    use crate::domain::budget::GatePolicy;
     let m = |d: rust_decimal::Decimal| proto::Money {
         amount: d.normalize().to_string(),
         currency: w.currency.clone(),
     };
     proto::BudgetNotice {
         budget: w.budget.clone(),
-        policy: match w.policy {
-            GatePolicy::Downgrade => "downgrade",
-            GatePolicy::Deny => "deny",
-            GatePolicy::Warn => "warn",
-            GatePolicy::None => "none",
-        }
-        .into(),
+        policy: w.policy.as_str().into(),
         amount: Some(m(w.amount)),
         actual: Some(m(w.actual)),
         forecast: Some(m(w.forecast)),

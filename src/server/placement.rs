@@ -86,13 +86,16 @@ fn decision_choice(
     }
 }
 
-fn gate_policy_name(p: crate::domain::budget::GatePolicy) -> &'static str {
-    use crate::domain::budget::GatePolicy;
-    match p {
-        GatePolicy::None => "none",
-        GatePolicy::Warn => "warn",
-        GatePolicy::Deny => "deny",
-        GatePolicy::Downgrade => "downgrade",
+/// What the budget gate sees of a placement (catalog prices are USD).
+fn placement_cost(
+    o: &crate::domain::Offer,
+    total: crate::domain::egress::Units,
+) -> PlacementCost<'_> {
+    PlacementCost {
+        provider: o.key.provider.as_str(),
+        region: &o.key.region,
+        total: units_to_decimal(total),
+        currency: "USD",
     }
 }
 
@@ -111,15 +114,7 @@ fn budget_gate(
         .collect();
     let costs: Vec<PlacementCost<'_>> = choices
         .iter()
-        .map(|c| {
-            let o = &offers[c.offer];
-            PlacementCost {
-                provider: o.key.provider.as_str(),
-                region: &o.key.region,
-                total: units_to_decimal(c.total),
-                currency: "USD",
-            }
-        })
+        .map(|c| placement_cost(&offers[c.offer], c.total))
         .collect();
     let gate = apply_gate(snapshots, &labels, &costs);
     if let Some(d) = &gate.deny {
@@ -127,7 +122,7 @@ fn budget_gate(
             "budget {:?} ({}) cannot afford this job: spent {} of {} {}, forecast {}, remaining {}, \
              this job's estimated cost {}",
             d.budget,
-            gate_policy_name(d.policy),
+            d.policy.as_str(),
             d.actual.normalize(),
             d.amount.normalize(),
             d.currency,
@@ -242,17 +237,13 @@ impl PlacementService for PlacementApi {
             }
             let mut p =
                 convert::placement(c, &offers[c.offer], &req, placements.len() + 1, feasible);
-            let total = units_to_decimal(c.total);
-            let o = &offers[c.offer];
+            let cost = placement_cost(&offers[c.offer], c.total);
             for w in &gate.warnings {
-                // Only budgets this placement would spend from (scope and currency).
-                let covers = snapshots.iter().any(|s| {
-                    s.name == w.budget
-                        && s.currency.eq_ignore_ascii_case("USD")
-                        && s.scope
-                            .covers_placement(o.key.provider.as_str(), &o.key.region)
-                });
-                if covers && total > w.remaining {
+                // Only budgets this placement would spend from.
+                let covers = snapshots
+                    .iter()
+                    .any(|s| s.name == w.budget && s.covers(&cost));
+                if covers && cost.total > w.remaining {
                     p.over_budget.push(w.budget.clone());
                 }
             }

@@ -298,6 +298,46 @@ const COLS: &str = "scope, ingest_run_id, source_line, billed_cost, effective_co
      region_id, availability_zone, resource_id, sku_id, billing_account_id, sub_account_id, \
      pricing_category, consumed_quantity, consumed_unit, tags";
 
+/// Runs one statement, written in Postgres placeholders (SQLite reads `$N` as `?N`), with
+/// the same binds inside the ingest transaction on either backend.
+macro_rules! in_tx {
+    ($tx:expr, $sql:expr, |$q:ident| $binds:expr) => {
+        match $tx {
+            IngestTx::Sqlite(st) => {
+                let sql = $sql.replace('$', "?");
+                let $q = sqlx::query(&sql);
+                $binds.execute(&mut **st.tx().await?).await?;
+            }
+            IngestTx::Postgres(pg) => {
+                let $q = sqlx::query($sql);
+                $binds.execute(&mut **pg.tx().await?).await?;
+            }
+        }
+    };
+}
+
+/// The same code over a `SqliteRow` or a `PgRow` (columns in `RUN_COLS` order).
+macro_rules! run_from_row {
+    ($r:expr) => {
+        IngestRunRow {
+            id: $r.try_get(0)?,
+            started_at: $r.try_get(1)?,
+            finished_at: $r.try_get(2)?,
+            source: $r.try_get(3)?,
+            format: $r.try_get(4)?,
+            variant: $r.try_get(5)?,
+            status: $r.try_get(6)?,
+            rows_read: $r.try_get(7)?,
+            rows_stored: $r.try_get(8)?,
+            rows_quarantined: $r.try_get(9)?,
+            deviations: $r.try_get(10)?,
+            totals: $r.try_get(11)?,
+            scopes: $r.try_get(12)?,
+            error: $r.try_get(13)?,
+        }
+    };
+}
+
 impl IngestTx {
     /// Deletes the lines of `scope` (provider | billing account | billing period) that earlier
     /// runs of the same dataset (format and variant, e.g. Azure EA actual vs amortized)
@@ -375,75 +415,38 @@ impl IngestTx {
         file: &str,
         rows: &[Quarantined],
     ) -> Result<(), StoreError> {
+        const SQL: &str = "INSERT INTO ingest_quarantine (ingest_run_id, file, line, reason, raw) \
+             VALUES ($1, $2, $3, $4, $5)";
         for q in rows {
             let raw: String = q.raw.chars().take(4000).collect();
-            match self {
-                IngestTx::Sqlite(st) => {
-                    sqlx::query(
-                        "INSERT INTO ingest_quarantine (ingest_run_id, file, line, reason, raw) VALUES (?1, ?2, ?3, ?4, ?5)",
-                    )
-                    .bind(run_id)
-                    .bind(file)
-                    .bind(q.line as i64)
-                    .bind(&q.reason)
-                    .bind(&raw)
-                    .execute(&mut **st.tx().await?)
-                    .await?;
-                }
-                IngestTx::Postgres(pg) => {
-                    sqlx::query(
-                        "INSERT INTO ingest_quarantine (ingest_run_id, file, line, reason, raw) VALUES ($1, $2, $3, $4, $5)",
-                    )
-                    .bind(run_id)
-                    .bind(file)
-                    .bind(q.line as i64)
-                    .bind(&q.reason)
-                    .bind(&raw)
-                    .execute(&mut **pg.tx().await?)
-                    .await?;
-                }
-            }
+            in_tx!(self, SQL, |query| query
+                .bind(run_id)
+                .bind(file)
+                .bind(q.line as i64)
+                .bind(&q.reason)
+                .bind(&raw));
         }
         Ok(())
     }
 
     /// Marks the run finished inside the same transaction.
     pub async fn finish_run(&mut self, r: &IngestRunRow) -> Result<(), StoreError> {
-        let sql_sqlite = "UPDATE ingest_run SET finished_at = ?2, format = ?3, variant = ?4, status = ?5, \
-             rows_read = ?6, rows_stored = ?7, rows_quarantined = ?8, deviations = ?9, totals = ?10, \
-             scopes = ?11, error = ?12 WHERE id = ?1";
-        let sql_pg = "UPDATE ingest_run SET finished_at = $2, format = $3, variant = $4, status = $5, \
-             rows_read = $6, rows_stored = $7, rows_quarantined = $8, deviations = $9, totals = $10, \
-             scopes = $11, error = $12 WHERE id = $1";
-        macro_rules! run {
-            ($tx:expr, $sql:expr) => {
-                sqlx::query($sql)
-                    .bind(&r.id)
-                    .bind(r.finished_at)
-                    .bind(r.format.as_deref())
-                    .bind(r.variant.as_deref())
-                    .bind(&r.status)
-                    .bind(r.rows_read)
-                    .bind(r.rows_stored)
-                    .bind(r.rows_quarantined)
-                    .bind(&r.deviations)
-                    .bind(&r.totals)
-                    .bind(&r.scopes)
-                    .bind(r.error.as_deref())
-                    .execute(&mut **$tx)
-                    .await?
-            };
-        }
-        match self {
-            IngestTx::Sqlite(st) => {
-                let tx = st.tx().await?;
-                run!(tx, sql_sqlite);
-            }
-            IngestTx::Postgres(pg) => {
-                let tx = pg.tx().await?;
-                run!(tx, sql_pg);
-            }
-        }
+        const SQL: &str = "UPDATE ingest_run SET finished_at = $2, format = $3, variant = $4, \
+             status = $5, rows_read = $6, rows_stored = $7, rows_quarantined = $8, deviations = $9, \
+             totals = $10, scopes = $11, error = $12 WHERE id = $1";
+        in_tx!(self, SQL, |query| query
+            .bind(&r.id)
+            .bind(r.finished_at)
+            .bind(r.format.as_deref())
+            .bind(r.variant.as_deref())
+            .bind(&r.status)
+            .bind(r.rows_read)
+            .bind(r.rows_stored)
+            .bind(r.rows_quarantined)
+            .bind(&r.deviations)
+            .bind(&r.totals)
+            .bind(&r.scopes)
+            .bind(r.error.as_deref()));
         Ok(())
     }
 
@@ -454,44 +457,6 @@ impl IngestTx {
         }
         Ok(())
     }
-}
-
-fn run_from_row_sqlite(r: &sqlx::sqlite::SqliteRow) -> Result<IngestRunRow, StoreError> {
-    Ok(IngestRunRow {
-        id: r.try_get(0)?,
-        started_at: r.try_get(1)?,
-        finished_at: r.try_get(2)?,
-        source: r.try_get(3)?,
-        format: r.try_get(4)?,
-        variant: r.try_get(5)?,
-        status: r.try_get(6)?,
-        rows_read: r.try_get(7)?,
-        rows_stored: r.try_get(8)?,
-        rows_quarantined: r.try_get(9)?,
-        deviations: r.try_get(10)?,
-        totals: r.try_get(11)?,
-        scopes: r.try_get(12)?,
-        error: r.try_get(13)?,
-    })
-}
-
-fn run_from_row_pg(r: &sqlx::postgres::PgRow) -> Result<IngestRunRow, StoreError> {
-    Ok(IngestRunRow {
-        id: r.try_get(0)?,
-        started_at: r.try_get(1)?,
-        finished_at: r.try_get(2)?,
-        source: r.try_get(3)?,
-        format: r.try_get(4)?,
-        variant: r.try_get(5)?,
-        status: r.try_get(6)?,
-        rows_read: r.try_get(7)?,
-        rows_stored: r.try_get(8)?,
-        rows_quarantined: r.try_get(9)?,
-        deviations: r.try_get(10)?,
-        totals: r.try_get(11)?,
-        scopes: r.try_get(12)?,
-        error: r.try_get(13)?,
-    })
 }
 
 const RUN_COLS: &str = "id, started_at, finished_at, source, format, variant, status, rows_read, rows_stored, \
@@ -589,7 +554,7 @@ impl Store {
                 .bind(limit)
                 .fetch_all(s.pool())
                 .await?;
-                rows.iter().map(run_from_row_sqlite).collect()
+                rows.iter().map(|r| Ok(run_from_row!(r))).collect()
             }
             Store::Postgres(s) => {
                 let rows = sqlx::query(&format!(
@@ -598,7 +563,7 @@ impl Store {
                 .bind(limit)
                 .fetch_all(s.pool())
                 .await?;
-                rows.iter().map(run_from_row_pg).collect()
+                rows.iter().map(|r| Ok(run_from_row!(r))).collect()
             }
         }
     }

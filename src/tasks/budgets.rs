@@ -12,8 +12,8 @@ use chrono::{DateTime, Days, NaiveDate, Utc};
 use rust_decimal::Decimal;
 
 use crate::domain::budget::{
-    Budget, BudgetMetric, BudgetSnapshot, BudgetStatus, GatePolicy, PeriodWindow, ThresholdOn,
-    ThresholdValue, evaluate, period_window,
+    Budget, BudgetMetric, BudgetSnapshot, BudgetStatus, GatePolicy, PeriodWindow, ThresholdValue,
+    evaluate, period_window,
 };
 use crate::domain::forecast::{CostKind, bucket, classify, forecast};
 use crate::notify::AlertsConfig;
@@ -87,10 +87,7 @@ fn describe_threshold(b: &Budget, key: &str) -> String {
     let Some(t) = b.thresholds.iter().find(|t| t.key() == key) else {
         return key.to_string();
     };
-    let on = match t.on {
-        ThresholdOn::Actual => "actual",
-        ThresholdOn::Forecast => "forecast",
-    };
+    let on = t.on.as_str();
     match t.value {
         ThresholdValue::Percent(p) => format!("{on} spend reached {}% of budget", p.normalize()),
         ThresholdValue::Amount(a) => {
