@@ -246,6 +246,128 @@ async fn reingesting_replaces_the_period_instead_of_doubling_it() {
     }
 }
 
+/// The rows of `text` (a CSV with a header) that `keep(row)` selects, as a CSV, and the sum
+/// of their `BilledCost`.
+fn filter_rows(
+    text: &str,
+    keep: impl Fn(&csv::StringRecord, &csv::StringRecord) -> bool,
+) -> (String, Decimal) {
+    let mut rdr = csv::ReaderBuilder::new().from_reader(text.as_bytes());
+    let head = rdr.headers().unwrap().clone();
+    let cost = head
+        .iter()
+        .position(|h| h.trim_start_matches('\u{feff}') == "BilledCost")
+        .unwrap();
+    let mut out = csv::Writer::from_writer(Vec::new());
+    out.write_record(&head).unwrap();
+    let mut sum = Decimal::ZERO;
+    for r in rdr.records() {
+        let r = r.unwrap();
+        if keep(&head, &r) {
+            sum += dec(&r[cost]);
+            out.write_record(&r).unwrap();
+        }
+    }
+    (String::from_utf8(out.into_inner().unwrap()).unwrap(), sum)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_newer_export_of_one_interleaved_scope_replaces_only_that_scope() {
+    // The FOCUS sample holds four scopes (provider | account | billing period) whose rows
+    // interleave (eleven changes of scope down the file), so each scope's ids are a range
+    // shared with other scopes' lines.
+    let tmp = tempfile::tempdir().unwrap();
+    let sample = common::read_shared("focus-sample/multi-provider/focus_sample.csv");
+    let col = |head: &csv::StringRecord, r: &csv::StringRecord, name: &str| {
+        let i = head
+            .iter()
+            .position(|h| h.trim_start_matches('\u{feff}') == name)
+            .unwrap();
+        r[i].to_string()
+    };
+    let (_, all) = filter_rows(&sample, |_, _| true);
+    let (_, microsoft) = filter_rows(&sample, |h, r| col(h, r, "ProviderName") == "Microsoft");
+    // A newer export of the Microsoft scope with only its first 20 lines.
+    let seen = std::sync::atomic::AtomicUsize::new(0);
+    let (newer, newer_sum) = filter_rows(&sample, |h, r| {
+        col(h, r, "ProviderName") == "Microsoft"
+            && seen.fetch_add(1, std::sync::atomic::Ordering::Relaxed) < 20
+    });
+    let p1 = write(tmp.path(), "focus-full.csv", &sample);
+    let p2 = write(tmp.path(), "focus-microsoft-v2.csv", &newer);
+    for db in common::both_backends().await {
+        let store = Store::open(&db.url).await.unwrap();
+        ingest_file(&store, &p1, None, false).await.unwrap();
+        let r = ingest_file(&store, &p2, None, false).await.unwrap();
+        assert_eq!(r.replaced_rows, 51, "{}", db.backend);
+        assert_eq!(
+            store.count_cost_lines().await.unwrap(),
+            1000 - 51 + 20,
+            "{}: only the Microsoft scope was replaced",
+            db.backend
+        );
+        assert_eq!(
+            all_totals(&store).await,
+            [("USD".to_string(), all - microsoft + newer_sum)].into(),
+            "{}",
+            db.backend
+        );
+        // The full file again: the other scopes' lines replace themselves, Microsoft's
+        // 20 lines are replaced by its 51.
+        let r = ingest_file(&store, &p1, None, false).await.unwrap();
+        assert_eq!(r.replaced_rows, 1000 - 51 + 20, "{}", db.backend);
+        assert_eq!(store.count_cost_lines().await.unwrap(), 1000);
+        assert_eq!(
+            all_totals(&store).await,
+            [("USD".to_string(), all)].into(),
+            "{}",
+            db.backend
+        );
+        store.close().await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn concurrent_ingests_of_the_same_period_leave_one_copy() {
+    // Two stores (as two processes or replicas) ingest copies of the same export at once:
+    // ingests take turns, so the later one sees and replaces the earlier one's lines.
+    let tmp = tempfile::tempdir().unwrap();
+    let sample = common::read_shared("focus-sample/multi-provider/focus_sample.csv");
+    let (_, all) = filter_rows(&sample, |_, _| true);
+    let paths: Vec<PathBuf> = (0..3)
+        .map(|i| write(tmp.path(), &format!("focus-copy-{i}.csv"), &sample))
+        .collect();
+    for db in common::both_backends().await {
+        let mut tasks = Vec::new();
+        for p in paths.clone() {
+            let store = Store::open(&db.url).await.unwrap();
+            tasks.push(tokio::spawn(async move {
+                let r = ingest_file(&store, &p, None, false).await;
+                store.close().await;
+                r
+            }));
+        }
+        for t in tasks {
+            let r = t.await.unwrap().unwrap();
+            assert_eq!(r.rows_stored, 1000, "{}", db.backend);
+        }
+        let store = Store::open(&db.url).await.unwrap();
+        assert_eq!(
+            store.count_cost_lines().await.unwrap(),
+            1000,
+            "{}: one copy",
+            db.backend
+        );
+        assert_eq!(
+            all_totals(&store).await,
+            [("USD".to_string(), all)].into(),
+            "{}",
+            db.backend
+        );
+        store.close().await;
+    }
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn bad_rows_are_quarantined_with_file_and_line() {
     let tmp = tempfile::tempdir().unwrap();

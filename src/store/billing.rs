@@ -105,10 +105,38 @@ fn tags_json(t: &BTreeMap<String, String>) -> String {
 }
 
 /// An open ingest: everything it writes becomes visible at `commit`, or not at all.
-pub enum IngestTx {
+///
+/// Its lines get ids from a block the run reserves (SQLite: the transaction holds the write
+/// lock from `BEGIN IMMEDIATE`; Postgres: an advisory lock that ingests take in turn), so the
+/// run knows, per scope, the first and last id its lines got and records them in
+/// `cost_line_range`. Replacing a scope later deletes a primary-key range instead of going
+/// through a per-line index on the scope.
+pub struct IngestTx {
+    backend: Backend,
+    /// The id the next line gets; reserved on the first `insert_lines`.
+    next_id: Option<i64>,
+    /// Per scope stored so far, in first-seen order.
+    ranges: Vec<ScopeRange>,
+    range_of: std::collections::HashMap<String, usize>,
+}
+
+enum Backend {
     Sqlite(Streaming<SqliteTx, SqliteArguments<'static>>),
     Postgres(Streaming<PgTx, Vec<u8>>),
 }
+
+/// The ids one run gave its lines of one scope: every such line has `first <= id <= last`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct ScopeRange {
+    scope: String,
+    first: i64,
+    last: i64,
+    lines: i64,
+}
+
+/// Serialises Postgres ingests while one reserves and uses its block of ids
+/// (`pg_advisory_xact_lock`, released at commit or rollback).
+const PG_INGEST_LOCK: i64 = 0x6275_7273_6172_0001;
 
 type SqliteTx = sqlx::Transaction<'static, Sqlite>;
 type PgTx = sqlx::Transaction<'static, Postgres>;
@@ -240,6 +268,7 @@ async fn sqlite_insert(
 /// Arguments of one cost line, in `COLS` order, owned so the writer task can take them.
 fn sqlite_row_args(
     args: &mut SqliteArguments<'static>,
+    id: i64,
     scope: &str,
     run_id: &str,
     l: &CostLine,
@@ -250,6 +279,7 @@ fn sqlite_row_args(
         detail: format!("encoding line {}: {e}", l.line),
     };
     let opt = |v: &Option<String>| v.clone();
+    args.add(id).map_err(bad)?;
     args.add(scope.to_string()).map_err(bad)?;
     args.add(run_id.to_string()).map_err(bad)?;
     args.add(l.line as i64).map_err(bad)?;
@@ -279,9 +309,9 @@ fn sqlite_row_args(
 }
 
 /// Columns of a cost line insert.
-const N_COLS: usize = 25;
+const N_COLS: usize = 26;
 
-/// Rows per INSERT: 25 parameters each, under SQLite's 32,766-parameter limit. Fewer,
+/// Rows per INSERT: 26 parameters each, under SQLite's 32,766-parameter limit. Fewer,
 /// larger statements mean fewer statement-journal rounds per file.
 const SQLITE_CHUNK: usize = 1200;
 
@@ -292,7 +322,7 @@ const SQLITE_CHUNK: usize = 1200;
 const SQLITE_INGEST_PRAGMAS: [&str; 2] =
     ["PRAGMA cache_size = -1048576", "PRAGMA temp_store = MEMORY"];
 
-const COLS: &str = "scope, ingest_run_id, source_line, billed_cost, effective_cost, list_cost, \
+const COLS: &str = "id, scope, ingest_run_id, source_line, billed_cost, effective_cost, list_cost, \
      billing_currency, billing_period_start, billing_period_end, charge_period_start, \
      charge_period_end, charge_category, provider_name, service_name, service_category, \
      region_id, availability_zone, resource_id, sku_id, billing_account_id, sub_account_id, \
@@ -302,13 +332,13 @@ const COLS: &str = "scope, ingest_run_id, source_line, billed_cost, effective_co
 /// the same binds inside the ingest transaction on either backend.
 macro_rules! in_tx {
     ($tx:expr, $sql:expr, |$q:ident| $binds:expr) => {
-        match $tx {
-            IngestTx::Sqlite(st) => {
+        match &mut $tx.backend {
+            Backend::Sqlite(st) => {
                 let sql = $sql.replace('$', "?");
                 let $q = sqlx::query(&sql);
                 $binds.execute(&mut **st.tx().await?).await?;
             }
-            IngestTx::Postgres(pg) => {
+            Backend::Postgres(pg) => {
                 let $q = sqlx::query($sql);
                 $binds.execute(&mut **pg.tx().await?).await?;
             }
@@ -341,7 +371,8 @@ macro_rules! run_from_row {
 impl IngestTx {
     /// Deletes the lines of `scope` (provider | billing account | billing period) that earlier
     /// runs of the same dataset (format and variant, e.g. Azure EA actual vs amortized)
-    /// stored: a newer export of that period replaces them.
+    /// stored: a newer export of that period replaces them. Each earlier run's lines of the
+    /// scope are a primary-key range (`cost_line_range`).
     pub async fn replace_older(
         &mut self,
         scope: &str,
@@ -349,32 +380,123 @@ impl IngestTx {
         format: Option<&str>,
         variant: Option<&str>,
     ) -> Result<u64, StoreError> {
-        let n = match self {
-            IngestTx::Sqlite(st) => sqlx::query(
-                "DELETE FROM cost_line WHERE scope = ?1 AND ingest_run_id <> ?2 AND ingest_run_id IN \
-                 (SELECT id FROM ingest_run WHERE format IS ?3 AND variant IS ?4)",
-            )
-            .bind(scope)
-            .bind(run_id)
-            .bind(format)
-            .bind(variant)
-            .execute(&mut **st.tx().await?)
-            .await?
-            .rows_affected(),
-            IngestTx::Postgres(pg) => sqlx::query(
-                "DELETE FROM cost_line WHERE scope = $1 AND ingest_run_id <> $2 AND ingest_run_id IN \
-                 (SELECT id FROM ingest_run WHERE format IS NOT DISTINCT FROM $3 \
-                  AND variant IS NOT DISTINCT FROM $4)",
-            )
-            .bind(scope)
-            .bind(run_id)
-            .bind(format)
-            .bind(variant)
-            .execute(&mut **pg.tx().await?)
-            .await?
-            .rows_affected(),
+        const OLDER: &str = "SELECT r.ingest_run_id, r.first_id, r.last_id FROM cost_line_range r \
+             JOIN ingest_run i ON i.id = r.ingest_run_id \
+             WHERE r.scope = $1 AND r.ingest_run_id <> $2 \
+             AND i.format IS NOT DISTINCT FROM $3 AND i.variant IS NOT DISTINCT FROM $4";
+        const DELETE_LINES: &str = "DELETE FROM cost_line WHERE id BETWEEN $1 AND $2 \
+             AND scope = $3 AND ingest_run_id = $4";
+        const DELETE_RANGE: &str =
+            "DELETE FROM cost_line_range WHERE scope = $1 AND ingest_run_id = $2";
+        let older: Vec<(String, i64, i64)> = match &mut self.backend {
+            Backend::Sqlite(st) => {
+                // SQLite spells "is not distinct from" `IS`.
+                let sql = OLDER
+                    .replace("IS NOT DISTINCT FROM", "IS")
+                    .replace('$', "?");
+                sqlx::query_as(&sql)
+                    .bind(scope)
+                    .bind(run_id)
+                    .bind(format)
+                    .bind(variant)
+                    .fetch_all(&mut **st.tx().await?)
+                    .await?
+            }
+            Backend::Postgres(pg) => {
+                sqlx::query_as(OLDER)
+                    .bind(scope)
+                    .bind(run_id)
+                    .bind(format)
+                    .bind(variant)
+                    .fetch_all(&mut **pg.tx().await?)
+                    .await?
+            }
         };
+        let mut n = 0;
+        for (run, first, last) in older {
+            n += match &mut self.backend {
+                Backend::Sqlite(st) => sqlx::query(&DELETE_LINES.replace('$', "?"))
+                    .bind(first)
+                    .bind(last)
+                    .bind(scope)
+                    .bind(&run)
+                    .execute(&mut **st.tx().await?)
+                    .await?
+                    .rows_affected(),
+                Backend::Postgres(pg) => sqlx::query(DELETE_LINES)
+                    .bind(first)
+                    .bind(last)
+                    .bind(scope)
+                    .bind(&run)
+                    .execute(&mut **pg.tx().await?)
+                    .await?
+                    .rows_affected(),
+            };
+            in_tx!(self, DELETE_RANGE, |q| q.bind(scope).bind(&run));
+        }
         Ok(n)
+    }
+
+    /// The first id of this run's block: one past every id any run has used, read while
+    /// this transaction keeps other ingests out.
+    async fn reserve_ids(&mut self) -> Result<i64, StoreError> {
+        if let Some(id) = self.next_id {
+            return Ok(id);
+        }
+        let used: i64 = match &mut self.backend {
+            // The transaction began IMMEDIATE: it already holds SQLite's write lock.
+            Backend::Sqlite(st) => {
+                sqlx::query_scalar(
+                    "SELECT MAX(COALESCE((SELECT seq FROM sqlite_sequence WHERE name = 'cost_line'), 0), \
+                     COALESCE((SELECT MAX(id) FROM cost_line), 0))",
+                )
+                .fetch_one(&mut **st.tx().await?)
+                .await?
+            }
+            Backend::Postgres(pg) => {
+                let tx = pg.tx().await?;
+                sqlx::query("SELECT pg_advisory_xact_lock($1)")
+                    .bind(PG_INGEST_LOCK)
+                    .execute(&mut **tx)
+                    .await?;
+                sqlx::query_scalar(
+                    "SELECT GREATEST((SELECT last_value FROM cost_line_id_seq), \
+                     COALESCE((SELECT MAX(id) FROM cost_line), 0))",
+                )
+                .fetch_one(&mut **tx)
+                .await?
+            }
+        };
+        self.next_id = Some(used + 1);
+        Ok(used + 1)
+    }
+
+    /// Gives the next line of `scope` its id and widens that scope's range.
+    fn take_id(&mut self, next: &mut i64, scope: &str) -> i64 {
+        let id = *next;
+        *next += 1;
+        let i = match self.ranges.last() {
+            Some(r) if r.scope == scope => self.ranges.len() - 1,
+            _ => match self.range_of.get(scope) {
+                Some(&i) => i,
+                None => {
+                    self.range_of.insert(scope.to_string(), self.ranges.len());
+                    self.ranges.push(ScopeRange {
+                        scope: scope.to_string(),
+                        first: id,
+                        last: id,
+                        lines: 0,
+                    });
+                    self.ranges.len() - 1
+                }
+            },
+        };
+        // Scopes interleave in some files: keep the last-used range at the end so the
+        // common case (runs of one scope) is one comparison.
+        let r = &mut self.ranges[i];
+        r.last = id;
+        r.lines += 1;
+        id
     }
 
     /// Appends lines, each with its scope.
@@ -383,28 +505,82 @@ impl IngestTx {
         run_id: &str,
         lines: &[(&str, &CostLine)],
     ) -> Result<(), StoreError> {
-        match self {
-            IngestTx::Sqlite(st) => {
-                for chunk in lines.chunks(SQLITE_CHUNK) {
+        let mut next = self.reserve_ids().await?;
+        let ids: Vec<i64> = lines
+            .iter()
+            .map(|(scope, _)| self.take_id(&mut next, scope))
+            .collect();
+        self.next_id = Some(next);
+        match &mut self.backend {
+            Backend::Sqlite(st) => {
+                for (chunk, ids) in lines.chunks(SQLITE_CHUNK).zip(ids.chunks(SQLITE_CHUNK)) {
                     let mut args = SqliteArguments::default();
-                    for (scope, l) in chunk {
-                        sqlite_row_args(&mut args, scope, run_id, l)?;
+                    for ((scope, l), id) in chunk.iter().zip(ids) {
+                        sqlite_row_args(&mut args, *id, scope, run_id, l)?;
                     }
                     st.send(args, sqlite_insert).await?;
                 }
             }
-            IngestTx::Postgres(pg) => {
+            Backend::Postgres(pg) => {
                 let mut buf = Vec::with_capacity(lines.len() * 400);
-                for (scope, l) in lines {
+                for ((scope, l), id) in lines.iter().zip(&ids) {
                     let tags = if l.tags.is_empty() {
                         std::borrow::Cow::Borrowed("{}")
                     } else {
                         std::borrow::Cow::Owned(tags_json(&l.tags))
                     };
-                    super::pgcopy::cost_line(&mut buf, scope, run_id, l, &tags);
+                    super::pgcopy::cost_line(&mut buf, *id, scope, run_id, l, &tags);
                 }
                 pg.send(buf, pg_copy).await?;
             }
+        }
+        Ok(())
+    }
+
+    /// Records this run's id range per scope, and moves Postgres's id sequence past the
+    /// block (so a line inserted without an id never collides with one).
+    async fn record_ranges(&mut self, run_id: &str) -> Result<(), StoreError> {
+        let Some(next) = self.next_id else {
+            return Ok(());
+        };
+        let ranges = std::mem::take(&mut self.ranges);
+        for chunk in ranges.chunks(500) {
+            match &mut self.backend {
+                Backend::Sqlite(st) => {
+                    let mut qb = QueryBuilder::<Sqlite>::new(
+                        "INSERT INTO cost_line_range (scope, ingest_run_id, first_id, last_id, lines) ",
+                    );
+                    qb.push_values(chunk, |mut b, r| {
+                        b.push_bind(&r.scope)
+                            .push_bind(run_id)
+                            .push_bind(r.first)
+                            .push_bind(r.last)
+                            .push_bind(r.lines);
+                    });
+                    qb.build().execute(&mut **st.tx().await?).await?;
+                }
+                Backend::Postgres(pg) => {
+                    let mut qb = QueryBuilder::<Postgres>::new(
+                        "INSERT INTO cost_line_range (scope, ingest_run_id, first_id, last_id, lines) ",
+                    );
+                    qb.push_values(chunk, |mut b, r| {
+                        b.push_bind(&r.scope)
+                            .push_bind(run_id)
+                            .push_bind(r.first)
+                            .push_bind(r.last)
+                            .push_bind(r.lines);
+                    });
+                    qb.build().execute(&mut **pg.tx().await?).await?;
+                }
+            }
+        }
+        if let Backend::Postgres(pg) = &mut self.backend {
+            sqlx::query(
+                "SELECT setval('cost_line_id_seq', GREATEST($1, (SELECT last_value FROM cost_line_id_seq)))",
+            )
+            .bind(next - 1)
+            .execute(&mut **pg.tx().await?)
+            .await?;
         }
         Ok(())
     }
@@ -429,8 +605,9 @@ impl IngestTx {
         Ok(())
     }
 
-    /// Marks the run finished inside the same transaction.
+    /// Records the run's id ranges and marks it finished, inside the same transaction.
     pub async fn finish_run(&mut self, r: &IngestRunRow) -> Result<(), StoreError> {
+        self.record_ranges(&r.id).await?;
         const SQL: &str = "UPDATE ingest_run SET finished_at = $2, format = $3, variant = $4, \
              status = $5, rows_read = $6, rows_stored = $7, rows_quarantined = $8, deviations = $9, \
              totals = $10, scopes = $11, error = $12 WHERE id = $1";
@@ -452,8 +629,14 @@ impl IngestTx {
 
     pub async fn commit(self) -> Result<(), StoreError> {
         match self {
-            IngestTx::Sqlite(st) => st.into_tx().await?.commit().await?,
-            IngestTx::Postgres(pg) => pg.into_tx().await?.commit().await?,
+            IngestTx {
+                backend: Backend::Sqlite(st),
+                ..
+            } => st.into_tx().await?.commit().await?,
+            IngestTx {
+                backend: Backend::Postgres(pg),
+                ..
+            } => pg.into_tx().await?.commit().await?,
         }
         Ok(())
     }
@@ -525,22 +708,30 @@ impl Store {
     }
 
     pub async fn begin_ingest(&self) -> Result<IngestTx, StoreError> {
-        Ok(match self {
+        let backend = match self {
             Store::Sqlite(s) => {
                 // The connection is closed after the ingest instead of going back to the
                 // pool, so the large page cache below is freed with it.
                 let mut conn = s.pool().acquire().await?;
                 conn.close_on_drop();
-                let mut tx = sqlx::Transaction::begin(conn, None).await?;
+                // IMMEDIATE: the write lock from the start, so the run's block of ids
+                // (`reserve_ids`) cannot be taken by another writer.
+                let mut tx = sqlx::Transaction::begin(conn, Some("BEGIN IMMEDIATE".into())).await?;
                 // A whole file is one transaction: give its index pages room (the default
                 // 2 MB cache makes index inserts of a large file spill and re-read), and keep
                 // each multi-row INSERT's statement journal out of the file system.
                 for p in SQLITE_INGEST_PRAGMAS {
                     sqlx::query(p).execute(&mut *tx).await?;
                 }
-                IngestTx::Sqlite(Streaming::new(tx))
+                Backend::Sqlite(Streaming::new(tx))
             }
-            Store::Postgres(s) => IngestTx::Postgres(Streaming::new(s.pool().begin().await?)),
+            Store::Postgres(s) => Backend::Postgres(Streaming::new(s.pool().begin().await?)),
+        };
+        Ok(IngestTx {
+            backend,
+            next_id: None,
+            ranges: Vec::new(),
+            range_of: Default::default(),
         })
     }
 

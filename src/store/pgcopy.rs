@@ -102,8 +102,16 @@ fn jsonb(out: &mut Vec<u8>, json: &str) {
 }
 
 /// One cost line as a binary COPY tuple, in the column order of `store::billing::COLS`.
-pub fn cost_line(out: &mut Vec<u8>, scope: &str, run_id: &str, l: &CostLine, tags_json: &str) {
-    out.extend_from_slice(&25i16.to_be_bytes());
+pub fn cost_line(
+    out: &mut Vec<u8>,
+    id: i64,
+    scope: &str,
+    run_id: &str,
+    l: &CostLine,
+    tags_json: &str,
+) {
+    out.extend_from_slice(&26i16.to_be_bytes());
+    int8(out, id);
     text(out, scope);
     text(out, run_id);
     int8(out, l.line as i64);
