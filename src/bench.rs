@@ -432,19 +432,13 @@ pub async fn bench_select(
         }
         tokio::time::sleep(Duration::from_millis(50)).await;
     };
-    let mut channels = vec![channel];
-    for _ in 1..connections.max(1) {
-        channels.push(
-            tonic::transport::Endpoint::from_shared(url.clone())
-                .map_err(|e| e.to_string())?
-                .tcp_nodelay(true)
-                .connect()
-                .await
-                .map_err(|e| e.to_string())?,
-        );
+    drop(channel);
+    let mut senders = Vec::new();
+    for _ in 0..connections.max(1) {
+        senders.push(h2_connect(&url).await?);
     }
     for (name, r) in select_requests() {
-        let s = load_select(channels.clone(), concurrency, requests, r).await;
+        let s = load_select(&url, senders.clone(), concurrency, requests, r).await?;
         println!(
             "gRPC SelectProvider {name}: {} req, {} errors, {:.0} req/s, p50 {:.3} ms, p99 {:.3} ms ({} in flight over {} connections)",
             s.requests,
@@ -453,7 +447,7 @@ pub async fn bench_select(
             ms(s.p50),
             ms(s.p99),
             concurrency,
-            channels.len()
+            senders.len()
         );
     }
     if let Some(tx) = stop {
@@ -512,84 +506,87 @@ pub fn naive_best(
     best
 }
 
+/// An HTTP/2 connection to the server for the load generator (no tower buffer in between:
+/// requests go straight onto the connection's streams).
+async fn h2_connect(
+    url: &str,
+) -> Result<hyper::client::conn::http2::SendRequest<http_body_util::Full<bytes::Bytes>>, String> {
+    let uri: tonic::codegen::http::Uri = url.parse().map_err(|e| format!("{url}: {e}"))?;
+    let host = uri.host().ok_or_else(|| format!("{url}: no host"))?;
+    let port = uri.port_u16().unwrap_or(80);
+    let tcp = tokio::net::TcpStream::connect((host, port))
+        .await
+        .map_err(|e| format!("{url}: {e}"))?;
+    tcp.set_nodelay(true).map_err(|e| e.to_string())?;
+    let (sender, conn) = hyper::client::conn::http2::handshake(
+        hyper_util::rt::TokioExecutor::new(),
+        hyper_util::rt::TokioIo::new(tcp),
+    )
+    .await
+    .map_err(|e| format!("{url}: HTTP/2 handshake: {e}"))?;
+    tokio::spawn(conn);
+    Ok(sender)
+}
+
+/// Runs `total` SelectProvider calls with `concurrency` in flight over `senders`' HTTP/2
+/// connections. The request is encoded once; each response is checked (HTTP 200,
+/// `grpc-status: 0`, a non-empty message) without being decoded, so the generator's share
+/// of the two cores stays small and what is measured is the server.
 async fn load_select(
-    channels: Vec<tonic::transport::Channel>,
+    url: &str,
+    senders: Vec<hyper::client::conn::http2::SendRequest<http_body_util::Full<bytes::Bytes>>>,
     concurrency: usize,
     total: u64,
     req: proto::SelectProviderRequest,
-) -> LoadStats {
-    // The request is encoded once and responses are checked (status, non-empty body) but
-    // not decoded, so the generator's share of the two cores stays small and what is
-    // measured is the server.
-    let body = bytes::Bytes::from(prost::Message::encode_to_vec(&req));
-    drive(concurrency, total, move |w, _| {
-        let mut grpc = tonic::client::Grpc::new(channels[w % channels.len()].clone());
-        let body = body.clone();
+) -> Result<LoadStats, String> {
+    use bytes::BufMut;
+    let msg = prost::Message::encode_to_vec(&req);
+    let mut framed = bytes::BytesMut::with_capacity(5 + msg.len());
+    framed.put_u8(0);
+    framed.put_u32(msg.len() as u32);
+    framed.extend_from_slice(&msg);
+    let framed = framed.freeze();
+    let uri: tonic::codegen::http::Uri = format!(
+        "{}/bursar.v1.PlacementService/SelectProvider",
+        url.trim_end_matches('/')
+    )
+    .parse()
+    .map_err(|e| format!("{url}: {e}"))?;
+    Ok(drive(concurrency, total, move |w, _| {
+        let mut sender = senders[w % senders.len()].clone();
+        let (body, uri) = (framed.clone(), uri.clone());
         async move {
-            if grpc.ready().await.is_err() {
+            let Ok(req) = tonic::codegen::http::Request::post(uri)
+                .header("content-type", "application/grpc")
+                .header("te", "trailers")
+                .body(http_body_util::Full::new(body))
+            else {
+                return false;
+            };
+            let Ok(resp) = sender.send_request(req).await else {
+                return false;
+            };
+            if resp.status() != 200 {
                 return false;
             }
-            let path = tonic::codegen::http::uri::PathAndQuery::from_static(
-                "/bursar.v1.PlacementService/SelectProvider",
-            );
-            matches!(
-                grpc.unary(tonic::Request::new(body), path, RawCodec).await,
-                Ok(r) if *r.get_ref() > 0
-            )
+            // A trailers-only answer (an error) carries its status in the headers.
+            if resp.headers().get("grpc-status").is_some_and(|s| s != "0") {
+                return false;
+            }
+            let mut body = resp.into_body();
+            let (mut bytes, mut ok) = (0usize, false);
+            while let Some(frame) = http_body_util::BodyExt::frame(&mut body).await {
+                let Ok(frame) = frame else { return false };
+                if let Some(d) = frame.data_ref() {
+                    bytes += d.len();
+                } else if let Some(t) = frame.trailers_ref() {
+                    ok = t.get("grpc-status").is_some_and(|s| s == "0");
+                }
+            }
+            ok && bytes > 5
         }
     })
-    .await
-}
-
-/// A gRPC codec that sends pre-encoded bytes and answers with the response's size.
-#[derive(Clone, Copy, Default)]
-struct RawCodec;
-
-struct RawEncoder;
-
-struct RawDecoder;
-
-impl tonic::codec::Codec for RawCodec {
-    type Encode = bytes::Bytes;
-    type Decode = usize;
-    type Encoder = RawEncoder;
-    type Decoder = RawDecoder;
-
-    fn encoder(&mut self) -> RawEncoder {
-        RawEncoder
-    }
-
-    fn decoder(&mut self) -> RawDecoder {
-        RawDecoder
-    }
-}
-
-impl tonic::codec::Encoder for RawEncoder {
-    type Item = bytes::Bytes;
-    type Error = tonic::Status;
-
-    fn encode(
-        &mut self,
-        item: bytes::Bytes,
-        dst: &mut tonic::codec::EncodeBuf<'_>,
-    ) -> Result<(), tonic::Status> {
-        bytes::BufMut::put_slice(dst, &item);
-        Ok(())
-    }
-}
-
-impl tonic::codec::Decoder for RawDecoder {
-    type Item = usize;
-    type Error = tonic::Status;
-
-    fn decode(
-        &mut self,
-        src: &mut tonic::codec::DecodeBuf<'_>,
-    ) -> Result<Option<usize>, tonic::Status> {
-        let n = bytes::Buf::remaining(src);
-        bytes::Buf::advance(src, n);
-        Ok(Some(n))
-    }
+    .await)
 }
 
 fn run_python(python: &Path, args: &[&str]) -> Result<serde_json::Value, String> {

@@ -272,6 +272,8 @@ struct Class {
     group_counts: HashMap<u16, Vec<(u32, u32, u32)>>,
     /// Per region group: row numbers of its on-demand offers, in price order.
     group_on_demand: HashMap<u16, Vec<u32>>,
+    /// Per region group: row numbers of all its offers, in price order.
+    group_rows: Vec<(u16, Vec<u32>)>,
 }
 
 impl Class {
@@ -279,9 +281,11 @@ impl Class {
     fn aggregate(&mut self) {
         let mut by_type: HashMap<u32, (u32, u32)> = HashMap::new();
         let mut by_group: HashMap<u16, HashMap<u32, (u32, u32)>> = HashMap::new();
+        let mut rows: HashMap<u16, Vec<u32>> = HashMap::new();
         for (row, &k) in self.key.iter().enumerate() {
             let (ty, g, spot) = unpack(k);
             let (ty, g) = (ty as u32, g as u16);
+            rows.entry(g).or_default().push(row as u32);
             let e = by_type.entry(ty).or_default();
             let ge = by_group.entry(g).or_default().entry(ty).or_default();
             if spot {
@@ -293,6 +297,8 @@ impl Class {
                 self.group_on_demand.entry(g).or_default().push(row as u32);
             }
         }
+        self.group_rows = rows.into_iter().collect();
+        self.group_rows.sort_unstable_by_key(|(g, _)| *g);
         self.type_counts = by_type.into_iter().map(|(t, (o, s))| (t, o, s)).collect();
         self.type_counts.sort_unstable();
         self.group_counts = by_group
@@ -730,18 +736,69 @@ impl PlacementIndex {
             compute + group_egress[g] + overhead
         };
 
+        // Region groups from the cheapest egress up: once the heap holds k choices, a group
+        // whose egress plus its cheapest offer's compute exceeds the k-th total is skipped.
+        let mut by_egress: Vec<(Units, u16)> = group_egress
+            .iter()
+            .enumerate()
+            .filter(|(g, _)| group_reason[*g] == Reason::Feasible)
+            .map(|(g, e)| (*e, g as u16))
+            .collect();
+        by_egress.sort_unstable();
         for &ci in &classes {
             let c = &self.classes[ci];
             let n = c.offer.len();
             considered += n as u64;
             let mut baseline_found = false;
-            let mut i = 0;
+            if !per_offer_checks {
+                // Without per-offer checks an offer's reason depends only on its (type,
+                // market, group): count from the class's aggregates (phase 2 below, with
+                // nothing visited) and search the top k group by group, each in price order,
+                // visiting only offers that could still enter it.
+                for &(egress, g) in &by_egress {
+                    let Some(rows) = c
+                        .group_rows
+                        .binary_search_by_key(&g, |(x, _)| *x)
+                        .ok()
+                        .map(|at| &c.group_rows[at].1)
+                    else {
+                        continue;
+                    };
+                    for &row in rows {
+                        let row = row as usize;
+                        if heap.len() >= k
+                            && let Some(top) = heap.peek()
+                            && i128::from(c.price_nanos[row]) * hn + egress > top.0
+                        {
+                            break;
+                        }
+                        let (ty, _, spot) = unpack(c.key[row]);
+                        if type_reason[ty] != Reason::Feasible
+                            || market_reason(spot) != Reason::Feasible
+                        {
+                            continue;
+                        }
+                        let (_, band) = late(c, row, spot);
+                        let item = (total_of(c, row, g as usize, spot, band), c.offer[row], band);
+                        if heap.len() < k {
+                            heap.push(item);
+                        } else if let Some(top) = heap.peek()
+                            && (item.0, item.1) < (top.0, top.1)
+                        {
+                            heap.pop();
+                            heap.push(item);
+                        }
+                    }
+                }
+            }
             // Phase 1's offers by their first-three-stage reason, to subtract from the
             // class aggregates in phase 2.
             let mut stage3 = [0u64; REASONS];
-            // Phase 1: offers that may still enter the top k (the class is in price order,
-            // so once compute + the smallest egress exceeds the k-th total, none can).
-            while i < n {
+            let mut i = 0;
+            // Phase 1 (with per-offer checks): offers that may still enter the top k (the
+            // class is in price order, so once compute + the smallest egress exceeds the
+            // k-th total, none can).
+            while per_offer_checks && i < n {
                 if heap.len() >= k
                     && let Some(top) = heap.peek()
                     && i128::from(c.price_nanos[i]) * hn + min_egress > top.0
@@ -1705,6 +1762,14 @@ mod tests {
         #![proptest_config(ProptestConfig::with_cases(1000))]
         #[test]
         fn index_agrees_with_brute_force(offers in prop::collection::vec(arb_offer(), 1..80), req in arb_request()) {
+            // Each case twice: as drawn, and without the per-offer constraints (the path
+            // that counts from aggregates and searches the top k group by group).
+            let mut plain = req.clone();
+            plain.max_band = None;
+            plain.max_price_nanos = None;
+            plain.max_total = None;
+            plain.min_savings_milli_pct = 0;
+            for req in [req, plain] {
             let bands = vec![SpotBand {
                 provider: Provider::Aws,
                 region: "us-east-1".into(),
@@ -1713,7 +1778,7 @@ mod tests {
                 label: "15-20%".into(),
                 savings_pct: 60,
             }];
-            let cat = Catalog::new(offers, bands);
+            let cat = Catalog::new(offers.clone(), bands);
             let model = CostModel::default();
             let mut feasible: Vec<(Decimal, usize)> = cat
                 .offers()
@@ -1740,6 +1805,7 @@ mod tests {
             let want: Vec<(Decimal, usize)> = feasible.into_iter().take(req.top_k).collect();
             prop_assert_eq!(got, want);
             prop_assert_eq!(dec.baseline.map(units_to_decimal), oracle_baseline(&cat, &req, &model));
+            }
         }
     }
 }

@@ -112,7 +112,10 @@ pub async fn run(
             stop_rx.clone(),
         )));
     }
-    let (log, log_rx) = tasks::decisions::DecisionLog::new(config.placement.decision_log_queue);
+    let log = tasks::decisions::DecisionLog::new(
+        config.placement.decision_log_queue,
+        config.placement.decision_log_batch,
+    );
     let mut state = placement::PlacementState::new(model, log.clone());
     // SelectProvider's budget gate reads the snapshot every evaluation swaps in.
     state.budgets = budget_snapshots;
@@ -120,12 +123,9 @@ pub async fn run(
     placement::refresh_state(&store, &state, &source_flags).await;
     {
         let (store, stop) = (store.clone(), stop_rx.clone());
-        let (batch, flush) = (
-            config.placement.decision_log_batch,
-            config.placement.decision_log_flush,
-        );
+        let flush = config.placement.decision_log_flush;
         loops.push(tokio::spawn(async move {
-            log.writer(store, log_rx, batch, flush, stop).await;
+            log.writer(store, flush, stop).await;
         }));
     }
     {

@@ -1,12 +1,14 @@
-//! The placement decision log: SelectProvider hands each decision to a bounded queue with
-//! `try_send` (never waits); one writer task batches rows into `placement_decision`. A full
-//! queue drops the row and counts it — logging never slows or fails the RPC. On shutdown
-//! the writer drains the queue before `run` returns.
-use std::sync::Arc;
+//! The placement decision log: SelectProvider appends each decision to a bounded in-memory
+//! queue (a short mutex, never a wait on I/O); one writer task takes the queue whole and
+//! writes it to `placement_decision` in batches. A full queue drops the row and counts it —
+//! logging never slows or fails the RPC. The writer is woken once per `batch` rows (or by its
+//! `flush` timer), not once per row: under load a wake-up per decision cost the server a
+//! thread unpark per request. On shutdown the writer drains the queue before `run` returns.
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use tokio::sync::{mpsc, watch};
+use tokio::sync::{Notify, watch};
 
 use crate::domain::egress::units_to_decimal;
 use crate::domain::placement::PlacementRequest;
@@ -42,106 +44,116 @@ impl PendingDecision {
     }
 }
 
-/// The request-path side of the log.
+/// The log: the request path's `record` and the writer's `writer`.
 #[derive(Clone)]
 pub struct DecisionLog {
-    tx: mpsc::Sender<PendingDecision>,
-    dropped: Arc<AtomicU64>,
-    written: Arc<AtomicU64>,
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    queue: Mutex<Vec<PendingDecision>>,
+    capacity: usize,
+    batch: usize,
+    /// Signalled when the queue reaches `batch` rows.
+    full: Notify,
+    dropped: AtomicU64,
+    written: AtomicU64,
 }
 
 impl DecisionLog {
-    /// A log with a queue of `capacity` rows, and the receiving end for `writer`.
-    pub fn new(capacity: usize) -> (DecisionLog, mpsc::Receiver<PendingDecision>) {
-        let (tx, rx) = mpsc::channel(capacity.max(1));
-        (
-            DecisionLog {
-                tx,
-                dropped: Arc::new(AtomicU64::new(0)),
-                written: Arc::new(AtomicU64::new(0)),
-            },
-            rx,
-        )
+    /// A log that holds at most `capacity` unwritten rows and wakes its writer every
+    /// `batch` rows.
+    pub fn new(capacity: usize, batch: usize) -> DecisionLog {
+        DecisionLog {
+            inner: Arc::new(Inner {
+                queue: Mutex::new(Vec::with_capacity(batch.max(1))),
+                capacity: capacity.max(1),
+                batch: batch.max(1),
+                full: Notify::new(),
+                dropped: AtomicU64::new(0),
+                written: AtomicU64::new(0),
+            }),
+        }
     }
 
     /// Queues a row without waiting; a full queue drops it and counts the drop.
     pub fn record(&self, row: PendingDecision) {
-        if self.tx.try_send(row).is_err() {
-            self.dropped.fetch_add(1, Ordering::Relaxed);
+        let wake = {
+            let Ok(mut q) = self.inner.queue.lock() else {
+                self.inner.dropped.fetch_add(1, Ordering::Relaxed);
+                return;
+            };
+            if q.len() >= self.inner.capacity {
+                drop(q);
+                self.inner.dropped.fetch_add(1, Ordering::Relaxed);
+                return;
+            }
+            q.push(row);
+            q.len() == self.inner.batch
+        };
+        if wake {
+            self.inner.full.notify_one();
         }
     }
 
     pub fn dropped(&self) -> u64 {
-        self.dropped.load(Ordering::Relaxed)
+        self.inner.dropped.load(Ordering::Relaxed)
     }
 
     pub fn written(&self) -> u64 {
-        self.written.load(Ordering::Relaxed)
+        self.inner.written.load(Ordering::Relaxed)
     }
 
-    /// Writes queued rows in batches of `batch` (or after `flush`) until shutdown, then
-    /// drains what is left.
-    pub async fn writer(
-        &self,
-        store: Store,
-        mut rx: mpsc::Receiver<PendingDecision>,
-        batch: usize,
-        flush: Duration,
-        mut shutdown: watch::Receiver<bool>,
-    ) {
-        let mut buf: Vec<PendingDecision> = Vec::with_capacity(batch);
-        // A batch is written when it is full or its oldest row has waited `flush`: under
-        // load that is one transaction per `batch` decisions, not one per lull.
-        let mut deadline: Option<tokio::time::Instant> = None;
+    /// Rows waiting to be written.
+    pub fn queued(&self) -> usize {
+        self.inner.queue.lock().map(|q| q.len()).unwrap_or(0)
+    }
+
+    fn take(&self) -> Vec<PendingDecision> {
+        match self.inner.queue.lock() {
+            Ok(mut q) => std::mem::replace(&mut *q, Vec::with_capacity(self.inner.batch)),
+            Err(_) => Vec::new(),
+        }
+    }
+
+    /// Writes what is queued whenever `batch` rows are waiting or `flush` has passed since
+    /// the last write, until shutdown; then writes what is left. A row waits at most
+    /// about `flush`.
+    pub async fn writer(&self, store: Store, flush: Duration, mut shutdown: watch::Receiver<bool>) {
         loop {
-            let before = buf.len();
-            let room = batch.saturating_sub(before).max(1);
             let stop = tokio::select! {
-                n = rx.recv_many(&mut buf, room) => n == 0,
-                _ = async {
-                    match deadline {
-                        Some(d) => tokio::time::sleep_until(d).await,
-                        None => std::future::pending().await,
-                    }
-                } => false,
+                _ = self.inner.full.notified() => false,
+                _ = tokio::time::sleep(flush) => false,
                 _ = shutdown.changed() => true,
             };
-            if before == 0 && !buf.is_empty() {
-                deadline = Some(tokio::time::Instant::now() + flush);
-            }
-            let due = deadline.is_some_and(|d| tokio::time::Instant::now() >= d);
-            if buf.len() >= batch || (!buf.is_empty() && (stop || due)) {
-                self.flush(&store, &mut buf).await;
-                deadline = None;
-            }
+            let rows = self.take();
+            self.flush(&store, rows).await;
             if stop {
-                while let Ok(row) = rx.try_recv() {
-                    buf.push(row);
-                    if buf.len() >= batch {
-                        self.flush(&store, &mut buf).await;
-                    }
-                }
-                self.flush(&store, &mut buf).await;
+                let rows = self.take();
+                self.flush(&store, rows).await;
                 return;
             }
         }
     }
 
-    async fn flush(&self, store: &Store, buf: &mut Vec<PendingDecision>) {
-        if buf.is_empty() {
+    async fn flush(&self, store: &Store, rows: Vec<PendingDecision>) {
+        if rows.is_empty() {
             return;
         }
-        let rows: Vec<DecisionRow> = buf.drain(..).map(PendingDecision::into_row).collect();
-        match store.insert_decisions(&rows).await {
-            Ok(n) => {
-                self.written.fetch_add(n, Ordering::Relaxed);
-            }
-            Err(e) => {
-                self.dropped.fetch_add(rows.len() as u64, Ordering::Relaxed);
-                tracing::warn!(error = %e, rows = rows.len(), "decision log write failed; rows dropped");
+        let rows: Vec<DecisionRow> = rows.into_iter().map(PendingDecision::into_row).collect();
+        for chunk in rows.chunks(self.inner.batch) {
+            match store.insert_decisions(chunk).await {
+                Ok(n) => {
+                    self.inner.written.fetch_add(n, Ordering::Relaxed);
+                }
+                Err(e) => {
+                    self.inner
+                        .dropped
+                        .fetch_add(chunk.len() as u64, Ordering::Relaxed);
+                    tracing::warn!(error = %e, rows = chunk.len(), "decision log write failed; rows dropped");
+                }
             }
         }
-        buf.clear();
     }
 }
 
@@ -177,13 +189,16 @@ mod tests {
 
     #[test]
     fn a_full_queue_drops_and_counts_without_waiting() {
-        let (log, mut rx) = DecisionLog::new(2);
+        let log = DecisionLog::new(2, 1);
         for i in 0..5 {
             log.record(row(&format!("d{i}")));
         }
         assert_eq!(log.dropped(), 3);
-        assert_eq!(rx.try_recv().unwrap().row.id, "d0");
-        assert_eq!(rx.try_recv().unwrap().row.id, "d1");
-        assert!(rx.try_recv().is_err());
+        let kept: Vec<String> = log.take().into_iter().map(|d| d.row.id).collect();
+        assert_eq!(kept, ["d0", "d1"]);
+        assert_eq!(log.queued(), 0);
+        // Room again once the writer has taken the queue.
+        log.record(row("d5"));
+        assert_eq!((log.queued(), log.dropped()), (1, 3));
     }
 }
