@@ -246,6 +246,56 @@ async fn reingesting_replaces_the_period_instead_of_doubling_it() {
     }
 }
 
+/// The test venv's Python (DuckDB is there): `.venv/bin/python`, else `python3`.
+fn venv_python() -> PathBuf {
+    let venv = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join(".venv/bin/python");
+    if venv.exists() {
+        venv
+    } else {
+        PathBuf::from("python3")
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn zstd_and_gzip_parquet_ingest_to_the_same_totals_as_snappy() {
+    // The CUR sample is Snappy-compressed; Data Exports and other tools also write Zstd and
+    // Gzip. DuckDB rewrites the same rows with each codec.
+    let tmp = tempfile::tempdir().unwrap();
+    let src = common::shared("native-billing/aws/Oct2018-WorkshopCUR-00001.snappy.parquet");
+    for db in common::both_backends().await {
+        let store = Store::open(&db.url).await.unwrap();
+        let base = ingest_file(&store, &src, None, false).await.unwrap();
+        let want = run_totals(&store, &base.run_id).await;
+        for codec in ["zstd", "gzip"] {
+            let out = tmp
+                .path()
+                .join(format!("{}-cur-{codec}.parquet", db.backend));
+            let script = format!(
+                "import duckdb; duckdb.sql(\"COPY (SELECT * FROM read_parquet('{}')) TO '{}' \
+                 (FORMAT parquet, COMPRESSION {codec})\")",
+                src.display(),
+                out.display()
+            );
+            let st = std::process::Command::new(venv_python())
+                .args(["-c", &script])
+                .status()
+                .unwrap();
+            assert!(st.success(), "duckdb wrote {codec} parquet");
+            let r = ingest_file(&store, &out, None, false)
+                .await
+                .unwrap_or_else(|e| panic!("{}: {codec}: {e}", db.backend));
+            assert_eq!(r.rows_stored, base.rows_stored, "{}: {codec}", db.backend);
+            assert_eq!(
+                run_totals(&store, &r.run_id).await,
+                want,
+                "{}: {codec}: same exact totals",
+                db.backend
+            );
+        }
+        store.close().await;
+    }
+}
+
 /// The rows of `text` (a CSV with a header) that `keep(row)` selects, as a CSV, and the sum
 /// of their `BilledCost`.
 fn filter_rows(

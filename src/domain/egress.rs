@@ -22,6 +22,27 @@ pub fn units_to_decimal(u: Units) -> Decimal {
     Decimal::from_i128_with_scale(u, 12).normalize()
 }
 
+/// The exact decimal text of `u` units, as `units_to_decimal(u).to_string()` writes it
+/// (no trailing zeros), without going through `Decimal`: the request path writes several
+/// amounts per placement.
+pub fn units_to_string(u: Units) -> String {
+    use std::fmt::Write as _;
+    let a = u.unsigned_abs();
+    let per = UNITS_PER_USD as u128;
+    let (int, frac) = (a / per, a % per);
+    let mut s = String::with_capacity(24);
+    if u < 0 {
+        s.push('-');
+    }
+    let _ = write!(s, "{int}");
+    if frac != 0 {
+        let _ = write!(s, ".{frac:012}");
+        let trimmed = s.trim_end_matches('0').len();
+        s.truncate(trimmed);
+    }
+    s
+}
+
 /// Nano-dollars from a decimal amount; `None` if it has more than 9 decimal places or is
 /// out of range.
 pub fn to_nanos(d: Decimal) -> Option<i64> {
@@ -250,6 +271,31 @@ impl EgressTable {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn units_text_matches_decimal_text() {
+        for u in [
+            0i128,
+            1,
+            -1,
+            UNITS_PER_USD,
+            -UNITS_PER_USD,
+            65_545_200_000_000,
+            1_000_000_000_010,
+            123_456_789_012_345_678_901,
+            -987_654_321,
+            i128::from(i64::MAX) * 1000,
+        ] {
+            assert_eq!(units_to_string(u), units_to_decimal(u).to_string(), "{u}");
+        }
+        let mut x: i128 = 7;
+        for _ in 0..2000 {
+            x = (x * 6_364_136_223_846_793_005 + 1_442_695_040_888_963_407) % 10_i128.pow(18);
+            for u in [x, -x, x * 1000, x / 1000 * 1000, x % 1_000_000] {
+                assert_eq!(units_to_string(u), units_to_decimal(u).to_string(), "{u}");
+            }
+        }
+    }
 
     #[test]
     fn same_region_is_free_and_inter_region_is_flat() {

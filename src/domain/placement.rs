@@ -590,23 +590,22 @@ impl PlacementIndex {
 
         // Hardware, once per type.
         let gpu_req = !req.accelerators.is_empty();
-        let type_reason: Vec<Reason> = self
-            .types
-            .iter()
-            .map(|t| {
-                if t.vcpus < req.min_vcpus {
-                    Reason::Vcpus
-                } else if t.memory_gib < req.min_memory_gib {
-                    Reason::Memory
-                } else if gpu_req && t.gpu_count < f64::from(req.accelerator_count) {
-                    Reason::AcceleratorCount
-                } else if gpu_req && t.gpu_memory_gib < req.min_gpu_memory_gib {
-                    Reason::GpuMemory
-                } else {
-                    Reason::Feasible
-                }
-            })
-            .collect();
+        // (Evaluated per type on demand: a GPU request only ever asks about its classes'
+        // types, and the whole type table is thousands of entries.)
+        let type_reason = |ty: usize| -> Reason {
+            let t = &self.types[ty];
+            if t.vcpus < req.min_vcpus {
+                Reason::Vcpus
+            } else if t.memory_gib < req.min_memory_gib {
+                Reason::Memory
+            } else if gpu_req && t.gpu_count < f64::from(req.accelerator_count) {
+                Reason::AcceleratorCount
+            } else if gpu_req && t.gpu_memory_gib < req.min_gpu_memory_gib {
+                Reason::GpuMemory
+            } else {
+                Reason::Feasible
+            }
+        };
 
         // Region groups: constraints, availability, egress — once per group.
         let now = cond.now.timestamp();
@@ -615,6 +614,7 @@ impl PlacementIndex {
             .iter()
             .filter(|m| m.expires_at > cond.now)
             .collect();
+        let egress = RequestEgress::new(req, model);
         let mut zone_marked: HashSet<u32> = HashSet::new();
         let mut group_reason = Vec::with_capacity(self.groups.len());
         let mut group_egress: Vec<Units> = Vec::with_capacity(self.groups.len());
@@ -656,7 +656,7 @@ impl PlacementIndex {
                 }
             }
             group_reason.push(r);
-            group_egress.push(egress_units(req, model, g));
+            group_egress.push(egress.to_group(g));
         }
         let home = req
             .inputs
@@ -773,7 +773,7 @@ impl PlacementIndex {
                             break;
                         }
                         let (ty, _, spot) = unpack(c.key[row]);
-                        if type_reason[ty] != Reason::Feasible
+                        if type_reason(ty) != Reason::Feasible
                             || market_reason(spot) != Reason::Feasible
                         {
                             continue;
@@ -806,7 +806,7 @@ impl PlacementIndex {
                     break;
                 }
                 let (ty, g, spot) = unpack(c.key[i]);
-                let tr = type_reason[ty];
+                let tr = type_reason(ty);
                 if !baseline_found && home == Some(g as u16) && !spot && tr == Reason::Feasible {
                     let t = i128::from(c.price_nanos[i]) * hn + group_egress[g];
                     baseline = Some(baseline.map_or(t, |b: Units| b.min(t)));
@@ -852,7 +852,7 @@ impl PlacementIndex {
                 let mut agg = [0u64; REASONS];
                 let mut feasible = 0u64;
                 for &(ty, od, sp) in &c.type_counts {
-                    let tr = type_reason[ty as usize];
+                    let tr = type_reason(ty as usize);
                     if tr != Reason::Feasible {
                         agg[tr as usize] += u64::from(od + sp);
                         continue;
@@ -868,7 +868,7 @@ impl PlacementIndex {
                         continue;
                     }
                     for &(ty, od, sp) in combos {
-                        if type_reason[ty as usize] == Reason::Feasible {
+                        if type_reason(ty as usize) == Reason::Feasible {
                             let m = if od_ok { u64::from(od) } else { 0 }
                                 + if spot_ok { u64::from(sp) } else { 0 };
                             agg[gr as usize] += m;
@@ -884,7 +884,7 @@ impl PlacementIndex {
                     && let Some(h) = home
                     && let Some(rows) = c.group_on_demand.get(&h)
                     && let Some(&row) = rows.iter().find(|&&row| {
-                        type_reason[unpack(c.key[row as usize]).0] == Reason::Feasible
+                        type_reason(unpack(c.key[row as usize]).0) == Reason::Feasible
                     })
                 {
                     let t = i128::from(c.price_nanos[row as usize]) * hn + group_egress[h as usize];
@@ -894,7 +894,7 @@ impl PlacementIndex {
             }
             while i < n {
                 let (ty, g, spot) = unpack(c.key[i]);
-                let tr = type_reason[ty];
+                let tr = type_reason(ty);
                 if !baseline_found && home == Some(g as u16) && !spot && tr == Reason::Feasible {
                     let t = i128::from(c.price_nanos[i]) * hn + group_egress[g];
                     baseline = Some(baseline.map_or(t, |b: Units| b.min(t)));
@@ -1030,17 +1030,60 @@ impl PlacementIndex {
 
 /// Egress of a request's inputs (and output) to or from region group `g`, without building
 /// the per-item lines (the request path prices every group; only chosen ones need lines).
-fn egress_units(req: &PlacementRequest, model: &CostModel, g: &GroupInfo) -> Units {
-    let mut total: Units = 0;
-    for i in &req.inputs {
-        let kind = kind_between(i.provider, &i.region, g.provider, &g.region, g.continent);
-        total += model.egress.cost_units(i.provider, kind, i.gb_milli);
+/// A request's egress priced once per (provider, kind of transfer): the request path then
+/// prices each region group with table lookups instead of tier arithmetic.
+struct RequestEgress<'a> {
+    req: &'a PlacementRequest,
+    /// Per input: cost by kind (`kind_index`).
+    inputs: Vec<[Units; 4]>,
+    /// The output's cost by source provider (`pidx`) and kind.
+    output: Option<[[Units; 4]; 3]>,
+}
+
+const KINDS: [EgressKind; 4] = [
+    EgressKind::SameRegion,
+    EgressKind::SameContinent,
+    EgressKind::CrossContinent,
+    EgressKind::Internet,
+];
+
+fn kind_index(k: EgressKind) -> usize {
+    match k {
+        EgressKind::SameRegion => 0,
+        EgressKind::SameContinent => 1,
+        EgressKind::CrossContinent => 2,
+        EgressKind::Internet => 3,
     }
-    if let Some(o) = &req.output {
-        let kind = EgressTable::kind(g.provider, &g.region, o.provider, &o.region);
-        total += model.egress.cost_units(g.provider, kind, o.gb_milli);
+}
+
+impl<'a> RequestEgress<'a> {
+    fn new(req: &'a PlacementRequest, model: &CostModel) -> Self {
+        RequestEgress {
+            req,
+            inputs: req
+                .inputs
+                .iter()
+                .map(|i| KINDS.map(|k| model.egress.cost_units(i.provider, k, i.gb_milli)))
+                .collect(),
+            output: req.output.as_ref().map(|o| {
+                Provider::ALL.map(|p| KINDS.map(|k| model.egress.cost_units(p, k, o.gb_milli)))
+            }),
+        }
     }
-    total
+
+    /// Egress of the inputs to, and the output from, region group `g`.
+    fn to_group(&self, g: &GroupInfo) -> Units {
+        let mut total: Units = 0;
+        for (i, cost) in self.req.inputs.iter().zip(&self.inputs) {
+            let kind = kind_between(i.provider, &i.region, g.provider, &g.region, g.continent);
+            total += cost[kind_index(kind)];
+        }
+        if let (Some(o), Some(cost)) = (&self.req.output, &self.output) {
+            let kind = EgressTable::kind(g.provider, &g.region, o.provider, &o.region);
+            total += cost[pidx(g.provider)][kind_index(kind)];
+        }
+        total
+    }
 }
 
 /// type in bits 0..32, group in bits 32..48, spot in bit 63.

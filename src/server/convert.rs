@@ -184,7 +184,7 @@ pub fn price(o: &Offer, catalog: &Catalog) -> proto::Price {
         price_per_hour: Some(money(o.price())),
         vcpus: a.vcpus,
         memory_gib: a.memory_gib,
-        gpu_model: a.gpu_model.unwrap_or_default(),
+        gpu_model: a.gpu_model.clone().unwrap_or_default(),
         gpu_count: a.gpu_count,
         gpu_memory_gib: a.gpu_memory_gib,
         architecture: a.arch,
@@ -220,7 +220,7 @@ pub fn source_status(
 // ---------------------------------------------------------------------------------------
 // Placement
 
-use crate::domain::egress::{Units, to_nanos, units_to_decimal};
+use crate::domain::egress::{Units, to_nanos, units_to_string};
 use crate::domain::placement::{
     AvailabilityMark, BAND_LABELS, Choice, DataItem, MarketPolicy, PlacementIndex,
     PlacementRequest, band_from_label, milli,
@@ -590,7 +590,7 @@ pub fn placement_request(
 
 fn usd(u: Units) -> proto::Money {
     proto::Money {
-        amount: units_to_decimal(u).to_string(),
+        amount: units_to_string(u),
         currency: "USD".into(),
     }
 }
@@ -607,11 +607,12 @@ pub fn placement(
     rank: usize,
     feasible: u64,
 ) -> proto::Placement {
-    let a = o.attrs.clone().unwrap_or_default();
+    let no_attrs = Default::default();
+    let a = o.attrs.as_ref().unwrap_or(&no_attrs);
     let hours = Decimal::new(req.hours_milli, 3).normalize();
     let mut why = format!(
         "#{rank} of {feasible} feasible: compute {} ({} h x {}/h{})",
-        units_to_decimal(c.compute),
+        units_to_string(c.compute),
         hours,
         o.price_per_hour.normalize(),
         if req.nodes > 1 {
@@ -633,7 +634,7 @@ pub fn placement(
             .sum();
         why.push_str(&format!(
             ", egress {} for {} GB",
-            units_to_decimal(c.egress_total),
+            units_to_string(c.egress_total),
             gb(gbs)
         ));
     }
@@ -642,7 +643,7 @@ pub fn placement(
             ", spot band {}{} adds {}",
             BAND_LABELS[usize::from(b.min(4))],
             if c.band_known { "" } else { " (assumed)" },
-            units_to_decimal(c.overhead)
+            units_to_string(c.overhead)
         ));
     }
     if o.is_seed() {
@@ -688,7 +689,7 @@ pub fn placement(
         reason: why,
         vcpus: a.vcpus,
         memory_gib: a.memory_gib,
-        gpu_model: a.gpu_model.unwrap_or_default(),
+        gpu_model: a.gpu_model.clone().unwrap_or_default(),
         gpu_count: a.gpu_count,
         over_budget: Vec::new(),
     }

@@ -388,3 +388,35 @@ impl Store {
         dispatch!(self, s => s.close().await)
     }
 }
+
+/// `rows` in chunks of `size` (a power of two), then the remainder in descending powers of
+/// two: a multi-row statement per chunk has one of a few shapes, each prepared once.
+pub(crate) fn fixed_chunks<T>(rows: &[T], size: usize) -> impl Iterator<Item = &[T]> {
+    let size = size.max(1).next_power_of_two();
+    let mut rest = rows;
+    std::iter::from_fn(move || {
+        if rest.is_empty() {
+            return None;
+        }
+        let mut n = size;
+        while n > rest.len() {
+            n /= 2;
+        }
+        let (head, tail) = rest.split_at(n);
+        rest = tail;
+        Some(head)
+    })
+}
+
+#[cfg(test)]
+mod chunk_tests {
+    #[test]
+    fn fixed_chunks_use_few_shapes_and_keep_every_row() {
+        let rows: Vec<u32> = (0..203).collect();
+        let sizes: Vec<usize> = super::fixed_chunks(&rows, 64).map(|c| c.len()).collect();
+        assert_eq!(sizes, [64, 64, 64, 8, 2, 1]);
+        let back: Vec<u32> = super::fixed_chunks(&rows, 64).flatten().copied().collect();
+        assert_eq!(back, rows);
+        assert_eq!(super::fixed_chunks::<u32>(&[], 64).count(), 0);
+    }
+}

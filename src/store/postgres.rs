@@ -449,7 +449,9 @@ impl PgStore {
 
     pub async fn insert_decisions(&self, rows: &[DecisionRow]) -> Result<u64, StoreError> {
         let mut tx = self.pool.begin().await?;
-        for chunk in rows.chunks(500) {
+        // Chunks of a few fixed sizes, so the statement cache keeps a handful of prepared
+        // INSERTs instead of preparing one for every batch length.
+        for chunk in super::fixed_chunks(rows, 64) {
             let mut qb = QueryBuilder::<Postgres>::new(
                 "INSERT INTO placement_decision (id, decided_at, team, project, job_id, labels, request, \
                  offers_considered, feasible, chosen_provider, chosen_region, chosen_zone, \

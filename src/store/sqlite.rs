@@ -427,7 +427,9 @@ impl SqliteStore {
 
     pub async fn insert_decisions(&self, rows: &[DecisionRow]) -> Result<u64, StoreError> {
         let mut tx = self.pool.begin().await?;
-        for chunk in rows.chunks(500) {
+        // Chunks of a few fixed sizes, so the statement cache keeps a handful of prepared
+        // INSERTs instead of preparing one for every batch length.
+        for chunk in super::fixed_chunks(rows, 64) {
             // OR FAIL: no statement journal; any error rolls the whole batch back anyway.
             let mut qb = QueryBuilder::<Sqlite>::new(
                 "INSERT OR FAIL INTO placement_decision (id, decided_at, team, project, job_id, labels, request, \

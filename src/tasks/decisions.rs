@@ -10,7 +10,7 @@ use std::time::Duration;
 
 use tokio::sync::{Notify, watch};
 
-use crate::domain::egress::units_to_decimal;
+use crate::domain::egress::units_to_string;
 use crate::domain::placement::PlacementRequest;
 use crate::store::{DecisionRow, Store};
 
@@ -22,23 +22,48 @@ pub struct PendingDecision {
     pub request: PlacementRequest,
 }
 
+/// The `request` column: what was asked, in a few fields (keys in alphabetical order).
+#[derive(serde::Serialize)]
+struct RequestSummary<'a> {
+    accelerator_count: u32,
+    accelerators: &'a [String],
+    hours: String,
+    inputs: Vec<String>,
+    market: String,
+    min_memory_gib: f64,
+    min_vcpus: f64,
+    nodes: u32,
+    top_k: usize,
+}
+
 impl PendingDecision {
     fn into_row(self) -> DecisionRow {
         let req = &self.request;
+        let summary = RequestSummary {
+            accelerator_count: req.accelerator_count,
+            accelerators: &req.accelerators,
+            hours: units_to_string(i128::from(req.hours_milli) * 1_000_000_000),
+            inputs: req
+                .inputs
+                .iter()
+                .map(|i| {
+                    format!(
+                        "{}:{}:{}GB",
+                        i.provider,
+                        i.region,
+                        i.gb_milli as f64 / 1000.0
+                    )
+                })
+                .collect(),
+            market: format!("{:?}", req.market),
+            min_memory_gib: req.min_memory_gib,
+            min_vcpus: req.min_vcpus,
+            nodes: req.nodes,
+            top_k: req.top_k,
+        };
         DecisionRow {
             labels: serde_json::to_string(&self.labels).unwrap_or_else(|_| "{}".into()),
-            request: serde_json::json!({
-                "min_vcpus": req.min_vcpus,
-                "min_memory_gib": req.min_memory_gib,
-                "accelerators": req.accelerators,
-                "accelerator_count": req.accelerator_count,
-                "nodes": req.nodes,
-                "hours": units_to_decimal(i128::from(req.hours_milli) * 1_000_000_000).to_string(),
-                "market": format!("{:?}", req.market),
-                "inputs": req.inputs.iter().map(|i| format!("{}:{}:{}GB", i.provider, i.region, i.gb_milli as f64 / 1000.0)).collect::<Vec<_>>(),
-                "top_k": req.top_k,
-            })
-            .to_string(),
+            request: serde_json::to_string(&summary).unwrap_or_else(|_| "{}".into()),
             ..self.row
         }
     }
