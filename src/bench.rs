@@ -413,22 +413,30 @@ pub async fn bench_select(
             format!("http://{addr}")
         }
     };
+    // Wait for the server to answer a first request: up to 60 s (an in-process server
+    // loads the catalog first), then give up with the last error instead of hanging.
+    let waited = Instant::now();
     let channel = loop {
-        if let Ok(ch) = tonic::transport::Endpoint::from_shared(url.clone())
+        let err = match tonic::transport::Endpoint::from_shared(url.clone())
             .map_err(|e| e.to_string())?
             .connect()
             .await
         {
-            let mut c = proto::placement_service_client::PlacementServiceClient::new(ch.clone());
-            if c.select_provider(select_requests()[0].1.clone())
-                .await
-                .is_ok()
-            {
-                break ch;
+            Ok(ch) => {
+                let mut c =
+                    proto::placement_service_client::PlacementServiceClient::new(ch.clone());
+                match c.select_provider(select_requests()[0].1.clone()).await {
+                    Ok(_) => break ch,
+                    Err(e) => format!("SelectProvider: {}", e.message()),
+                }
             }
-        }
+            Err(e) => format!("connect: {e}"),
+        };
         if handle.as_ref().is_some_and(|h| h.is_finished()) {
             return Err("server stopped".into());
+        }
+        if waited.elapsed() > Duration::from_secs(60) {
+            return Err(format!("{url} did not answer within 60 s ({err})"));
         }
         tokio::time::sleep(Duration::from_millis(50)).await;
     };
