@@ -520,7 +520,16 @@ async fn h2_connect(
     url: &str,
 ) -> Result<hyper::client::conn::http2::SendRequest<http_body_util::Full<bytes::Bytes>>, String> {
     let uri: tonic::codegen::http::Uri = url.parse().map_err(|e| format!("{url}: {e}"))?;
-    let host = uri.host().ok_or_else(|| format!("{url}: no host"))?;
+    if uri.scheme_str() != Some("http") {
+        return Err(format!(
+            "{url}: the load generator speaks plaintext HTTP/2 (h2c): use http://"
+        ));
+    }
+    let host = uri
+        .host()
+        .ok_or_else(|| format!("{url}: no host"))?
+        .trim_start_matches('[')
+        .trim_end_matches(']');
     let port = uri.port_u16().unwrap_or(80);
     let tcp = tokio::net::TcpStream::connect((host, port))
         .await

@@ -269,6 +269,21 @@ impl PlacementConfig {
                 "queue and batch must be > 0".into(),
             ));
         }
+        if self.decision_log_batch > self.decision_log_queue {
+            return Err(field(
+                "decision_log_batch",
+                format!(
+                    "{} is more than decision_log_queue ({}): a batch could never fill",
+                    self.decision_log_batch, self.decision_log_queue
+                ),
+            ));
+        }
+        if self.decision_log_flush.is_zero() {
+            return Err(field(
+                "decision_log_flush",
+                "must be > 0 (the longest a decision waits before it is written)".into(),
+            ));
+        }
         Ok(CostModel {
             egress,
             restart_hours_milli: hours("restart_hours", &self.restart_hours)?,
@@ -767,6 +782,22 @@ mod tests {
         let mut c = Config::default();
         c.sources.gcp.enabled = true;
         assert!(c.validate().unwrap_err().to_string().contains("api_key"));
+        for (toml, field) in [
+            (
+                "[placement]\ndecision_log_flush = \"0s\"",
+                "decision_log_flush",
+            ),
+            (
+                "[placement]\ndecision_log_queue = 10\ndecision_log_batch = 50",
+                "decision_log_batch",
+            ),
+        ] {
+            let e = match Config::from_toml(toml) {
+                Ok(c) => c.placement.cost_model().unwrap_err().to_string(),
+                Err(e) => e,
+            };
+            assert!(e.contains(field), "{toml}: {e}");
+        }
     }
 
     const BUDGETS_TOML: &str = r#"

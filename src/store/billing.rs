@@ -491,8 +491,8 @@ impl IngestTx {
                 }
             },
         };
-        // Scopes interleave in some files: keep the last-used range at the end so the
-        // common case (runs of one scope) is one comparison.
+        // Runs of one scope (the common case) cost one comparison with the newest range;
+        // a file whose scopes interleave pays a map lookup at each switch.
         let r = &mut self.ranges[i];
         r.last = id;
         r.lines += 1;
@@ -544,6 +544,7 @@ impl IngestTx {
             return Ok(());
         };
         let ranges = std::mem::take(&mut self.ranges);
+        self.range_of.clear();
         for chunk in ranges.chunks(500) {
             match &mut self.backend {
                 Backend::Sqlite(st) => {
