@@ -296,6 +296,20 @@ async fn zstd_and_gzip_parquet_ingest_to_the_same_totals_as_snappy() {
     }
 }
 
+/// The store holds exactly `lines` cost lines whose billed costs sum to `usd`.
+async fn assert_stored(store: &Store, lines: u64, usd: Decimal, backend: &str) {
+    assert_eq!(
+        store.count_cost_lines().await.unwrap(),
+        lines,
+        "{backend}: lines"
+    );
+    assert_eq!(
+        all_totals(store).await,
+        [("USD".to_string(), usd)].into(),
+        "{backend}: totals"
+    );
+}
+
 /// The rows of `text` (a CSV with a header) that `keep(row)` selects, as a CSV, and the sum
 /// of their `BilledCost`.
 fn filter_rows(
@@ -350,29 +364,19 @@ async fn a_newer_export_of_one_interleaved_scope_replaces_only_that_scope() {
         ingest_file(&store, &p1, None, false).await.unwrap();
         let r = ingest_file(&store, &p2, None, false).await.unwrap();
         assert_eq!(r.replaced_rows, 51, "{}", db.backend);
-        assert_eq!(
-            store.count_cost_lines().await.unwrap(),
+        // Only the Microsoft scope was replaced.
+        assert_stored(
+            &store,
             1000 - 51 + 20,
-            "{}: only the Microsoft scope was replaced",
-            db.backend
-        );
-        assert_eq!(
-            all_totals(&store).await,
-            [("USD".to_string(), all - microsoft + newer_sum)].into(),
-            "{}",
-            db.backend
-        );
+            all - microsoft + newer_sum,
+            db.backend,
+        )
+        .await;
         // The full file again: the other scopes' lines replace themselves, Microsoft's
         // 20 lines are replaced by its 51.
         let r = ingest_file(&store, &p1, None, false).await.unwrap();
         assert_eq!(r.replaced_rows, 1000 - 51 + 20, "{}", db.backend);
-        assert_eq!(store.count_cost_lines().await.unwrap(), 1000);
-        assert_eq!(
-            all_totals(&store).await,
-            [("USD".to_string(), all)].into(),
-            "{}",
-            db.backend
-        );
+        assert_stored(&store, 1000, all, db.backend).await;
         store.close().await;
     }
 }
@@ -402,18 +406,8 @@ async fn concurrent_ingests_of_the_same_period_leave_one_copy() {
             assert_eq!(r.rows_stored, 1000, "{}", db.backend);
         }
         let store = Store::open(&db.url).await.unwrap();
-        assert_eq!(
-            store.count_cost_lines().await.unwrap(),
-            1000,
-            "{}: one copy",
-            db.backend
-        );
-        assert_eq!(
-            all_totals(&store).await,
-            [("USD".to_string(), all)].into(),
-            "{}",
-            db.backend
-        );
+        // One copy.
+        assert_stored(&store, 1000, all, db.backend).await;
         store.close().await;
     }
 }

@@ -780,14 +780,7 @@ impl PlacementIndex {
                         }
                         let (_, band) = late(c, row, spot);
                         let item = (total_of(c, row, g as usize, spot, band), c.offer[row], band);
-                        if heap.len() < k {
-                            heap.push(item);
-                        } else if let Some(top) = heap.peek()
-                            && (item.0, item.1) < (top.0, top.1)
-                        {
-                            heap.pop();
-                            heap.push(item);
-                        }
+                        keep_best(&mut heap, k, item);
                     }
                 }
             }
@@ -829,15 +822,7 @@ impl PlacementIndex {
                     if req.max_total.is_some_and(|m| total > m) {
                         r = Reason::MaxTotalCost;
                     } else {
-                        let item = (total, c.offer[i], band);
-                        if heap.len() < k {
-                            heap.push(item);
-                        } else if let Some(top) = heap.peek()
-                            && (item.0, item.1) < (top.0, top.1)
-                        {
-                            heap.pop();
-                            heap.push(item);
-                        }
+                        keep_best(&mut heap, k, (total, c.offer[i], band));
                     }
                 }
                 counts[r as usize] += 1;
@@ -1030,6 +1015,18 @@ impl PlacementIndex {
 
 /// Egress of a request's inputs (and output) to or from region group `g`, without building
 /// the per-item lines (the request path prices every group; only chosen ones need lines).
+/// Keeps the `k` best (total, offer) choices: `heap` is a max-heap with the worst on top.
+fn keep_best(heap: &mut BinaryHeap<(Units, u32, u8)>, k: usize, item: (Units, u32, u8)) {
+    if heap.len() < k {
+        heap.push(item);
+    } else if let Some(top) = heap.peek()
+        && (item.0, item.1) < (top.0, top.1)
+    {
+        heap.pop();
+        heap.push(item);
+    }
+}
+
 /// A request's egress priced once per (provider, kind of transfer): the request path then
 /// prices each region group with table lookups instead of tier arithmetic.
 struct RequestEgress<'a> {

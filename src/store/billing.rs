@@ -134,6 +134,24 @@ struct ScopeRange {
     lines: i64,
 }
 
+/// The VALUES of a `cost_line_range` insert, the same binds on either backend.
+fn push_ranges<'a, DB: sqlx::Database>(
+    qb: &mut QueryBuilder<'a, DB>,
+    chunk: &'a [ScopeRange],
+    run_id: &'a str,
+) where
+    &'a str: sqlx::Encode<'a, DB> + sqlx::Type<DB>,
+    i64: sqlx::Encode<'a, DB> + sqlx::Type<DB>,
+{
+    qb.push_values(chunk, |mut b, r| {
+        b.push_bind(r.scope.as_str())
+            .push_bind(run_id)
+            .push_bind(r.first)
+            .push_bind(r.last)
+            .push_bind(r.lines);
+    });
+}
+
 /// Serialises Postgres ingests while one reserves and uses its block of ids
 /// (`pg_advisory_xact_lock`, released at commit or rollback).
 const PG_INGEST_LOCK: i64 = 0x6275_7273_6172_0001;
@@ -545,32 +563,18 @@ impl IngestTx {
         };
         let ranges = std::mem::take(&mut self.ranges);
         self.range_of.clear();
+        const INSERT: &str =
+            "INSERT INTO cost_line_range (scope, ingest_run_id, first_id, last_id, lines) ";
         for chunk in ranges.chunks(500) {
             match &mut self.backend {
                 Backend::Sqlite(st) => {
-                    let mut qb = QueryBuilder::<Sqlite>::new(
-                        "INSERT INTO cost_line_range (scope, ingest_run_id, first_id, last_id, lines) ",
-                    );
-                    qb.push_values(chunk, |mut b, r| {
-                        b.push_bind(&r.scope)
-                            .push_bind(run_id)
-                            .push_bind(r.first)
-                            .push_bind(r.last)
-                            .push_bind(r.lines);
-                    });
+                    let mut qb = QueryBuilder::<Sqlite>::new(INSERT);
+                    push_ranges(&mut qb, chunk, run_id);
                     qb.build().execute(&mut **st.tx().await?).await?;
                 }
                 Backend::Postgres(pg) => {
-                    let mut qb = QueryBuilder::<Postgres>::new(
-                        "INSERT INTO cost_line_range (scope, ingest_run_id, first_id, last_id, lines) ",
-                    );
-                    qb.push_values(chunk, |mut b, r| {
-                        b.push_bind(&r.scope)
-                            .push_bind(run_id)
-                            .push_bind(r.first)
-                            .push_bind(r.last)
-                            .push_bind(r.lines);
-                    });
+                    let mut qb = QueryBuilder::<Postgres>::new(INSERT);
+                    push_ranges(&mut qb, chunk, run_id);
                     qb.build().execute(&mut **pg.tx().await?).await?;
                 }
             }
