@@ -244,6 +244,24 @@ struct GroupInfo {
     continent: Option<Continent>,
 }
 
+impl GroupInfo {
+    /// How moving input `i` into this group is billed.
+    fn kind_from(&self, i: &DataItem) -> EgressKind {
+        kind_between(
+            i.provider,
+            &i.region,
+            self.provider,
+            &self.region,
+            self.continent,
+        )
+    }
+
+    /// How moving output `o` out of this group is billed.
+    fn kind_to(&self, o: &DataItem) -> EgressKind {
+        EgressTable::kind(self.provider, &self.region, o.provider, &o.region)
+    }
+}
+
 struct TypeInfo {
     vcpus: f64,
     memory_gib: f64,
@@ -738,12 +756,17 @@ impl PlacementIndex {
 
         // Region groups from the cheapest egress up: once the heap holds k choices, a group
         // whose egress plus its cheapest offer's compute exceeds the k-th total is skipped.
-        let mut by_egress: Vec<(Units, u16)> = group_egress
-            .iter()
-            .enumerate()
-            .filter(|(g, _)| group_reason[*g] == Reason::Feasible)
-            .map(|(g, e)| (*e, g as u16))
-            .collect();
+        // (Only the search without per-offer checks uses it.)
+        let mut by_egress: Vec<(Units, u16)> = if per_offer_checks {
+            Vec::new()
+        } else {
+            group_egress
+                .iter()
+                .enumerate()
+                .filter(|(g, _)| group_reason[*g] == Reason::Feasible)
+                .map(|(g, e)| (*e, g as u16))
+                .collect()
+        };
         by_egress.sort_unstable();
         for &ci in &classes {
             let c = &self.classes[ci];
@@ -942,7 +965,7 @@ impl PlacementIndex {
     ) -> Vec<EgressLine> {
         let mut lines = Vec::with_capacity(req.inputs.len() + 1);
         for i in &req.inputs {
-            let kind = kind_between(i.provider, &i.region, g.provider, &g.region, g.continent);
+            let kind = g.kind_from(i);
             lines.push(EgressLine {
                 label: i.label.clone(),
                 from_provider: i.provider,
@@ -954,7 +977,7 @@ impl PlacementIndex {
             });
         }
         if let Some(o) = &req.output {
-            let kind = EgressTable::kind(g.provider, &g.region, o.provider, &o.region);
+            let kind = g.kind_to(o);
             lines.push(EgressLine {
                 label: o.label.clone(),
                 from_provider: g.provider,
@@ -1072,12 +1095,10 @@ impl<'a> RequestEgress<'a> {
     fn to_group(&self, g: &GroupInfo) -> Units {
         let mut total: Units = 0;
         for (i, cost) in self.req.inputs.iter().zip(&self.inputs) {
-            let kind = kind_between(i.provider, &i.region, g.provider, &g.region, g.continent);
-            total += cost[kind_index(kind)];
+            total += cost[kind_index(g.kind_from(i))];
         }
         if let (Some(o), Some(cost)) = (&self.req.output, &self.output) {
-            let kind = EgressTable::kind(g.provider, &g.region, o.provider, &o.region);
-            total += cost[pidx(g.provider)][kind_index(kind)];
+            total += cost[pidx(g.provider)][kind_index(g.kind_to(o))];
         }
         total
     }

@@ -347,18 +347,19 @@ const COLS: &str = "id, scope, ingest_run_id, source_line, billed_cost, effectiv
      pricing_category, consumed_quantity, consumed_unit, tags";
 
 /// Runs one statement, written in Postgres placeholders (SQLite reads `$N` as `?N`), with
-/// the same binds inside the ingest transaction on either backend.
+/// the same binds inside the ingest transaction on either backend; evaluates to the number
+/// of rows affected.
 macro_rules! in_tx {
     ($tx:expr, $sql:expr, |$q:ident| $binds:expr) => {
         match &mut $tx.backend {
             Backend::Sqlite(st) => {
                 let sql = $sql.replace('$', "?");
                 let $q = sqlx::query(&sql);
-                $binds.execute(&mut **st.tx().await?).await?;
+                $binds.execute(&mut **st.tx().await?).await?.rows_affected()
             }
             Backend::Postgres(pg) => {
                 let $q = sqlx::query($sql);
-                $binds.execute(&mut **pg.tx().await?).await?;
+                $binds.execute(&mut **pg.tx().await?).await?.rows_affected()
             }
         }
     };
@@ -432,24 +433,11 @@ impl IngestTx {
         };
         let mut n = 0;
         for (run, first, last) in older {
-            n += match &mut self.backend {
-                Backend::Sqlite(st) => sqlx::query(&DELETE_LINES.replace('$', "?"))
-                    .bind(first)
-                    .bind(last)
-                    .bind(scope)
-                    .bind(&run)
-                    .execute(&mut **st.tx().await?)
-                    .await?
-                    .rows_affected(),
-                Backend::Postgres(pg) => sqlx::query(DELETE_LINES)
-                    .bind(first)
-                    .bind(last)
-                    .bind(scope)
-                    .bind(&run)
-                    .execute(&mut **pg.tx().await?)
-                    .await?
-                    .rows_affected(),
-            };
+            n += in_tx!(self, DELETE_LINES, |q| q
+                .bind(first)
+                .bind(last)
+                .bind(scope)
+                .bind(&run));
             in_tx!(self, DELETE_RANGE, |q| q.bind(scope).bind(&run));
         }
         Ok(n)
