@@ -26,21 +26,58 @@ pub fn units_to_decimal(u: Units) -> Decimal {
 /// (no trailing zeros), without going through `Decimal`: the request path writes several
 /// amounts per placement.
 pub fn units_to_string(u: Units) -> String {
+    let mut s = String::with_capacity(24);
+    push_units(&mut s, u);
+    s
+}
+
+/// Appends `u` as exact decimal text (no trailing zeros), as `units_to_string` writes it.
+/// Digits are written by hand from 64-bit halves: `u128`'s formatter was a visible share
+/// of SelectProvider's response building.
+pub fn push_units(s: &mut String, u: Units) {
     use std::fmt::Write as _;
     let a = u.unsigned_abs();
     let per = UNITS_PER_USD as u128;
-    let (int, frac) = (a / per, a % per);
-    let mut s = String::with_capacity(24);
+    let (int, frac) = (a / per, (a % per) as u64);
     if u < 0 {
         s.push('-');
     }
-    let _ = write!(s, "{int}");
-    if frac != 0 {
-        let _ = write!(s, ".{frac:012}");
-        let trimmed = s.trim_end_matches('0').len();
-        s.truncate(trimmed);
+    match u64::try_from(int) {
+        Ok(int) => push_u64(s, int),
+        Err(_) => {
+            let _ = write!(s, "{int}");
+        }
     }
-    s
+    if frac != 0 {
+        // 12 fractional digits, trailing zeros dropped.
+        let mut digits = [b'0'; 12];
+        let mut f = frac;
+        for d in digits.iter_mut().rev() {
+            *d = b'0' + (f % 10) as u8;
+            f /= 10;
+        }
+        let len = 12 - digits.iter().rev().take_while(|d| **d == b'0').count();
+        s.push('.');
+        for d in &digits[..len] {
+            s.push(char::from(*d));
+        }
+    }
+}
+
+fn push_u64(s: &mut String, mut v: u64) {
+    let mut buf = [0u8; 20];
+    let mut at = buf.len();
+    loop {
+        at -= 1;
+        buf[at] = b'0' + (v % 10) as u8;
+        v /= 10;
+        if v == 0 {
+            break;
+        }
+    }
+    for d in &buf[at..] {
+        s.push(char::from(*d));
+    }
 }
 
 /// Nano-dollars from a decimal amount; `None` if it has more than 9 decimal places or is
@@ -288,6 +325,13 @@ mod tests {
         ] {
             assert_eq!(units_to_string(u), units_to_decimal(u).to_string(), "{u}");
         }
+        // Whole dollars beyond 64 bits (past Decimal's range) take the u128 path.
+        let big = (i128::from(u64::MAX) + 1) * UNITS_PER_USD;
+        assert_eq!(units_to_string(big), "18446744073709551616");
+        assert_eq!(
+            units_to_string(-big - 5),
+            "-18446744073709551616.000000000005"
+        );
         let mut x: i128 = 7;
         for _ in 0..2000 {
             x = (x * 6_364_136_223_846_793_005 + 1_442_695_040_888_963_407) % 10_i128.pow(18);

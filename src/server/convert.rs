@@ -220,12 +220,18 @@ pub fn source_status(
 // ---------------------------------------------------------------------------------------
 // Placement
 
-use crate::domain::egress::{Units, to_nanos, units_to_string};
+use std::fmt::Write as _;
+
+use crate::domain::egress::{Units, push_units, to_nanos, units_to_string};
 use crate::domain::placement::{
     AvailabilityMark, BAND_LABELS, Choice, DataItem, MarketPolicy, PlacementIndex,
     PlacementRequest, band_from_label, milli,
 };
 use crate::domain::regions::{Jurisdiction, known_regions, region_info};
+
+/// Milli-units (hours, GB) and nano-dollars as `Units` (1e-12), for `push_units`.
+const MILLI_TO_UNITS: i128 = 1_000_000_000;
+const NANOS_TO_UNITS: i128 = 1_000;
 
 const MAX_HOURS: f64 = 100_000.0;
 const MAX_NODES: u32 = 1000;
@@ -595,10 +601,6 @@ fn usd(u: Units) -> proto::Money {
     }
 }
 
-fn gb(milli: i64) -> Decimal {
-    Decimal::new(milli, 3).normalize()
-}
-
 /// One placement for the response, with a one-line reason.
 pub fn placement(
     c: &Choice,
@@ -609,18 +611,25 @@ pub fn placement(
 ) -> proto::Placement {
     let no_attrs = Default::default();
     let a = o.attrs.as_ref().unwrap_or(&no_attrs);
-    let hours = Decimal::new(req.hours_milli, 3).normalize();
-    let mut why = format!(
-        "#{rank} of {feasible} feasible: compute {} ({} h x {}/h{})",
-        units_to_string(c.compute),
-        hours,
-        o.price_per_hour.normalize(),
-        if req.nodes > 1 {
-            format!(" x {} nodes", req.nodes)
-        } else {
-            String::new()
-        }
-    );
+    // The hourly price as exact text, from integer nanos when it has at most 9 decimals
+    // (every indexed offer's has).
+    let price_text = match to_nanos(o.price_per_hour) {
+        Some(n) => units_to_string(i128::from(n) * NANOS_TO_UNITS),
+        None => o.price_per_hour.normalize().to_string(),
+    };
+    // The reason line, written into one buffer (it is built for every placement returned).
+    let mut why = String::with_capacity(160);
+    let _ = write!(why, "#{rank} of {feasible} feasible: compute ");
+    push_units(&mut why, c.compute);
+    why.push_str(" (");
+    push_units(&mut why, i128::from(req.hours_milli) * MILLI_TO_UNITS);
+    why.push_str(" h x ");
+    why.push_str(&price_text);
+    why.push_str("/h");
+    if req.nodes > 1 {
+        let _ = write!(why, " x {} nodes", req.nodes);
+    }
+    why.push(')');
     if c.egress.is_empty() {
         why.push_str(", no data to move");
     } else if c.egress_total == 0 {
@@ -632,19 +641,20 @@ pub fn placement(
             .filter(|l| l.cost > 0)
             .map(|l| l.gb_milli)
             .sum();
-        why.push_str(&format!(
-            ", egress {} for {} GB",
-            units_to_string(c.egress_total),
-            gb(gbs)
-        ));
+        why.push_str(", egress ");
+        push_units(&mut why, c.egress_total);
+        why.push_str(" for ");
+        push_units(&mut why, i128::from(gbs) * MILLI_TO_UNITS);
+        why.push_str(" GB");
     }
     if let Some(b) = c.band {
-        why.push_str(&format!(
-            ", spot band {}{} adds {}",
-            BAND_LABELS[usize::from(b.min(4))],
-            if c.band_known { "" } else { " (assumed)" },
-            units_to_string(c.overhead)
-        ));
+        why.push_str(", spot band ");
+        why.push_str(BAND_LABELS[usize::from(b.min(4))]);
+        if !c.band_known {
+            why.push_str(" (assumed)");
+        }
+        why.push_str(" adds ");
+        push_units(&mut why, c.overhead);
     }
     if o.is_seed() {
         why.push_str("; seed price");
@@ -658,7 +668,10 @@ pub fn placement(
         zone: o.key.zone.clone(),
         instance_type: o.key.instance_type.clone(),
         market: market_to_proto(o.key.market) as i32,
-        price_per_hour: Some(money(o.price())),
+        price_per_hour: Some(proto::Money {
+            amount: price_text,
+            currency: o.currency.to_string(),
+        }),
         nodes: req.nodes,
         compute_cost: Some(usd(c.compute)),
         egress: c

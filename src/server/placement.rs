@@ -19,7 +19,7 @@ use crate::domain::placement::{AvailabilityMark, Conditions, CostModel, Placemen
 use crate::domain::regions::region_info;
 use crate::proto;
 use crate::proto::placement_service_server::PlacementService;
-use crate::store::{DecisionChoice, DecisionRow, Store};
+use crate::store::Store;
 use crate::tasks::decisions::{DecisionLog, PendingDecision};
 
 /// Live inputs to decisions, refreshed off the request path.
@@ -70,20 +70,6 @@ pub struct PlacementApi {
     pub store: Store,
     pub catalog: CatalogHandle,
     pub state: Arc<PlacementState>,
-}
-
-fn decision_choice(
-    o: &crate::domain::Offer,
-    total: crate::domain::egress::Units,
-) -> DecisionChoice {
-    DecisionChoice {
-        provider: o.key.provider.to_string(),
-        region: o.key.region.clone(),
-        zone: o.key.zone.clone(),
-        instance_type: o.key.instance_type.clone(),
-        market: o.key.market.to_string(),
-        total: units_to_decimal(total),
-    }
 }
 
 /// What the budget gate sees of a placement (catalog prices are USD).
@@ -142,10 +128,10 @@ impl PlacementService for PlacementApi {
         request: Request<proto::SelectProviderRequest>,
     ) -> Result<Response<proto::SelectProviderResponse>, Status> {
         let started = Instant::now();
-        let r = request.get_ref();
+        let mut r = request.into_inner();
         let catalog = self.catalog.load();
         let index = catalog.placement();
-        let req = convert::placement_request(r, index)?;
+        let req = convert::placement_request(&r, index)?;
         let marks = self.state.marks.load();
         let cond = Conditions {
             now: Utc::now(),
@@ -166,7 +152,14 @@ impl PlacementService for PlacementApi {
         let gate = if snapshots.is_empty() || decision.choices.is_empty() {
             Ok(GateDecision::default())
         } else {
-            budget_gate(&snapshots, r, &decision.choices, offers)
+            budget_gate(&snapshots, &r, &decision.choices, offers)
+        };
+        let outcome = if decision.choices.is_empty() {
+            "no_feasible"
+        } else if gate.is_err() {
+            "denied_by_budget"
+        } else {
+            "placed"
         };
         // The log records what the caller got: the placements the gate kept (none if denied).
         let mut kept = decision
@@ -174,51 +167,16 @@ impl PlacementService for PlacementApi {
             .iter()
             .enumerate()
             .filter(|(i, _)| gate.as_ref().is_ok_and(|g| g.kept(*i)))
-            .map(|(_, c)| c);
-        let (first, second) = (kept.next(), kept.next());
-        let chosen = first.map(|c| decision_choice(&offers[c.offer], c.total));
-        let runner_up = second.map(|c| decision_choice(&offers[c.offer], c.total));
-        let saving = match (decision.baseline, first) {
-            (Some(b), Some(c)) => Some(units_to_decimal(b - c.total)),
-            _ => None,
-        };
-        let label = |k: &str| r.labels.get(k).cloned();
-        self.state.log.record(PendingDecision {
-            labels: r.labels.clone(),
-            request: req.clone(),
-            row: DecisionRow {
-                id: id.clone(),
-                decided_at: cond.now,
-                team: label("team"),
-                project: label("project"),
-                job_id: label("job_id").or_else(|| label("job")),
-                labels: String::new(),
-                request: String::new(),
-                offers_considered: decision.considered as i64,
-                feasible: decision.feasible() as i64,
-                chosen,
-                runner_up,
-                baseline_total: decision.baseline.map(units_to_decimal),
-                estimated_saving: saving,
-                currency: "USD".into(),
-                outcome: if decision.choices.is_empty() {
-                    "no_feasible"
-                } else if gate.is_err() {
-                    "denied_by_budget"
-                } else {
-                    "placed"
-                }
-                .into(),
-                latency_us: started.elapsed().as_micros() as i64,
-            },
-        });
-        if decision.choices.is_empty() {
+            .map(|(_, c)| (c.offer, c.total));
+        let (chosen, runner_up) = (kept.next(), kept.next());
+        let feasible = decision.feasible();
+        let answer = if decision.choices.is_empty() {
             let parts: Vec<String> = decision
                 .exclusions()
                 .iter()
                 .map(|(c, n)| format!("{c} excluded {n}"))
                 .collect();
-            return Err(Status::failed_precondition(format!(
+            Err(Status::failed_precondition(format!(
                 "no feasible placement among {} offers: {}",
                 decision.considered,
                 if parts.is_empty() {
@@ -226,46 +184,70 @@ impl PlacementService for PlacementApi {
                 } else {
                     parts.join(", ")
                 }
-            )));
-        }
-        let feasible = decision.feasible();
-        let gate = gate?;
-        let mut placements: Vec<proto::Placement> = Vec::with_capacity(decision.choices.len());
-        for (i, c) in decision.choices.iter().enumerate() {
-            if !gate.kept(i) {
-                continue;
-            }
-            let mut p =
-                convert::placement(c, &offers[c.offer], &req, placements.len() + 1, feasible);
-            let cost = placement_cost(&offers[c.offer], c.total);
-            for w in &gate.warnings {
-                // Only budgets this placement would spend from.
-                let covers = snapshots
-                    .iter()
-                    .any(|s| s.name == w.budget && s.covers(&cost));
-                if covers && cost.total > w.remaining {
-                    p.over_budget.push(w.budget.clone());
+            )))
+        } else {
+            gate.map(|gate| {
+                let mut placements: Vec<proto::Placement> =
+                    Vec::with_capacity(decision.choices.len());
+                for (i, c) in decision.choices.iter().enumerate() {
+                    if !gate.kept(i) {
+                        continue;
+                    }
+                    let mut p = convert::placement(
+                        c,
+                        &offers[c.offer],
+                        &req,
+                        placements.len() + 1,
+                        feasible,
+                    );
+                    let cost = placement_cost(&offers[c.offer], c.total);
+                    for w in &gate.warnings {
+                        // Only budgets this placement would spend from.
+                        let covers = snapshots
+                            .iter()
+                            .any(|s| s.name == w.budget && s.covers(&cost));
+                        if covers && cost.total > w.remaining {
+                            p.over_budget.push(w.budget.clone());
+                        }
+                    }
+                    placements.push(p);
                 }
-            }
-            placements.push(p);
-        }
-        let seed_prices = placements.iter().all(|p| p.seed);
-        Ok(Response::new(proto::SelectProviderResponse {
-            placements,
-            excluded: decision
-                .exclusions()
-                .into_iter()
-                .map(|(c, n)| proto::Exclusion {
-                    constraint: c.to_string(),
-                    offers: n,
-                })
-                .collect(),
-            offers_considered: decision.considered,
+                let seed_prices = placements.iter().all(|p| p.seed);
+                proto::SelectProviderResponse {
+                    placements,
+                    excluded: decision
+                        .exclusions()
+                        .into_iter()
+                        .map(|(c, n)| proto::Exclusion {
+                            constraint: c.to_string(),
+                            offers: n,
+                        })
+                        .collect(),
+                    offers_considered: decision.considered,
+                    feasible,
+                    decision_id: id.clone(),
+                    seed_prices,
+                    budgets: gate.warnings.iter().map(convert::budget_notice).collect(),
+                }
+            })
+        };
+        // Logged after the answer is built, handing over what the request owns: the writer
+        // renders the row's text off the request path.
+        self.state.log.record(PendingDecision {
+            id,
+            decided_at: cond.now,
+            labels: std::mem::take(&mut r.labels),
+            request: req,
+            catalog: catalog.clone(),
+            considered: decision.considered,
             feasible,
-            decision_id: id,
-            seed_prices,
-            budgets: gate.warnings.iter().map(convert::budget_notice).collect(),
-        }))
+            chosen,
+            runner_up,
+            baseline: decision.baseline,
+            outcome,
+            latency_us: started.elapsed().as_micros() as i64,
+        });
+        answer.map(Response::new)
     }
 
     #[tracing::instrument(skip_all)]

@@ -426,52 +426,80 @@ impl SqliteStore {
     }
 
     pub async fn insert_decisions(&self, rows: &[DecisionRow]) -> Result<u64, StoreError> {
+        use sqlx::Arguments as _;
         let mut tx = self.pool.begin().await?;
         // Chunks of a few fixed sizes, so the statement cache keeps a handful of prepared
-        // INSERTs instead of preparing one for every batch length.
-        for chunk in super::fixed_chunks(rows, 64) {
-            // OR FAIL: no statement journal; any error rolls the whole batch back anyway.
-            let mut qb = QueryBuilder::<Sqlite>::new(
-                "INSERT OR FAIL INTO placement_decision (id, decided_at, team, project, job_id, labels, request, \
-                 offers_considered, feasible, chosen_provider, chosen_region, chosen_zone, \
-                 chosen_instance_type, chosen_market, chosen_total, runner_up_provider, runner_up_region, \
-                 runner_up_instance_type, runner_up_market, runner_up_total, baseline_total, \
-                 estimated_saving, currency, outcome, latency_us) ",
-            );
-            qb.push_values(chunk, |mut b, d| {
+        // INSERTs instead of preparing one for every batch length; each statement's text is
+        // built once per process, and the strings are bound by reference.
+        for chunk in super::fixed_chunks(rows, DECISION_CHUNK) {
+            let mut args = sqlx::sqlite::SqliteArguments::default();
+            let text = |d: Option<rust_decimal::Decimal>| d.map(|d| d.normalize().to_string());
+            for d in chunk {
                 let c = d.chosen.as_ref();
                 let r = d.runner_up.as_ref();
-                b.push_bind(d.id.clone())
-                    .push_bind(d.decided_at)
-                    .push_bind(d.team.clone())
-                    .push_bind(d.project.clone())
-                    .push_bind(d.job_id.clone())
-                    .push_bind(d.labels.clone())
-                    .push_unseparated("")
-                    .push_bind(d.request.clone())
-                    .push_unseparated("")
-                    .push_bind(d.offers_considered)
-                    .push_bind(d.feasible)
-                    .push_bind(c.map(|c| c.provider.clone()))
-                    .push_bind(c.map(|c| c.region.clone()))
-                    .push_bind(c.map(|c| c.zone.clone()))
-                    .push_bind(c.map(|c| c.instance_type.clone()))
-                    .push_bind(c.map(|c| c.market.clone()))
-                    .push_bind(c.map(|c| c.total).map(|d| d.normalize().to_string()))
-                    .push_bind(r.map(|c| c.provider.clone()))
-                    .push_bind(r.map(|c| c.region.clone()))
-                    .push_bind(r.map(|c| c.instance_type.clone()))
-                    .push_bind(r.map(|c| c.market.clone()))
-                    .push_bind(r.map(|c| c.total).map(|d| d.normalize().to_string()))
-                    .push_bind(d.baseline_total.map(|d| d.normalize().to_string()))
-                    .push_bind(d.estimated_saving.map(|d| d.normalize().to_string()))
-                    .push_bind(d.currency.clone())
-                    .push_bind(d.outcome.clone())
-                    .push_bind(d.latency_us);
-            });
-            qb.build().execute(&mut *tx).await?;
+                let bad = |e| StoreError::Corrupt {
+                    table: "placement_decision",
+                    detail: format!("encoding decision {}: {e}", d.id),
+                };
+                args.add(d.id.as_str()).map_err(bad)?;
+                args.add(d.decided_at).map_err(bad)?;
+                args.add(d.team.as_deref()).map_err(bad)?;
+                args.add(d.project.as_deref()).map_err(bad)?;
+                args.add(d.job_id.as_deref()).map_err(bad)?;
+                args.add(d.labels.as_str()).map_err(bad)?;
+                args.add(d.request.as_str()).map_err(bad)?;
+                args.add(d.offers_considered).map_err(bad)?;
+                args.add(d.feasible).map_err(bad)?;
+                args.add(c.map(|c| c.provider.as_str())).map_err(bad)?;
+                args.add(c.map(|c| c.region.as_str())).map_err(bad)?;
+                args.add(c.map(|c| c.zone.as_str())).map_err(bad)?;
+                args.add(c.map(|c| c.instance_type.as_str())).map_err(bad)?;
+                args.add(c.map(|c| c.market.as_str())).map_err(bad)?;
+                args.add(text(c.map(|c| c.total))).map_err(bad)?;
+                args.add(r.map(|c| c.provider.as_str())).map_err(bad)?;
+                args.add(r.map(|c| c.region.as_str())).map_err(bad)?;
+                args.add(r.map(|c| c.instance_type.as_str())).map_err(bad)?;
+                args.add(r.map(|c| c.market.as_str())).map_err(bad)?;
+                args.add(text(r.map(|c| c.total))).map_err(bad)?;
+                args.add(text(d.baseline_total)).map_err(bad)?;
+                args.add(text(d.estimated_saving)).map_err(bad)?;
+                args.add(d.currency.as_str()).map_err(bad)?;
+                args.add(d.outcome.as_str()).map_err(bad)?;
+                args.add(d.latency_us).map_err(bad)?;
+            }
+            sqlx::query_with(decision_insert_sql(chunk.len()), args)
+                .execute(&mut *tx)
+                .await?;
         }
         tx.commit().await?;
         Ok(rows.len() as u64)
     }
+}
+
+/// Rows per decision-log INSERT (a power of two: `fixed_chunks`).
+const DECISION_CHUNK: usize = 64;
+
+/// The decision-log INSERT for `rows` rows (a power of two up to `DECISION_CHUNK`), built
+/// once per shape.
+fn decision_insert_sql(rows: usize) -> &'static str {
+    static SQL: std::sync::OnceLock<Vec<String>> = std::sync::OnceLock::new();
+    debug_assert!(rows.is_power_of_two() && rows <= DECISION_CHUNK);
+    let all = SQL.get_or_init(|| {
+        let row = format!("({})", vec!["?"; 25].join(","));
+        (0..=DECISION_CHUNK.trailing_zeros())
+            .map(|p| {
+                // OR FAIL: no statement journal; any error rolls the whole batch back anyway.
+                format!(
+                    "INSERT OR FAIL INTO placement_decision (id, decided_at, team, project, job_id, \
+                     labels, request, offers_considered, feasible, chosen_provider, chosen_region, \
+                     chosen_zone, chosen_instance_type, chosen_market, chosen_total, \
+                     runner_up_provider, runner_up_region, runner_up_instance_type, \
+                     runner_up_market, runner_up_total, baseline_total, estimated_saving, \
+                     currency, outcome, latency_us) VALUES {}",
+                    vec![row.as_str(); 1 << p].join(",")
+                )
+            })
+            .collect()
+    });
+    &all[rows.trailing_zeros() as usize]
 }

