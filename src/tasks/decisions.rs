@@ -148,9 +148,6 @@ impl DecisionLog {
 
     /// Queues a row without waiting; a full queue drops it and counts the drop.
     pub fn record(&self, row: PendingDecision) {
-        if std::env::var_os("BURSAR_XP_NOLOG").is_some() {
-            return;
-        }
         let wake = {
             let Ok(mut q) = self.inner.queue.lock() else {
                 self.inner.dropped.fetch_add(1, Ordering::Relaxed);
