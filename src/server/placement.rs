@@ -122,7 +122,8 @@ fn budget_gate(
 
 #[tonic::async_trait]
 impl PlacementService for PlacementApi {
-    #[tracing::instrument(skip_all)]
+    // A debug-level span: under the default INFO filter the hot path creates none.
+    #[tracing::instrument(level = "debug", skip_all)]
     async fn select_provider(
         &self,
         request: Request<proto::SelectProviderRequest>,
