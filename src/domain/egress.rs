@@ -32,51 +32,23 @@ pub fn units_to_string(u: Units) -> String {
 }
 
 /// Appends `u` as exact decimal text (no trailing zeros), as `units_to_string` writes it.
-/// Digits are written by hand from 64-bit halves: `u128`'s formatter was a visible share
-/// of SelectProvider's response building.
+/// Digits come from `itoa`: `u128`'s `Display` was a visible share of SelectProvider's
+/// response building.
 pub fn push_units(s: &mut String, u: Units) {
-    use std::fmt::Write as _;
     let a = u.unsigned_abs();
     let per = UNITS_PER_USD as u128;
     let (int, frac) = (a / per, (a % per) as u64);
     if u < 0 {
         s.push('-');
     }
-    match u64::try_from(int) {
-        Ok(int) => push_u64(s, int),
-        Err(_) => {
-            let _ = write!(s, "{int}");
-        }
-    }
+    let mut digits = itoa::Buffer::new();
+    s.push_str(digits.format(int));
     if frac != 0 {
-        // 12 fractional digits, trailing zeros dropped.
-        let mut digits = [b'0'; 12];
-        let mut f = frac;
-        for d in digits.iter_mut().rev() {
-            *d = b'0' + (f % 10) as u8;
-            f /= 10;
-        }
-        let len = 12 - digits.iter().rev().take_while(|d| **d == b'0').count();
+        // 12 fractional digits: leading zeros restored, trailing zeros dropped.
+        let f = digits.format(frac);
         s.push('.');
-        for d in &digits[..len] {
-            s.push(char::from(*d));
-        }
-    }
-}
-
-fn push_u64(s: &mut String, mut v: u64) {
-    let mut buf = [0u8; 20];
-    let mut at = buf.len();
-    loop {
-        at -= 1;
-        buf[at] = b'0' + (v % 10) as u8;
-        v /= 10;
-        if v == 0 {
-            break;
-        }
-    }
-    for d in &buf[at..] {
-        s.push(char::from(*d));
+        s.extend(std::iter::repeat_n('0', 12 - f.len()));
+        s.push_str(f.trim_end_matches('0'));
     }
 }
 

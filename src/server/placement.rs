@@ -201,14 +201,17 @@ impl PlacementService for PlacementApi {
                         placements.len() + 1,
                         feasible,
                     );
-                    let cost = placement_cost(&offers[c.offer], c.total);
-                    for w in &gate.warnings {
-                        // Only budgets this placement would spend from.
-                        let covers = snapshots
-                            .iter()
-                            .any(|s| s.name == w.budget && s.covers(&cost));
-                        if covers && cost.total > w.remaining {
-                            p.over_budget.push(w.budget.clone());
+                    // Priced for the gate only when a budget warned (no budgets: no work).
+                    if !gate.warnings.is_empty() {
+                        let cost = placement_cost(&offers[c.offer], c.total);
+                        for w in &gate.warnings {
+                            // Only budgets this placement would spend from.
+                            let covers = snapshots
+                                .iter()
+                                .any(|s| s.name == w.budget && s.covers(&cost));
+                            if covers && cost.total > w.remaining {
+                                p.over_budget.push(w.budget.clone());
+                            }
                         }
                     }
                     placements.push(p);

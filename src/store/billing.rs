@@ -266,16 +266,9 @@ async fn sqlite_insert(
     let mut sql: std::collections::HashMap<usize, String> = std::collections::HashMap::new();
     while let Some(args) = rx.recv().await {
         let rows = sqlx::Arguments::len(&args) / N_COLS;
-        let text = sql.entry(rows).or_insert_with(|| {
-            let row = format!("({})", vec!["?"; N_COLS].join(","));
-            // OR FAIL: a failing row stops the statement without undoing its earlier rows,
-            // so SQLite keeps no statement journal (the whole transaction is rolled back on
-            // any error anyway).
-            format!(
-                "INSERT OR FAIL INTO cost_line ({COLS}) VALUES {}",
-                vec![row.as_str(); rows].join(",")
-            )
-        });
+        let text = sql
+            .entry(rows)
+            .or_insert_with(|| super::sqlite_insert_sql("cost_line", COLS, N_COLS, rows));
         sqlx::query_with(text.as_str(), args)
             .execute(&mut *tx)
             .await?;
@@ -346,20 +339,39 @@ const COLS: &str = "id, scope, ingest_run_id, source_line, billed_cost, effectiv
      region_id, availability_zone, resource_id, sku_id, billing_account_id, sub_account_id, \
      pricing_category, consumed_quantity, consumed_unit, tags";
 
-/// Runs one statement, written in Postgres placeholders (SQLite reads `$N` as `?N`), with
-/// the same binds inside the ingest transaction on either backend; evaluates to the number
-/// of rows affected.
+/// A statement written for Postgres, as SQLite spells it: `$N` placeholders become `?N`
+/// and "IS NOT DISTINCT FROM" becomes `IS`.
+fn sqlite_spelling(sql: &str) -> String {
+    sql.replace("IS NOT DISTINCT FROM", "IS").replace('$', "?")
+}
+
+/// Runs one statement, written for Postgres (`sqlite_spelling` adapts it), with the same
+/// binds inside the ingest transaction on either backend; evaluates to the number of rows
+/// affected, or with `fetch_all` first, to the rows (`query_as`).
 macro_rules! in_tx {
     ($tx:expr, $sql:expr, |$q:ident| $binds:expr) => {
         match &mut $tx.backend {
             Backend::Sqlite(st) => {
-                let sql = $sql.replace('$', "?");
+                let sql = sqlite_spelling($sql);
                 let $q = sqlx::query(&sql);
                 $binds.execute(&mut **st.tx().await?).await?.rows_affected()
             }
             Backend::Postgres(pg) => {
                 let $q = sqlx::query($sql);
                 $binds.execute(&mut **pg.tx().await?).await?.rows_affected()
+            }
+        }
+    };
+    (fetch_all $tx:expr, $sql:expr, |$q:ident| $binds:expr) => {
+        match &mut $tx.backend {
+            Backend::Sqlite(st) => {
+                let sql = sqlite_spelling($sql);
+                let $q = sqlx::query_as(&sql);
+                $binds.fetch_all(&mut **st.tx().await?).await?
+            }
+            Backend::Postgres(pg) => {
+                let $q = sqlx::query_as($sql);
+                $binds.fetch_all(&mut **pg.tx().await?).await?
             }
         }
     };
@@ -407,30 +419,11 @@ impl IngestTx {
              AND scope = $3 AND ingest_run_id = $4";
         const DELETE_RANGE: &str =
             "DELETE FROM cost_line_range WHERE scope = $1 AND ingest_run_id = $2";
-        let older: Vec<(String, i64, i64)> = match &mut self.backend {
-            Backend::Sqlite(st) => {
-                // SQLite spells "is not distinct from" `IS`.
-                let sql = OLDER
-                    .replace("IS NOT DISTINCT FROM", "IS")
-                    .replace('$', "?");
-                sqlx::query_as(&sql)
-                    .bind(scope)
-                    .bind(run_id)
-                    .bind(format)
-                    .bind(variant)
-                    .fetch_all(&mut **st.tx().await?)
-                    .await?
-            }
-            Backend::Postgres(pg) => {
-                sqlx::query_as(OLDER)
-                    .bind(scope)
-                    .bind(run_id)
-                    .bind(format)
-                    .bind(variant)
-                    .fetch_all(&mut **pg.tx().await?)
-                    .await?
-            }
-        };
+        let older: Vec<(String, i64, i64)> = in_tx!(fetch_all self, OLDER, |q| q
+            .bind(scope)
+            .bind(run_id)
+            .bind(format)
+            .bind(variant));
         let mut n = 0;
         for (run, first, last) in older {
             n += in_tx!(self, DELETE_LINES, |q| q
@@ -681,7 +674,7 @@ impl Store {
     ) -> Result<(), StoreError> {
         match self {
             Store::Sqlite(s) => {
-                sqlx::query(&sql.replace('$', "?"))
+                sqlx::query(&sqlite_spelling(sql))
                     .bind(id)
                     .bind(at)
                     .bind(text)

@@ -389,6 +389,31 @@ impl Store {
     }
 }
 
+/// Columns of a `placement_decision` insert, in bind order (both backends).
+pub(crate) const DECISION_COLS: &str = "id, decided_at, team, project, job_id, labels, request, \
+     offers_considered, feasible, chosen_provider, chosen_region, chosen_zone, \
+     chosen_instance_type, chosen_market, chosen_total, runner_up_provider, runner_up_region, \
+     runner_up_instance_type, runner_up_market, runner_up_total, baseline_total, \
+     estimated_saving, currency, outcome, latency_us";
+
+/// Parameters per decision row (the columns above).
+pub(crate) const DECISION_N_COLS: usize = 25;
+
+/// Rows per decision-log INSERT: `fixed_chunks` of this size.
+pub(crate) const DECISION_CHUNK: usize = 64;
+
+/// SQLite's multi-row `INSERT OR FAIL INTO table (cols) VALUES (?,…),…` for `rows` rows of
+/// `n_cols` parameters. OR FAIL: a failing row stops the statement without undoing its
+/// earlier rows, so SQLite keeps no statement journal (the whole transaction is rolled back
+/// on any error anyway).
+pub(crate) fn sqlite_insert_sql(table: &str, cols: &str, n_cols: usize, rows: usize) -> String {
+    let row = format!("({})", vec!["?"; n_cols].join(","));
+    format!(
+        "INSERT OR FAIL INTO {table} ({cols}) VALUES {}",
+        vec![row.as_str(); rows].join(",")
+    )
+}
+
 /// `rows` in chunks of `size` (a power of two), then the remainder in descending powers of
 /// two: a multi-row statement per chunk has one of a few shapes, each prepared once.
 pub(crate) fn fixed_chunks<T>(rows: &[T], size: usize) -> impl Iterator<Item = &[T]> {

@@ -451,14 +451,11 @@ impl PgStore {
         let mut tx = self.pool.begin().await?;
         // Chunks of a few fixed sizes, so the statement cache keeps a handful of prepared
         // INSERTs instead of preparing one for every batch length.
-        for chunk in super::fixed_chunks(rows, 64) {
-            let mut qb = QueryBuilder::<Postgres>::new(
-                "INSERT INTO placement_decision (id, decided_at, team, project, job_id, labels, request, \
-                 offers_considered, feasible, chosen_provider, chosen_region, chosen_zone, \
-                 chosen_instance_type, chosen_market, chosen_total, runner_up_provider, runner_up_region, \
-                 runner_up_instance_type, runner_up_market, runner_up_total, baseline_total, \
-                 estimated_saving, currency, outcome, latency_us) ",
-            );
+        for chunk in super::fixed_chunks(rows, super::DECISION_CHUNK) {
+            let mut qb = QueryBuilder::<Postgres>::new(format!(
+                "INSERT INTO placement_decision ({}) ",
+                super::DECISION_COLS
+            ));
             qb.push_values(chunk, |mut b, d| {
                 let c = d.chosen.as_ref();
                 let r = d.runner_up.as_ref();

@@ -431,7 +431,7 @@ impl SqliteStore {
         // Chunks of a few fixed sizes, so the statement cache keeps a handful of prepared
         // INSERTs instead of preparing one for every batch length; each statement's text is
         // built once per process, and the strings are bound by reference.
-        for chunk in super::fixed_chunks(rows, DECISION_CHUNK) {
+        for chunk in super::fixed_chunks(rows, super::DECISION_CHUNK) {
             let mut args = sqlx::sqlite::SqliteArguments::default();
             let text = |d: Option<rust_decimal::Decimal>| d.map(|d| d.normalize().to_string());
             for d in chunk {
@@ -476,27 +476,19 @@ impl SqliteStore {
     }
 }
 
-/// Rows per decision-log INSERT (a power of two: `fixed_chunks`).
-const DECISION_CHUNK: usize = 64;
-
 /// The decision-log INSERT for `rows` rows (a power of two up to `DECISION_CHUNK`), built
 /// once per shape.
 fn decision_insert_sql(rows: usize) -> &'static str {
     static SQL: std::sync::OnceLock<Vec<String>> = std::sync::OnceLock::new();
-    debug_assert!(rows.is_power_of_two() && rows <= DECISION_CHUNK);
+    debug_assert!(rows.is_power_of_two() && rows <= super::DECISION_CHUNK);
     let all = SQL.get_or_init(|| {
-        let row = format!("({})", vec!["?"; 25].join(","));
-        (0..=DECISION_CHUNK.trailing_zeros())
+        (0..=super::DECISION_CHUNK.trailing_zeros())
             .map(|p| {
-                // OR FAIL: no statement journal; any error rolls the whole batch back anyway.
-                format!(
-                    "INSERT OR FAIL INTO placement_decision (id, decided_at, team, project, job_id, \
-                     labels, request, offers_considered, feasible, chosen_provider, chosen_region, \
-                     chosen_zone, chosen_instance_type, chosen_market, chosen_total, \
-                     runner_up_provider, runner_up_region, runner_up_instance_type, \
-                     runner_up_market, runner_up_total, baseline_total, estimated_saving, \
-                     currency, outcome, latency_us) VALUES {}",
-                    vec![row.as_str(); 1 << p].join(",")
+                super::sqlite_insert_sql(
+                    "placement_decision",
+                    super::DECISION_COLS,
+                    super::DECISION_N_COLS,
+                    1 << p,
                 )
             })
             .collect()
