@@ -140,6 +140,9 @@ pub struct PlacementConfig {
     pub decision_log_batch: usize,
     #[serde(with = "humantime_serde_str")]
     pub decision_log_flush: Duration,
+    /// How many nice steps (0–19) below the server the decision-log writer runs (Linux), so
+    /// that on a saturated machine it yields to the threads answering requests.
+    pub decision_log_nice: i32,
     /// Egress price overrides per provider; unset providers keep the built-in list prices.
     pub egress: EgressConfig,
 }
@@ -155,6 +158,7 @@ impl Default for PlacementConfig {
             decision_log_queue: 10_000,
             decision_log_batch: 500,
             decision_log_flush: Duration::from_secs(1),
+            decision_log_nice: 10,
             egress: EgressConfig::default(),
         }
     }
@@ -276,6 +280,12 @@ impl PlacementConfig {
                     "{} is more than decision_log_queue ({}): a batch could never fill",
                     self.decision_log_batch, self.decision_log_queue
                 ),
+            ));
+        }
+        if !(0..=19).contains(&self.decision_log_nice) {
+            return Err(field(
+                "decision_log_nice",
+                format!("{} is outside 0..=19", self.decision_log_nice),
             ));
         }
         if self.decision_log_flush.is_zero() {
@@ -791,6 +801,7 @@ mod tests {
                 "[placement]\ndecision_log_queue = 10\ndecision_log_batch = 50",
                 "decision_log_batch",
             ),
+            ("[placement]\ndecision_log_nice = 20", "decision_log_nice"),
         ] {
             let e = match Config::from_toml(toml) {
                 Ok(c) => c.placement.cost_model().unwrap_err().to_string(),

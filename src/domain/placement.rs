@@ -774,14 +774,16 @@ impl PlacementIndex {
         // Region groups from the cheapest egress up: once the heap holds k choices, a group
         // whose egress plus its cheapest offer's compute exceeds the k-th total is skipped.
         // (Only the search without per-offer checks uses it.)
-        let mut by_egress: Vec<(Units, u16)> = if per_offer_checks {
+        // Each entry packs (egress, group) into one u128 — egress (never negative) above the
+        // group's 16 bits — which sorts in the same order as the pair at half the width.
+        let mut by_egress: Vec<u128> = if per_offer_checks {
             Vec::new()
         } else {
             group_egress
                 .iter()
                 .enumerate()
                 .filter(|(g, _)| group_reason[*g] == Reason::Feasible)
-                .map(|(g, e)| (*e, g as u16))
+                .map(|(g, e)| ((*e).max(0) as u128) << 16 | g as u128)
                 .collect()
         };
         by_egress.sort_unstable();
@@ -796,7 +798,8 @@ impl PlacementIndex {
                 // nothing visited) and search the top k group by group, each in price order,
                 // visiting only offers that could still enter it.
                 let cheapest = i128::from(c.cheapest_nanos) * hn;
-                for &(egress, g) in &by_egress {
+                for &packed in &by_egress {
+                    let (egress, g) = ((packed >> 16) as Units, (packed & 0xFFFF) as u16);
                     // Groups come in egress order: once the class's cheapest compute plus
                     // this group's egress exceeds the k-th total, so does every later group.
                     if heap.len() >= k

@@ -37,6 +37,8 @@ pub enum RunError {
     Transport(#[from] tonic::transport::Error),
     #[error("reflection service: {0}")]
     Reflection(String),
+    #[error("decision log thread: {0}")]
+    Thread(std::io::Error),
 }
 
 impl RunError {
@@ -122,10 +124,17 @@ pub async fn run(
     let state = Arc::new(state);
     placement::refresh_state(&store, &state, &source_flags).await;
     {
-        let (store, stop) = (store.clone(), stop_rx.clone());
-        let flush = config.placement.decision_log_flush;
+        let finished = log
+            .spawn_writer_thread(
+                config.database_url.clone(),
+                store.clone(),
+                config.placement.decision_log_nice,
+                config.placement.decision_log_flush,
+                stop_rx.clone(),
+            )
+            .map_err(RunError::Thread)?;
         loops.push(tokio::spawn(async move {
-            log.writer(store, flush, stop).await;
+            let _ = finished.await;
         }));
     }
     {

@@ -16,6 +16,7 @@ use chrono::{DateTime, Utc};
 use rust_decimal::Decimal;
 
 use crate::clouds::KnownInstances;
+use crate::domain::egress::Units;
 use crate::domain::placement::AvailabilityMark;
 use crate::domain::{InstanceAttrs, Market, Offer, OfferKey, Provider, SpotBand};
 
@@ -67,37 +68,39 @@ pub struct SourceStatusRow {
     pub rows: u64,
 }
 
-/// One row of `placement_decision`.
+/// One row of `placement_decision`, borrowing its text from the decision and catalog it was
+/// rendered from. Amounts are USD `Units` (10⁻¹² USD): SQLite stores their exact text,
+/// Postgres a NUMERIC.
 #[derive(Debug, Clone, PartialEq)]
-pub struct DecisionRow {
-    pub id: String,
+pub struct DecisionRow<'a> {
+    pub id: &'a str,
     pub decided_at: DateTime<Utc>,
-    pub team: Option<String>,
-    pub project: Option<String>,
-    pub job_id: Option<String>,
+    pub team: Option<&'a str>,
+    pub project: Option<&'a str>,
+    pub job_id: Option<&'a str>,
     /// JSON object.
     pub labels: String,
     /// JSON object.
     pub request: String,
     pub offers_considered: i64,
     pub feasible: i64,
-    pub chosen: Option<DecisionChoice>,
-    pub runner_up: Option<DecisionChoice>,
-    pub baseline_total: Option<Decimal>,
-    pub estimated_saving: Option<Decimal>,
-    pub currency: String,
-    pub outcome: String,
+    pub chosen: Option<DecisionChoice<'a>>,
+    pub runner_up: Option<DecisionChoice<'a>>,
+    pub baseline_total: Option<Units>,
+    pub estimated_saving: Option<Units>,
+    pub currency: &'a str,
+    pub outcome: &'a str,
     pub latency_us: i64,
 }
 
 #[derive(Debug, Clone, PartialEq)]
-pub struct DecisionChoice {
-    pub provider: String,
-    pub region: String,
-    pub zone: String,
-    pub instance_type: String,
-    pub market: String,
-    pub total: Decimal,
+pub struct DecisionChoice<'a> {
+    pub provider: &'a str,
+    pub region: &'a str,
+    pub zone: &'a str,
+    pub instance_type: &'a str,
+    pub market: &'a str,
+    pub total: Units,
 }
 
 /// A price_current row joined with instance_type, before parsing into an `Offer`.
@@ -263,10 +266,22 @@ pub enum Store {
 impl Store {
     /// Opens (and for SQLite creates) the database. Does not migrate.
     pub async fn connect(url: &str) -> Result<Store, StoreError> {
+        Store::connect_pool(url, None).await
+    }
+
+    /// Connects with at most `max_connections` (None: the backend's default of 4 for SQLite,
+    /// 8 for Postgres). A background writer with its own one-connection pool owns that
+    /// connection's I/O (and, on SQLite, the worker thread sqlx starts for it).
+    pub async fn connect_pool(
+        url: &str,
+        max_connections: Option<u32>,
+    ) -> Result<Store, StoreError> {
         if url.starts_with("sqlite:") {
-            Ok(Store::Sqlite(sqlite::SqliteStore::connect(url).await?))
+            let n = max_connections.unwrap_or(4);
+            Ok(Store::Sqlite(sqlite::SqliteStore::connect(url, n).await?))
         } else if url.starts_with("postgres://") || url.starts_with("postgresql://") {
-            Ok(Store::Postgres(postgres::PgStore::connect(url).await?))
+            let n = max_connections.unwrap_or(8);
+            Ok(Store::Postgres(postgres::PgStore::connect(url, n).await?))
         } else {
             Err(StoreError::UnsupportedScheme(redact_url(url)))
         }
@@ -376,7 +391,7 @@ impl Store {
     }
 
     /// Appends decision log rows in one transaction.
-    pub async fn insert_decisions(&self, rows: &[DecisionRow]) -> Result<u64, StoreError> {
+    pub async fn insert_decisions(&self, rows: &[DecisionRow<'_>]) -> Result<u64, StoreError> {
         dispatch!(self, s => s.insert_decisions(rows).await)
     }
 

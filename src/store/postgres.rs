@@ -12,6 +12,7 @@ use super::{
     CurrentPrices, DecisionRow, OfferRow, SourceStatusRow, StoreError, UpsertStats, redact_url,
 };
 use crate::clouds::KnownInstances;
+use crate::domain::egress::{Units, units_to_decimal};
 use crate::domain::placement::AvailabilityMark;
 use crate::domain::{InstanceAttrs, Offer, OfferKey, Provider, SpotBand};
 
@@ -64,13 +65,13 @@ impl OfferColumns {
 }
 
 impl PgStore {
-    pub async fn connect(url: &str) -> Result<Self, StoreError> {
+    pub async fn connect(url: &str, max_connections: u32) -> Result<Self, StoreError> {
         let opts: PgConnectOptions = url.parse().map_err(|e: sqlx::Error| StoreError::Connect {
             url: redact_url(url),
             detail: e.to_string(),
         })?;
         let pool = PgPoolOptions::new()
-            .max_connections(8)
+            .max_connections(max_connections)
             .acquire_timeout(Duration::from_secs(5))
             .connect_with(opts)
             .await
@@ -447,7 +448,7 @@ impl PgStore {
         Ok(r.rows_affected() > 0)
     }
 
-    pub async fn insert_decisions(&self, rows: &[DecisionRow]) -> Result<u64, StoreError> {
+    pub async fn insert_decisions(&self, rows: &[DecisionRow<'_>]) -> Result<u64, StoreError> {
         let mut tx = self.pool.begin().await?;
         // Chunks of a few fixed sizes, so the statement cache keeps a handful of prepared
         // INSERTs instead of preparing one for every batch length.
@@ -459,32 +460,33 @@ impl PgStore {
             qb.push_values(chunk, |mut b, d| {
                 let c = d.chosen.as_ref();
                 let r = d.runner_up.as_ref();
-                b.push_bind(d.id.clone())
+                let dec = |u: Option<Units>| u.map(units_to_decimal);
+                b.push_bind(d.id)
                     .push_bind(d.decided_at)
-                    .push_bind(d.team.clone())
-                    .push_bind(d.project.clone())
-                    .push_bind(d.job_id.clone())
-                    .push_bind(d.labels.clone())
+                    .push_bind(d.team)
+                    .push_bind(d.project)
+                    .push_bind(d.job_id)
+                    .push_bind(d.labels.as_str())
                     .push_unseparated("::jsonb")
-                    .push_bind(d.request.clone())
+                    .push_bind(d.request.as_str())
                     .push_unseparated("::jsonb")
                     .push_bind(d.offers_considered)
                     .push_bind(d.feasible)
-                    .push_bind(c.map(|c| c.provider.clone()))
-                    .push_bind(c.map(|c| c.region.clone()))
-                    .push_bind(c.map(|c| c.zone.clone()))
-                    .push_bind(c.map(|c| c.instance_type.clone()))
-                    .push_bind(c.map(|c| c.market.clone()))
-                    .push_bind(c.map(|c| c.total))
-                    .push_bind(r.map(|c| c.provider.clone()))
-                    .push_bind(r.map(|c| c.region.clone()))
-                    .push_bind(r.map(|c| c.instance_type.clone()))
-                    .push_bind(r.map(|c| c.market.clone()))
-                    .push_bind(r.map(|c| c.total))
-                    .push_bind(d.baseline_total)
-                    .push_bind(d.estimated_saving)
-                    .push_bind(d.currency.clone())
-                    .push_bind(d.outcome.clone())
+                    .push_bind(c.map(|c| c.provider))
+                    .push_bind(c.map(|c| c.region))
+                    .push_bind(c.map(|c| c.zone))
+                    .push_bind(c.map(|c| c.instance_type))
+                    .push_bind(c.map(|c| c.market))
+                    .push_bind(dec(c.map(|c| c.total)))
+                    .push_bind(r.map(|c| c.provider))
+                    .push_bind(r.map(|c| c.region))
+                    .push_bind(r.map(|c| c.instance_type))
+                    .push_bind(r.map(|c| c.market))
+                    .push_bind(dec(r.map(|c| c.total)))
+                    .push_bind(dec(d.baseline_total))
+                    .push_bind(dec(d.estimated_saving))
+                    .push_bind(d.currency)
+                    .push_bind(d.outcome)
                     .push_bind(d.latency_us);
             });
             qb.build().execute(&mut *tx).await?;

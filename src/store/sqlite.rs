@@ -13,6 +13,7 @@ use super::{
     CurrentPrices, DecisionRow, OfferRow, SourceStatusRow, StoreError, UpsertStats, redact_url,
 };
 use crate::clouds::KnownInstances;
+use crate::domain::egress::{Units, units_to_string};
 use crate::domain::placement::AvailabilityMark;
 use crate::domain::{InstanceAttrs, Offer, OfferKey, Provider, SpotBand};
 
@@ -38,7 +39,7 @@ fn parse_money(s: &str, table: &'static str) -> Result<Decimal, StoreError> {
 }
 
 impl SqliteStore {
-    pub async fn connect(url: &str) -> Result<Self, StoreError> {
+    pub async fn connect(url: &str, max_connections: u32) -> Result<Self, StoreError> {
         let opts = SqliteConnectOptions::from_str(url)
             .map_err(|e| StoreError::Connect {
                 url: redact_url(url),
@@ -53,7 +54,7 @@ impl SqliteStore {
             .busy_timeout(Duration::from_secs(10))
             .foreign_keys(true);
         let pool = SqlitePoolOptions::new()
-            .max_connections(4)
+            .max_connections(max_connections)
             .connect_with(opts)
             .await
             .map_err(|e| StoreError::Connect {
@@ -425,7 +426,7 @@ impl SqliteStore {
         Ok(r.rows_affected() > 0)
     }
 
-    pub async fn insert_decisions(&self, rows: &[DecisionRow]) -> Result<u64, StoreError> {
+    pub async fn insert_decisions(&self, rows: &[DecisionRow<'_>]) -> Result<u64, StoreError> {
         use sqlx::Arguments as _;
         let mut tx = self.pool.begin().await?;
         // Chunks of a few fixed sizes, so the statement cache keeps a handful of prepared
@@ -433,7 +434,7 @@ impl SqliteStore {
         // built once per process, and the strings are bound by reference.
         for chunk in super::fixed_chunks(rows, super::DECISION_CHUNK) {
             let mut args = sqlx::sqlite::SqliteArguments::default();
-            let text = |d: Option<rust_decimal::Decimal>| d.map(|d| d.normalize().to_string());
+            let text = |u: Option<Units>| u.map(units_to_string);
             for d in chunk {
                 let c = d.chosen.as_ref();
                 let r = d.runner_up.as_ref();
@@ -441,30 +442,30 @@ impl SqliteStore {
                     table: "placement_decision",
                     detail: format!("encoding decision {}: {e}", d.id),
                 };
-                args.add(d.id.as_str()).map_err(bad)?;
+                args.add(d.id).map_err(bad)?;
                 args.add(d.decided_at).map_err(bad)?;
-                args.add(d.team.as_deref()).map_err(bad)?;
-                args.add(d.project.as_deref()).map_err(bad)?;
-                args.add(d.job_id.as_deref()).map_err(bad)?;
+                args.add(d.team).map_err(bad)?;
+                args.add(d.project).map_err(bad)?;
+                args.add(d.job_id).map_err(bad)?;
                 args.add(d.labels.as_str()).map_err(bad)?;
                 args.add(d.request.as_str()).map_err(bad)?;
                 args.add(d.offers_considered).map_err(bad)?;
                 args.add(d.feasible).map_err(bad)?;
-                args.add(c.map(|c| c.provider.as_str())).map_err(bad)?;
-                args.add(c.map(|c| c.region.as_str())).map_err(bad)?;
-                args.add(c.map(|c| c.zone.as_str())).map_err(bad)?;
-                args.add(c.map(|c| c.instance_type.as_str())).map_err(bad)?;
-                args.add(c.map(|c| c.market.as_str())).map_err(bad)?;
+                args.add(c.map(|c| c.provider)).map_err(bad)?;
+                args.add(c.map(|c| c.region)).map_err(bad)?;
+                args.add(c.map(|c| c.zone)).map_err(bad)?;
+                args.add(c.map(|c| c.instance_type)).map_err(bad)?;
+                args.add(c.map(|c| c.market)).map_err(bad)?;
                 args.add(text(c.map(|c| c.total))).map_err(bad)?;
-                args.add(r.map(|c| c.provider.as_str())).map_err(bad)?;
-                args.add(r.map(|c| c.region.as_str())).map_err(bad)?;
-                args.add(r.map(|c| c.instance_type.as_str())).map_err(bad)?;
-                args.add(r.map(|c| c.market.as_str())).map_err(bad)?;
+                args.add(r.map(|c| c.provider)).map_err(bad)?;
+                args.add(r.map(|c| c.region)).map_err(bad)?;
+                args.add(r.map(|c| c.instance_type)).map_err(bad)?;
+                args.add(r.map(|c| c.market)).map_err(bad)?;
                 args.add(text(r.map(|c| c.total))).map_err(bad)?;
                 args.add(text(d.baseline_total)).map_err(bad)?;
                 args.add(text(d.estimated_saving)).map_err(bad)?;
-                args.add(d.currency.as_str()).map_err(bad)?;
-                args.add(d.outcome.as_str()).map_err(bad)?;
+                args.add(d.currency).map_err(bad)?;
+                args.add(d.outcome).map_err(bad)?;
                 args.add(d.latency_us).map_err(bad)?;
             }
             sqlx::query_with(decision_insert_sql(chunk.len()), args)

@@ -1,6 +1,7 @@
 //! The placement decision log: SelectProvider appends each decision to a bounded in-memory
-//! queue (a short mutex, never a wait on I/O); one writer task takes the queue whole and
-//! writes it to `placement_decision` in batches. A full queue drops the row and counts it —
+//! queue (a short mutex, never a wait on I/O); one writer, on a thread of its own below the
+//! server's CPU priority, takes the queue whole and writes it to `placement_decision` in
+//! batches. A full queue drops the row and counts it —
 //! logging never slows or fails the RPC. The writer is woken once per `batch` rows (or by its
 //! `flush` timer), not once per row: under load a wake-up per decision cost the server a
 //! thread unpark per request. On shutdown the writer drains the queue before `run` returns.
@@ -13,7 +14,7 @@ use tokio::sync::{Notify, watch};
 use chrono::{DateTime, Utc};
 
 use crate::domain::catalog::Catalog;
-use crate::domain::egress::{Units, units_to_decimal, units_to_string};
+use crate::domain::egress::{Units, units_to_string};
 use crate::domain::placement::PlacementRequest;
 use crate::store::{DecisionChoice, DecisionRow, Store};
 
@@ -53,7 +54,8 @@ struct RequestSummary<'a> {
 }
 
 impl PendingDecision {
-    fn into_row(self) -> DecisionRow {
+    /// The row, borrowing its text from the decision and its catalog.
+    fn row(&self) -> DecisionRow<'_> {
         let req = &self.request;
         let summary = RequestSummary {
             accelerator_count: req.accelerator_count,
@@ -81,17 +83,17 @@ impl PendingDecision {
         let choice = |c: Option<(usize, Units)>| {
             c.and_then(|(i, total)| offers.get(i).map(|o| (o, total)))
                 .map(|(o, total)| DecisionChoice {
-                    provider: o.key.provider.to_string(),
-                    region: o.key.region.clone(),
-                    zone: o.key.zone.clone(),
-                    instance_type: o.key.instance_type.clone(),
-                    market: o.key.market.to_string(),
-                    total: units_to_decimal(total),
+                    provider: o.key.provider.as_str(),
+                    region: &o.key.region,
+                    zone: &o.key.zone,
+                    instance_type: &o.key.instance_type,
+                    market: o.key.market.as_str(),
+                    total,
                 })
         };
-        let label = |k: &str| self.labels.get(k).cloned();
+        let label = |k: &str| self.labels.get(k).map(String::as_str);
         DecisionRow {
-            id: self.id,
+            id: &self.id,
             decided_at: self.decided_at,
             team: label("team"),
             project: label("project"),
@@ -102,13 +104,13 @@ impl PendingDecision {
             feasible: self.feasible as i64,
             chosen: choice(self.chosen),
             runner_up: choice(self.runner_up),
-            baseline_total: self.baseline.map(units_to_decimal),
+            baseline_total: self.baseline,
             estimated_saving: match (self.baseline, self.chosen) {
-                (Some(b), Some((_, c))) => Some(units_to_decimal(b - c)),
+                (Some(b), Some((_, c))) => Some(b - c),
                 _ => None,
             },
-            currency: "USD".into(),
-            outcome: self.outcome.into(),
+            currency: "USD",
+            outcome: self.outcome,
             latency_us: self.latency_us,
         }
     }
@@ -206,20 +208,61 @@ impl DecisionLog {
         }
     }
 
+    /// Runs `writer` on a thread of its own, `nice` steps below the server's CPU priority
+    /// (Linux; elsewhere at the same priority), with its own one-connection pool opened from
+    /// that thread, so on SQLite sqlx's worker thread for it inherits the priority too. On
+    /// a busy machine, rendering and inserting rows then gives way to the threads answering
+    /// requests instead of time-slicing with them; the bounded queue absorbs the delay.
+    /// If that pool cannot be opened, the writer uses `fallback` (the server's pool).
+    /// The returned receiver resolves once the writer has drained the queue and stopped.
+    pub fn spawn_writer_thread(
+        &self,
+        url: String,
+        fallback: Store,
+        nice: i32,
+        flush: Duration,
+        shutdown: watch::Receiver<bool>,
+    ) -> std::io::Result<tokio::sync::oneshot::Receiver<()>> {
+        let (done, finished) = tokio::sync::oneshot::channel();
+        let log = self.clone();
+        std::thread::Builder::new()
+            .name("decision-log".into())
+            .spawn(move || {
+                lower_thread_priority(nice);
+                let rt = match tokio::runtime::Builder::new_current_thread()
+                    .enable_all()
+                    .build()
+                {
+                    Ok(rt) => rt,
+                    Err(e) => {
+                        tracing::error!(error = %e, "decision log: no runtime; decisions will be dropped");
+                        return;
+                    }
+                };
+                rt.block_on(async {
+                    let (store, own) = match Store::connect_pool(&url, Some(1)).await {
+                        Ok(s) => (s, true),
+                        Err(e) => {
+                            tracing::warn!(error = %e, "decision log: own connection failed; writing through the server's pool");
+                            (fallback, false)
+                        }
+                    };
+                    log.writer(store.clone(), flush, shutdown).await;
+                    if own {
+                        store.close().await;
+                    }
+                });
+                let _ = done.send(());
+            })?;
+        Ok(finished)
+    }
+
     async fn flush(&self, store: &Store, rows: Vec<PendingDecision>) {
         if rows.is_empty() {
             return;
         }
-        // Rendered 64 rows at a time, yielding in between: a whole batch rendered at once
-        // held a runtime worker for milliseconds, which requests queued behind it felt.
-        let mut rendered: Vec<DecisionRow> = Vec::with_capacity(rows.len());
-        for (i, d) in rows.into_iter().enumerate() {
-            if i > 0 && i % 64 == 0 {
-                tokio::task::yield_now().await;
-            }
-            rendered.push(d.into_row());
-        }
-        let rows = rendered;
+        // Rows borrow their text from the pending decisions and their catalogs.
+        let rows: Vec<DecisionRow<'_>> = rows.iter().map(PendingDecision::row).collect();
         for chunk in rows.chunks(self.inner.batch) {
             match store.insert_decisions(chunk).await {
                 Ok(n) => {
@@ -235,6 +278,23 @@ impl DecisionLog {
         }
     }
 }
+
+/// Raises the calling thread's nice value by `nice` (0 leaves it). Linux keeps a nice value
+/// per thread and threads inherit it, so this reaches the threads this one starts.
+#[cfg(target_os = "linux")]
+fn lower_thread_priority(nice: i32) {
+    if nice == 0 {
+        return;
+    }
+    let tid = rustix::thread::gettid();
+    let now = rustix::process::getpriority_process(Some(tid)).unwrap_or(0);
+    if let Err(e) = rustix::process::setpriority_process(Some(tid), (now + nice).min(19)) {
+        tracing::warn!(error = %e, nice, "decision log: could not lower its thread priority");
+    }
+}
+
+#[cfg(not(target_os = "linux"))]
+fn lower_thread_priority(_nice: i32) {}
 
 #[cfg(test)]
 mod tests {
@@ -270,5 +330,55 @@ mod tests {
         // Room again once the writer has taken the queue.
         log.record(row("d5"));
         assert_eq!((log.queued(), log.dropped()), (1, 3));
+    }
+
+    /// The nice value of this process's thread named `name`, from /proc.
+    #[cfg(target_os = "linux")]
+    fn nice_of_thread(name: &str) -> Option<i32> {
+        for t in std::fs::read_dir("/proc/self/task").ok()? {
+            let dir = t.ok()?.path();
+            let comm = std::fs::read_to_string(dir.join("comm")).unwrap_or_default();
+            if comm.trim() == name {
+                let stat = std::fs::read_to_string(dir.join("stat")).ok()?;
+                // Fields after the parenthesised command: state is field 3, nice field 19.
+                let rest = &stat[stat.rfind(')')? + 2..];
+                return rest.split(' ').nth(16)?.parse().ok();
+            }
+        }
+        None
+    }
+
+    #[cfg(target_os = "linux")]
+    #[tokio::test]
+    async fn the_writer_thread_runs_below_the_server_and_drains_on_shutdown() {
+        let dir = tempfile::tempdir().unwrap();
+        let url = format!("sqlite://{}", dir.path().join("log.db").display());
+        let store = Store::open(&url).await.unwrap();
+        let log = DecisionLog::new(100, 10);
+        let (stop, rx) = watch::channel(false);
+        let base = rustix::process::getpriority_process(None).unwrap();
+        let finished = log
+            .spawn_writer_thread(url.clone(), store.clone(), 5, Duration::from_secs(60), rx)
+            .unwrap();
+        for i in 0..3 {
+            log.record(row(&format!("d{i}")));
+        }
+        // The thread names itself before it lowers its priority; wait for both.
+        let mut nice = None;
+        for _ in 0..200 {
+            nice = nice_of_thread("decision-log");
+            if nice == Some((base + 5).min(19)) {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        assert_eq!(nice, Some((base + 5).min(19)));
+        // Fewer rows than a batch and a long flush timer: only shutdown writes them.
+        assert_eq!(store.count_decisions().await.unwrap(), 0);
+        stop.send(true).unwrap();
+        finished.await.unwrap();
+        assert_eq!(store.count_decisions().await.unwrap(), 3);
+        assert_eq!((log.written(), log.dropped()), (3, 0));
+        store.close().await;
     }
 }
