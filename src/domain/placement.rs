@@ -247,9 +247,17 @@ struct GroupInfo {
 impl GroupInfo {
     /// How moving input `i` into this group is billed.
     fn kind_from(&self, i: &DataItem) -> EgressKind {
+        let continent = region_info(i.provider, &i.region).map(|r| r.continent);
+        self.kind_from_on(i, continent)
+    }
+
+    /// `kind_from` with the input region's continent already looked up (SelectProvider
+    /// prices every group for every input: one lookup per input, not per group).
+    fn kind_from_on(&self, i: &DataItem, from_continent: Option<Continent>) -> EgressKind {
         kind_between(
             i.provider,
             &i.region,
+            from_continent,
             self.provider,
             &self.region,
             self.continent,
@@ -1082,6 +1090,8 @@ struct RequestEgress<'a> {
     req: &'a PlacementRequest,
     /// Per input: cost by kind (`kind_index`).
     inputs: Vec<[Units; 4]>,
+    /// Per input: its region's continent, if the region table knows it.
+    continents: Vec<Option<Continent>>,
     /// The output's cost by source provider (`pidx`) and kind.
     output: Option<[[Units; 4]; 3]>,
 }
@@ -1111,6 +1121,11 @@ impl<'a> RequestEgress<'a> {
                 .iter()
                 .map(|i| KINDS.map(|k| model.egress.cost_units(i.provider, k, i.gb_milli)))
                 .collect(),
+            continents: req
+                .inputs
+                .iter()
+                .map(|i| region_info(i.provider, &i.region).map(|r| r.continent))
+                .collect(),
             output: req.output.as_ref().map(|o| {
                 Provider::ALL.map(|p| KINDS.map(|k| model.egress.cost_units(p, k, o.gb_milli)))
             }),
@@ -1120,8 +1135,14 @@ impl<'a> RequestEgress<'a> {
     /// Egress of the inputs to, and the output from, region group `g`.
     fn to_group(&self, g: &GroupInfo) -> Units {
         let mut total: Units = 0;
-        for (i, cost) in self.req.inputs.iter().zip(&self.inputs) {
-            total += cost[kind_index(g.kind_from(i))];
+        for ((i, cost), c) in self
+            .req
+            .inputs
+            .iter()
+            .zip(&self.inputs)
+            .zip(&self.continents)
+        {
+            total += cost[kind_index(g.kind_from_on(i, *c))];
         }
         if let (Some(o), Some(cost)) = (&self.req.output, &self.output) {
             total += cost[pidx(g.provider)][kind_index(g.kind_to(o))];
@@ -1147,6 +1168,7 @@ fn unpack(k: u64) -> (usize, usize, bool) {
 fn kind_between(
     from: Provider,
     from_region: &str,
+    from_continent: Option<Continent>,
     to: Provider,
     to_region: &str,
     to_continent: Option<Continent>,
@@ -1157,10 +1179,7 @@ fn kind_between(
     if from_region == to_region {
         return EgressKind::SameRegion;
     }
-    match (
-        region_info(from, from_region).map(|r| r.continent),
-        to_continent,
-    ) {
+    match (from_continent, to_continent) {
         (Some(a), Some(b)) if a == b => EgressKind::SameContinent,
         _ => EgressKind::CrossContinent,
     }

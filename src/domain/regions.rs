@@ -47,20 +47,22 @@ pub const EEA_EXTRA: [&str; 3] = ["IS", "LI", "NO"];
 
 const REGIONS_CSV: &str = include_str!("regions.csv");
 
-fn table() -> &'static HashMap<(Provider, String), RegionInfo> {
-    static T: OnceLock<HashMap<(Provider, String), RegionInfo>> = OnceLock::new();
+/// Provider → region → facts. Keyed by `&'static str` slices of the embedded CSV, so a
+/// lookup (once per region group in every SelectProvider call) allocates nothing.
+fn table() -> &'static HashMap<Provider, HashMap<&'static str, RegionInfo>> {
+    static T: OnceLock<HashMap<Provider, HashMap<&'static str, RegionInfo>>> = OnceLock::new();
     T.get_or_init(|| {
-        let mut m = HashMap::new();
+        let mut m: HashMap<Provider, HashMap<&'static str, RegionInfo>> = HashMap::new();
         for line in REGIONS_CSV.lines().skip(1) {
-            let f: Vec<&str> = line.split(',').map(str::trim).collect();
+            let f: Vec<&'static str> = line.split(',').map(str::trim).collect();
             if f.len() < 5 {
                 continue;
             }
             let (Ok(p), Some(c)) = (f[0].parse::<Provider>(), Continent::parse(f[3])) else {
                 continue;
             };
-            m.insert(
-                (p, f[1].to_string()),
+            m.entry(p).or_default().insert(
+                f[1],
                 RegionInfo {
                     country: f[2].to_ascii_uppercase(),
                     continent: c,
@@ -74,16 +76,15 @@ fn table() -> &'static HashMap<(Provider, String), RegionInfo> {
 
 /// Facts about a region, if the table knows it.
 pub fn region_info(provider: Provider, region: &str) -> Option<&'static RegionInfo> {
-    table().get(&(provider, region.to_string()))
+    table().get(&provider)?.get(region)
 }
 
 /// Every region the table knows for `provider`.
 pub fn known_regions(provider: Provider) -> Vec<&'static str> {
-    let mut v: Vec<&str> = table()
-        .keys()
-        .filter(|(p, _)| *p == provider)
-        .map(|(_, r)| r.as_str())
-        .collect();
+    let mut v: Vec<&'static str> = table()
+        .get(&provider)
+        .map(|m| m.keys().copied().collect())
+        .unwrap_or_default();
     v.sort_unstable();
     v
 }
