@@ -619,7 +619,12 @@ pub fn placement(
     };
     // The reason line, written into one buffer (it is built for every placement returned).
     let mut why = String::with_capacity(160);
-    let _ = write!(why, "#{rank} of {feasible} feasible: compute ");
+    let mut digits = itoa::Buffer::new();
+    why.push('#');
+    why.push_str(digits.format(rank));
+    why.push_str(" of ");
+    why.push_str(digits.format(feasible));
+    why.push_str(" feasible: compute ");
     push_units(&mut why, c.compute);
     why.push_str(" (");
     push_units(&mut why, i128::from(req.hours_milli) * MILLI_TO_UNITS);
@@ -670,7 +675,7 @@ pub fn placement(
         market: market_to_proto(o.key.market) as i32,
         price_per_hour: Some(proto::Money {
             amount: price_text,
-            currency: o.currency.to_string(),
+            currency: o.currency.as_str().to_owned(),
         }),
         nodes: req.nodes,
         compute_cost: Some(usd(c.compute)),
@@ -679,9 +684,9 @@ pub fn placement(
             .iter()
             .map(|l| proto::EgressCost {
                 item: l.label.clone(),
-                from_provider: l.from_provider.to_string(),
+                from_provider: l.from_provider.as_str().to_owned(),
                 from_region: l.from_region.clone(),
-                to_provider: l.to_provider.to_string(),
+                to_provider: l.to_provider.as_str().to_owned(),
                 to_region: l.to_region.clone(),
                 size_gb: l.gb_milli as f64 / 1000.0,
                 cost: Some(usd(l.cost)),
@@ -692,7 +697,7 @@ pub fn placement(
         total_cost: Some(usd(c.total)),
         interruption_band: c
             .band
-            .map(|b| BAND_LABELS[usize::from(b.min(4))].to_string())
+            .map(|b| BAND_LABELS[usize::from(b.min(4))].to_owned())
             .unwrap_or_default(),
         source: o.source.clone(),
         price_observed_at: Some(timestamp(o.observed_at)),
