@@ -782,8 +782,9 @@ impl PlacementIndex {
         // Region groups from the cheapest egress up: once the heap holds k choices, a group
         // whose egress plus its cheapest offer's compute exceeds the k-th total is skipped.
         // (Only the search without per-offer checks uses it.)
-        // Each entry packs (egress, group) into one u128 — egress (never negative) above the
-        // group's 16 bits — which sorts in the same order as the pair at half the width.
+        // Each entry packs (egress, group) into one u128 — egress above the group's 16 bits —
+        // which sorts in the same order as the pair at half the width. Egress is never
+        // negative: the egress table rejects negative prices when it is loaded.
         let mut by_egress: Vec<u128> = if per_offer_checks {
             Vec::new()
         } else {

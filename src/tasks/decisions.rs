@@ -1,10 +1,10 @@
 //! The placement decision log: SelectProvider appends each decision to a bounded in-memory
 //! queue (a short mutex, never a wait on I/O); one writer, on a thread of its own below the
 //! server's CPU priority, takes the queue whole and writes it to `placement_decision` in
-//! batches. A full queue drops the row and counts it —
-//! logging never slows or fails the RPC. The writer is woken once per `batch` rows (or by its
-//! `flush` timer), not once per row: under load a wake-up per decision cost the server a
-//! thread unpark per request. On shutdown the writer drains the queue before `run` returns.
+//! batches. A full queue drops the row and counts it — logging never slows or fails the RPC.
+//! The writer is woken once per `batch` rows (or by its `flush` timer), not once per row:
+//! under load a wake-up per decision cost the server a thread unpark per request. On shutdown
+//! the writer drains the queue before `run` returns.
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
