@@ -52,6 +52,11 @@ pub fn push_units(s: &mut String, u: Units) {
     }
 }
 
+/// The continent of `provider`'s `region`, if the region table knows it.
+pub fn continent_of(provider: Provider, region: &str) -> Option<Continent> {
+    region_info(provider, region).map(|r| r.continent)
+}
+
 /// Nano-dollars from a decimal amount; `None` if it has more than 9 decimal places or is
 /// out of range.
 pub fn to_nanos(d: Decimal) -> Option<i64> {
@@ -214,17 +219,25 @@ impl EgressTable {
         Ok(())
     }
 
-    /// How moving data from (`from`, `from_region`) to (`to`, `to_region`) is billed.
-    pub fn kind(from: Provider, from_region: &str, to: Provider, to_region: &str) -> EgressKind {
+    /// How moving data from (`from`, `from_region`) to (`to`, `to_region`) is billed, given
+    /// each region's continent (`continent_of`; None when the region table does not know it).
+    /// Callers look continents up once and reuse them: SelectProvider prices every region
+    /// group for every input.
+    pub fn kind(
+        from: Provider,
+        from_region: &str,
+        from_continent: Option<Continent>,
+        to: Provider,
+        to_region: &str,
+        to_continent: Option<Continent>,
+    ) -> EgressKind {
         if from != to {
             return EgressKind::Internet;
         }
         if from_region == to_region {
             return EgressKind::SameRegion;
         }
-        let c1: Option<Continent> = region_info(from, from_region).map(|r| r.continent);
-        let c2: Option<Continent> = region_info(to, to_region).map(|r| r.continent);
-        match (c1, c2) {
+        match (from_continent, to_continent) {
             (Some(a), Some(b)) if a == b => EgressKind::SameContinent,
             _ => EgressKind::CrossContinent,
         }
@@ -272,7 +285,14 @@ impl EgressTable {
         to_region: &str,
         gb: Decimal,
     ) -> Decimal {
-        let kind = Self::kind(from, from_region, to, to_region);
+        let kind = Self::kind(
+            from,
+            from_region,
+            continent_of(from, from_region),
+            to,
+            to_region,
+            continent_of(to, to_region),
+        );
         units_to_decimal(self.cost_units(from, kind, to_milli(gb).unwrap_or(0)))
     }
 }

@@ -24,7 +24,7 @@ use chrono::{DateTime, Utc};
 use rust_decimal::Decimal;
 
 use super::catalog::Catalog;
-use super::egress::{EgressKind, EgressTable, Units, to_nanos};
+use super::egress::{EgressKind, EgressTable, Units, continent_of, to_nanos};
 use super::offer::{Market, Offer, Provider};
 use super::regions::{Continent, Jurisdiction, region_info};
 
@@ -245,28 +245,28 @@ struct GroupInfo {
 }
 
 impl GroupInfo {
-    /// How moving input `i` into this group is billed.
-    fn kind_from(&self, i: &DataItem) -> EgressKind {
-        let continent = region_info(i.provider, &i.region).map(|r| r.continent);
-        self.kind_from_on(i, continent)
-    }
-
-    /// `kind_from` with the input region's continent already looked up (SelectProvider
-    /// prices every group for every input: one lookup per input, not per group).
-    fn kind_from_on(&self, i: &DataItem, from_continent: Option<Continent>) -> EgressKind {
-        kind_between(
+    /// How moving input `i` (its region on `continent`) into this group is billed.
+    fn kind_from(&self, i: &DataItem, continent: Option<Continent>) -> EgressKind {
+        EgressTable::kind(
             i.provider,
             &i.region,
-            from_continent,
+            continent,
             self.provider,
             &self.region,
             self.continent,
         )
     }
 
-    /// How moving output `o` out of this group is billed.
-    fn kind_to(&self, o: &DataItem) -> EgressKind {
-        EgressTable::kind(self.provider, &self.region, o.provider, &o.region)
+    /// How moving output `o` (its region on `continent`) out of this group is billed.
+    fn kind_to(&self, o: &DataItem, continent: Option<Continent>) -> EgressKind {
+        EgressTable::kind(
+            self.provider,
+            &self.region,
+            self.continent,
+            o.provider,
+            &o.region,
+            continent,
+        )
     }
 }
 
@@ -1000,7 +1000,7 @@ impl PlacementIndex {
     ) -> Vec<EgressLine> {
         let mut lines = Vec::with_capacity(req.inputs.len() + 1);
         for i in &req.inputs {
-            let kind = g.kind_from(i);
+            let kind = g.kind_from(i, continent_of(i.provider, &i.region));
             lines.push(EgressLine {
                 label: i.label.clone(),
                 from_provider: i.provider,
@@ -1012,7 +1012,7 @@ impl PlacementIndex {
             });
         }
         if let Some(o) = &req.output {
-            let kind = g.kind_to(o);
+            let kind = g.kind_to(o, continent_of(o.provider, &o.region));
             lines.push(EgressLine {
                 label: o.label.clone(),
                 from_provider: g.provider,
@@ -1093,8 +1093,8 @@ struct RequestEgress<'a> {
     inputs: Vec<[Units; 4]>,
     /// Per input: its region's continent, if the region table knows it.
     continents: Vec<Option<Continent>>,
-    /// The output's cost by source provider (`pidx`) and kind.
-    output: Option<[[Units; 4]; 3]>,
+    /// The output's cost by source provider (`pidx`) and kind, and its region's continent.
+    output: Option<([[Units; 4]; 3], Option<Continent>)>,
 }
 
 const KINDS: [EgressKind; 4] = [
@@ -1125,10 +1125,12 @@ impl<'a> RequestEgress<'a> {
             continents: req
                 .inputs
                 .iter()
-                .map(|i| region_info(i.provider, &i.region).map(|r| r.continent))
+                .map(|i| continent_of(i.provider, &i.region))
                 .collect(),
             output: req.output.as_ref().map(|o| {
-                Provider::ALL.map(|p| KINDS.map(|k| model.egress.cost_units(p, k, o.gb_milli)))
+                let cost =
+                    Provider::ALL.map(|p| KINDS.map(|k| model.egress.cost_units(p, k, o.gb_milli)));
+                (cost, continent_of(o.provider, &o.region))
             }),
         }
     }
@@ -1143,10 +1145,10 @@ impl<'a> RequestEgress<'a> {
             .zip(&self.inputs)
             .zip(&self.continents)
         {
-            total += cost[kind_index(g.kind_from_on(i, *c))];
+            total += cost[kind_index(g.kind_from(i, *c))];
         }
-        if let (Some(o), Some(cost)) = (&self.req.output, &self.output) {
-            total += cost[pidx(g.provider)][kind_index(g.kind_to(o))];
+        if let (Some(o), Some((cost, c))) = (&self.req.output, &self.output) {
+            total += cost[pidx(g.provider)][kind_index(g.kind_to(o, *c))];
         }
         total
     }
@@ -1164,26 +1166,6 @@ fn unpack(k: u64) -> (usize, usize, bool) {
         ((k >> 32) & 0xFFFF) as usize,
         (k >> 63) != 0,
     )
-}
-
-fn kind_between(
-    from: Provider,
-    from_region: &str,
-    from_continent: Option<Continent>,
-    to: Provider,
-    to_region: &str,
-    to_continent: Option<Continent>,
-) -> EgressKind {
-    if from != to {
-        return EgressKind::Internet;
-    }
-    if from_region == to_region {
-        return EgressKind::SameRegion;
-    }
-    match (from_continent, to_continent) {
-        (Some(a), Some(b)) if a == b => EgressKind::SameContinent,
-        _ => EgressKind::CrossContinent,
-    }
 }
 
 /// Expected interruption overhead in units: compute × nodes × f × L / 730, rounded half up;

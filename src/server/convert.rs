@@ -220,8 +220,6 @@ pub fn source_status(
 // ---------------------------------------------------------------------------------------
 // Placement
 
-use std::fmt::Write as _;
-
 use crate::domain::egress::{Units, push_units, to_nanos, units_to_string};
 use crate::domain::placement::{
     AvailabilityMark, BAND_LABELS, Choice, DataItem, MarketPolicy, PlacementIndex,
@@ -632,7 +630,9 @@ pub fn placement(
     why.push_str(&price_text);
     why.push_str("/h");
     if req.nodes > 1 {
-        let _ = write!(why, " x {} nodes", req.nodes);
+        why.push_str(" x ");
+        why.push_str(digits.format(req.nodes));
+        why.push_str(" nodes");
     }
     why.push(')');
     if c.egress.is_empty() {
