@@ -24,6 +24,10 @@ pub struct IngestArgs {
     /// How often --watch looks for new files.
     #[arg(long, default_value = "10s")]
     pub watch_every: String,
+    /// How long to wait for another ingest into the same database to finish (one ingest
+    /// writes at a time) before giving up on a file.
+    #[arg(long, default_value = "30m")]
+    pub lock_wait: String,
     /// S3 endpoint override (e.g. a local S3-compatible server); default AWS.
     #[arg(long, env = "BURSAR_S3_ENDPOINT")]
     pub s3_endpoint: Option<String>,
@@ -101,7 +105,11 @@ pub async fn ingest(a: IngestArgs, cfg: &crate::config::Config) -> Result<(), Cl
                 .map_err(|e| CliError::Usage(format!("--format: {e}")))?,
         ),
     };
-    let store = Store::open(database_url).await?;
+    let lock_wait = humantime::parse_duration(&a.lock_wait)
+        .map_err(|e| CliError::Usage(format!("--lock-wait: {e}")))?;
+    let store = Store::open(database_url)
+        .await?
+        .with_ingest_lock_wait(lock_wait);
     let progress = !a.quiet && !a.json;
     let mut reports = Vec::new();
     let mut failures = Vec::new();

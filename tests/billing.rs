@@ -413,6 +413,88 @@ async fn concurrent_ingests_of_the_same_period_leave_one_copy() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_ingest_waits_its_turn_and_gives_up_clearly_after_its_lock_wait() {
+    // Another ingest holds the database (a run's transaction, open after its first lines).
+    // A second ingest with a short lock wait gives up with an error naming the wait and
+    // stores nothing; one with the default wait blocks until the first commits, then lands
+    // whole. The first run's lines are untouched either way.
+    let tmp = tempfile::tempdir().unwrap();
+    let sample = common::read_shared("focus-sample/multi-provider/focus_sample.csv");
+    let (_, all) = filter_rows(&sample, |_, _| true);
+    let path = write(tmp.path(), "focus.csv", &sample);
+    let mut lines = Vec::new();
+    bursar::billing::read::parse_file(&path, None, &mut |b| {
+        lines.extend(b);
+        Ok(())
+    })
+    .unwrap();
+    let held_lines: Vec<(&str, &bursar::billing::CostLine)> =
+        lines.iter().take(10).map(|l| ("held-scope", l)).collect();
+    for db in common::both_backends().await {
+        let holder = Store::open(&db.url).await.unwrap();
+        let mut held = holder.begin_ingest().await.unwrap();
+        held.insert_lines("held-run", &held_lines).await.unwrap();
+
+        let impatient = Store::open(&db.url)
+            .await
+            .unwrap()
+            .with_ingest_lock_wait(Duration::from_millis(300));
+        let err = ingest_file(&impatient, &path, None, false)
+            .await
+            .expect_err("the lock is held");
+        assert!(
+            matches!(
+                err,
+                bursar::tasks::ingest::IngestError::Store(bursar::store::StoreError::Busy { .. })
+            ),
+            "{}: {err}",
+            db.backend
+        );
+        let msg = err.to_string();
+        assert!(
+            msg.contains("300ms") && msg.contains("--lock-wait"),
+            "{}: {msg}",
+            db.backend
+        );
+        impatient.close().await;
+
+        let patient = Store::open(&db.url).await.unwrap();
+        let p = path.clone();
+        let waiting = tokio::spawn(async move {
+            let r = ingest_file(&patient, &p, None, false).await;
+            patient.close().await;
+            r
+        });
+        tokio::time::sleep(Duration::from_millis(1500)).await;
+        assert!(
+            !waiting.is_finished(),
+            "{}: the second ingest waits for the first instead of failing or writing beside it",
+            db.backend
+        );
+        held.commit().await.unwrap();
+        let r = tokio::time::timeout(Duration::from_secs(60), waiting)
+            .await
+            .expect("the waiting ingest goes on once the lock is free")
+            .unwrap()
+            .unwrap_or_else(|e| panic!("{}: {e}", db.backend));
+        assert_eq!(r.rows_stored, 1000, "{}", db.backend);
+        assert_eq!(
+            run_totals(&holder, &r.run_id).await,
+            [("USD".to_string(), all)].into(),
+            "{}",
+            db.backend
+        );
+        assert_eq!(
+            holder.count_cost_lines().await.unwrap(),
+            1010,
+            "{}: the first run's lines stay",
+            db.backend
+        );
+        holder.close().await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn bad_rows_are_quarantined_with_file_and_line() {
     let tmp = tempfile::tempdir().unwrap();
     let sample = common::read_shared("focus-sample/multi-provider/focus_sample.csv");

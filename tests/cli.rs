@@ -68,6 +68,16 @@ fn bad_usage_exits_2_and_unreachable_server_exits_1() {
         "no source enabled: {}",
         stderr(&o)
     );
+    let o = bursar(&[
+        "ingest",
+        ".",
+        "--lock-wait",
+        "soon",
+        "--database-url",
+        "sqlite::memory:",
+    ]);
+    assert_eq!(o.status.code(), Some(2), "{}", stderr(&o));
+    assert!(stderr(&o).contains("--lock-wait"), "{}", stderr(&o));
     let o = bursar(&["prices", "--server", "http://127.0.0.1:1"]);
     assert_eq!(o.status.code(), Some(1), "{}", stderr(&o));
 }

@@ -10,6 +10,7 @@ use rust_decimal::Decimal;
 use sqlx::sqlite::SqliteArguments;
 use sqlx::{Postgres, QueryBuilder, Row, Sqlite};
 
+use super::sqlite::SQLITE_BUSY_TIMEOUT_MS;
 use super::{Store, StoreError};
 use crate::billing::{CostLine, Quarantined};
 
@@ -118,6 +119,8 @@ pub struct IngestTx {
     /// Per scope stored so far, in first-seen order.
     ranges: Vec<ScopeRange>,
     range_of: std::collections::HashMap<String, usize>,
+    /// How long the run's first write waits for another ingest's turn (Postgres).
+    lock_wait: std::time::Duration,
 }
 
 enum Backend {
@@ -256,6 +259,95 @@ async fn pg_copy(
         copy.finish().await?;
     }
     Ok(tx)
+}
+
+/// `BEGIN IMMEDIATE` on a connection of its own (closed after the ingest, not pooled),
+/// waiting up to `wait` for the writer that holds the lock — another ingest, or a short
+/// write of the server's. One try at once; if the lock is taken, a line in the log and a
+/// second try on which SQLite's busy handler waits out the rest.
+async fn sqlite_begin_immediate(
+    pool: &sqlx::SqlitePool,
+    wait: std::time::Duration,
+) -> Result<SqliteTx, StoreError> {
+    for patient in [false, true] {
+        let mut conn = pool.acquire().await?;
+        conn.close_on_drop();
+        let ms = if patient {
+            wait.as_millis().min(i32::MAX as u128)
+        } else {
+            0
+        };
+        sqlx::query(&format!("PRAGMA busy_timeout = {ms}"))
+            .execute(&mut *conn)
+            .await?;
+        match sqlx::Transaction::begin(conn, Some("BEGIN IMMEDIATE".into())).await {
+            Ok(mut tx) => {
+                // Later statements wait as long as the pool's other connections do.
+                sqlx::query(&format!("PRAGMA busy_timeout = {SQLITE_BUSY_TIMEOUT_MS}"))
+                    .execute(&mut *tx)
+                    .await?;
+                return Ok(tx);
+            }
+            Err(e) if is_sqlite_busy(&e) && !patient => {
+                tracing::info!(
+                    wait = %humantime::format_duration(wait),
+                    "another writer holds the SQLite database; waiting for it before ingesting"
+                );
+            }
+            Err(e) if is_sqlite_busy(&e) => return Err(StoreError::Busy { waited: wait }),
+            Err(e) => return Err(e.into()),
+        }
+    }
+    unreachable!("the second try returns")
+}
+
+/// SQLITE_BUSY (5) or one of its extended codes.
+fn is_sqlite_busy(e: &sqlx::Error) -> bool {
+    match e {
+        sqlx::Error::Database(d) => d
+            .code()
+            .and_then(|c| c.parse::<i32>().ok())
+            .is_some_and(|c| c & 0xff == 5),
+        _ => false,
+    }
+}
+
+/// Postgres: this run's turn at ingesting (a transaction-scoped advisory lock), waiting up
+/// to `wait` for the run ahead of it; `lock_timeout` bounds the wait and is then put back.
+async fn pg_ingest_lock(tx: &mut PgTx, wait: std::time::Duration) -> Result<(), StoreError> {
+    let free: bool = sqlx::query_scalar("SELECT pg_try_advisory_xact_lock($1)")
+        .bind(PG_INGEST_LOCK)
+        .fetch_one(&mut **tx)
+        .await?;
+    if free {
+        return Ok(());
+    }
+    tracing::info!(
+        wait = %humantime::format_duration(wait),
+        "another ingest is writing to this database; waiting for its turn to end"
+    );
+    // 0 would mean "no limit": wait at least a millisecond.
+    let ms = wait.as_millis().clamp(1, i32::MAX as u128);
+    sqlx::query(&format!("SET LOCAL lock_timeout = {ms}"))
+        .execute(&mut **tx)
+        .await?;
+    let locked = sqlx::query("SELECT pg_advisory_xact_lock($1)")
+        .bind(PG_INGEST_LOCK)
+        .execute(&mut **tx)
+        .await;
+    match locked {
+        Ok(_) => {}
+        // lock_not_available: the timeout ran out (the transaction is aborted; the caller
+        // rolls it back).
+        Err(sqlx::Error::Database(d)) if d.code().as_deref() == Some("55P03") => {
+            return Err(StoreError::Busy { waited: wait });
+        }
+        Err(e) => return Err(e.into()),
+    }
+    sqlx::query("SET LOCAL lock_timeout TO DEFAULT")
+        .execute(&mut **tx)
+        .await?;
+    Ok(())
 }
 
 /// SQLite: one multi-row INSERT per chunk of arguments (`SQLITE_CHUNK` rows or fewer).
@@ -454,10 +546,7 @@ impl IngestTx {
             }
             Backend::Postgres(pg) => {
                 let tx = pg.tx().await?;
-                sqlx::query("SELECT pg_advisory_xact_lock($1)")
-                    .bind(PG_INGEST_LOCK)
-                    .execute(&mut **tx)
-                    .await?;
+                pg_ingest_lock(tx, self.lock_wait).await?;
                 sqlx::query_scalar(
                     "SELECT GREATEST((SELECT last_value FROM cost_line_id_seq), \
                      COALESCE((SELECT MAX(id) FROM cost_line), 0))",
@@ -673,13 +762,17 @@ impl Store {
         text: &str,
     ) -> Result<(), StoreError> {
         match self {
+            // Waits, like the ingest itself, for another ingest to let go of the database:
+            // a run is recorded (and its failure too) however long the one ahead takes.
             Store::Sqlite(s) => {
+                let mut tx = sqlite_begin_immediate(s.pool(), s.ingest_lock_wait).await?;
                 sqlx::query(&sqlite_spelling(sql))
                     .bind(id)
                     .bind(at)
                     .bind(text)
-                    .execute(s.pool())
+                    .execute(&mut *tx)
                     .await?;
+                tx.commit().await?;
             }
             Store::Postgres(s) => {
                 sqlx::query(sql)
@@ -696,13 +789,11 @@ impl Store {
     pub async fn begin_ingest(&self) -> Result<IngestTx, StoreError> {
         let backend = match self {
             Store::Sqlite(s) => {
-                // The connection is closed after the ingest instead of going back to the
-                // pool, so the large page cache below is freed with it.
-                let mut conn = s.pool().acquire().await?;
-                conn.close_on_drop();
                 // IMMEDIATE: the write lock from the start, so the run's block of ids
-                // (`reserve_ids`) cannot be taken by another writer.
-                let mut tx = sqlx::Transaction::begin(conn, Some("BEGIN IMMEDIATE".into())).await?;
+                // (`reserve_ids`) cannot be taken by another writer. The connection is
+                // closed after the ingest instead of going back to the pool, so the large
+                // page cache below is freed with it.
+                let mut tx = sqlite_begin_immediate(s.pool(), s.ingest_lock_wait).await?;
                 // A whole file is one transaction: give its index pages room (the default
                 // 2 MB cache makes index inserts of a large file spill and re-read), and keep
                 // each multi-row INSERT's statement journal out of the file system.
@@ -713,11 +804,16 @@ impl Store {
             }
             Store::Postgres(s) => Backend::Postgres(Streaming::new(s.pool().begin().await?)),
         };
+        let lock_wait = match self {
+            Store::Sqlite(s) => s.ingest_lock_wait,
+            Store::Postgres(s) => s.ingest_lock_wait,
+        };
         Ok(IngestTx {
             backend,
             next_id: None,
             ranges: Vec::new(),
             range_of: Default::default(),
+            lock_wait,
         })
     }
 

@@ -11,6 +11,7 @@ pub mod postgres;
 pub mod sqlite;
 
 use std::collections::HashMap;
+use std::time::Duration;
 
 use chrono::{DateTime, Utc};
 use rust_decimal::Decimal;
@@ -32,6 +33,12 @@ pub enum StoreError {
     Query(#[from] sqlx::Error),
     #[error("corrupt row in {table}: {detail}")]
     Corrupt { table: &'static str, detail: String },
+    /// Another writer kept the lock an ingest needs for longer than it was allowed to wait.
+    #[error(
+        "another ingest (or writer) kept the database's ingest lock for over {}; nothing was stored, try again when it has finished or wait longer (--lock-wait)",
+        humantime::format_duration(*.waited)
+    )]
+    Busy { waited: Duration },
 }
 
 impl StoreError {
@@ -263,7 +270,22 @@ pub enum Store {
     Postgres(postgres::PgStore),
 }
 
+/// How long an ingest waits, by default, for another ingest to finish: long enough for a
+/// multi-million-line file ahead of it.
+pub const DEFAULT_INGEST_LOCK_WAIT: Duration = Duration::from_secs(30 * 60);
+
 impl Store {
+    /// How long `begin_ingest` and the run's first write wait for another ingest (one at a
+    /// time per database: SQLite's write lock, a Postgres advisory lock) before giving up
+    /// with `StoreError::Busy`.
+    pub fn with_ingest_lock_wait(mut self, wait: Duration) -> Store {
+        match &mut self {
+            Store::Sqlite(s) => s.ingest_lock_wait = wait,
+            Store::Postgres(s) => s.ingest_lock_wait = wait,
+        }
+        self
+    }
+
     /// Opens (and for SQLite creates) the database. Does not migrate.
     pub async fn connect(url: &str) -> Result<Store, StoreError> {
         Store::connect_pool(url, None).await

@@ -23,6 +23,8 @@ const CHUNK: usize = 5000;
 #[derive(Clone)]
 pub struct PgStore {
     pool: PgPool,
+    /// How long an ingest waits for another ingest's turn to end.
+    pub(crate) ingest_lock_wait: std::time::Duration,
 }
 
 fn corrupt(table: &'static str, e: impl std::fmt::Display) -> StoreError {
@@ -79,7 +81,10 @@ impl PgStore {
                 url: redact_url(url),
                 detail: e.to_string(),
             })?;
-        Ok(PgStore { pool })
+        Ok(PgStore {
+            pool,
+            ingest_lock_wait: super::DEFAULT_INGEST_LOCK_WAIT,
+        })
     }
 
     pub fn pool(&self) -> &PgPool {

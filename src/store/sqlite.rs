@@ -22,9 +22,14 @@ static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/sqlite")
 /// Rows per multi-row statement (10 columns each, under SQLite's 32766 parameters).
 const CHUNK: usize = 1000;
 
+/// How long a statement waits for another connection's write lock before failing.
+pub(crate) const SQLITE_BUSY_TIMEOUT_MS: u64 = 10_000;
+
 #[derive(Clone)]
 pub struct SqliteStore {
     pool: SqlitePool,
+    /// How long an ingest waits for another writer to let go of the database.
+    pub(crate) ingest_lock_wait: Duration,
 }
 
 fn money_text(d: Decimal) -> String {
@@ -51,7 +56,7 @@ impl SqliteStore {
             .page_size(32768)
             .journal_mode(SqliteJournalMode::Wal)
             .synchronous(SqliteSynchronous::Normal)
-            .busy_timeout(Duration::from_secs(10))
+            .busy_timeout(Duration::from_millis(SQLITE_BUSY_TIMEOUT_MS))
             .foreign_keys(true);
         let pool = SqlitePoolOptions::new()
             .max_connections(max_connections)
@@ -61,7 +66,10 @@ impl SqliteStore {
                 url: redact_url(url),
                 detail: e.to_string(),
             })?;
-        Ok(SqliteStore { pool })
+        Ok(SqliteStore {
+            pool,
+            ingest_lock_wait: super::DEFAULT_INGEST_LOCK_WAIT,
+        })
     }
 
     pub fn pool(&self) -> &SqlitePool {
