@@ -277,6 +277,100 @@ async fn source_status_and_spot_bands() {
 }
 
 #[tokio::test]
+async fn the_periodic_refresh_rebuilds_the_catalog_only_when_another_writer_changed_it() {
+    use bursar::domain::catalog::CatalogHandle;
+    use bursar::tasks::{refresh_catalog, refresh_if_changed};
+    for db in common::both_backends().await {
+        // The server's store and, writing beside it, another replica's.
+        let store = Store::open(&db.url).await.unwrap();
+        let other = Store::open(&db.url).await.unwrap();
+        let handle = CatalogHandle::default();
+        let a = offer(
+            Provider::Aws,
+            "us-east-1",
+            "",
+            "p4d.24xlarge",
+            Market::OnDemand,
+            "32.77",
+        );
+        store
+            .upsert_offers(std::slice::from_ref(&a), &mut Default::default())
+            .await
+            .unwrap();
+        assert_eq!(refresh_catalog(&store, &handle).await.unwrap(), 1);
+        let built = handle.load();
+        assert!(
+            !refresh_if_changed(&store, &handle).await.unwrap(),
+            "{}: nothing changed, nothing rebuilt",
+            db.backend
+        );
+        assert!(
+            std::sync::Arc::ptr_eq(&built, &handle.load()),
+            "{}",
+            db.backend
+        );
+
+        // New prices from the other replica: rebuilt once, then quiet again.
+        let b = offer(
+            Provider::Aws,
+            "us-west-2",
+            "",
+            "p4d.24xlarge",
+            Market::OnDemand,
+            "32.78",
+        );
+        other
+            .upsert_offers(&[b], &mut Default::default())
+            .await
+            .unwrap();
+        assert!(
+            refresh_if_changed(&store, &handle).await.unwrap(),
+            "{}",
+            db.backend
+        );
+        assert_eq!(handle.load().offers().len(), 2, "{}", db.backend);
+        assert!(
+            !refresh_if_changed(&store, &handle).await.unwrap(),
+            "{}",
+            db.backend
+        );
+
+        // Re-confirming an unchanged price moves its observation time (the price's age in
+        // every answer), and spot bands feed the catalog too: both count as changes.
+        other
+            .upsert_offers(&[a], &mut Default::default())
+            .await
+            .unwrap();
+        assert!(
+            refresh_if_changed(&store, &handle).await.unwrap(),
+            "{}",
+            db.backend
+        );
+        let band = SpotBand {
+            provider: Provider::Aws,
+            region: "us-east-1".into(),
+            instance_type: "p4d.24xlarge".into(),
+            band: 2,
+            label: "10-15%".into(),
+            savings_pct: 60,
+        };
+        other.upsert_bands(&[band], Utc::now()).await.unwrap();
+        assert!(
+            refresh_if_changed(&store, &handle).await.unwrap(),
+            "{}",
+            db.backend
+        );
+        assert!(
+            !refresh_if_changed(&store, &handle).await.unwrap(),
+            "{}",
+            db.backend
+        );
+        other.close().await;
+        store.close().await;
+    }
+}
+
+#[tokio::test]
 async fn bad_urls_are_configuration_errors() {
     let e = Store::connect("mysql://root@127.0.0.1/test")
         .await

@@ -312,19 +312,44 @@ impl Catalog {
     }
 }
 
-/// The catalog shared by the server's handlers, replaced whole after each refresh.
+/// The catalog shared by the server's handlers, replaced whole after each refresh, with
+/// the version of the stored data it was built from (opaque to the domain; `None` until
+/// one is recorded).
 #[derive(Clone, Default)]
-pub struct CatalogHandle(Arc<ArcSwap<Catalog>>);
+pub struct CatalogHandle {
+    catalog: Arc<ArcSwap<Catalog>>,
+    source_version: Arc<std::sync::Mutex<Option<i64>>>,
+}
 
 impl CatalogHandle {
     pub fn new(c: Catalog) -> Self {
-        CatalogHandle(Arc::new(ArcSwap::from_pointee(c)))
+        CatalogHandle {
+            catalog: Arc::new(ArcSwap::from_pointee(c)),
+            source_version: Default::default(),
+        }
     }
     pub fn load(&self) -> Arc<Catalog> {
-        self.0.load_full()
+        self.catalog.load_full()
     }
     pub fn swap(&self, c: Catalog) {
-        self.0.store(Arc::new(c));
+        self.swap_built_from(c, None);
+    }
+    /// Swaps in a catalog built from version `version` of the stored data.
+    pub fn swap_built_from(&self, c: Catalog, version: Option<i64>) {
+        // One lock around both, so the version always describes the catalog in place.
+        let mut v = self
+            .source_version
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        self.catalog.store(Arc::new(c));
+        *v = version;
+    }
+    /// The version of the stored data the current catalog was built from, if recorded.
+    pub fn built_from(&self) -> Option<i64> {
+        *self
+            .source_version
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
     }
 }
 

@@ -263,6 +263,20 @@ macro_rules! dispatch {
     };
 }
 
+/// Moves `catalog_generation` inside a transaction that writes prices, hardware or spot
+/// bands (written once; `$`-free, so SQLite reads it as is).
+async fn bump_catalog_generation<DB>(tx: &mut sqlx::Transaction<'_, DB>) -> Result<(), StoreError>
+where
+    DB: sqlx::Database,
+    for<'c> &'c mut DB::Connection: sqlx::Executor<'c, Database = DB>,
+    for<'q> DB::Arguments<'q>: sqlx::IntoArguments<'q, DB>,
+{
+    sqlx::query("UPDATE catalog_generation SET generation = generation + 1 WHERE id = 1")
+        .execute(&mut **tx)
+        .await?;
+    Ok(())
+}
+
 /// The database, SQLite or Postgres, chosen by URL scheme.
 #[derive(Clone)]
 pub enum Store {
@@ -325,6 +339,16 @@ impl Store {
 
     pub async fn migrate(&self) -> Result<(), StoreError> {
         dispatch!(self, s => s.migrate().await)
+    }
+
+    /// The counter every write to the catalog's tables moves (`catalog_generation`): equal
+    /// values mean the catalog built at the first would be built again unchanged.
+    pub async fn catalog_generation(&self) -> Result<i64, StoreError> {
+        const SQL: &str = "SELECT generation FROM catalog_generation WHERE id = 1";
+        Ok(match self {
+            Store::Sqlite(s) => sqlx::query_scalar(SQL).fetch_one(s.pool()).await?,
+            Store::Postgres(s) => sqlx::query_scalar(SQL).fetch_one(s.pool()).await?,
+        })
     }
 
     pub async fn current_prices(&self) -> Result<CurrentPrices, StoreError> {

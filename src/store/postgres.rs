@@ -225,6 +225,7 @@ impl PgStore {
             .execute(&mut *tx)
             .await?;
         }
+        super::bump_catalog_generation(&mut tx).await?;
         tx.commit().await?;
         Ok(UpsertStats {
             offers: offers.len() as u64,
@@ -261,6 +262,7 @@ impl PgStore {
             .execute(&mut *tx)
             .await?;
         }
+        super::bump_catalog_generation(&mut tx).await?;
         tx.commit().await?;
         Ok(bands.len() as u64)
     }

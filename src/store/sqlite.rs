@@ -204,6 +204,7 @@ impl SqliteStore {
             );
             qb.build().execute(&mut *tx).await?;
         }
+        super::bump_catalog_generation(&mut tx).await?;
         tx.commit().await?;
         Ok(UpsertStats {
             offers: offers.len() as u64,
@@ -236,6 +237,7 @@ impl SqliteStore {
             );
             qb.build().execute(&mut *tx).await?;
         }
+        super::bump_catalog_generation(&mut tx).await?;
         tx.commit().await?;
         Ok(bands.len() as u64)
     }

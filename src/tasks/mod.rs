@@ -10,4 +10,4 @@ pub mod ingest;
 pub mod poller;
 pub mod watch;
 
-pub use poller::{PollReport, poll_once, refresh_catalog, seed_if_empty};
+pub use poller::{PollReport, poll_once, refresh_catalog, refresh_if_changed, seed_if_empty};

@@ -91,10 +91,30 @@ pub async fn poll_once(store: &Store, source: &dyn PriceSource) -> Result<PollRe
 
 /// Reloads the in-memory catalog from the store and swaps it in.
 pub async fn refresh_catalog(store: &Store, handle: &CatalogHandle) -> Result<usize, StoreError> {
+    // Read first: a write landing during the load moves it again, so the next check reloads.
+    let version = store.catalog_generation().await?;
     let (offers, bands) = store.load_catalog().await?;
     let n = offers.len();
-    handle.swap(Catalog::new(offers, bands));
+    // Sorting and indexing the whole catalog takes a few hundred milliseconds of one core:
+    // on the blocking pool, so the runtime's workers keep answering requests meanwhile.
+    let catalog = tokio::task::spawn_blocking(move || Catalog::new(offers, bands))
+        .await
+        .map_err(|e| StoreError::Corrupt {
+            table: "price_current",
+            detail: format!("building the catalog failed: {e}"),
+        })?;
+    handle.swap_built_from(catalog, Some(version));
     Ok(n)
+}
+
+/// Rebuilds the catalog only if the stored prices, hardware or spot bands changed since it
+/// was built (another replica's poll, an import); says whether it did.
+pub async fn refresh_if_changed(store: &Store, handle: &CatalogHandle) -> Result<bool, StoreError> {
+    if handle.built_from() == Some(store.catalog_generation().await?) {
+        return Ok(false);
+    }
+    refresh_catalog(store, handle).await?;
+    Ok(true)
 }
 
 /// Loads the shipped seed snapshot when the store holds no prices. Returns offers written.
@@ -159,7 +179,8 @@ pub async fn source_loop(
     }
 }
 
-/// Reloads the catalog every `every` (picks up other replicas' and imports' writes).
+/// Checks every `every` whether the stored catalog data moved (other replicas' polls,
+/// imports) and rebuilds the catalog only then: an unchanged store costs one small query.
 pub async fn refresh_loop(
     store: Store,
     catalog: CatalogHandle,
@@ -169,7 +190,7 @@ pub async fn refresh_loop(
     loop {
         tokio::select! {
             _ = tokio::time::sleep(every) => {
-                if let Err(e) = refresh_catalog(&store, &catalog).await {
+                if let Err(e) = refresh_if_changed(&store, &catalog).await {
                     tracing::warn!(error = %e, "catalog refresh failed");
                 }
             }
