@@ -11,7 +11,7 @@ use sqlx::sqlite::SqliteArguments;
 use sqlx::{Postgres, QueryBuilder, Row, Sqlite};
 
 use super::sqlite::SQLITE_BUSY_TIMEOUT_MS;
-use super::{Store, StoreError};
+use super::{Store, StoreError, is_sqlite_busy};
 use crate::billing::{CostLine, Quarantined};
 
 /// One row of `ingest_run`.
@@ -299,17 +299,6 @@ async fn sqlite_begin_immediate(
         }
     }
     unreachable!("the second try returns")
-}
-
-/// SQLITE_BUSY (5) or one of its extended codes.
-fn is_sqlite_busy(e: &sqlx::Error) -> bool {
-    match e {
-        sqlx::Error::Database(d) => d
-            .code()
-            .and_then(|c| c.parse::<i32>().ok())
-            .is_some_and(|c| c & 0xff == 5),
-        _ => false,
-    }
 }
 
 /// Postgres: this run's turn at ingesting (a transaction-scoped advisory lock), waiting up

@@ -42,6 +42,16 @@ pub enum StoreError {
 }
 
 impl StoreError {
+    /// Another connection held the lock this statement needed for longer than it waits
+    /// (SQLite's SQLITE_BUSY and its extended codes; an ingest's `Busy`).
+    pub fn is_busy(&self) -> bool {
+        match self {
+            StoreError::Busy { .. } => true,
+            StoreError::Query(e) => is_sqlite_busy(e),
+            _ => false,
+        }
+    }
+
     /// Configuration-type failures (bad scheme, unreachable database) exit with code 2.
     pub fn is_configuration(&self) -> bool {
         matches!(
@@ -275,6 +285,19 @@ where
         .execute(&mut **tx)
         .await?;
     Ok(())
+}
+
+/// SQLITE_BUSY (5) or one of its extended codes. (Postgres reports lock waits as
+/// `lock_not_available`, which only an ingest's bounded wait produces.)
+pub(crate) fn is_sqlite_busy(e: &sqlx::Error) -> bool {
+    match e {
+        sqlx::Error::Database(d) if d.try_downcast_ref::<sqlx::sqlite::SqliteError>().is_some() => {
+            d.code()
+                .and_then(|c| c.parse::<i32>().ok())
+                .is_some_and(|c| c & 0xff == 5)
+        }
+        _ => false,
+    }
 }
 
 /// The database, SQLite or Postgres, chosen by URL scheme.

@@ -199,10 +199,10 @@ impl DecisionLog {
                 _ = shutdown.changed() => true,
             };
             let rows = self.take();
-            self.flush(&store, rows).await;
+            self.flush(&store, rows, &shutdown).await;
             if stop {
                 let rows = self.take();
-                self.flush(&store, rows).await;
+                self.flush(&store, rows, &shutdown).await;
                 return;
             }
         }
@@ -257,27 +257,58 @@ impl DecisionLog {
         Ok(finished)
     }
 
-    async fn flush(&self, store: &Store, rows: Vec<PendingDecision>) {
+    /// Writes `rows`. While another writer holds a SQLite database (an ingest keeps its
+    /// write lock for a whole file), the batch in hand is kept and retried instead of being
+    /// dropped — the queue goes on taking rows, up to its bound — until the lock is free or
+    /// shutdown begins.
+    async fn flush(
+        &self,
+        store: &Store,
+        rows: Vec<PendingDecision>,
+        shutdown: &watch::Receiver<bool>,
+    ) {
         if rows.is_empty() {
             return;
         }
         // Rows borrow their text from the pending decisions and their catalogs.
         let rows: Vec<DecisionRow<'_>> = rows.iter().map(PendingDecision::row).collect();
         for chunk in rows.chunks(self.inner.batch) {
-            match store.insert_decisions(chunk).await {
-                Ok(n) => {
-                    self.inner.written.fetch_add(n, Ordering::Relaxed);
-                }
-                Err(e) => {
-                    self.inner
-                        .dropped
-                        .fetch_add(chunk.len() as u64, Ordering::Relaxed);
-                    tracing::warn!(error = %e, rows = chunk.len(), "decision log write failed; rows dropped");
+            let mut waiting = false;
+            loop {
+                match store.insert_decisions(chunk).await {
+                    Ok(n) => {
+                        self.inner.written.fetch_add(n, Ordering::Relaxed);
+                        if waiting {
+                            tracing::info!(
+                                rows = chunk.len(),
+                                "decision log: the database is free again; held rows written"
+                            );
+                        }
+                        break;
+                    }
+                    Err(e) if e.is_busy() && !*shutdown.borrow() => {
+                        if !waiting {
+                            tracing::warn!(error = %e, rows = chunk.len(), "decision log: another writer holds the database; holding the rows and retrying");
+                            waiting = true;
+                        }
+                        tokio::time::sleep(BUSY_RETRY).await;
+                    }
+                    Err(e) => {
+                        self.inner
+                            .dropped
+                            .fetch_add(chunk.len() as u64, Ordering::Relaxed);
+                        tracing::warn!(error = %e, rows = chunk.len(), "decision log write failed; rows dropped");
+                        break;
+                    }
                 }
             }
         }
     }
 }
+
+/// Pause between tries of a batch while the database is locked by another writer (each
+/// try itself waits out the connection's busy timeout first).
+const BUSY_RETRY: Duration = Duration::from_secs(1);
 
 /// Raises the calling thread's nice value by `nice` (0 leaves it). Linux keeps a nice value
 /// per thread and threads inherit it, so this reaches the threads this one starts.
@@ -346,6 +377,43 @@ mod tests {
             }
         }
         None
+    }
+
+    /// SQLite only: there an ingest holds the database's one write lock for a whole file,
+    /// longer than a connection's busy timeout (Postgres inserts do not wait on it).
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn rows_wait_out_an_ingests_write_lock_instead_of_being_dropped() {
+        let dir = tempfile::tempdir().unwrap();
+        let url = format!("sqlite://{}", dir.path().join("log.db").display());
+        let store = Store::open(&url).await.unwrap();
+        let holder = store.begin_ingest().await.unwrap();
+        let log = DecisionLog::new(100, 10);
+        let (stop, rx) = watch::channel(false);
+        let writer = {
+            let (log, store) = (log.clone(), store.clone());
+            tokio::spawn(async move { log.writer(store, Duration::from_millis(50), rx).await })
+        };
+        for i in 0..3 {
+            log.record(row(&format!("d{i}")));
+        }
+        // Past the 10 s busy timeout: the first try has failed and the rows are held.
+        tokio::time::sleep(Duration::from_millis(
+            crate::store::sqlite::SQLITE_BUSY_TIMEOUT_MS + 1500,
+        ))
+        .await;
+        assert_eq!((log.written(), log.dropped()), (0, 0));
+        holder.commit().await.unwrap();
+        for _ in 0..200 {
+            if log.written() == 3 {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        assert_eq!((log.written(), log.dropped()), (3, 0));
+        stop.send(true).unwrap();
+        writer.await.unwrap();
+        assert_eq!(store.count_decisions().await.unwrap(), 3);
+        store.close().await;
     }
 
     #[cfg(target_os = "linux")]

@@ -31,6 +31,12 @@ pub enum PollError {
     Store(#[from] StoreError),
 }
 
+/// How long a poll keeps retrying its write while another writer (a SQLite ingest) holds
+/// the database: as long as an ingest may wait for another.
+const WRITE_PATIENCE: Duration = crate::store::DEFAULT_INGEST_LOCK_WAIT;
+/// Pause between those tries (each also waits out the connection's busy timeout).
+const BUSY_RETRY: Duration = Duration::from_secs(1);
+
 /// Polls `source` once and stores the result. On failure records it and keeps old prices.
 pub async fn poll_once(store: &Store, source: &dyn PriceSource) -> Result<PollReport, PollError> {
     let name = source.name().to_string();
@@ -52,12 +58,27 @@ pub async fn poll_once(store: &Store, source: &dyn PriceSource) -> Result<PollRe
         tracing::debug!(source = %name, %reason, "item rejected");
     }
     let mut current = store.current_prices().await?;
-    let write = async {
-        let stats = store.upsert_offers(&batch.offers, &mut current).await?;
-        let bands = store.upsert_bands(&batch.bands, started).await?;
-        Ok::<_, StoreError>((stats, bands))
-    }
-    .await;
+    // A SQLite ingest holds the database's write lock for a whole file, longer than one
+    // statement's busy timeout: wait it out rather than lose a good walk of the feed.
+    let (since, mut waiting) = (std::time::Instant::now(), false);
+    let write = loop {
+        let write = async {
+            let stats = store.upsert_offers(&batch.offers, &mut current).await?;
+            let bands = store.upsert_bands(&batch.bands, started).await?;
+            Ok::<_, StoreError>((stats, bands))
+        }
+        .await;
+        match write {
+            Err(e) if e.is_busy() && since.elapsed() < WRITE_PATIENCE => {
+                if !waiting {
+                    tracing::warn!(source = %name, error = %e, "another writer holds the database; the prices will be stored when it lets go");
+                    waiting = true;
+                }
+                tokio::time::sleep(BUSY_RETRY).await;
+            }
+            other => break other,
+        }
+    };
     let (stats, bands) = match write {
         Ok(v) => v,
         Err(e) => {
@@ -196,5 +217,77 @@ pub async fn refresh_loop(
             }
             _ = shutdown.changed() => return,
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::clouds::{KnownInstances, SourceBatch, SourceError};
+    use crate::domain::{Currency, Market, Offer, OfferKey, Provider};
+
+    /// A feed that always answers with one offer.
+    struct OneOffer;
+
+    #[async_trait::async_trait]
+    impl PriceSource for OneOffer {
+        fn name(&self) -> &str {
+            "one-offer"
+        }
+        fn provider(&self) -> Provider {
+            Provider::Aws
+        }
+        async fn fetch(&self, _known: &KnownInstances) -> Result<SourceBatch, SourceError> {
+            Ok(SourceBatch {
+                offers: vec![Offer {
+                    key: OfferKey {
+                        provider: Provider::Aws,
+                        region: "us-east-1".into(),
+                        zone: String::new(),
+                        instance_type: "m5.large".into(),
+                        market: Market::OnDemand,
+                    },
+                    price_per_hour: "0.096".parse().unwrap(),
+                    currency: Currency::USD,
+                    attrs: None,
+                    source: "one-offer".into(),
+                    observed_at: Utc::now(),
+                }],
+                bands: Vec::new(),
+                rejected: Vec::new(),
+                pages: 1,
+            })
+        }
+    }
+
+    /// SQLite only: there an ingest holds the database's one write lock for a whole file,
+    /// longer than a statement's busy timeout (Postgres writers do not wait on it).
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_poll_waits_out_an_ingests_write_lock_and_stores_its_prices() {
+        let dir = tempfile::tempdir().unwrap();
+        let url = format!("sqlite://{}", dir.path().join("p.db").display());
+        let store = Store::open(&url).await.unwrap();
+        let holder = store.begin_ingest().await.unwrap();
+        let poll = {
+            let store = store.clone();
+            tokio::spawn(async move { poll_once(&store, &OneOffer).await })
+        };
+        // Past the 10 s busy timeout: the first write has failed and is being retried.
+        tokio::time::sleep(Duration::from_millis(
+            crate::store::sqlite::SQLITE_BUSY_TIMEOUT_MS + 1500,
+        ))
+        .await;
+        assert!(!poll.is_finished(), "the poll waits instead of failing");
+        holder.commit().await.unwrap();
+        let report = tokio::time::timeout(Duration::from_secs(30), poll)
+            .await
+            .expect("the poll goes on once the lock is free")
+            .unwrap()
+            .unwrap();
+        assert_eq!(report.offers, 1);
+        assert_eq!(store.count_current().await.unwrap(), 1);
+        let status = store.source_statuses().await.unwrap();
+        assert_eq!(status[0].state, "ok");
+        store.close().await;
     }
 }
