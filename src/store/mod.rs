@@ -307,6 +307,10 @@ pub enum Store {
     Postgres(postgres::PgStore),
 }
 
+/// Pause between a background writer's tries (a poll's write, a decision-log batch) while
+/// another writer holds a SQLite database; each try also waits out the busy timeout first.
+pub const BUSY_RETRY: Duration = Duration::from_secs(1);
+
 /// How long an ingest waits, by default, for another ingest to finish: long enough for a
 /// multi-million-line file ahead of it.
 pub const DEFAULT_INGEST_LOCK_WAIT: Duration = Duration::from_secs(30 * 60);

@@ -291,7 +291,7 @@ impl DecisionLog {
                             tracing::warn!(error = %e, rows = chunk.len(), "decision log: another writer holds the database; holding the rows and retrying");
                             waiting = true;
                         }
-                        tokio::time::sleep(BUSY_RETRY).await;
+                        tokio::time::sleep(crate::store::BUSY_RETRY).await;
                     }
                     Err(e) => {
                         self.inner
@@ -305,10 +305,6 @@ impl DecisionLog {
         }
     }
 }
-
-/// Pause between tries of a batch while the database is locked by another writer (each
-/// try itself waits out the connection's busy timeout first).
-const BUSY_RETRY: Duration = Duration::from_secs(1);
 
 /// Raises the calling thread's nice value by `nice` (0 leaves it). Linux keeps a nice value
 /// per thread and threads inherit it, so this reaches the threads this one starts.

@@ -34,8 +34,6 @@ pub enum PollError {
 /// How long a poll keeps retrying its write while another writer (a SQLite ingest) holds
 /// the database: as long as an ingest may wait for another.
 const WRITE_PATIENCE: Duration = crate::store::DEFAULT_INGEST_LOCK_WAIT;
-/// Pause between those tries (each also waits out the connection's busy timeout).
-const BUSY_RETRY: Duration = Duration::from_secs(1);
 
 /// Polls `source` once and stores the result. On failure records it and keeps old prices.
 pub async fn poll_once(store: &Store, source: &dyn PriceSource) -> Result<PollReport, PollError> {
@@ -74,7 +72,7 @@ pub async fn poll_once(store: &Store, source: &dyn PriceSource) -> Result<PollRe
                     tracing::warn!(source = %name, error = %e, "another writer holds the database; the prices will be stored when it lets go");
                     waiting = true;
                 }
-                tokio::time::sleep(BUSY_RETRY).await;
+                tokio::time::sleep(crate::store::BUSY_RETRY).await;
             }
             other => break other,
         }
