@@ -331,9 +331,6 @@ impl CatalogHandle {
     pub fn load(&self) -> Arc<Catalog> {
         self.catalog.load_full()
     }
-    pub fn swap(&self, c: Catalog) {
-        self.swap_built_from(c, None);
-    }
     /// Swaps in a catalog built from version `version` of the stored data.
     pub fn swap_built_from(&self, c: Catalog, version: Option<i64>) {
         // One lock around both, so the version always describes the catalog in place.

@@ -776,7 +776,7 @@ impl Store {
     }
 
     pub async fn begin_ingest(&self) -> Result<IngestTx, StoreError> {
-        let backend = match self {
+        let (backend, lock_wait) = match self {
             Store::Sqlite(s) => {
                 // IMMEDIATE: the write lock from the start, so the run's block of ids
                 // (`reserve_ids`) cannot be taken by another writer. The connection is
@@ -789,13 +789,12 @@ impl Store {
                 for p in SQLITE_INGEST_PRAGMAS {
                     sqlx::query(p).execute(&mut *tx).await?;
                 }
-                Backend::Sqlite(Streaming::new(tx))
+                (Backend::Sqlite(Streaming::new(tx)), s.ingest_lock_wait)
             }
-            Store::Postgres(s) => Backend::Postgres(Streaming::new(s.pool().begin().await?)),
-        };
-        let lock_wait = match self {
-            Store::Sqlite(s) => s.ingest_lock_wait,
-            Store::Postgres(s) => s.ingest_lock_wait,
+            Store::Postgres(s) => (
+                Backend::Postgres(Streaming::new(s.pool().begin().await?)),
+                s.ingest_lock_wait,
+            ),
         };
         Ok(IngestTx {
             backend,

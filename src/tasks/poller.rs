@@ -172,8 +172,10 @@ pub async fn source_loop(
         let mut poll = tokio::spawn(async move { poll_once(&s, src.as_ref()).await });
         tokio::select! {
             r = &mut poll => match r {
+                // The poll's write moved `catalog_generation`; a concurrent refresh may
+                // already have built from it.
                 Ok(Ok(_)) => {
-                    if let Err(e) = refresh_catalog(&store, &catalog).await {
+                    if let Err(e) = refresh_if_changed(&store, &catalog).await {
                         tracing::warn!(error = %e, "catalog refresh failed");
                     }
                 }
