@@ -535,9 +535,10 @@ async fn h2_connect(
         .await
         .map_err(|e| format!("{url}: {e}"))?;
     tcp.set_nodelay(true).map_err(|e| e.to_string())?;
+    // Requests sent together leave in one write, as the server's answers do.
     let (sender, conn) = hyper::client::conn::http2::handshake(
         hyper_util::rt::TokioExecutor::new(),
-        hyper_util::rt::TokioIo::new(tcp),
+        hyper_util::rt::TokioIo::new(crate::server::coalesce::CoalescingIo::new(tcp)),
     )
     .await
     .map_err(|e| format!("{url}: HTTP/2 handshake: {e}"))?;

@@ -3,6 +3,7 @@
 //! API boundary: handlers only validate (`convert`), call the domain or store, and map
 //! errors (`errors`); proto types do not leave this module.
 pub mod budgets;
+pub mod coalesce;
 pub mod convert;
 pub mod errors;
 pub mod placement;
@@ -272,9 +273,11 @@ pub async fn run(
         ))
         .serve_with_incoming_shutdown(
             TcpListenerStream::new(listener).map(|s| {
-                // Without TCP_NODELAY small gRPC responses wait for delayed ACKs (~40 ms).
-                s.inspect(|s| {
+                s.map(|s| {
+                    // Without TCP_NODELAY small gRPC responses wait for delayed ACKs (~40 ms).
                     let _ = s.set_nodelay(true);
+                    // Answers finished together leave in one write (see `coalesce`).
+                    coalesce::CoalescingIo::new(s)
                 })
             }),
             signal,
