@@ -281,6 +281,51 @@ async fn select_provider_on_seed_prices_and_the_decision_log() {
     }
 }
 
+/// Answers to calls in flight together on one HTTP/2 connection leave the server in shared
+/// writes (`server::coalesce`): each call must still get its own answer, whole.
+#[tokio::test]
+async fn calls_in_flight_together_on_one_connection_each_get_their_own_answer() {
+    let db = common::fresh_sqlite();
+    let server = common::TestServer::start(common::test_config(&db)).await;
+    let channel = server.channel().await;
+    let calls = (1..=64u32).map(|i| {
+        let mut c = PlacementServiceClient::new(channel.clone());
+        async move {
+            let hours = f64::from(i) / 4.0;
+            let resp = c
+                .select_provider(gpu_request("a100", 8, hours))
+                .await
+                .unwrap()
+                .into_inner();
+            (i, resp)
+        }
+    });
+    let answers = futures::future::join_all(calls).await;
+    let mut ids = std::collections::HashSet::new();
+    for (i, resp) in answers {
+        let best = &resp.placements[0];
+        let price: Decimal = best
+            .price_per_hour
+            .as_ref()
+            .unwrap()
+            .amount
+            .parse()
+            .unwrap();
+        let compute: Decimal = best.compute_cost.as_ref().unwrap().amount.parse().unwrap();
+        assert_eq!(
+            compute,
+            price * Decimal::from(i) / dec("4"),
+            "call {i} got another call's answer"
+        );
+        assert!(
+            ids.insert(resp.decision_id.clone()),
+            "decision ids are unique"
+        );
+    }
+    assert_eq!(ids.len(), 64);
+    server.stop().await.unwrap();
+}
+
 #[tokio::test]
 async fn decision_log_rows_carry_choice_runner_up_and_saving() {
     for db in common::both_backends().await {
