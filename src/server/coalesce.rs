@@ -43,10 +43,6 @@ impl<T> CoalescingIo<T> {
         }
     }
 
-    pub fn get_ref(&self) -> &T {
-        &self.io
-    }
-
     fn buffered(&self) -> usize {
         self.out.len() - self.sent
     }
