@@ -27,6 +27,11 @@ fn dec(s: &str) -> Decimal {
     s.parse().unwrap()
 }
 
+/// The exact amount of a Money field of an answer.
+fn amount(m: &Option<proto::Money>) -> Decimal {
+    dec(&m.as_ref().expect("amount present").amount)
+}
+
 fn real_catalog() -> Catalog {
     let opts = ImportOptions {
         observed_at: Some(chrono::Utc::now()),
@@ -230,7 +235,7 @@ async fn select_provider_on_seed_prices_and_the_decision_log() {
         let totals: Vec<Decimal> = resp
             .placements
             .iter()
-            .map(|p| p.total_cost.as_ref().unwrap().amount.parse().unwrap())
+            .map(|p| amount(&p.total_cost))
             .collect();
         assert!(totals.windows(2).all(|w| w[0] <= w[1]), "ranked by total");
         let best = &resp.placements[0];
@@ -245,15 +250,10 @@ async fn select_provider_on_seed_prices_and_the_decision_log() {
             best.seed && best.stale,
             "seed prices are old: flagged stale and seed"
         );
-        let compute: Decimal = best.compute_cost.as_ref().unwrap().amount.parse().unwrap();
-        let price: Decimal = best
-            .price_per_hour
-            .as_ref()
-            .unwrap()
-            .amount
-            .parse()
-            .unwrap();
-        assert_eq!(compute, price * dec("2"));
+        assert_eq!(
+            amount(&best.compute_cost),
+            amount(&best.price_per_hour) * dec("2")
+        );
         assert!(
             best.reason.contains("data already local"),
             "{}",
@@ -304,17 +304,9 @@ async fn calls_in_flight_together_on_one_connection_each_get_their_own_answer() 
     let mut ids = std::collections::HashSet::new();
     for (i, resp) in answers {
         let best = &resp.placements[0];
-        let price: Decimal = best
-            .price_per_hour
-            .as_ref()
-            .unwrap()
-            .amount
-            .parse()
-            .unwrap();
-        let compute: Decimal = best.compute_cost.as_ref().unwrap().amount.parse().unwrap();
         assert_eq!(
-            compute,
-            price * Decimal::from(i) / dec("4"),
+            amount(&best.compute_cost),
+            amount(&best.price_per_hour) * Decimal::from(i) / dec("4"),
             "call {i} got another call's answer"
         );
         assert!(
@@ -408,13 +400,7 @@ async fn every_dashboard_query_runs_on_postgres_and_the_savings_panel_adds_up() 
             let mut req = gpu_request("A100", 8, 3.0);
             req.labels.insert("team".into(), team.into());
             let r = c.select_provider(req).await.unwrap().into_inner();
-            let total: Decimal = r.placements[0]
-                .total_cost
-                .as_ref()
-                .unwrap()
-                .amount
-                .parse()
-                .unwrap();
+            let total = amount(&r.placements[0].total_cost);
             let t = by_team.entry(team.into()).or_default();
             t.0 += 1;
             t.1 += total;
