@@ -242,6 +242,231 @@ async fn reingesting_replaces_the_period_instead_of_doubling_it() {
             "{}",
             db.backend
         );
+        // The replaced runs' descriptive rows went with their lines: only the newest run's
+        // remain, and they are fewer than its lines (an hourly export repeats them).
+        let (runs, dims): (i64, i64) = scalar_pair(
+            &store,
+            "SELECT COUNT(DISTINCT ingest_run_id), COUNT(*) FROM cost_dims",
+        )
+        .await;
+        assert_eq!(runs, 1, "{}", db.backend);
+        assert!(dims > 0 && dims < 1281, "{}: {dims} dims", db.backend);
+        store.close().await;
+    }
+}
+
+/// Two integers from one row, on either backend.
+async fn scalar_pair(store: &Store, sql: &str) -> (i64, i64) {
+    match store {
+        Store::Sqlite(s) => sqlx::query_as(sql).fetch_one(s.pool()).await.unwrap(),
+        Store::Postgres(s) => sqlx::query_as(sql).fetch_one(s.pool()).await.unwrap(),
+    }
+}
+
+/// Every column of the `cost_line` table (before migration 0008) or view (after), as text,
+/// in id order.
+async fn cost_line_snapshot(store: &Store) -> Vec<Vec<Option<String>>> {
+    const COLS: [&str; 26] = [
+        "id",
+        "scope",
+        "ingest_run_id",
+        "source_line",
+        "billed_cost",
+        "effective_cost",
+        "list_cost",
+        "billing_currency",
+        "billing_period_start",
+        "billing_period_end",
+        "charge_period_start",
+        "charge_period_end",
+        "charge_category",
+        "provider_name",
+        "service_name",
+        "service_category",
+        "region_id",
+        "availability_zone",
+        "resource_id",
+        "sku_id",
+        "billing_account_id",
+        "sub_account_id",
+        "pricing_category",
+        "consumed_quantity",
+        "consumed_unit",
+        "tags",
+    ];
+    let sql = format!(
+        "SELECT {} FROM cost_line ORDER BY id",
+        COLS.map(|c| format!("CAST({c} AS TEXT)")).join(", ")
+    );
+    let read = |r: &dyn Fn(usize) -> Option<String>| (0..COLS.len()).map(r).collect::<Vec<_>>();
+    match store {
+        Store::Sqlite(s) => sqlx::query(&sql)
+            .fetch_all(s.pool())
+            .await
+            .unwrap()
+            .iter()
+            .map(|row| read(&|i| row.get(i)))
+            .collect(),
+        Store::Postgres(s) => sqlx::query(&sql)
+            .fetch_all(s.pool())
+            .await
+            .unwrap()
+            .iter()
+            .map(|row| read(&|i| row.get(i)))
+            .collect(),
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn lines_stored_before_the_compact_layout_migrate_unchanged_and_stay_replaceable() {
+    let tmp = tempfile::tempdir().unwrap();
+    let original =
+        common::read_shared("native-billing/aws/sample-anonymous-aws-export-dataset.csv");
+    let p = write(tmp.path(), "cur-2023-11.csv", &original);
+    for db in common::both_backends().await {
+        // The schema as it was before migration 0008, with two runs' lines in it.
+        let dir = Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("migrations")
+            .join(db.backend);
+        let mut old = sqlx::migrate::Migrator::new(dir).await.unwrap();
+        old.migrations = old
+            .migrations
+            .iter()
+            .filter(|m| m.version < 8)
+            .cloned()
+            .collect::<Vec<_>>()
+            .into();
+        let store = Store::connect(&db.url).await.unwrap();
+        let tags = match db.backend {
+            "sqlite" => "'{\"team\":\"ml\"}'",
+            _ => "'{\"team\": \"ml\"}'::jsonb",
+        };
+        // Timestamps as sqlx wrote them (RFC 3339, `+00:00`, fractions to 3 or 6 digits).
+        let insert = |id: i64, scope: &str, run: &str, billed: &str, region: &str, tags: &str| {
+            let frac = ["", ".500", ".000123", "", ""][id as usize - 1];
+            format!(
+                "INSERT INTO cost_line (id, scope, ingest_run_id, source_line, billed_cost, \
+                 effective_cost, list_cost, billing_currency, billing_period_start, \
+                 billing_period_end, charge_period_start, charge_period_end, charge_category, \
+                 provider_name, service_name, region_id, consumed_quantity, consumed_unit, tags) \
+                 VALUES ({id}, '{scope}', '{run}', {id}, '{billed}', '{billed}', NULL, 'USD', \
+                 '2023-11-01T00:00:00+00:00', '2023-12-01T00:00:00+00:00', \
+                 '2023-11-0{id}T00:00:00{frac}+00:00', '2023-11-0{id}T01:00:00+00:00', 'Usage', \
+                 'AWS', 'AmazonEC2', {region}, '2', 'Hrs', {tags})"
+            )
+        };
+        let script = [
+            insert(
+                1,
+                "cur|AWS|111|2023-11-01T00:00:00Z",
+                "old-a",
+                "1.25",
+                "'us-east-1'",
+                tags,
+            ),
+            insert(
+                2,
+                "cur|AWS|111|2023-11-01T00:00:00Z",
+                "old-a",
+                "0.0000000001",
+                "NULL",
+                "'{}'",
+            ),
+            insert(
+                3,
+                "cur|AWS|111|2023-11-01T00:00:00Z",
+                "old-a",
+                "1.25",
+                "'us-east-1'",
+                tags,
+            ),
+            insert(
+                4,
+                "cur|AWS|222|2023-11-01T00:00:00Z",
+                "old-b",
+                "7",
+                "''",
+                "'{}'",
+            ),
+            insert(
+                5,
+                "cur|AWS|222|2023-11-01T00:00:00Z",
+                "old-b",
+                "9",
+                "''",
+                "'{}'",
+            ),
+            "DELETE FROM cost_line WHERE id = 5".to_string(),
+        ];
+        match &store {
+            Store::Sqlite(s) => {
+                old.run(s.pool()).await.unwrap();
+                for q in &script {
+                    sqlx::query(q).execute(s.pool()).await.unwrap();
+                }
+            }
+            Store::Postgres(s) => {
+                old.run(s.pool()).await.unwrap();
+                for q in &script {
+                    sqlx::query(q).execute(s.pool()).await.unwrap();
+                }
+                sqlx::query("SELECT setval('cost_line_id_seq', 5)")
+                    .execute(s.pool())
+                    .await
+                    .unwrap();
+            }
+        }
+        let before = cost_line_snapshot(&store).await;
+        assert_eq!(before.len(), 4, "{}", db.backend);
+
+        store.migrate().await.unwrap();
+        assert_eq!(cost_line_snapshot(&store).await, before, "{}", db.backend);
+        // Read by the spend query, which filters on the charge period itself: the line that
+        // starts half a second into 2 November is inside [2 Nov 00:00:00.5, 3 Nov).
+        let day = bursar::store::billing::SpendQuery {
+            start: "2023-11-02T00:00:00.5Z".parse().unwrap(),
+            end: "2023-11-03T00:00:00Z".parse().unwrap(),
+            granularity: bursar::store::billing::Granularity::Day,
+            group_by: bursar::store::billing::GroupBy::Region,
+            provider: None,
+            service: None,
+            region: None,
+            account: None,
+            tag: None,
+        };
+        let rows = store.spend(&day).await.unwrap();
+        assert_eq!(rows.len(), 1, "{}: {rows:?}", db.backend);
+        assert_eq!(rows[0].billed, dec("0.0000000001"), "{}", db.backend);
+        assert_eq!(rows[0].group, None, "{}", db.backend);
+        assert_eq!(
+            all_totals(&store).await,
+            [("USD".to_string(), dec("9.5000000001"))].into(),
+            "{}",
+            db.backend
+        );
+        // Lines 1 and 3 share every descriptive field; '' and NULL regions stay apart.
+        let (runs, dims) = scalar_pair(
+            &store,
+            "SELECT COUNT(DISTINCT ingest_run_id), COUNT(*) FROM cost_dims",
+        )
+        .await;
+        assert_eq!((runs, dims), (2, 3), "{}", db.backend);
+        let (ranges, _) =
+            scalar_pair(&store, "SELECT COUNT(*), CAST(0 AS BIGINT) FROM cost_range").await;
+        assert_eq!(ranges, 2, "{}", db.backend);
+
+        // New lines get ids past every id used before, the deleted 5 included.
+        let r = ingest_file(&store, &p, None, false).await.unwrap();
+        let (min_new, _) = scalar_pair(
+            &store,
+            &format!(
+                "SELECT MIN(id), CAST(0 AS BIGINT) FROM cost_line WHERE ingest_run_id = '{}'",
+                r.run_id
+            ),
+        )
+        .await;
+        assert!(min_new > 5, "{}: new ids start at {min_new}", db.backend);
+        assert_eq!(store.count_cost_lines().await.unwrap(), 4 + 1281);
         store.close().await;
     }
 }

@@ -105,22 +105,139 @@ fn tags_json(t: &BTreeMap<String, String>) -> String {
     serde_json::to_string(t).unwrap_or_else(|_| "{}".into())
 }
 
+/// What bursar's SQLite queries of cost lines read from: the compact rows with their
+/// descriptive fields (no column name but `id` is in both tables). The `cost_line` view
+/// would format each charge period as text, and a range on it could not use the index.
+pub(crate) const SQLITE_LINES: &str =
+    "cost_fact JOIN cost_dims ON cost_dims.id = cost_fact.dims_id";
+
+/// A charge period bound as SQLite's `cost_fact` keeps it: microseconds since the Unix epoch.
+pub(crate) fn sqlite_micros(t: DateTime<Utc>) -> i64 {
+    t.timestamp_micros()
+}
+
+/// A `cost_fact` charge period read back from SQLite.
+pub(crate) fn from_sqlite_micros(us: i64) -> Result<DateTime<Utc>, StoreError> {
+    DateTime::from_timestamp_micros(us).ok_or_else(|| StoreError::Corrupt {
+        table: "cost_fact",
+        detail: format!("charge period {us} µs is out of range"),
+    })
+}
+
 /// An open ingest: everything it writes becomes visible at `commit`, or not at all.
 ///
-/// Its lines get ids from a block the run reserves (SQLite: the transaction holds the write
-/// lock from `BEGIN IMMEDIATE`; Postgres: an advisory lock that ingests take in turn), so the
-/// run knows, per scope, the first and last id its lines got and records them in
-/// `cost_line_range`. Replacing a scope later deletes a primary-key range instead of going
-/// through a per-line index on the scope.
+/// A line is stored compactly (migration 0008): its money, quantity and charge period in
+/// `cost_fact`; its scope, run and billing period once per range in `cost_range`; its
+/// descriptive fields (provider, service, region, resource, SKU, accounts, tags, ...) once
+/// per distinct combination of the run in `cost_dims`. The `cost_line` view joins them back.
+///
+/// The run reserves a block of ids in each of the three tables (SQLite: the transaction
+/// holds the write lock from `BEGIN IMMEDIATE`; Postgres: an advisory lock that ingests
+/// take in turn), so lines can name their range and dims before those rows are written at
+/// the end, and the run knows per range the first and last id its lines got. Replacing a
+/// scope later deletes a primary-key range instead of going through a per-line index.
 pub struct IngestTx {
     backend: Backend,
-    /// The id the next line gets; reserved on the first `insert_lines`.
-    next_id: Option<i64>,
-    /// Per scope stored so far, in first-seen order.
+    /// The ids the next line, range and dims get; reserved on the first `insert_lines`.
+    next: Option<NextIds>,
+    /// The run whose lines `ranges` and `dims` describe.
+    run_id: Option<String>,
+    /// Per (scope, billing period) stored so far, in first-seen order.
     ranges: Vec<ScopeRange>,
-    range_of: std::collections::HashMap<String, usize>,
+    range_of: std::collections::HashMap<(String, DateTime<Utc>, DateTime<Utc>), usize>,
+    dims: DimsInterner,
     /// How long the run's first write waits for another ingest's turn (Postgres).
     lock_wait: std::time::Duration,
+}
+
+/// The next free id of `cost_fact`, `cost_range` and `cost_dims` in this run's blocks.
+#[derive(Debug, Clone, Copy)]
+struct NextIds {
+    fact: i64,
+    range: i64,
+    dims: i64,
+}
+
+/// The descriptive fields of a line that `cost_dims` holds, for hashing and comparing.
+type DimsTuple<'a> = (
+    (
+        &'a str,
+        &'a str,
+        &'a str,
+        &'a Option<String>,
+        &'a Option<String>,
+    ),
+    (
+        &'a Option<String>,
+        &'a Option<String>,
+        &'a Option<String>,
+        &'a Option<String>,
+        &'a Option<String>,
+    ),
+    (
+        &'a Option<String>,
+        &'a Option<String>,
+        &'a Option<String>,
+        &'a BTreeMap<String, String>,
+    ),
+);
+
+fn dims_of(l: &CostLine) -> DimsTuple<'_> {
+    (
+        (
+            l.billing_currency.as_str(),
+            l.charge_category.as_str(),
+            l.provider_name.as_str(),
+            &l.service_name,
+            &l.service_category,
+        ),
+        (
+            &l.region_id,
+            &l.availability_zone,
+            &l.resource_id,
+            &l.sku_id,
+            &l.billing_account_id,
+        ),
+        (
+            &l.sub_account_id,
+            &l.pricing_category,
+            &l.consumed_unit,
+            &l.tags,
+        ),
+    )
+}
+
+/// The distinct descriptive-field combinations among a run's lines, in first-seen order:
+/// the i-th gets id `first_id + i` and is written to `cost_dims` when the run finishes.
+#[derive(Default)]
+struct DimsInterner {
+    table: hashbrown::HashTable<usize>,
+    hasher: hashbrown::DefaultHashBuilder,
+    /// One line per combination (only its descriptive fields are used).
+    rows: Vec<CostLine>,
+    first_id: i64,
+}
+
+impl DimsInterner {
+    /// The id of `l`'s combination, adding it if new.
+    fn id_of(&mut self, l: &CostLine) -> i64 {
+        use std::hash::BuildHasher;
+        let key = dims_of(l);
+        let hash = self.hasher.hash_one(key);
+        let rows = &self.rows;
+        let hasher = &self.hasher;
+        let i = match self.table.find(hash, |&i| dims_of(&rows[i]) == key) {
+            Some(&i) => i,
+            None => {
+                let i = self.rows.len();
+                self.table
+                    .insert_unique(hash, i, |&j| hasher.hash_one(dims_of(&rows[j])));
+                self.rows.push(l.clone());
+                i
+            }
+        };
+        self.first_id + i as i64
+    }
 }
 
 enum Backend {
@@ -128,16 +245,20 @@ enum Backend {
     Postgres(Streaming<PgTx, Vec<u8>>),
 }
 
-/// The ids one run gave its lines of one scope: every such line has `first <= id <= last`.
+/// The ids one run gave its lines of one scope and billing period (one `cost_range` row):
+/// every such line has `first <= id <= last` and `range_id = id`.
 #[derive(Debug, Clone, PartialEq, Eq)]
 struct ScopeRange {
+    id: i64,
     scope: String,
+    billing_period_start: DateTime<Utc>,
+    billing_period_end: DateTime<Utc>,
     first: i64,
     last: i64,
     lines: i64,
 }
 
-/// The VALUES of a `cost_line_range` insert, the same binds on either backend.
+/// The VALUES of a `cost_range` insert, the same binds on either backend.
 fn push_ranges<'a, DB: sqlx::Database>(
     qb: &mut QueryBuilder<'a, DB>,
     chunk: &'a [ScopeRange],
@@ -145,15 +266,70 @@ fn push_ranges<'a, DB: sqlx::Database>(
 ) where
     &'a str: sqlx::Encode<'a, DB> + sqlx::Type<DB>,
     i64: sqlx::Encode<'a, DB> + sqlx::Type<DB>,
+    DateTime<Utc>: sqlx::Encode<'a, DB> + sqlx::Type<DB>,
 {
     qb.push_values(chunk, |mut b, r| {
-        b.push_bind(r.scope.as_str())
+        b.push_bind(r.id)
+            .push_bind(r.scope.as_str())
             .push_bind(run_id)
+            .push_bind(r.billing_period_start)
+            .push_bind(r.billing_period_end)
             .push_bind(r.first)
             .push_bind(r.last)
             .push_bind(r.lines);
     });
 }
+
+const RANGE_INSERT: &str = "INSERT INTO cost_range (id, scope, ingest_run_id, billing_period_start, \
+     billing_period_end, first_id, last_id, lines) ";
+
+/// The VALUES of a `cost_dims` insert (ids from `first_id`), the same binds on either
+/// backend; `json` follows the tags parameter (Postgres: a cast to JSONB).
+fn push_dims<'a, DB: sqlx::Database>(
+    qb: &mut QueryBuilder<'a, DB>,
+    first_id: i64,
+    chunk: &'a [CostLine],
+    run_id: &'a str,
+    json: &'static str,
+) where
+    &'a str: sqlx::Encode<'a, DB> + sqlx::Type<DB>,
+    Option<&'a str>: sqlx::Encode<'a, DB> + sqlx::Type<DB>,
+    String: sqlx::Encode<'a, DB> + sqlx::Type<DB>,
+    i64: sqlx::Encode<'a, DB> + sqlx::Type<DB>,
+{
+    let mut id = first_id;
+    qb.push_values(chunk, |mut b, l| {
+        b.push_bind(id)
+            .push_bind(run_id)
+            .push_bind(l.billing_currency.as_str())
+            .push_bind(l.charge_category.as_str())
+            .push_bind(l.provider_name.as_str());
+        for v in [
+            &l.service_name,
+            &l.service_category,
+            &l.region_id,
+            &l.availability_zone,
+            &l.resource_id,
+            &l.sku_id,
+            &l.billing_account_id,
+            &l.sub_account_id,
+            &l.pricing_category,
+            &l.consumed_unit,
+        ] {
+            b.push_bind(v.as_deref());
+        }
+        b.push_bind(tags_json(&l.tags)).push_unseparated(json);
+        id += 1;
+    });
+}
+
+const DIMS_INSERT: &str = "INSERT INTO cost_dims (id, ingest_run_id, billing_currency, \
+     charge_category, provider_name, service_name, service_category, region_id, \
+     availability_zone, resource_id, sku_id, billing_account_id, sub_account_id, \
+     pricing_category, consumed_unit, tags) ";
+
+/// Rows per `cost_dims` insert: 16 parameters each, under both backends' limits.
+const DIMS_CHUNK: usize = 1000;
 
 /// Serialises Postgres ingests while one reserves and uses its block of ids
 /// (`pg_advisory_xact_lock`, released at commit or rollback).
@@ -244,7 +420,7 @@ async fn pg_copy(
     {
         let mut copy = tx
             .copy_in_raw(&format!(
-                "COPY cost_line ({COLS}) FROM STDIN WITH (FORMAT binary)"
+                "COPY cost_fact ({COLS}) FROM STDIN WITH (FORMAT binary)"
             ))
             .await?;
         let mut head = Vec::with_capacity(19);
@@ -349,7 +525,7 @@ async fn sqlite_insert(
         let rows = sqlx::Arguments::len(&args) / N_COLS;
         let text = sql
             .entry(rows)
-            .or_insert_with(|| super::sqlite_insert_sql("cost_line", COLS, N_COLS, rows));
+            .or_insert_with(|| super::sqlite_insert_sql("cost_fact", COLS, N_COLS, rows));
         sqlx::query_with(text.as_str(), args)
             .execute(&mut *tx)
             .await?;
@@ -360,52 +536,43 @@ async fn sqlite_insert(
 /// Arguments of one cost line, in `COLS` order, owned so the writer task can take them.
 fn sqlite_row_args(
     args: &mut SqliteArguments<'static>,
-    id: i64,
-    scope: &str,
-    run_id: &str,
+    ids: LineIds,
     l: &CostLine,
 ) -> Result<(), StoreError> {
     use sqlx::Arguments;
     let bad = |e: sqlx::error::BoxDynError| StoreError::Corrupt {
-        table: "cost_line",
+        table: "cost_fact",
         detail: format!("encoding line {}: {e}", l.line),
     };
-    let opt = |v: &Option<String>| v.clone();
-    args.add(id).map_err(bad)?;
-    args.add(scope.to_string()).map_err(bad)?;
-    args.add(run_id.to_string()).map_err(bad)?;
+    args.add(ids.fact).map_err(bad)?;
+    args.add(ids.range).map_err(bad)?;
+    args.add(ids.dims).map_err(bad)?;
     args.add(l.line as i64).map_err(bad)?;
     args.add(money_text(l.billed_cost)).map_err(bad)?;
     args.add(money_text(l.effective_cost)).map_err(bad)?;
     args.add(l.list_cost.map(money_text)).map_err(bad)?;
-    args.add(l.billing_currency.clone()).map_err(bad)?;
-    args.add(l.billing_period_start).map_err(bad)?;
-    args.add(l.billing_period_end).map_err(bad)?;
-    args.add(l.charge_period_start).map_err(bad)?;
-    args.add(l.charge_period_end).map_err(bad)?;
-    args.add(l.charge_category.clone()).map_err(bad)?;
-    args.add(l.provider_name.clone()).map_err(bad)?;
-    args.add(opt(&l.service_name)).map_err(bad)?;
-    args.add(opt(&l.service_category)).map_err(bad)?;
-    args.add(opt(&l.region_id)).map_err(bad)?;
-    args.add(opt(&l.availability_zone)).map_err(bad)?;
-    args.add(opt(&l.resource_id)).map_err(bad)?;
-    args.add(opt(&l.sku_id)).map_err(bad)?;
-    args.add(opt(&l.billing_account_id)).map_err(bad)?;
-    args.add(opt(&l.sub_account_id)).map_err(bad)?;
-    args.add(opt(&l.pricing_category)).map_err(bad)?;
     args.add(l.consumed_quantity.map(money_text)).map_err(bad)?;
-    args.add(opt(&l.consumed_unit)).map_err(bad)?;
-    args.add(tags_json(&l.tags)).map_err(bad)?;
+    args.add(l.charge_period_start.timestamp_micros())
+        .map_err(bad)?;
+    args.add(l.charge_period_end.timestamp_micros())
+        .map_err(bad)?;
     Ok(())
 }
 
-/// Columns of a cost line insert.
-const N_COLS: usize = 26;
+/// A line's own id and the ids of its range and dims.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct LineIds {
+    pub fact: i64,
+    pub range: i64,
+    pub dims: i64,
+}
 
-/// Rows per INSERT: 26 parameters each, under SQLite's 32,766-parameter limit. Fewer,
+/// Columns of a `cost_fact` insert.
+const N_COLS: usize = 10;
+
+/// Rows per INSERT: 10 parameters each, under SQLite's 32,766-parameter limit. Fewer,
 /// larger statements mean fewer statement-journal rounds per file.
-const SQLITE_CHUNK: usize = 1200;
+const SQLITE_CHUNK: usize = 3000;
 
 /// Page cache of the connection an ingest runs on (KiB, negative as SQLite wants it: a
 /// ceiling of 1 GiB, allocated only as a large file's transaction touches pages — a
@@ -414,11 +581,8 @@ const SQLITE_CHUNK: usize = 1200;
 const SQLITE_INGEST_PRAGMAS: [&str; 2] =
     ["PRAGMA cache_size = -1048576", "PRAGMA temp_store = MEMORY"];
 
-const COLS: &str = "id, scope, ingest_run_id, source_line, billed_cost, effective_cost, list_cost, \
-     billing_currency, billing_period_start, billing_period_end, charge_period_start, \
-     charge_period_end, charge_category, provider_name, service_name, service_category, \
-     region_id, availability_zone, resource_id, sku_id, billing_account_id, sub_account_id, \
-     pricing_category, consumed_quantity, consumed_unit, tags";
+const COLS: &str = "id, range_id, dims_id, source_line, billed_cost, effective_cost, list_cost, \
+     consumed_quantity, charge_period_start, charge_period_end";
 
 /// A statement written for Postgres, as SQLite spells it: `$N` placeholders become `?N`
 /// and "IS NOT DISTINCT FROM" becomes `IS`.
@@ -484,7 +648,8 @@ impl IngestTx {
     /// Deletes the lines of `scope` (provider | billing account | billing period) that earlier
     /// runs of the same dataset (format and variant, e.g. Azure EA actual vs amortized)
     /// stored: a newer export of that period replaces them. Each earlier run's lines of the
-    /// scope are a primary-key range (`cost_line_range`).
+    /// scope are primary-key ranges (`cost_range`); a run left with no range loses its
+    /// `cost_dims` rows too.
     pub async fn replace_older(
         &mut self,
         scope: &str,
@@ -492,121 +657,168 @@ impl IngestTx {
         format: Option<&str>,
         variant: Option<&str>,
     ) -> Result<u64, StoreError> {
-        const OLDER: &str = "SELECT r.ingest_run_id, r.first_id, r.last_id FROM cost_line_range r \
+        const OLDER: &str = "SELECT r.id, r.ingest_run_id, r.first_id, r.last_id FROM cost_range r \
              JOIN ingest_run i ON i.id = r.ingest_run_id \
              WHERE r.scope = $1 AND r.ingest_run_id <> $2 \
              AND i.format IS NOT DISTINCT FROM $3 AND i.variant IS NOT DISTINCT FROM $4";
-        const DELETE_LINES: &str = "DELETE FROM cost_line WHERE id BETWEEN $1 AND $2 \
-             AND scope = $3 AND ingest_run_id = $4";
-        const DELETE_RANGE: &str =
-            "DELETE FROM cost_line_range WHERE scope = $1 AND ingest_run_id = $2";
-        let older: Vec<(String, i64, i64)> = in_tx!(fetch_all self, OLDER, |q| q
+        const DELETE_LINES: &str =
+            "DELETE FROM cost_fact WHERE id BETWEEN $1 AND $2 AND range_id = $3";
+        const DELETE_RANGE: &str = "DELETE FROM cost_range WHERE id = $1";
+        const DELETE_DIMS: &str = "DELETE FROM cost_dims WHERE ingest_run_id = $1 \
+             AND NOT EXISTS (SELECT 1 FROM cost_range WHERE ingest_run_id = $1)";
+        let older: Vec<(i64, String, i64, i64)> = in_tx!(fetch_all self, OLDER, |q| q
             .bind(scope)
             .bind(run_id)
             .bind(format)
             .bind(variant));
         let mut n = 0;
-        for (run, first, last) in older {
-            n += in_tx!(self, DELETE_LINES, |q| q
-                .bind(first)
-                .bind(last)
-                .bind(scope)
-                .bind(&run));
-            in_tx!(self, DELETE_RANGE, |q| q.bind(scope).bind(&run));
+        let mut runs: Vec<&str> = Vec::new();
+        for (range, run, first, last) in &older {
+            n += in_tx!(self, DELETE_LINES, |q| q.bind(first).bind(last).bind(range));
+            in_tx!(self, DELETE_RANGE, |q| q.bind(range));
+            if !runs.contains(&run.as_str()) {
+                runs.push(run);
+            }
+        }
+        for run in runs {
+            in_tx!(self, DELETE_DIMS, |q| q.bind(run));
         }
         Ok(n)
     }
 
-    /// The first id of this run's block: one past every id any run has used, read while
-    /// this transaction keeps other ingests out.
-    async fn reserve_ids(&mut self) -> Result<i64, StoreError> {
-        if let Some(id) = self.next_id {
-            return Ok(id);
+    /// The first ids of this run's blocks: one past every id any run has used in each
+    /// table, read while this transaction keeps other ingests out.
+    async fn reserve_ids(&mut self) -> Result<NextIds, StoreError> {
+        if let Some(next) = self.next {
+            return Ok(next);
         }
-        let used: i64 = match &mut self.backend {
+        let used: (i64, i64, i64) = match &mut self.backend {
             // The transaction began IMMEDIATE: it already holds SQLite's write lock.
             Backend::Sqlite(st) => {
-                sqlx::query_scalar(
-                    "SELECT MAX(COALESCE((SELECT seq FROM sqlite_sequence WHERE name = 'cost_line'), 0), \
-                     COALESCE((SELECT MAX(id) FROM cost_line), 0))",
-                )
+                let used = |t: &str| {
+                    format!(
+                        "MAX(COALESCE((SELECT seq FROM sqlite_sequence WHERE name = '{t}'), 0), \
+                         COALESCE((SELECT MAX(id) FROM {t}), 0))"
+                    )
+                };
+                sqlx::query_as(&format!(
+                    "SELECT {}, {}, {}",
+                    used("cost_fact"),
+                    used("cost_range"),
+                    used("cost_dims")
+                ))
                 .fetch_one(&mut **st.tx().await?)
                 .await?
             }
             Backend::Postgres(pg) => {
                 let tx = pg.tx().await?;
                 pg_ingest_lock(tx, self.lock_wait).await?;
-                sqlx::query_scalar(
-                    "SELECT GREATEST((SELECT last_value FROM cost_line_id_seq), \
-                     COALESCE((SELECT MAX(id) FROM cost_line), 0))",
-                )
+                let used = |t: &str| {
+                    format!(
+                        "GREATEST((SELECT last_value FROM {t}_id_seq), \
+                         COALESCE((SELECT MAX(id) FROM {t}), 0))"
+                    )
+                };
+                sqlx::query_as(&format!(
+                    "SELECT {}, {}, {}",
+                    used("cost_fact"),
+                    used("cost_range"),
+                    used("cost_dims")
+                ))
                 .fetch_one(&mut **tx)
                 .await?
             }
         };
-        self.next_id = Some(used + 1);
-        Ok(used + 1)
+        let next = NextIds {
+            fact: used.0 + 1,
+            range: used.1 + 1,
+            dims: used.2 + 1,
+        };
+        self.dims.first_id = next.dims;
+        self.next = Some(next);
+        Ok(next)
     }
 
-    /// Gives the next line of `scope` its id and widens that scope's range.
-    fn take_id(&mut self, next: &mut i64, scope: &str) -> i64 {
-        let id = *next;
-        *next += 1;
-        let i = match self.ranges.last() {
-            Some(r) if r.scope == scope => self.ranges.len() - 1,
-            _ => match self.range_of.get(scope) {
-                Some(&i) => i,
-                None => {
-                    self.range_of.insert(scope.to_string(), self.ranges.len());
-                    self.ranges.push(ScopeRange {
-                        scope: scope.to_string(),
-                        first: id,
-                        last: id,
-                        lines: 0,
-                    });
-                    self.ranges.len() - 1
-                }
-            },
+    /// Gives the next line its id, its range's (widening it) and its dims'.
+    fn take_ids(&mut self, next: &mut NextIds, scope: &str, l: &CostLine) -> LineIds {
+        let id = next.fact;
+        next.fact += 1;
+        let same = |r: &ScopeRange| {
+            r.scope == scope
+                && r.billing_period_start == l.billing_period_start
+                && r.billing_period_end == l.billing_period_end
         };
-        // Runs of one scope (the common case) cost one comparison with the newest range;
+        let i = match self.ranges.last() {
+            Some(r) if same(r) => self.ranges.len() - 1,
+            _ => {
+                let key = (
+                    scope.to_string(),
+                    l.billing_period_start,
+                    l.billing_period_end,
+                );
+                match self.range_of.get(&key) {
+                    Some(&i) => i,
+                    None => {
+                        self.range_of.insert(key, self.ranges.len());
+                        self.ranges.push(ScopeRange {
+                            id: next.range,
+                            scope: scope.to_string(),
+                            billing_period_start: l.billing_period_start,
+                            billing_period_end: l.billing_period_end,
+                            first: id,
+                            last: id,
+                            lines: 0,
+                        });
+                        next.range += 1;
+                        self.ranges.len() - 1
+                    }
+                }
+            }
+        };
+        // Runs of one range (the common case) cost one comparison with the newest range;
         // a file whose scopes interleave pays a map lookup at each switch.
         let r = &mut self.ranges[i];
         r.last = id;
         r.lines += 1;
-        id
+        LineIds {
+            fact: id,
+            range: r.id,
+            dims: self.dims.id_of(l),
+        }
     }
 
-    /// Appends lines, each with its scope.
+    /// Appends lines of run `run_id`, each with its scope.
     pub async fn insert_lines(
         &mut self,
         run_id: &str,
         lines: &[(&str, &CostLine)],
     ) -> Result<(), StoreError> {
+        if self.run_id.as_deref() != Some(run_id) {
+            // Another run's lines in the same transaction: the first run's ranges and dims
+            // are written first.
+            self.record_ranges().await?;
+            self.run_id = Some(run_id.to_string());
+        }
         let mut next = self.reserve_ids().await?;
-        let ids: Vec<i64> = lines
+        let ids: Vec<LineIds> = lines
             .iter()
-            .map(|(scope, _)| self.take_id(&mut next, scope))
+            .map(|(scope, l)| self.take_ids(&mut next, scope, l))
             .collect();
-        self.next_id = Some(next);
+        self.next = Some(next);
         match &mut self.backend {
             Backend::Sqlite(st) => {
                 for (chunk, ids) in lines.chunks(SQLITE_CHUNK).zip(ids.chunks(SQLITE_CHUNK)) {
                     let mut args = SqliteArguments::default();
-                    for ((scope, l), id) in chunk.iter().zip(ids) {
-                        sqlite_row_args(&mut args, *id, scope, run_id, l)?;
+                    for ((_, l), ids) in chunk.iter().zip(ids) {
+                        sqlite_row_args(&mut args, *ids, l)?;
                     }
                     st.send(args, sqlite_insert).await?;
                 }
             }
             Backend::Postgres(pg) => {
-                let mut buf = Vec::with_capacity(lines.len() * 400);
-                for ((scope, l), id) in lines.iter().zip(&ids) {
-                    let tags = if l.tags.is_empty() {
-                        std::borrow::Cow::Borrowed("{}")
-                    } else {
-                        std::borrow::Cow::Owned(tags_json(&l.tags))
-                    };
-                    super::pgcopy::cost_line(&mut buf, *id, scope, run_id, l, &tags);
+                let mut buf = Vec::with_capacity(lines.len() * 120);
+                for ((_, l), ids) in lines.iter().zip(&ids) {
+                    super::pgcopy::cost_fact(&mut buf, *ids, l);
                 }
                 pg.send(buf, pg_copy).await?;
             }
@@ -614,35 +826,56 @@ impl IngestTx {
         Ok(())
     }
 
-    /// Records this run's id range per scope, and moves Postgres's id sequence past the
-    /// block (so a line inserted without an id never collides with one).
-    async fn record_ranges(&mut self, run_id: &str) -> Result<(), StoreError> {
-        let Some(next) = self.next_id else {
+    /// Writes the ranges and dims of the lines inserted so far, and moves Postgres's id
+    /// sequences past the blocks (so a row inserted without an id never collides with one).
+    /// Runs at `finish_run` and, if lines came since, at `commit`: a committed line always
+    /// has its range and dims. Later lines reserve new blocks.
+    async fn record_ranges(&mut self) -> Result<(), StoreError> {
+        let (Some(next), Some(run_id)) = (self.next.take(), self.run_id.clone()) else {
             return Ok(());
         };
+        let run_id = run_id.as_str();
         let ranges = std::mem::take(&mut self.ranges);
         self.range_of.clear();
-        const INSERT: &str =
-            "INSERT INTO cost_line_range (scope, ingest_run_id, first_id, last_id, lines) ";
+        let dims = std::mem::take(&mut self.dims);
         for chunk in ranges.chunks(500) {
             match &mut self.backend {
                 Backend::Sqlite(st) => {
-                    let mut qb = QueryBuilder::<Sqlite>::new(INSERT);
+                    let mut qb = QueryBuilder::<Sqlite>::new(RANGE_INSERT);
                     push_ranges(&mut qb, chunk, run_id);
                     qb.build().execute(&mut **st.tx().await?).await?;
                 }
                 Backend::Postgres(pg) => {
-                    let mut qb = QueryBuilder::<Postgres>::new(INSERT);
+                    let mut qb = QueryBuilder::<Postgres>::new(RANGE_INSERT);
                     push_ranges(&mut qb, chunk, run_id);
+                    qb.build().execute(&mut **pg.tx().await?).await?;
+                }
+            }
+        }
+        for (k, chunk) in dims.rows.chunks(DIMS_CHUNK).enumerate() {
+            let first = dims.first_id + (k * DIMS_CHUNK) as i64;
+            match &mut self.backend {
+                Backend::Sqlite(st) => {
+                    let mut qb = QueryBuilder::<Sqlite>::new(DIMS_INSERT);
+                    push_dims(&mut qb, first, chunk, run_id, "");
+                    qb.build().execute(&mut **st.tx().await?).await?;
+                }
+                Backend::Postgres(pg) => {
+                    let mut qb = QueryBuilder::<Postgres>::new(DIMS_INSERT);
+                    push_dims(&mut qb, first, chunk, run_id, "::jsonb");
                     qb.build().execute(&mut **pg.tx().await?).await?;
                 }
             }
         }
         if let Backend::Postgres(pg) = &mut self.backend {
             sqlx::query(
-                "SELECT setval('cost_line_id_seq', GREATEST($1, (SELECT last_value FROM cost_line_id_seq)))",
+                "SELECT setval('cost_fact_id_seq', GREATEST($1, (SELECT last_value FROM cost_fact_id_seq))), \
+                 setval('cost_range_id_seq', GREATEST($2, (SELECT last_value FROM cost_range_id_seq))), \
+                 setval('cost_dims_id_seq', GREATEST($3, (SELECT last_value FROM cost_dims_id_seq)))",
             )
-            .bind(next - 1)
+            .bind(next.fact - 1)
+            .bind(next.range - 1)
+            .bind(next.dims - 1)
             .execute(&mut **pg.tx().await?)
             .await?;
         }
@@ -671,7 +904,7 @@ impl IngestTx {
 
     /// Records the run's id ranges and marks it finished, inside the same transaction.
     pub async fn finish_run(&mut self, r: &IngestRunRow) -> Result<(), StoreError> {
-        self.record_ranges(&r.id).await?;
+        self.record_ranges().await?;
         const SQL: &str = "UPDATE ingest_run SET finished_at = $2, format = $3, variant = $4, \
              status = $5, rows_read = $6, rows_stored = $7, rows_quarantined = $8, deviations = $9, \
              totals = $10, scopes = $11, error = $12 WHERE id = $1";
@@ -691,7 +924,8 @@ impl IngestTx {
         Ok(())
     }
 
-    pub async fn commit(self) -> Result<(), StoreError> {
+    pub async fn commit(mut self) -> Result<(), StoreError> {
+        self.record_ranges().await?;
         match self {
             IngestTx {
                 backend: Backend::Sqlite(st),
@@ -798,9 +1032,11 @@ impl Store {
         };
         Ok(IngestTx {
             backend,
-            next_id: None,
+            next: None,
+            run_id: None,
             ranges: Vec::new(),
             range_of: Default::default(),
+            dims: DimsInterner::default(),
             lock_wait,
         })
     }
@@ -831,8 +1067,8 @@ impl Store {
 
     pub async fn count_cost_lines(&self) -> Result<u64, StoreError> {
         match self {
-            Store::Sqlite(s) => s.count("cost_line").await,
-            Store::Postgres(s) => s.count("cost_line").await,
+            Store::Sqlite(s) => s.count("cost_fact").await,
+            Store::Postgres(s) => s.count("cost_fact").await,
         }
     }
 
@@ -880,9 +1116,10 @@ async fn spend_sqlite(
         }
         g => sql.push_str(group_column(g)),
     }
-    sql.push_str(
-        ", billing_currency, billed_cost, effective_cost FROM cost_line \
-         WHERE charge_period_start >= ?1 AND charge_period_start < ?2",
+    let _ = write!(
+        sql,
+        ", billing_currency, billed_cost, effective_cost FROM {SQLITE_LINES} \
+         WHERE charge_period_start >= ?1 AND charge_period_start < ?2"
     );
     for (col, v) in [
         ("provider_name", &q.provider),
@@ -901,14 +1138,16 @@ async fn spend_sqlite(
         binds.push(v.clone());
         let _ = write!(sql, " = ?{}", binds.len() + 2);
     }
-    let mut query = sqlx::query(&sql).bind(q.start).bind(q.end);
+    let mut query = sqlx::query(&sql)
+        .bind(sqlite_micros(q.start))
+        .bind(sqlite_micros(q.end));
     for b in &binds {
         query = query.bind(b);
     }
     let mut rows = query.fetch(pool);
     let mut acc: BTreeMap<SpendKey, (Decimal, Decimal, u64)> = BTreeMap::new();
     while let Some(r) = futures::TryStreamExt::try_next(&mut rows).await? {
-        let t: DateTime<Utc> = r.try_get(0)?;
+        let t = from_sqlite_micros(r.try_get(0)?)?;
         let group: Option<String> = r.try_get(1).ok().flatten();
         let cur: String = r.try_get(2)?;
         let billed = parse_dec(r.try_get::<&str, _>(3)?)?;

@@ -16,7 +16,7 @@ use chrono::{DateTime, Utc};
 use rust_decimal::Decimal;
 use sqlx::{Postgres, QueryBuilder, Row, Sqlite};
 
-use super::billing::valid_tag_key;
+use super::billing::{SQLITE_LINES, from_sqlite_micros, sqlite_micros, valid_tag_key};
 use super::{Store, StoreError};
 
 /// One row of `budget`.
@@ -822,15 +822,15 @@ impl Store {
         let mut acc: BTreeMap<Key, (Decimal, Decimal, Decimal)> = BTreeMap::new();
         match self {
             Store::Sqlite(s) => {
-                let mut qb = QueryBuilder::<Sqlite>::new(
+                let mut qb = QueryBuilder::<Sqlite>::new(format!(
                     "SELECT charge_period_start, charge_category, billing_currency, billed_cost, \
-                     effective_cost, list_cost, service_category, consumed_quantity, consumed_unit \
-                     FROM cost_line WHERE ",
-                );
+                         effective_cost, list_cost, service_category, consumed_quantity, consumed_unit \
+                         FROM {SQLITE_LINES} WHERE "
+                ));
                 push_filter_sqlite(&mut qb, f, start, end);
                 let mut rows = qb.build().fetch(s.pool());
                 while let Some(r) = futures::TryStreamExt::try_next(&mut rows).await? {
-                    let t: DateTime<Utc> = r.try_get(0)?;
+                    let t = from_sqlite_micros(r.try_get(0)?)?;
                     let cat: String = r.try_get(1)?;
                     let cur: String = r.try_get(2)?;
                     let billed = parse_dec("cost_line", r.try_get::<&str, _>(3)?)?;
@@ -951,7 +951,7 @@ impl Store {
                             .push(")");
                     }
                 }
-                qb.push(format!(", {cost} FROM cost_line WHERE "));
+                qb.push(format!(", {cost} FROM {SQLITE_LINES} WHERE "));
                 push_filter_sqlite(&mut qb, f, start, end);
                 let mut rows = qb.build().fetch(s.pool());
                 while let Some(r) = futures::TryStreamExt::try_next(&mut rows).await? {
@@ -1021,15 +1021,15 @@ pub fn provider_names(p: &str) -> Vec<String> {
 
 /// `charge_period_start` in [start, end) and the filter's fields other than the tag (whose
 /// SQL differs per backend), written once for both.
-fn push_common_filter<'a, DB>(
+fn push_common_filter<'a, DB, T>(
     qb: &mut QueryBuilder<'a, DB>,
     f: &BudgetSpendFilter,
-    start: DateTime<Utc>,
-    end: DateTime<Utc>,
+    start: T,
+    end: T,
 ) where
     DB: sqlx::Database,
     String: sqlx::Encode<'a, DB> + sqlx::Type<DB>,
-    DateTime<Utc>: sqlx::Encode<'a, DB> + sqlx::Type<DB>,
+    T: 'a + sqlx::Encode<'a, DB> + sqlx::Type<DB>,
 {
     qb.push("charge_period_start >= ")
         .push_bind(start)
@@ -1062,7 +1062,8 @@ fn push_filter_sqlite(
     start: DateTime<Utc>,
     end: DateTime<Utc>,
 ) {
-    push_common_filter(qb, f, start, end);
+    // cost_fact keeps the charge period in microseconds.
+    push_common_filter(qb, f, sqlite_micros(start), sqlite_micros(end));
     if let Some((k, v)) = &f.tag {
         qb.push(" AND json_extract(tags, ")
             .push_bind(format!("$.\"{k}\""))

@@ -1,4 +1,5 @@
-//! Postgres binary COPY encoding (`COPY … FROM STDIN WITH (FORMAT binary)`) of cost lines:
+//! Postgres binary COPY encoding (`COPY … FROM STDIN WITH (FORMAT binary)`) of cost lines
+//! (`cost_fact` rows):
 //! the server stores values without parsing text (no CSV splitting, no timestamp or numeric
 //! parsing), which is most of what a text COPY costs it.
 //!
@@ -9,6 +10,7 @@
 use chrono::{DateTime, Utc};
 use rust_decimal::Decimal;
 
+use super::billing::LineIds;
 use crate::billing::CostLine;
 
 /// Header of a binary COPY stream.
@@ -25,18 +27,6 @@ pub fn trailer(out: &mut Vec<u8>) {
 
 fn null(out: &mut Vec<u8>) {
     out.extend_from_slice(&(-1i32).to_be_bytes());
-}
-
-fn text(out: &mut Vec<u8>, v: &str) {
-    out.extend_from_slice(&(v.len() as i32).to_be_bytes());
-    out.extend_from_slice(v.as_bytes());
-}
-
-fn opt_text(out: &mut Vec<u8>, v: Option<&str>) {
-    match v {
-        Some(v) => text(out, v),
-        None => null(out),
-    }
 }
 
 fn int8(out: &mut Vec<u8>, v: i64) {
@@ -94,53 +84,20 @@ fn opt_numeric(out: &mut Vec<u8>, d: Option<Decimal>) {
     }
 }
 
-/// JSONB send form: version byte 1, then the JSON text.
-fn jsonb(out: &mut Vec<u8>, json: &str) {
-    out.extend_from_slice(&((json.len() + 1) as i32).to_be_bytes());
-    out.push(1);
-    out.extend_from_slice(json.as_bytes());
-}
-
-/// One cost line as a binary COPY tuple, in the column order of `store::billing::COLS`.
-pub fn cost_line(
-    out: &mut Vec<u8>,
-    id: i64,
-    scope: &str,
-    run_id: &str,
-    l: &CostLine,
-    tags_json: &str,
-) {
-    out.extend_from_slice(&26i16.to_be_bytes());
-    int8(out, id);
-    text(out, scope);
-    text(out, run_id);
+/// One cost line as a binary COPY tuple of `cost_fact`, in the column order of
+/// `store::billing::COLS`.
+pub(crate) fn cost_fact(out: &mut Vec<u8>, ids: LineIds, l: &CostLine) {
+    out.extend_from_slice(&10i16.to_be_bytes());
+    int8(out, ids.fact);
+    int8(out, ids.range);
+    int8(out, ids.dims);
     int8(out, l.line as i64);
     numeric(out, l.billed_cost);
     numeric(out, l.effective_cost);
     opt_numeric(out, l.list_cost);
-    text(out, &l.billing_currency);
-    timestamptz(out, l.billing_period_start);
-    timestamptz(out, l.billing_period_end);
+    opt_numeric(out, l.consumed_quantity);
     timestamptz(out, l.charge_period_start);
     timestamptz(out, l.charge_period_end);
-    text(out, &l.charge_category);
-    text(out, &l.provider_name);
-    for v in [
-        &l.service_name,
-        &l.service_category,
-        &l.region_id,
-        &l.availability_zone,
-        &l.resource_id,
-        &l.sku_id,
-        &l.billing_account_id,
-        &l.sub_account_id,
-        &l.pricing_category,
-    ] {
-        opt_text(out, v.as_deref());
-    }
-    opt_numeric(out, l.consumed_quantity);
-    opt_text(out, l.consumed_unit.as_deref());
-    jsonb(out, tags_json);
 }
 
 #[cfg(test)]
