@@ -1,7 +1,8 @@
 //! Billing persistence, shared by both backends: ingest runs, the replace-by-scope cost
 //! line writer (`IngestTx`: one transaction per file, so a crash leaves the previous state
 //! whole) and the spend query. SQLite keeps money as exact decimal text and sums it in Rust;
-//! Postgres keeps NUMERIC, loads with COPY and sums in SQL.
+//! Postgres keeps NUMERIC, loads with COPY and sums in SQL. Lines are stored compactly
+//! (`cost_fact`, `cost_dims`, `cost_range`; see `IngestTx`) behind the `cost_line` view.
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
 
