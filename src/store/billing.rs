@@ -753,9 +753,10 @@ impl IngestTx {
         let i = match self.ranges.last() {
             Some(r) if same(r) => self.ranges.len() - 1,
             _ => {
-                let known = self.range_of.get(scope).and_then(|of_scope| {
-                    of_scope.iter().copied().find(|&i| same(&self.ranges[i]))
-                });
+                let known = self
+                    .range_of
+                    .get(scope)
+                    .and_then(|of_scope| of_scope.iter().copied().find(|&i| same(&self.ranges[i])));
                 match known {
                     Some(i) => i,
                     None => {
