@@ -318,6 +318,82 @@ async fn cost_line_snapshot(store: &Store) -> Vec<Vec<Option<String>>> {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_run_with_more_distinct_fields_than_it_holds_writes_them_early_and_loses_none() {
+    // With room for only 7 combinations, the FOCUS sample's lines (hundreds of distinct
+    // combinations, stored in batches of 100) write their cost_dims rows many times during
+    // the run. Every line still reads back with its own fields.
+    let tmp = tempfile::tempdir().unwrap();
+    let path = write(
+        tmp.path(),
+        "focus.csv",
+        &common::read_shared("focus-sample/multi-provider/focus_sample.csv"),
+    );
+    let mut lines = Vec::new();
+    bursar::billing::read::parse_file(&path, None, &mut |b| {
+        lines.extend(b);
+        Ok(())
+    })
+    .unwrap();
+    let field = |l: &bursar::billing::CostLine| {
+        (
+            l.line as i64,
+            l.provider_name.clone(),
+            l.resource_id.clone(),
+            l.sku_id.clone(),
+            l.region_id.clone(),
+        )
+    };
+    let mut expected: Vec<_> = lines.iter().map(field).collect();
+    expected.sort();
+    for db in common::both_backends().await {
+        let store = Store::open(&db.url).await.unwrap();
+        let mut tx = store.begin_ingest().await.unwrap();
+        tx.hold_dims_at_most(7);
+        for chunk in lines.chunks(100) {
+            let refs: Vec<(&str, &bursar::billing::CostLine)> =
+                chunk.iter().map(|l| ("capped-scope", l)).collect();
+            tx.insert_lines("capped-run", &refs).await.unwrap();
+        }
+        tx.commit().await.unwrap();
+        let sql = "SELECT source_line, provider_name, resource_id, sku_id, region_id \
+                   FROM cost_line WHERE ingest_run_id = 'capped-run' ORDER BY 1, 2, 3, 4, 5";
+        let mut got: Vec<(i64, String, Option<String>, Option<String>, Option<String>)> =
+            match &store {
+                Store::Sqlite(s) => sqlx::query_as(sql).fetch_all(s.pool()).await.unwrap(),
+                Store::Postgres(s) => sqlx::query_as(sql).fetch_all(s.pool()).await.unwrap(),
+            };
+        got.sort();
+        assert_eq!(got, expected, "{}", db.backend);
+        // Every dims id a line names exists, once.
+        let (lines_without, dims) = scalar_pair(
+            &store,
+            "SELECT (SELECT COUNT(*) FROM cost_fact f WHERE NOT EXISTS \
+             (SELECT 1 FROM cost_dims d WHERE d.id = f.dims_id)), COUNT(*) FROM cost_dims",
+        )
+        .await;
+        assert_eq!(lines_without, 0, "{}", db.backend);
+        assert!(dims > 7, "{}: {dims} dims rows", db.backend);
+        assert_eq!(
+            all_totals(&store).await,
+            all_totals_of(&lines),
+            "{}",
+            db.backend
+        );
+        store.close().await;
+    }
+}
+
+/// Exact billed totals per currency of parsed lines.
+fn all_totals_of(lines: &[bursar::billing::CostLine]) -> BTreeMap<String, Decimal> {
+    let mut out = BTreeMap::new();
+    for l in lines {
+        *out.entry(l.billing_currency.clone())
+            .or_insert(Decimal::ZERO) += l.billed_cost;
+    }
+    out.into_iter().map(|(k, v)| (k, v.normalize())).collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn lines_stored_before_the_compact_layout_migrate_unchanged_and_stay_replaceable() {
     let tmp = tempfile::tempdir().unwrap();
     let original =

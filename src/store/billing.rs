@@ -148,6 +148,8 @@ pub struct IngestTx {
     /// Per scope, the indexes in `ranges` of its billing periods (almost always one).
     range_of: std::collections::HashMap<String, Vec<usize>>,
     dims: DimsInterner,
+    /// Distinct combinations held in memory before they are written and forgotten.
+    dims_held: usize,
     /// How long the run's first write waits for another ingest's turn (Postgres).
     lock_wait: std::time::Duration,
 }
@@ -210,7 +212,9 @@ fn dims_of(l: &CostLine) -> DimsTuple<'_> {
 }
 
 /// The distinct descriptive-field combinations among a run's lines, in first-seen order:
-/// the i-th gets id `first_id + i` and is written to `cost_dims` when the run finishes.
+/// the i-th gets id `first_id + i` and is written to `cost_dims` when the run finishes, or
+/// earlier once `DIMS_HELD` are held. Memory stays bounded on a file whose lines are nearly
+/// all distinct; a combination seen again after such a write is stored once more.
 #[derive(Default)]
 struct DimsInterner {
     table: hashbrown::HashTable<usize>,
@@ -332,6 +336,10 @@ const DIMS_INSERT: &str = "INSERT INTO cost_dims (id, ingest_run_id, billing_cur
 
 /// Rows per `cost_dims` insert: 16 parameters each, under both backends' limits.
 const DIMS_CHUNK: usize = 1000;
+
+/// Distinct combinations an ingest holds in memory (each a `CostLine`, ~1 KB) before it
+/// writes them: ~100 MB at most.
+pub const DIMS_HELD: usize = 100_000;
 
 /// Serialises Postgres ingests while one reserves and uses its block of ids
 /// (`pg_advisory_xact_lock`, released at commit or rollback).
@@ -834,6 +842,43 @@ impl IngestTx {
                 pg.send(buf, pg_copy).await?;
             }
         }
+        if self.dims.rows.len() >= self.dims_held {
+            self.write_dims().await?;
+        }
+        Ok(())
+    }
+
+    /// Holds at most `n` distinct descriptive-field combinations in memory (default
+    /// [`DIMS_HELD`]) before writing them.
+    pub fn hold_dims_at_most(&mut self, n: usize) {
+        self.dims_held = n.max(1);
+    }
+
+    /// Writes the combinations held so far to `cost_dims` and forgets them; the next new
+    /// one gets the id after the last written.
+    async fn write_dims(&mut self) -> Result<(), StoreError> {
+        let Some(run_id) = self.run_id.clone() else {
+            return Ok(());
+        };
+        let rows = std::mem::take(&mut self.dims.rows);
+        self.dims.table.clear();
+        let first_id = self.dims.first_id;
+        self.dims.first_id += rows.len() as i64;
+        for (k, chunk) in rows.chunks(DIMS_CHUNK).enumerate() {
+            let first = first_id + (k * DIMS_CHUNK) as i64;
+            match &mut self.backend {
+                Backend::Sqlite(st) => {
+                    let mut qb = QueryBuilder::<Sqlite>::new(DIMS_INSERT);
+                    push_dims(&mut qb, first, chunk, &run_id, "");
+                    qb.build().execute(&mut **st.tx().await?).await?;
+                }
+                Backend::Postgres(pg) => {
+                    let mut qb = QueryBuilder::<Postgres>::new(DIMS_INSERT);
+                    push_dims(&mut qb, first, chunk, &run_id, "::jsonb");
+                    qb.build().execute(&mut **pg.tx().await?).await?;
+                }
+            }
+        }
         Ok(())
     }
 
@@ -846,9 +891,12 @@ impl IngestTx {
             return Ok(());
         };
         let run_id = run_id.as_str();
+        self.write_dims().await?;
+        // One past the last dims id this block used; the next block starts afresh.
+        let dims_next = self.dims.first_id;
+        self.dims = DimsInterner::default();
         let ranges = std::mem::take(&mut self.ranges);
         self.range_of.clear();
-        let dims = std::mem::take(&mut self.dims);
         for chunk in ranges.chunks(500) {
             match &mut self.backend {
                 Backend::Sqlite(st) => {
@@ -863,21 +911,6 @@ impl IngestTx {
                 }
             }
         }
-        for (k, chunk) in dims.rows.chunks(DIMS_CHUNK).enumerate() {
-            let first = dims.first_id + (k * DIMS_CHUNK) as i64;
-            match &mut self.backend {
-                Backend::Sqlite(st) => {
-                    let mut qb = QueryBuilder::<Sqlite>::new(DIMS_INSERT);
-                    push_dims(&mut qb, first, chunk, run_id, "");
-                    qb.build().execute(&mut **st.tx().await?).await?;
-                }
-                Backend::Postgres(pg) => {
-                    let mut qb = QueryBuilder::<Postgres>::new(DIMS_INSERT);
-                    push_dims(&mut qb, first, chunk, run_id, "::jsonb");
-                    qb.build().execute(&mut **pg.tx().await?).await?;
-                }
-            }
-        }
         if let Backend::Postgres(pg) = &mut self.backend {
             sqlx::query(
                 "SELECT setval('cost_fact_id_seq', GREATEST($1, (SELECT last_value FROM cost_fact_id_seq))), \
@@ -886,7 +919,7 @@ impl IngestTx {
             )
             .bind(next.fact - 1)
             .bind(next.range - 1)
-            .bind(next.dims - 1)
+            .bind(dims_next - 1)
             .execute(&mut **pg.tx().await?)
             .await?;
         }
@@ -1048,6 +1081,7 @@ impl Store {
             ranges: Vec::new(),
             range_of: Default::default(),
             dims: DimsInterner::default(),
+            dims_held: DIMS_HELD,
             lock_wait,
         })
     }
