@@ -334,7 +334,7 @@ async fn a_run_with_more_distinct_fields_than_it_holds_writes_them_early_and_los
         Ok(())
     })
     .unwrap();
-    let field = |l: &bursar::billing::CostLine| {
+    let field = |l: &bursar::billing::CostLine| -> LineFields {
         (
             l.line as i64,
             l.provider_name.clone(),
@@ -357,11 +357,10 @@ async fn a_run_with_more_distinct_fields_than_it_holds_writes_them_early_and_los
         tx.commit().await.unwrap();
         let sql = "SELECT source_line, provider_name, resource_id, sku_id, region_id \
                    FROM cost_line WHERE ingest_run_id = 'capped-run' ORDER BY 1, 2, 3, 4, 5";
-        let mut got: Vec<(i64, String, Option<String>, Option<String>, Option<String>)> =
-            match &store {
-                Store::Sqlite(s) => sqlx::query_as(sql).fetch_all(s.pool()).await.unwrap(),
-                Store::Postgres(s) => sqlx::query_as(sql).fetch_all(s.pool()).await.unwrap(),
-            };
+        let mut got: Vec<LineFields> = match &store {
+            Store::Sqlite(s) => sqlx::query_as(sql).fetch_all(s.pool()).await.unwrap(),
+            Store::Postgres(s) => sqlx::query_as(sql).fetch_all(s.pool()).await.unwrap(),
+        };
         got.sort();
         assert_eq!(got, expected, "{}", db.backend);
         // Every dims id a line names exists, once.
@@ -382,6 +381,9 @@ async fn a_run_with_more_distinct_fields_than_it_holds_writes_them_early_and_los
         store.close().await;
     }
 }
+
+/// A line's source line, provider, resource, SKU and region.
+type LineFields = (i64, String, Option<String>, Option<String>, Option<String>);
 
 /// Exact billed totals per currency of parsed lines.
 fn all_totals_of(lines: &[bursar::billing::CostLine]) -> BTreeMap<String, Decimal> {
