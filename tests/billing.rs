@@ -433,49 +433,19 @@ async fn lines_stored_before_the_compact_layout_migrate_unchanged_and_stay_repla
                  'AWS', 'AmazonEC2', {region}, '2', 'Hrs', {tags})"
             )
         };
-        let script = [
-            insert(
-                1,
-                "cur|AWS|111|2023-11-01T00:00:00Z",
-                "old-a",
-                "1.25",
-                "'us-east-1'",
-                tags,
-            ),
-            insert(
-                2,
-                "cur|AWS|111|2023-11-01T00:00:00Z",
-                "old-a",
-                "0.0000000001",
-                "NULL",
-                "'{}'",
-            ),
-            insert(
-                3,
-                "cur|AWS|111|2023-11-01T00:00:00Z",
-                "old-a",
-                "1.25",
-                "'us-east-1'",
-                tags,
-            ),
-            insert(
-                4,
-                "cur|AWS|222|2023-11-01T00:00:00Z",
-                "old-b",
-                "7",
-                "''",
-                "'{}'",
-            ),
-            insert(
-                5,
-                "cur|AWS|222|2023-11-01T00:00:00Z",
-                "old-b",
-                "9",
-                "''",
-                "'{}'",
-            ),
-            "DELETE FROM cost_line WHERE id = 5".to_string(),
-        ];
+        let a = "cur|AWS|111|2023-11-01T00:00:00Z";
+        let b = "cur|AWS|222|2023-11-01T00:00:00Z";
+        let script: Vec<String> = [
+            (1, a, "old-a", "1.25", "'us-east-1'", tags),
+            (2, a, "old-a", "0.0000000001", "NULL", "'{}'"),
+            (3, a, "old-a", "1.25", "'us-east-1'", tags),
+            (4, b, "old-b", "7", "''", "'{}'"),
+            (5, b, "old-b", "9", "''", "'{}'"),
+        ]
+        .into_iter()
+        .map(|(id, scope, run, billed, region, tags)| insert(id, scope, run, billed, region, tags))
+        .chain(["DELETE FROM cost_line WHERE id = 5".to_string()])
+        .collect();
         match &store {
             Store::Sqlite(s) => {
                 old.run(s.pool()).await.unwrap();

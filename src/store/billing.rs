@@ -162,53 +162,31 @@ struct NextIds {
     dims: i64,
 }
 
-/// The descriptive fields of a line that `cost_dims` holds, for hashing and comparing.
-type DimsTuple<'a> = (
-    (
-        &'a str,
-        &'a str,
-        &'a str,
-        &'a Option<String>,
-        &'a Option<String>,
-    ),
-    (
-        &'a Option<String>,
-        &'a Option<String>,
-        &'a Option<String>,
-        &'a Option<String>,
-        &'a Option<String>,
-    ),
-    (
-        &'a Option<String>,
-        &'a Option<String>,
-        &'a Option<String>,
-        &'a BTreeMap<String, String>,
-    ),
-);
+/// The descriptive fields of a line that `cost_dims` holds besides the tags, in its column
+/// order (currency, category and provider are never empty).
+fn dims_fields(l: &CostLine) -> [Option<&str>; 13] {
+    [
+        Some(l.billing_currency.as_str()),
+        Some(l.charge_category.as_str()),
+        Some(l.provider_name.as_str()),
+        l.service_name.as_deref(),
+        l.service_category.as_deref(),
+        l.region_id.as_deref(),
+        l.availability_zone.as_deref(),
+        l.resource_id.as_deref(),
+        l.sku_id.as_deref(),
+        l.billing_account_id.as_deref(),
+        l.sub_account_id.as_deref(),
+        l.pricing_category.as_deref(),
+        l.consumed_unit.as_deref(),
+    ]
+}
 
-fn dims_of(l: &CostLine) -> DimsTuple<'_> {
-    (
-        (
-            l.billing_currency.as_str(),
-            l.charge_category.as_str(),
-            l.provider_name.as_str(),
-            &l.service_name,
-            &l.service_category,
-        ),
-        (
-            &l.region_id,
-            &l.availability_zone,
-            &l.resource_id,
-            &l.sku_id,
-            &l.billing_account_id,
-        ),
-        (
-            &l.sub_account_id,
-            &l.pricing_category,
-            &l.consumed_unit,
-            &l.tags,
-        ),
-    )
+/// What makes two lines share a `cost_dims` row, for hashing and comparing.
+type DimsKey<'a> = ([Option<&'a str>; 13], &'a BTreeMap<String, String>);
+
+fn dims_of(l: &CostLine) -> DimsKey<'_> {
+    (dims_fields(l), &l.tags)
 }
 
 /// The distinct descriptive-field combinations among a run's lines, in first-seen order:
@@ -305,24 +283,9 @@ fn push_dims<'a, DB: sqlx::Database>(
 {
     let mut id = first_id;
     qb.push_values(chunk, |mut b, l| {
-        b.push_bind(id)
-            .push_bind(run_id)
-            .push_bind(l.billing_currency.as_str())
-            .push_bind(l.charge_category.as_str())
-            .push_bind(l.provider_name.as_str());
-        for v in [
-            &l.service_name,
-            &l.service_category,
-            &l.region_id,
-            &l.availability_zone,
-            &l.resource_id,
-            &l.sku_id,
-            &l.billing_account_id,
-            &l.sub_account_id,
-            &l.pricing_category,
-            &l.consumed_unit,
-        ] {
-            b.push_bind(v.as_deref());
+        b.push_bind(id).push_bind(run_id);
+        for v in dims_fields(l) {
+            b.push_bind(v);
         }
         b.push_bind(tags_json(&l.tags)).push_unseparated(json);
         id += 1;
