@@ -532,6 +532,14 @@ fn sqlite_row_args(
     Ok(())
 }
 
+/// The tables whose ids an ingest run reserves in blocks, in `NextIds` order.
+const ID_TABLES: [&str; 3] = ["cost_fact", "cost_range", "cost_dims"];
+
+/// `SELECT` of one expression per table of `ID_TABLES`, in order.
+fn select_per_id_table(expr: impl FnMut(&str) -> String) -> String {
+    format!("SELECT {}", ID_TABLES.map(expr).join(", "))
+}
+
 /// A line's own id and the ids of its range and dims.
 #[derive(Debug, Clone, Copy)]
 pub(crate) struct LineIds {
@@ -665,43 +673,30 @@ impl IngestTx {
         if let Some(next) = self.next {
             return Ok(next);
         }
-        let used: (i64, i64, i64) = match &mut self.backend {
-            // The transaction began IMMEDIATE: it already holds SQLite's write lock.
-            Backend::Sqlite(st) => {
-                let used = |t: &str| {
+        let used: (i64, i64, i64) =
+            match &mut self.backend {
+                // The transaction began IMMEDIATE: it already holds SQLite's write lock.
+                Backend::Sqlite(st) => sqlx::query_as(&select_per_id_table(|t| {
                     format!(
                         "MAX(COALESCE((SELECT seq FROM sqlite_sequence WHERE name = '{t}'), 0), \
                          COALESCE((SELECT MAX(id) FROM {t}), 0))"
                     )
-                };
-                sqlx::query_as(&format!(
-                    "SELECT {}, {}, {}",
-                    used("cost_fact"),
-                    used("cost_range"),
-                    used("cost_dims")
-                ))
+                }))
                 .fetch_one(&mut **st.tx().await?)
-                .await?
-            }
-            Backend::Postgres(pg) => {
-                let tx = pg.tx().await?;
-                pg_ingest_lock(tx, self.lock_wait).await?;
-                let used = |t: &str| {
-                    format!(
-                        "GREATEST((SELECT last_value FROM {t}_id_seq), \
+                .await?,
+                Backend::Postgres(pg) => {
+                    let tx = pg.tx().await?;
+                    pg_ingest_lock(tx, self.lock_wait).await?;
+                    sqlx::query_as(&select_per_id_table(|t| {
+                        format!(
+                            "GREATEST((SELECT last_value FROM {t}_id_seq), \
                          COALESCE((SELECT MAX(id) FROM {t}), 0))"
-                    )
-                };
-                sqlx::query_as(&format!(
-                    "SELECT {}, {}, {}",
-                    used("cost_fact"),
-                    used("cost_range"),
-                    used("cost_dims")
-                ))
-                .fetch_one(&mut **tx)
-                .await?
-            }
-        };
+                        )
+                    }))
+                    .fetch_one(&mut **tx)
+                    .await?
+                }
+            };
         let next = NextIds {
             fact: used.0 + 1,
             range: used.1 + 1,
@@ -876,11 +871,11 @@ impl IngestTx {
             }
         }
         if let Backend::Postgres(pg) = &mut self.backend {
-            sqlx::query(
-                "SELECT setval('cost_fact_id_seq', GREATEST($1, (SELECT last_value FROM cost_fact_id_seq))), \
-                 setval('cost_range_id_seq', GREATEST($2, (SELECT last_value FROM cost_range_id_seq))), \
-                 setval('cost_dims_id_seq', GREATEST($3, (SELECT last_value FROM cost_dims_id_seq)))",
-            )
+            let mut n = 0;
+            sqlx::query(&select_per_id_table(|t| {
+                n += 1;
+                format!("setval('{t}_id_seq', GREATEST(${n}, (SELECT last_value FROM {t}_id_seq)))")
+            }))
             .bind(next.fact - 1)
             .bind(next.range - 1)
             .bind(dims_next - 1)
