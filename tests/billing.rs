@@ -337,10 +337,10 @@ async fn a_run_with_more_distinct_fields_than_it_holds_writes_them_early_and_los
     let field = |l: &bursar::billing::CostLine| -> LineFields {
         (
             l.line as i64,
-            l.provider_name.clone(),
-            l.resource_id.clone(),
-            l.sku_id.clone(),
-            l.region_id.clone(),
+            l.dims.provider_name.clone(),
+            l.dims.resource_id.clone(),
+            l.dims.sku_id.clone(),
+            l.dims.region_id.clone(),
         )
     };
     let mut expected: Vec<_> = lines.iter().map(field).collect();
@@ -382,6 +382,89 @@ async fn a_run_with_more_distinct_fields_than_it_holds_writes_them_early_and_los
     }
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn equal_fields_share_one_dims_row_whether_or_not_the_parser_shared_them() {
+    // The parser gives lines with equal fields one shared LineDims. Lines built one by one
+    // (Cost Explorer's, or a parser's after its cache started afresh) carry equal fields at
+    // other addresses. Either way a run stores one cost_dims row per distinct combination
+    // and every line reads back with its own fields.
+    let tmp = tempfile::tempdir().unwrap();
+    let path = write(
+        tmp.path(),
+        "focus.csv",
+        &common::read_shared("focus-sample/multi-provider/focus_sample.csv"),
+    );
+    let mut lines = Vec::new();
+    bursar::billing::read::parse_file(&path, None, &mut |b| {
+        lines.extend(b);
+        Ok(())
+    })
+    .unwrap();
+    let distinct: std::collections::HashSet<&bursar::billing::LineDims> =
+        lines.iter().map(|l| &*l.dims).collect();
+    assert!(
+        distinct.len() < lines.len(),
+        "the sample repeats fields: {} distinct of {}",
+        distinct.len(),
+        lines.len()
+    );
+    let copies: Vec<bursar::billing::CostLine> = lines
+        .iter()
+        .map(|l| bursar::billing::CostLine {
+            dims: std::sync::Arc::new((*l.dims).clone()),
+            ..l.clone()
+        })
+        .collect();
+    let field = |l: &bursar::billing::CostLine| -> LineFields {
+        (
+            l.line as i64,
+            l.dims.provider_name.clone(),
+            l.dims.resource_id.clone(),
+            l.dims.sku_id.clone(),
+            l.dims.region_id.clone(),
+        )
+    };
+    let mut expected: Vec<_> = lines.iter().map(field).collect();
+    expected.sort();
+    for db in common::both_backends().await {
+        let store = Store::open(&db.url).await.unwrap();
+        let mut tx = store.begin_ingest().await.unwrap();
+        for (run, of_run) in [("shared-run", &lines), ("copied-run", &copies)] {
+            for chunk in of_run.chunks(100) {
+                let refs: Vec<(&str, &bursar::billing::CostLine)> =
+                    chunk.iter().map(|l| (run, l)).collect();
+                tx.insert_lines(run, &refs).await.unwrap();
+            }
+        }
+        tx.commit().await.unwrap();
+        let (shared, copied) = scalar_pair(
+            &store,
+            "SELECT (SELECT COUNT(*) FROM cost_dims WHERE ingest_run_id = 'shared-run'), \
+             (SELECT COUNT(*) FROM cost_dims WHERE ingest_run_id = 'copied-run')",
+        )
+        .await;
+        assert_eq!(
+            (shared, copied),
+            (distinct.len() as i64, distinct.len() as i64),
+            "{}",
+            db.backend
+        );
+        for run in ["shared-run", "copied-run"] {
+            let sql = format!(
+                "SELECT source_line, provider_name, resource_id, sku_id, region_id \
+                 FROM cost_line WHERE ingest_run_id = '{run}'"
+            );
+            let mut got: Vec<LineFields> = match &store {
+                Store::Sqlite(s) => sqlx::query_as(&sql).fetch_all(s.pool()).await.unwrap(),
+                Store::Postgres(s) => sqlx::query_as(&sql).fetch_all(s.pool()).await.unwrap(),
+            };
+            got.sort();
+            assert_eq!(got, expected, "{} {run}", db.backend);
+        }
+        store.close().await;
+    }
+}
+
 /// A line's source line, provider, resource, SKU and region.
 type LineFields = (i64, String, Option<String>, Option<String>, Option<String>);
 
@@ -389,7 +472,7 @@ type LineFields = (i64, String, Option<String>, Option<String>, Option<String>);
 fn all_totals_of(lines: &[bursar::billing::CostLine]) -> BTreeMap<String, Decimal> {
     let mut out = BTreeMap::new();
     for l in lines {
-        *out.entry(l.billing_currency.clone())
+        *out.entry(l.dims.billing_currency.clone())
             .or_insert(Decimal::ZERO) += l.billed_cost;
     }
     out.into_iter().map(|(k, v)| (k, v.normalize())).collect()

@@ -57,7 +57,7 @@ fn days_of(lines: &[CostLine], basis: Basis) -> Vec<DaySpend> {
             };
             (
                 l.charge_period_start.date_naive(),
-                classify(&l.charge_category),
+                classify(&l.dims.charge_category),
                 cost,
             )
         }),
@@ -73,7 +73,9 @@ fn sums(lines: &[CostLine], basis: Basis) -> (Decimal, Decimal) {
             Basis::Billed => l.billed_cost,
             Basis::Effective => l.effective_cost,
         };
-        *by_category.entry(l.charge_category.as_str()).or_default() += cost;
+        *by_category
+            .entry(l.dims.charge_category.as_str())
+            .or_default() += cost;
     }
     let usage = by_category.get("Usage").copied().unwrap_or_default();
     let rest = by_category.values().copied().sum::<Decimal>() - usage;
@@ -155,7 +157,7 @@ fn workshop_cur_months_total_exactly_and_keep_fees_out_of_the_run_rate() {
         let one_off: Decimal = days.iter().map(|x| x.one_off).sum();
         assert_eq!(one_off, d(m.rifee));
         assert!(lines.iter().all(|l| matches!(
-            classify(&l.charge_category),
+            classify(&l.dims.charge_category),
             CostKind::Usage | CostKind::OneOff
         )));
     }
@@ -174,7 +176,7 @@ fn the_other_aws_samples_bucket_exactly() {
     assert_eq!(days.last().unwrap().day, day("2023-11-14"));
     let taxed: Vec<_> = lines
         .iter()
-        .filter(|l| classify(&l.charge_category) == CostKind::Tax)
+        .filter(|l| classify(&l.dims.charge_category) == CostKind::Tax)
         .collect();
     assert_eq!(taxed.len(), 12);
     // A budget without tax leaves those 0.08 out.
@@ -182,7 +184,7 @@ fn the_other_aws_samples_bucket_exactly() {
         lines.iter().map(|l| {
             (
                 l.charge_period_start.date_naive(),
-                classify(&l.charge_category),
+                classify(&l.dims.charge_category),
                 l.billed_cost,
             )
         }),
@@ -207,7 +209,7 @@ fn the_other_aws_samples_bucket_exactly() {
 
     // Synthetic koku fixture: three savings-plan-covered usage lines, NOK.
     let lines = lines_of("koku-2023-06-01.csv");
-    assert!(lines.iter().all(|l| l.billing_currency == "NOK"));
+    assert!(lines.iter().all(|l| l.dims.billing_currency == "NOK"));
     let days = days_of(&lines, Basis::Billed);
     let total: Decimal = days.iter().map(DaySpend::total).sum();
     assert_eq!(total, d("30"));

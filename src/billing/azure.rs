@@ -22,7 +22,7 @@ use super::mapping::{
     Column, Dev, Deviations, Field as F, Kind as K, NullStyle, Table, Values, calendar_month, col,
     req,
 };
-use super::{BillingFormat, CostLine};
+use super::{BillingFormat, CostLine, DimsCache, DimsRef};
 
 const COLUMNS: &[Column] = &[
     req(
@@ -93,7 +93,12 @@ fn charge_category(charge_type: Option<&str>, dev: &mut Deviations) -> &'static 
     }
 }
 
-pub fn build(mut v: Values<'_>, line: u64, dev: &mut Deviations) -> Result<CostLine, String> {
+pub fn build(
+    mut v: Values<'_>,
+    line: u64,
+    dev: &mut Deviations,
+    dims: &mut DimsCache,
+) -> Result<CostLine, String> {
     let tags = v.take_tags(F::Tags);
     let cost = v.dec(F::BilledCost).ok_or("Cost: missing required value")?;
     let date = v.time(F::UsageDate).ok_or("Date: missing required value")?;
@@ -122,11 +127,11 @@ pub fn build(mut v: Values<'_>, line: u64, dev: &mut Deviations) -> Result<CostL
         None => None,
     };
     let billing_currency = match v.text(F::BillingCurrency) {
-        Some(c) => c.to_string(),
+        Some(c) => c,
         None if v.has(F::BillingCurrency) => return Err("BillingCurrency: missing value".into()),
         None => {
             dev.add(Dev::CurrencyMissingAssumedUsd);
-            "USD".to_string()
+            "USD"
         }
     };
     Ok(CostLine {
@@ -134,25 +139,27 @@ pub fn build(mut v: Values<'_>, line: u64, dev: &mut Deviations) -> Result<CostL
         billed_cost: cost,
         effective_cost: cost,
         list_cost: v.dec(F::ListCost),
-        billing_currency,
         billing_period_start: period_start,
         billing_period_end: period_end,
         charge_period_start: date,
         charge_period_end: date + Duration::days(1),
-        charge_category: category.to_string(),
-        provider_name: "Microsoft".to_string(),
-        service_name: v.string(F::ServiceName),
-        service_category: v.string(F::ServiceCategory),
-        region_id: v.string(F::RegionId),
-        availability_zone: v.string(F::AvailabilityZone),
-        resource_id: v.string(F::ResourceId),
-        sku_id: v.string(F::SkuId),
-        billing_account_id: v.string(F::BillingAccountId),
-        sub_account_id: v.string(F::SubAccountId),
-        pricing_category: pricing_category.map(str::to_string),
         consumed_quantity: v.dec(F::ConsumedQuantity),
-        consumed_unit: v.string(F::ConsumedUnit),
-        tags,
+        dims: dims.intern(DimsRef {
+            billing_currency,
+            charge_category: category,
+            provider_name: "Microsoft",
+            service_name: v.text(F::ServiceName),
+            service_category: v.text(F::ServiceCategory),
+            region_id: v.text(F::RegionId),
+            availability_zone: v.text(F::AvailabilityZone),
+            resource_id: v.text(F::ResourceId),
+            sku_id: v.text(F::SkuId),
+            billing_account_id: v.text(F::BillingAccountId),
+            sub_account_id: v.text(F::SubAccountId),
+            pricing_category,
+            consumed_unit: v.text(F::ConsumedUnit),
+            tags,
+        }),
     })
 }
 
@@ -206,14 +213,14 @@ mod tests {
             assert_eq!(s.variant, "azure-payg", "{name}");
             let l = &lines[0];
             assert_eq!(l.billed_cost, dec("0.075"), "{name}");
-            assert_eq!(l.billing_currency, "USD");
+            assert_eq!(l.dims.billing_currency, "USD");
             assert_eq!(
-                l.sub_account_id.as_deref(),
+                l.dims.sub_account_id.as_deref(),
                 Some("11111111-12ab-34dc-56ef-123456abcdef")
             );
-            assert_eq!(l.service_name.as_deref(), Some("Load Balancer"));
+            assert_eq!(l.dims.service_name.as_deref(), Some("Load Balancer"));
             assert_eq!(l.consumed_quantity, Some(dec("3")));
-            assert_eq!(l.consumed_unit.as_deref(), Some("100 Hours"));
+            assert_eq!(l.dims.consumed_unit.as_deref(), Some("100 Hours"));
             assert_eq!(
                 l.charge_period_start.to_rfc3339(),
                 "2021-02-02T00:00:00+00:00"
@@ -240,7 +247,7 @@ mod tests {
         assert_eq!(s.variant, "azure-ea");
         let l = &lines[0];
         assert_eq!(
-            (l.billed_cost, l.billing_currency.as_str()),
+            (l.billed_cost, l.dims.billing_currency.as_str()),
             (dec("0"), "CAD")
         );
         assert_eq!(
@@ -252,7 +259,7 @@ mod tests {
             "2021-06-01T00:00:00+00:00"
         );
         assert_eq!(
-            l.tags.get("poolName").map(String::as_str),
+            l.dims.tags.get("poolName").map(String::as_str),
             Some("defaultpool")
         );
         assert_eq!(s.deviations.get("tags_missing_braces"), Some(&1));
@@ -262,7 +269,7 @@ mod tests {
         assert_eq!(s.variant, "azure-mca");
         let l = &lines[0];
         assert_eq!(
-            (l.billed_cost, l.billing_currency.as_str()),
+            (l.billed_cost, l.dims.billing_currency.as_str()),
             (dec("0.012"), "USD")
         );
         assert_eq!(
@@ -270,15 +277,16 @@ mod tests {
             "2021-02-02T00:00:00+00:00"
         );
         assert_eq!(
-            l.tags.get("ClusterId").map(String::as_str),
+            l.dims.tags.get("ClusterId").map(String::as_str),
             Some("0103-212455-stash756")
         );
-        assert_eq!(l.region_id.as_deref(), Some("WESTUS"));
+        assert_eq!(l.dims.region_id.as_deref(), Some("WESTUS"));
 
         let (_, lines) = headerset("headersets-YA.csv");
         assert_eq!(lines[0].billed_cost, dec("0.075"));
         assert!(
             lines[0]
+                .dims
                 .resource_id
                 .as_deref()
                 .unwrap()
@@ -288,10 +296,14 @@ mod tests {
         // No currency column: USD assumed and counted; tag fragment without braces.
         let (s, lines) = headerset("values-MissingBrackets.csv");
         assert_eq!(lines[0].billed_cost, dec("4"));
-        assert_eq!(lines[0].billing_currency, "USD");
+        assert_eq!(lines[0].dims.billing_currency, "USD");
         assert_eq!(lines[0].list_cost, Some(dec("5")));
         assert_eq!(
-            lines[0].tags.get("resourceNameSuffix").map(String::as_str),
+            lines[0]
+                .dims
+                .tags
+                .get("resourceNameSuffix")
+                .map(String::as_str),
             Some("12345678")
         );
         assert_eq!(s.deviations.get("currency_missing_assumed_usd"), Some(&1));
@@ -312,12 +324,18 @@ mod tests {
         assert_eq!(s.deviations.get("bom"), Some(&1));
         let purchase: Vec<&CostLine> = lines
             .iter()
-            .filter(|l| l.charge_category == "Purchase")
+            .filter(|l| l.dims.charge_category == "Purchase")
             .collect();
         assert_eq!(purchase.len(), 1);
         assert_eq!(purchase[0].billed_cost, dec("3.25"));
-        assert_eq!(purchase[0].pricing_category.as_deref(), Some("Committed"));
-        assert_eq!(purchase[0].billing_account_id.as_deref(), Some("8611537"));
+        assert_eq!(
+            purchase[0].dims.pricing_category.as_deref(),
+            Some("Committed")
+        );
+        assert_eq!(
+            purchase[0].dims.billing_account_id.as_deref(),
+            Some("8611537")
+        );
         assert_eq!(
             purchase[0].charge_period_start.to_rfc3339(),
             "2023-09-21T00:00:00+00:00"
@@ -329,17 +347,20 @@ mod tests {
         assert!(
             lines
                 .iter()
-                .filter(|l| l.charge_category == "Usage")
-                .all(|l| l.pricing_category.as_deref() == Some("Standard"))
+                .filter(|l| l.dims.charge_category == "Usage")
+                .all(|l| l.dims.pricing_category.as_deref() == Some("Standard"))
         );
-        let tagged = lines.iter().find(|l| !l.tags.is_empty()).unwrap();
-        assert_eq!(tagged.tags.get("env").map(String::as_str), Some("prod"));
+        let tagged = lines.iter().find(|l| !l.dims.tags.is_empty()).unwrap();
+        assert_eq!(
+            tagged.dims.tags.get("env").map(String::as_str),
+            Some("prod")
+        );
 
         let p = Path::new(DATA).join("native-billing/azure/EA_AmortizedCost_Small.csv");
         let (_, lines) = parse_path(&p, None).unwrap();
         let committed = lines
             .iter()
-            .filter(|l| l.pricing_category.as_deref() == Some("Committed"));
+            .filter(|l| l.dims.pricing_category.as_deref() == Some("Committed"));
         assert_eq!(
             committed
                 .map(|l| l.billed_cost)
@@ -358,7 +379,7 @@ mod tests {
         assert_eq!(s.deviations.get("tags_missing_braces"), Some(&27));
         assert_eq!(lines[1].billed_cost, dec("0.0000564902"));
         assert_eq!(
-            lines[0].tags.get("tagB").map(String::as_str),
+            lines[0].dims.tags.get("tagB").map(String::as_str),
             Some("valueB")
         );
         assert_eq!(
@@ -378,7 +399,12 @@ mod tests {
         assert_eq!(s.format, Some(BillingFormat::Azure));
         let cats: Vec<(&str, Option<&str>)> = lines
             .iter()
-            .map(|l| (l.charge_category.as_str(), l.pricing_category.as_deref()))
+            .map(|l| {
+                (
+                    l.dims.charge_category.as_str(),
+                    l.dims.pricing_category.as_deref(),
+                )
+            })
             .collect();
         assert_eq!(
             cats,

@@ -23,7 +23,7 @@ use rust_decimal::Decimal;
 use super::mapping::{
     Column, Dev, Deviations, Field as F, Kind as K, NullStyle, Table, TagPrefix, Values, col, req,
 };
-use super::{BillingFormat, CostLine};
+use super::{BillingFormat, CostLine, DimsCache, DimsRef};
 
 const COLUMNS: &[Column] = &[
     req(
@@ -225,7 +225,12 @@ fn charge_category(line_item_type: &str) -> &'static str {
     }
 }
 
-pub fn build(mut v: Values<'_>, line: u64, dev: &mut Deviations) -> Result<CostLine, String> {
+pub fn build(
+    mut v: Values<'_>,
+    line: u64,
+    dev: &mut Deviations,
+    dims: &mut DimsCache,
+) -> Result<CostLine, String> {
     let tags = v.take_tags(F::Tags);
     let billed = v
         .dec(F::BilledCost)
@@ -269,11 +274,11 @@ pub fn build(mut v: Values<'_>, line: u64, dev: &mut Deviations) -> Result<CostL
         _ => None,
     };
     let billing_currency = match v.text(F::BillingCurrency) {
-        Some(c) => c.to_string(),
+        Some(c) => c,
         None if v.has(F::BillingCurrency) => return Err("CurrencyCode: missing value".into()),
         None => {
             dev.add(Dev::CurrencyMissingAssumedUsd);
-            "USD".to_string()
+            "USD"
         }
     };
     let time = |f: F, name: &str| {
@@ -285,27 +290,27 @@ pub fn build(mut v: Values<'_>, line: u64, dev: &mut Deviations) -> Result<CostL
         billed_cost: billed,
         effective_cost: effective,
         list_cost: v.dec(F::ListCost),
-        billing_currency,
         billing_period_start: time(F::BillingPeriodStart, "BillingPeriodStartDate")?,
         billing_period_end: time(F::BillingPeriodEnd, "BillingPeriodEndDate")?,
         charge_period_start: time(F::ChargePeriodStart, "UsageStartDate")?,
         charge_period_end: time(F::ChargePeriodEnd, "UsageEndDate")?,
-        charge_category: category.to_string(),
-        provider_name: "AWS".to_string(),
-        service_name: v
-            .string(F::ServiceName)
-            .or_else(|| v.string(F::ProductCode)),
-        service_category: None,
-        region_id: v.string(F::RegionId),
-        availability_zone: v.string(F::AvailabilityZone),
-        resource_id: v.string(F::ResourceId),
-        sku_id: v.string(F::SkuId),
-        billing_account_id: v.string(F::BillingAccountId),
-        sub_account_id: v.string(F::SubAccountId),
-        pricing_category: pricing_category.map(str::to_string),
         consumed_quantity: v.dec(F::ConsumedQuantity),
-        consumed_unit: v.string(F::ConsumedUnit),
-        tags,
+        dims: dims.intern(DimsRef {
+            billing_currency,
+            charge_category: category,
+            provider_name: "AWS",
+            service_name: v.text(F::ServiceName).or_else(|| v.text(F::ProductCode)),
+            service_category: None,
+            region_id: v.text(F::RegionId),
+            availability_zone: v.text(F::AvailabilityZone),
+            resource_id: v.text(F::ResourceId),
+            sku_id: v.text(F::SkuId),
+            billing_account_id: v.text(F::BillingAccountId),
+            sub_account_id: v.text(F::SubAccountId),
+            pricing_category,
+            consumed_unit: v.text(F::ConsumedUnit),
+            tags,
+        }),
     })
 }
 
@@ -334,56 +339,61 @@ mod tests {
         let (s, lines) = parse_path(&p, None).unwrap();
         assert_eq!(s.variant, "cur-parquet");
         assert_eq!(
-            sum_by(&lines, |l| l.charge_category == "Purchase"),
+            sum_by(&lines, |l| l.dims.charge_category == "Purchase"),
             (9, dec("149.775379"))
         );
         let usage = lines
             .iter()
-            .filter(|l| l.charge_category == "Usage")
+            .filter(|l| l.dims.charge_category == "Usage")
             .count();
         assert_eq!(usage, 110_953 + 8_345);
         assert_eq!(
             lines
                 .iter()
-                .filter(|l| l.pricing_category.as_deref() == Some("Dynamic"))
+                .filter(|l| l.dims.pricing_category.as_deref() == Some("Dynamic"))
                 .count(),
             1313
         );
         assert_eq!(
             lines
                 .iter()
-                .filter(|l| l.pricing_category.as_deref() == Some("Committed"))
+                .filter(|l| l.dims.pricing_category.as_deref() == Some("Committed"))
                 .count(),
             8345
         );
         let discounted: Decimal = lines
             .iter()
-            .filter(|l| l.pricing_category.as_deref() == Some("Committed"))
+            .filter(|l| l.dims.pricing_category.as_deref() == Some("Committed"))
             .map(|l| l.effective_cost)
             .sum();
         assert_eq!(discounted, dec("232.25379599"));
         assert_eq!(
             lines
                 .iter()
-                .filter(|l| l.tags.contains_key("cost_center"))
+                .filter(|l| l.dims.tags.contains_key("cost_center"))
                 .count(),
             34_460
         );
         let l = lines
             .iter()
-            .find(|l| l.tags.contains_key("cost_center"))
+            .find(|l| l.dims.tags.contains_key("cost_center"))
             .unwrap();
-        assert!(l.tags.get("cost_center").unwrap().starts_with("Cost"));
+        assert!(l.dims.tags.get("cost_center").unwrap().starts_with("Cost"));
         assert!(
-            l.tags
+            l.dims
+                .tags
                 .keys()
                 .all(|k| !k.starts_with("user_") && !k.starts_with("resource_tags"))
         );
-        assert!(lines.iter().any(|l| l.tags.contains_key("aws:created_by")));
+        assert!(
+            lines
+                .iter()
+                .any(|l| l.dims.tags.contains_key("aws:created_by"))
+        );
         let l = &lines[0];
         assert_eq!(l.line, 1);
-        assert_eq!(l.provider_name, "AWS");
-        assert_eq!(l.billing_account_id.as_deref(), Some("836060457634"));
+        assert_eq!(l.dims.provider_name, "AWS");
+        assert_eq!(l.dims.billing_account_id.as_deref(), Some("836060457634"));
         assert_eq!(
             l.billing_period_start.to_rfc3339(),
             "2018-10-01T00:00:00+00:00"
@@ -392,7 +402,7 @@ mod tests {
             l.billing_period_end.to_rfc3339(),
             "2018-11-01T00:00:00+00:00"
         );
-        assert!(lines.iter().all(|l| l.service_name.is_some()));
+        assert!(lines.iter().all(|l| l.dims.service_name.is_some()));
     }
 
     #[test]
@@ -402,14 +412,14 @@ mod tests {
         assert_eq!(s.deviations.get("timestamp_space_no_z"), Some(&6));
         assert_eq!(lines.len(), 3);
         for l in &lines {
-            assert_eq!(l.billing_currency, "NOK");
+            assert_eq!(l.dims.billing_currency, "NOK");
             assert_eq!(l.billed_cost, dec("10"));
             assert_eq!(l.effective_cost, dec("0.1"));
-            assert_eq!(l.charge_category, "Usage");
-            assert_eq!(l.pricing_category.as_deref(), Some("Committed"));
-            assert_eq!(l.billing_account_id.as_deref(), Some("0099999999999"));
-            assert_eq!(l.region_id.as_deref(), Some("us-west-1"));
-            assert_eq!(l.consumed_unit.as_deref(), Some("Hrs"));
+            assert_eq!(l.dims.charge_category, "Usage");
+            assert_eq!(l.dims.pricing_category.as_deref(), Some("Committed"));
+            assert_eq!(l.dims.billing_account_id.as_deref(), Some("0099999999999"));
+            assert_eq!(l.dims.region_id.as_deref(), Some("us-west-1"));
+            assert_eq!(l.dims.consumed_unit.as_deref(), Some("Hrs"));
         }
     }
 
@@ -418,14 +428,14 @@ mod tests {
         let p = Path::new(DATA).join("native-billing/aws/sample-anonymous-aws-export-dataset.csv");
         let (_, lines) = parse_path(&p, None).unwrap();
         assert_eq!(
-            sum_by(&lines, |l| l.charge_category == "Tax"),
+            sum_by(&lines, |l| l.dims.charge_category == "Tax"),
             (12, dec("0.08"))
         );
         assert!(
             lines
                 .iter()
-                .filter(|l| l.charge_category == "Tax")
-                .all(|l| l.pricing_category.is_none())
+                .filter(|l| l.dims.charge_category == "Tax")
+                .all(|l| l.dims.pricing_category.is_none())
         );
 
         let csv = "lineItem/UnblendedCost,lineItem/LineItemType,lineItem/UsageStartDate,lineItem/UsageEndDate,\
@@ -448,8 +458,8 @@ reservation/ReservationARN,resourceTags/user:team,resourceTags/aws:createdBy\n\
             .iter()
             .map(|l| {
                 (
-                    l.charge_category.as_str(),
-                    l.pricing_category.as_deref(),
+                    l.dims.charge_category.as_str(),
+                    l.dims.pricing_category.as_deref(),
                     l.effective_cost,
                 )
             })
@@ -466,12 +476,15 @@ reservation/ReservationARN,resourceTags/user:team,resourceTags/aws:createdBy\n\
                 ("Credit", None, dec("-0.5")),
             ]
         );
-        assert_eq!(lines[0].tags.get("team").map(String::as_str), Some("data"));
         assert_eq!(
-            lines[0].tags.get("aws:createdBy").map(String::as_str),
+            lines[0].dims.tags.get("team").map(String::as_str),
+            Some("data")
+        );
+        assert_eq!(
+            lines[0].dims.tags.get("aws:createdBy").map(String::as_str),
             Some("root")
         );
-        assert!(lines[1].tags.is_empty());
+        assert!(lines[1].dims.tags.is_empty());
     }
 
     /// CUR 2.0 has no public sample: write one with a `resource_tags` map column.
@@ -559,19 +572,22 @@ reservation/ReservationARN,resourceTags/user:team,resourceTags/aws:createdBy\n\
             lines.iter().map(|l| l.billed_cost).sum::<Decimal>(),
             dec("0.3000001")
         );
-        assert_eq!(lines[0].tags.get("team").map(String::as_str), Some("data"));
         assert_eq!(
-            lines[0].tags.get("aws:created_by").map(String::as_str),
+            lines[0].dims.tags.get("team").map(String::as_str),
+            Some("data")
+        );
+        assert_eq!(
+            lines[0].dims.tags.get("aws:created_by").map(String::as_str),
             Some("root")
         );
-        assert!(lines[1].tags.is_empty());
-        assert_eq!(lines[2].tags.get("env").map(String::as_str), Some(""));
-        assert_eq!(lines[0].region_id.as_deref(), Some("us-east-1"));
+        assert!(lines[1].dims.tags.is_empty());
+        assert_eq!(lines[2].dims.tags.get("env").map(String::as_str), Some(""));
+        assert_eq!(lines[0].dims.region_id.as_deref(), Some("us-east-1"));
         assert_eq!(
             lines[0].charge_period_end.to_rfc3339(),
             "2025-01-01T01:00:00+00:00"
         );
-        assert_eq!(lines[2].charge_category, "Tax");
+        assert_eq!(lines[2].dims.charge_category, "Tax");
         // The same bytes from memory (an S3 object).
         let bytes = std::fs::read(&path).unwrap();
         let (s2, lines2) = parse_mem("s3://b/cur2-00001.snappy.parquet", &bytes, None).unwrap();

@@ -9,11 +9,11 @@
 //! quarantines the row. Without an `EffectiveCost` column (or with a null value) the
 //! billed cost is used and counted.
 use super::BillingFormat;
-use super::CostLine;
 use super::mapping::{
     CHARGE_CATEGORIES, Column, Dev, Deviations, Field as F, Kind as K, NullStyle,
     PRICING_CATEGORIES, Table, Values, col, req,
 };
+use super::{CostLine, DimsCache, DimsRef};
 
 const COLUMNS: &[Column] = &[
     req(F::BilledCost, &["BilledCost"], K::Money),
@@ -61,7 +61,12 @@ pub static TABLE: Table = Table {
 };
 
 /// Builds a cost line from one row's values. `Err` is the quarantine reason.
-pub fn build(mut v: Values<'_>, line: u64, dev: &mut Deviations) -> Result<CostLine, String> {
+pub fn build(
+    mut v: Values<'_>,
+    line: u64,
+    dev: &mut Deviations,
+    dims: &mut DimsCache,
+) -> Result<CostLine, String> {
     let tags = v.take_tags(F::Tags);
     let billed = v
         .dec(F::BilledCost)
@@ -78,18 +83,18 @@ pub fn build(mut v: Values<'_>, line: u64, dev: &mut Deviations) -> Result<CostL
         }
     };
     let billing_currency = match v.text(F::BillingCurrency) {
-        Some(c) => c.to_string(),
+        Some(c) => c,
         None if v.has(F::BillingCurrency) => return Err("BillingCurrency: missing value".into()),
         None => {
             dev.add(Dev::CurrencyMissingAssumedUsd);
-            "USD".to_string()
+            "USD"
         }
     };
     let provider_name = match v.text(F::ProviderName) {
-        Some(p) => p.to_string(),
+        Some(p) => p,
         None => {
             dev.add(Dev::ProviderNameMissing);
-            String::new()
+            ""
         }
     };
     let time = |f: F, name: &str| {
@@ -101,27 +106,29 @@ pub fn build(mut v: Values<'_>, line: u64, dev: &mut Deviations) -> Result<CostL
         billed_cost: billed,
         effective_cost: effective,
         list_cost: v.dec(F::ListCost),
-        billing_currency,
         billing_period_start: time(F::BillingPeriodStart, "BillingPeriodStart")?,
         billing_period_end: time(F::BillingPeriodEnd, "BillingPeriodEnd")?,
         charge_period_start: time(F::ChargePeriodStart, "ChargePeriodStart")?,
         charge_period_end: time(F::ChargePeriodEnd, "ChargePeriodEnd")?,
-        charge_category: v
-            .string(F::ChargeCategory)
-            .ok_or("ChargeCategory: missing required value")?,
-        provider_name,
-        service_name: v.string(F::ServiceName),
-        service_category: v.string(F::ServiceCategory),
-        region_id: v.string(F::RegionId),
-        availability_zone: v.string(F::AvailabilityZone),
-        resource_id: v.string(F::ResourceId),
-        sku_id: v.string(F::SkuId),
-        billing_account_id: v.string(F::BillingAccountId),
-        sub_account_id: v.string(F::SubAccountId),
-        pricing_category: v.string(F::PricingCategory),
         consumed_quantity: v.dec(F::ConsumedQuantity),
-        consumed_unit: v.string(F::ConsumedUnit),
-        tags,
+        dims: dims.intern(DimsRef {
+            billing_currency,
+            charge_category: v
+                .text(F::ChargeCategory)
+                .ok_or("ChargeCategory: missing required value")?,
+            provider_name,
+            service_name: v.text(F::ServiceName),
+            service_category: v.text(F::ServiceCategory),
+            region_id: v.text(F::RegionId),
+            availability_zone: v.text(F::AvailabilityZone),
+            resource_id: v.text(F::ResourceId),
+            sku_id: v.text(F::SkuId),
+            billing_account_id: v.text(F::BillingAccountId),
+            sub_account_id: v.text(F::SubAccountId),
+            pricing_category: v.text(F::PricingCategory),
+            consumed_unit: v.text(F::ConsumedUnit),
+            tags,
+        }),
     })
 }
 
@@ -203,8 +210,8 @@ mod tests {
         for (a, b) in lines.iter().zip(&csv_lines) {
             assert_eq!(a.billed_cost, b.billed_cost);
             assert_eq!(a.charge_period_start, b.charge_period_start);
-            assert_eq!(a.tags, b.tags);
-            assert_eq!(a.billing_account_id, b.billing_account_id);
+            assert_eq!(a.dims.tags, b.dims.tags);
+            assert_eq!(a.dims.billing_account_id, b.dims.billing_account_id);
             assert_eq!(a.line + 1, b.line);
         }
     }
@@ -219,11 +226,11 @@ ChargePeriodEnd,ChargeCategory,ServiceProviderName,HostProviderName,ProviderName
         assert_eq!(s.variant, "1.3");
         assert_eq!(lines.len(), 1);
         let l = &lines[0];
-        assert_eq!(l.provider_name, "Acme");
-        assert_eq!(l.region_id.as_deref(), Some("eu-1"));
+        assert_eq!(l.dims.provider_name, "Acme");
+        assert_eq!(l.dims.region_id.as_deref(), Some("eu-1"));
         assert_eq!(l.effective_cost, dec("1.25"));
         assert_eq!(l.list_cost, None);
-        assert_eq!(l.tags.get("k").map(String::as_str), Some("1"));
+        assert_eq!(l.dims.tags.get("k").map(String::as_str), Some("1"));
         assert_eq!(
             s.deviations.get("effective_cost_null_assumed_billed"),
             Some(&1)

@@ -20,7 +20,7 @@ use super::mapping::{
     Column, Dev, Deviations, Field as F, Kind as K, NullStyle, Table, Val, Values, calendar_month,
     col, req,
 };
-use super::{BillingFormat, CostLine};
+use super::{BillingFormat, CostLine, DimsCache, DimsRef};
 
 const COLUMNS: &[Column] = &[
     req(F::BilledCost, &["cost"], K::Money),
@@ -111,7 +111,12 @@ pub fn pacific_month_start(year: i32, month: u32) -> Option<DateTime<Utc>> {
     Some(local.and_utc() - chrono::Duration::hours(off))
 }
 
-pub fn build(mut v: Values<'_>, line: u64, dev: &mut Deviations) -> Result<CostLine, String> {
+pub fn build(
+    mut v: Values<'_>,
+    line: u64,
+    dev: &mut Deviations,
+    dims: &mut DimsCache,
+) -> Result<CostLine, String> {
     let mut tags = v.take_tags(F::Tags);
     for (k, val) in v.take_tags(F::ProjectLabels) {
         tags.entry(k).or_insert(val);
@@ -173,11 +178,11 @@ pub fn build(mut v: Values<'_>, line: u64, dev: &mut Deviations) -> Result<CostL
         }
     });
     let billing_currency = match v.text(F::BillingCurrency) {
-        Some(c) => c.to_string(),
+        Some(c) => c,
         None if v.has(F::BillingCurrency) => return Err("currency: missing value".into()),
         None => {
             dev.add(Dev::CurrencyMissingAssumedUsd);
-            "USD".to_string()
+            "USD"
         }
     };
     Ok(CostLine {
@@ -185,25 +190,27 @@ pub fn build(mut v: Values<'_>, line: u64, dev: &mut Deviations) -> Result<CostL
         billed_cost: billed,
         effective_cost: effective,
         list_cost: v.dec(F::ListCost),
-        billing_currency,
         billing_period_start: period_start,
         billing_period_end: period_end,
         charge_period_start: charge_start,
         charge_period_end: charge_end,
-        charge_category: category.to_string(),
-        provider_name: "Google Cloud".to_string(),
-        service_name: v.string(F::ServiceName),
-        service_category: None,
-        region_id: v.string(F::RegionId),
-        availability_zone: v.string(F::AvailabilityZone),
-        resource_id: v.string(F::ResourceId),
-        sku_id: v.string(F::SkuId),
-        billing_account_id: v.string(F::BillingAccountId),
-        sub_account_id: v.string(F::SubAccountId),
-        pricing_category: pricing_category.map(str::to_string),
         consumed_quantity: v.dec(F::ConsumedQuantity),
-        consumed_unit: v.string(F::ConsumedUnit),
-        tags,
+        dims: dims.intern(DimsRef {
+            billing_currency,
+            charge_category: category,
+            provider_name: "Google Cloud",
+            service_name: v.text(F::ServiceName),
+            service_category: None,
+            region_id: v.text(F::RegionId),
+            availability_zone: v.text(F::AvailabilityZone),
+            resource_id: v.text(F::ResourceId),
+            sku_id: v.text(F::SkuId),
+            billing_account_id: v.text(F::BillingAccountId),
+            sub_account_id: v.text(F::SubAccountId),
+            pricing_category,
+            consumed_unit: v.text(F::ConsumedUnit),
+            tags,
+        }),
     })
 }
 
@@ -228,19 +235,25 @@ mod tests {
         assert_eq!(l.line, 2);
         assert_eq!(l.billed_cost, dec("0.000005"));
         assert_eq!(l.effective_cost, dec("0"));
-        assert_eq!(l.provider_name, "Google Cloud");
-        assert_eq!(l.charge_category, "Usage");
-        assert_eq!(l.pricing_category.as_deref(), Some("Standard"));
-        assert_eq!(l.service_name.as_deref(), Some("Security Command Center"));
-        assert_eq!(l.sku_id.as_deref(), Some("D5A4-0C3E-4DA4"));
-        assert_eq!(l.sub_account_id.as_deref(), Some("billing-example-00000"));
+        assert_eq!(l.dims.provider_name, "Google Cloud");
+        assert_eq!(l.dims.charge_category, "Usage");
+        assert_eq!(l.dims.pricing_category.as_deref(), Some("Standard"));
         assert_eq!(
-            l.billing_account_id.as_deref(),
+            l.dims.service_name.as_deref(),
+            Some("Security Command Center")
+        );
+        assert_eq!(l.dims.sku_id.as_deref(), Some("D5A4-0C3E-4DA4"));
+        assert_eq!(
+            l.dims.sub_account_id.as_deref(),
+            Some("billing-example-00000")
+        );
+        assert_eq!(
+            l.dims.billing_account_id.as_deref(),
             Some("000000-B0BBA4-940A77")
         );
-        assert_eq!(l.region_id, None);
+        assert_eq!(l.dims.region_id, None);
         assert_eq!(l.consumed_quantity, Some(dec("24909")));
-        assert_eq!(l.consumed_unit.as_deref(), Some("bytes"));
+        assert_eq!(l.dims.consumed_unit.as_deref(), Some("bytes"));
         assert_eq!(
             l.charge_period_start.to_rfc3339(),
             "2020-11-09T23:00:00+00:00"
@@ -258,19 +271,19 @@ mod tests {
             "2020-12-01T08:00:00+00:00"
         );
         assert_eq!(s.deviations.get("timestamp_space_with_offset"), Some(&50));
-        let labelled: Vec<_> = lines.iter().filter(|l| !l.tags.is_empty()).collect();
+        let labelled: Vec<_> = lines.iter().filter(|l| !l.dims.tags.is_empty()).collect();
         assert!(!labelled.is_empty());
         assert!(
             labelled
                 .iter()
-                .all(|l| l.tags.contains_key("goog-resource-type"))
+                .all(|l| l.dims.tags.contains_key("goog-resource-type"))
         );
 
         let p = Path::new(DATA).join("native-billing/gcp/2022-08-01_5.csv");
         let (s, lines) = parse_path(&p, None).unwrap();
         assert_eq!(s.variant, "gcp-detailed");
-        assert_eq!(lines[0].resource_id.as_deref(), Some("//example"));
-        assert_eq!(lines[0].region_id.as_deref(), Some("us-central1"));
+        assert_eq!(lines[0].dims.resource_id.as_deref(), Some("//example"));
+        assert_eq!(lines[0].dims.region_id.as_deref(), Some("us-central1"));
         assert_eq!(
             lines[0].billing_period_start.to_rfc3339(),
             "2022-08-01T07:00:00+00:00"
@@ -300,13 +313,13 @@ mod tests {
         assert_eq!(l.line, 1);
         assert_eq!(l.billed_cost, dec("0.123456789012345678"));
         assert_eq!(l.effective_cost, dec("0.103456789012345678"));
-        assert_eq!(l.billing_currency, "EUR");
-        assert_eq!(l.pricing_category.as_deref(), Some("Dynamic"));
-        assert_eq!(l.service_name.as_deref(), Some("Compute Engine"));
-        assert_eq!(l.availability_zone.as_deref(), Some("us-east1-b"));
+        assert_eq!(l.dims.billing_currency, "EUR");
+        assert_eq!(l.dims.pricing_category.as_deref(), Some("Dynamic"));
+        assert_eq!(l.dims.service_name.as_deref(), Some("Compute Engine"));
+        assert_eq!(l.dims.availability_zone.as_deref(), Some("us-east1-b"));
         assert_eq!(l.consumed_quantity, Some(dec("3600")));
-        assert_eq!(l.tags.get("env").map(String::as_str), Some("prod"));
-        assert_eq!(l.tags.get("team").map(String::as_str), Some("ml"));
+        assert_eq!(l.dims.tags.get("env").map(String::as_str), Some("prod"));
+        assert_eq!(l.dims.tags.get("team").map(String::as_str), Some("ml"));
         assert_eq!(
             l.charge_period_start.to_rfc3339(),
             "2024-03-10T09:00:00+00:00"
@@ -321,10 +334,10 @@ mod tests {
         );
         let t = &lines[1];
         assert_eq!(
-            (t.line, t.charge_category.as_str(), t.billed_cost),
+            (t.line, t.dims.charge_category.as_str(), t.billed_cost),
             (3, "Tax", dec("10"))
         );
-        assert_eq!(t.pricing_category, None);
+        assert_eq!(t.dims.pricing_category, None);
         assert_eq!(s.quarantined[0].line, 4);
         assert!(
             s.quarantined[0].reason.starts_with("cost: not a number"),

@@ -11,6 +11,7 @@
 pub mod azure;
 pub mod cur;
 pub mod detect;
+pub mod dims;
 pub mod focus;
 pub mod gcp;
 pub mod mapping;
@@ -18,9 +19,12 @@ pub mod read;
 pub mod s3;
 
 use std::collections::BTreeMap;
+use std::sync::Arc;
 
 use chrono::{DateTime, Utc};
 use rust_decimal::Decimal;
+
+pub use dims::{DimsCache, DimsRef, LineDims};
 
 /// A source format, as `bursar ingest --format` names it.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -60,7 +64,8 @@ impl std::str::FromStr for BillingFormat {
     }
 }
 
-/// One cost line in FOCUS terms.
+/// One cost line in FOCUS terms: its own money, quantity and periods, and its descriptive
+/// fields, which lines with the same ones share (see [`dims`]).
 #[derive(Clone, Debug, PartialEq)]
 pub struct CostLine {
     /// 1-based line (CSV, JSON lines) or row number (Parquet) in the source file.
@@ -68,27 +73,13 @@ pub struct CostLine {
     pub billed_cost: Decimal,
     pub effective_cost: Decimal,
     pub list_cost: Option<Decimal>,
-    pub billing_currency: String,
     pub billing_period_start: DateTime<Utc>,
     pub billing_period_end: DateTime<Utc>,
     pub charge_period_start: DateTime<Utc>,
     pub charge_period_end: DateTime<Utc>,
-    /// Usage, Purchase, Tax, Credit, Adjustment (FOCUS ChargeCategory).
-    pub charge_category: String,
-    pub provider_name: String,
-    pub service_name: Option<String>,
-    pub service_category: Option<String>,
-    pub region_id: Option<String>,
-    pub availability_zone: Option<String>,
-    pub resource_id: Option<String>,
-    pub sku_id: Option<String>,
-    pub billing_account_id: Option<String>,
-    pub sub_account_id: Option<String>,
-    /// Standard, Dynamic (spot), Committed, Other.
-    pub pricing_category: Option<String>,
     pub consumed_quantity: Option<Decimal>,
-    pub consumed_unit: Option<String>,
-    pub tags: BTreeMap<String, String>,
+    /// Currency, category, provider, service, region, resource, SKU, accounts, tags.
+    pub dims: Arc<LineDims>,
 }
 
 /// A row that could not be turned into a cost line.

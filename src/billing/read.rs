@@ -26,8 +26,8 @@ use serde_json::value::RawValue;
 
 use super::mapping::{Cell, Dev, Deviations, Plan, Row, normalize_header, truncate_raw};
 use super::{
-    BATCH, BillingError, BillingFormat, CostLine, ParseSummary, Quarantined, Sink, azure, cur,
-    detect, focus, gcp,
+    BATCH, BillingError, BillingFormat, CostLine, DimsCache, ParseSummary, Quarantined, Sink,
+    azure, cur, detect, focus, gcp,
 };
 
 const BOM: &[u8] = b"\xEF\xBB\xBF";
@@ -177,6 +177,7 @@ struct Emitter<'s, 'a> {
     batch: Vec<CostLine>,
     summary: ParseSummary,
     dev: Deviations,
+    dims: DimsCache,
 }
 
 impl<'s, 'a> Emitter<'s, 'a> {
@@ -197,17 +198,19 @@ impl<'s, 'a> Emitter<'s, 'a> {
             batch: Vec::with_capacity(1024),
             summary,
             dev,
+            dims: DimsCache::default(),
         }
     }
 
     fn row(&mut self, plan: &Plan, row: &dyn Row) -> Result<(), BillingError> {
         let format = self.format;
         let line = row.line();
-        let res = plan.extract(row, &mut self.dev).and_then(|v| match format {
-            BillingFormat::Focus => focus::build(v, line, &mut self.dev),
-            BillingFormat::Cur => cur::build(v, line, &mut self.dev),
-            BillingFormat::Gcp => gcp::build(v, line, &mut self.dev),
-            BillingFormat::Azure => azure::build(v, line, &mut self.dev),
+        let (dev, dims) = (&mut self.dev, &mut self.dims);
+        let res = plan.extract(row, dev).and_then(|v| match format {
+            BillingFormat::Focus => focus::build(v, line, dev, dims),
+            BillingFormat::Cur => cur::build(v, line, dev, dims),
+            BillingFormat::Gcp => gcp::build(v, line, dev, dims),
+            BillingFormat::Azure => azure::build(v, line, dev, dims),
         });
         match res {
             Ok(l) => {
@@ -373,7 +376,7 @@ struct ReadCounts {
 }
 
 fn newlines(rec: &csv::ByteRecord) -> u64 {
-    rec.as_slice().iter().filter(|&&b| b == b'\n').count() as u64
+    memchr::memchr_iter(b'\n', rec.as_slice()).count() as u64
 }
 
 /// Reader thread: splits CSV records (and decompresses) while the caller's thread maps
@@ -1060,7 +1063,7 @@ pub(crate) mod tests {
     fn currencies(lines: &[CostLine]) -> BTreeMap<String, u64> {
         let mut m = BTreeMap::new();
         for l in lines {
-            *m.entry(l.billing_currency.clone()).or_default() += 1;
+            *m.entry(l.dims.billing_currency.clone()).or_default() += 1;
         }
         m
     }
@@ -1162,7 +1165,10 @@ pub(crate) mod tests {
             if e.get("currencies").is_some() {
                 expect_currencies(&lines, e, rel);
             } else {
-                assert!(lines.iter().all(|l| l.billing_currency == "USD"), "{rel}");
+                assert!(
+                    lines.iter().all(|l| l.dims.billing_currency == "USD"),
+                    "{rel}"
+                );
                 assert_eq!(
                     s.deviations.get("currency_missing_assumed_usd"),
                     Some(&s.lines),
@@ -1172,7 +1178,7 @@ pub(crate) mod tests {
             for (cat, c) in e["by_ChargeCategory"].as_object().unwrap() {
                 let these: Vec<CostLine> = lines
                     .iter()
-                    .filter(|l| &l.charge_category == cat)
+                    .filter(|l| &l.dims.charge_category == cat)
                     .cloned()
                     .collect();
                 assert_eq!(
@@ -1204,7 +1210,7 @@ pub(crate) mod tests {
                 for (p, c) in by.as_object().unwrap() {
                     let these: Vec<CostLine> = lines
                         .iter()
-                        .filter(|l| &l.provider_name == p)
+                        .filter(|l| &l.dims.provider_name == p)
                         .cloned()
                         .collect();
                     assert_eq!(
@@ -1262,30 +1268,30 @@ pub(crate) mod tests {
         );
         assert_eq!(lines[0].billed_cost, dec("0.0000008"));
         // IDs stay strings; tags keep a key with a leading space.
-        assert!(lines.iter().any(|l| l.billing_account_id.as_deref()
+        assert!(lines.iter().any(|l| l.dims.billing_account_id.as_deref()
             == Some("/providers/Microsoft.Billing/billingAccounts/8611537")));
-        assert!(lines.iter().any(|l| l.tags.contains_key(" org")));
+        assert!(lines.iter().any(|l| l.dims.tags.contains_key(" org")));
         assert!(
             lines
                 .iter()
-                .filter(|l| l.provider_name == "Oracle")
-                .all(|l| l.pricing_category.is_none() && l.region_id.is_none())
+                .filter(|l| l.dims.provider_name == "Oracle")
+                .all(|l| l.dims.pricing_category.is_none() && l.dims.region_id.is_none())
         );
         let tagged = lines
             .iter()
-            .find(|l| l.tags.contains_key("application"))
+            .find(|l| l.dims.tags.contains_key("application"))
             .unwrap();
-        assert!(tagged.tags.contains_key("environment"));
+        assert!(tagged.dims.tags.contains_key("environment"));
         // A line with the expected shape.
         let l = lines
             .iter()
-            .find(|l| l.provider_name == "AWS" && l.charge_category == "Usage")
+            .find(|l| l.dims.provider_name == "AWS" && l.dims.charge_category == "Usage")
             .unwrap();
         assert_eq!(
             l.billing_period_start.to_rfc3339(),
             "2024-09-01T00:00:00+00:00"
         );
-        assert_eq!(l.billing_currency, "USD");
+        assert_eq!(l.dims.billing_currency, "USD");
     }
 
     fn native_variant(rel: &str) -> &'static str {
@@ -1371,7 +1377,7 @@ pub(crate) mod tests {
                 for (t, c) in by.as_object().unwrap() {
                     let these: Vec<CostLine> = lines
                         .iter()
-                        .filter(|l| &l.charge_category == t)
+                        .filter(|l| &l.dims.charge_category == t)
                         .cloned()
                         .collect();
                     assert_eq!(
@@ -1492,13 +1498,13 @@ pub(crate) mod tests {
         assert_eq!(
             (
                 l.line,
-                l.billing_currency.as_str(),
-                l.charge_category.as_str()
+                l.dims.billing_currency.as_str(),
+                l.dims.charge_category.as_str()
             ),
             (6, "USD", "Usage")
         );
-        assert_eq!(l.pricing_category.as_deref(), Some("Committed"));
-        assert_eq!(l.tags.get("a").map(String::as_str), Some("b"));
+        assert_eq!(l.dims.pricing_category.as_deref(), Some("Committed"));
+        assert_eq!(l.dims.tags.get("a").map(String::as_str), Some("b"));
         assert_eq!(s.deviations.get("wrong_case_value"), Some(&3));
     }
 
@@ -1517,7 +1523,7 @@ pub(crate) mod tests {
         text.extend(row(b"Bad\xff", b"ok"));
         let (s, lines) = parse_mem("latin1.csv", &text, None).unwrap();
         assert_eq!((s.rows_read, s.lines), (2, 1));
-        assert_eq!(lines[0].provider_name, "AWS");
+        assert_eq!(lines[0].dims.provider_name, "AWS");
         assert_eq!(s.quarantined[0].line, 3);
         assert_eq!(s.quarantined[0].reason, "ProviderName: invalid UTF-8");
         assert!(
@@ -1632,7 +1638,7 @@ pub(crate) mod tests {
         assert_eq!(s.deviations.get("bom"), Some(&1));
         assert_eq!(s.deviations.get("row_field_count_mismatch"), Some(&1));
         assert_eq!(lines.iter().map(|l| l.line).collect::<Vec<_>>(), vec![3, 5]);
-        assert_eq!(lines[0].pricing_category, None);
+        assert_eq!(lines[0].dims.pricing_category, None);
     }
 }
 

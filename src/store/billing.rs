@@ -13,7 +13,9 @@ use sqlx::{Postgres, QueryBuilder, Row, Sqlite};
 
 use super::sqlite::SQLITE_BUSY_TIMEOUT_MS;
 use super::{Store, StoreError, is_sqlite_busy};
-use crate::billing::{CostLine, Quarantined};
+use std::sync::Arc;
+
+use crate::billing::{CostLine, LineDims, Quarantined};
 
 /// One row of `ingest_run`.
 #[derive(Debug, Clone, PartialEq)]
@@ -162,65 +164,60 @@ struct NextIds {
     dims: i64,
 }
 
-/// The descriptive fields of a line that `cost_dims` holds besides the tags, in its column
-/// order (currency, category and provider are never empty).
-fn dims_fields(l: &CostLine) -> [Option<&str>; 13] {
-    [
-        Some(l.billing_currency.as_str()),
-        Some(l.charge_category.as_str()),
-        Some(l.provider_name.as_str()),
-        l.service_name.as_deref(),
-        l.service_category.as_deref(),
-        l.region_id.as_deref(),
-        l.availability_zone.as_deref(),
-        l.resource_id.as_deref(),
-        l.sku_id.as_deref(),
-        l.billing_account_id.as_deref(),
-        l.sub_account_id.as_deref(),
-        l.pricing_category.as_deref(),
-        l.consumed_unit.as_deref(),
-    ]
-}
-
-/// What makes two lines share a `cost_dims` row, for hashing and comparing.
-type DimsKey<'a> = ([Option<&'a str>; 13], &'a BTreeMap<String, String>);
-
-fn dims_of(l: &CostLine) -> DimsKey<'_> {
-    (dims_fields(l), &l.tags)
-}
-
 /// The distinct descriptive-field combinations among a run's lines, in first-seen order:
 /// the i-th gets id `first_id + i` and is written to `cost_dims` when the run finishes, or
 /// earlier once `DIMS_HELD` are held. Memory stays bounded on a file whose lines are nearly
 /// all distinct; a combination seen again after such a write is stored once more.
+///
+/// A parser hands every line with the same fields the same `Arc` (`DimsCache`), so a line
+/// is looked up by the `Arc`'s address; only an address not seen yet is looked up by value
+/// (lines built one by one, or a parser's cache that started afresh).
 #[derive(Default)]
 struct DimsInterner {
+    /// Indexes into `rows`, by value.
     table: hashbrown::HashTable<usize>,
     hasher: hashbrown::DefaultHashBuilder,
-    /// One line per combination (only its descriptive fields are used).
-    rows: Vec<CostLine>,
+    /// Indexes into `rows`, by the address of an `Arc` that `rows` or `aliases` keeps alive
+    /// (so no other value can come to live at that address while it is here).
+    by_address: hashbrown::HashMap<usize, usize>,
+    rows: Vec<Arc<LineDims>>,
+    /// `Arc`s whose fields equal a row's, but at another address.
+    aliases: Vec<Arc<LineDims>>,
     first_id: i64,
 }
 
 impl DimsInterner {
-    /// The id of `l`'s combination, adding it if new.
-    fn id_of(&mut self, l: &CostLine) -> i64 {
+    /// The id of `d`'s combination, adding it if new.
+    fn id_of(&mut self, d: &Arc<LineDims>) -> i64 {
         use std::hash::BuildHasher;
-        let key = dims_of(l);
+        let address = Arc::as_ptr(d) as usize;
+        if let Some(&i) = self.by_address.get(&address) {
+            return self.first_id + i as i64;
+        }
+        let key = d.key();
         let hash = self.hasher.hash_one(key);
         let rows = &self.rows;
         let hasher = &self.hasher;
-        let i = match self.table.find(hash, |&i| dims_of(&rows[i]) == key) {
-            Some(&i) => i,
+        let i = match self.table.find(hash, |&i| rows[i].key() == key) {
+            Some(&i) => {
+                self.aliases.push(d.clone());
+                i
+            }
             None => {
                 let i = self.rows.len();
                 self.table
-                    .insert_unique(hash, i, |&j| hasher.hash_one(dims_of(&rows[j])));
-                self.rows.push(l.clone());
+                    .insert_unique(hash, i, |&j| hasher.hash_one(rows[j].key()));
+                self.rows.push(d.clone());
                 i
             }
         };
+        self.by_address.insert(address, i);
         self.first_id + i as i64
+    }
+
+    /// The `Arc`s held (rows and aliases), which `DIMS_HELD` bounds.
+    fn held(&self) -> usize {
+        self.rows.len() + self.aliases.len()
     }
 }
 
@@ -272,7 +269,7 @@ const RANGE_INSERT: &str = "INSERT INTO cost_range (id, scope, ingest_run_id, bi
 fn push_dims<'a, DB: sqlx::Database>(
     qb: &mut QueryBuilder<'a, DB>,
     first_id: i64,
-    chunk: &'a [CostLine],
+    chunk: &'a [Arc<LineDims>],
     run_id: &'a str,
     json: &'static str,
 ) where
@@ -284,7 +281,7 @@ fn push_dims<'a, DB: sqlx::Database>(
     let mut id = first_id;
     qb.push_values(chunk, |mut b, l| {
         b.push_bind(id).push_bind(run_id);
-        for v in dims_fields(l) {
+        for v in l.fields() {
             b.push_bind(v);
         }
         b.push_bind(tags_json(&l.tags)).push_unseparated(json);
@@ -300,7 +297,7 @@ const DIMS_INSERT: &str = "INSERT INTO cost_dims (id, ingest_run_id, billing_cur
 /// Rows per `cost_dims` insert: 16 parameters each, under both backends' limits.
 const DIMS_CHUNK: usize = 1000;
 
-/// Distinct combinations an ingest holds in memory (each a `CostLine`, ~1 KB) before it
+/// Distinct combinations an ingest holds in memory (each a `LineDims`, ~1 KB) before it
 /// writes them: ~100 MB at most.
 pub const DIMS_HELD: usize = 100_000;
 
@@ -753,7 +750,7 @@ impl IngestTx {
         LineIds {
             fact: id,
             range: r.id,
-            dims: self.dims.id_of(l),
+            dims: self.dims.id_of(&l.dims),
         }
     }
 
@@ -801,7 +798,7 @@ impl IngestTx {
                 pg.send(buf, pg_copy).await?;
             }
         }
-        if self.dims.rows.len() >= self.dims_held {
+        if self.dims.held() >= self.dims_held {
             self.write_dims().await?;
         }
         Ok(())
@@ -821,6 +818,8 @@ impl IngestTx {
         };
         let rows = std::mem::take(&mut self.dims.rows);
         self.dims.table.clear();
+        self.dims.by_address.clear();
+        self.dims.aliases.clear();
         let first_id = self.dims.first_id;
         self.dims.first_id += rows.len() as i64;
         for (k, chunk) in rows.chunks(DIMS_CHUNK).enumerate() {

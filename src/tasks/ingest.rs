@@ -5,7 +5,7 @@
 //! period) scopes this file covers. Everything —
 //! deletions, new lines, quarantined rows, the run's report — commits together, so a crash
 //! (even kill -9) leaves the previous state whole.
-use std::collections::{BTreeMap, HashSet};
+use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Instant;
@@ -86,10 +86,53 @@ fn run_id() -> String {
 pub fn scope_of(l: &CostLine) -> String {
     format!(
         "{}|{}|{}",
-        l.provider_name,
-        l.billing_account_id.as_deref().unwrap_or(""),
+        l.dims.provider_name,
+        l.dims.billing_account_id.as_deref().unwrap_or(""),
         l.billing_period_start.format("%Y-%m-%dT%H:%M:%SZ")
     )
+}
+
+/// The parts of a line's scope, borrowed (hashes and compares as [`ScopeParts`]).
+#[derive(Hash)]
+struct ScopeKey<'a>(&'a str, Option<&'a str>, chrono::DateTime<Utc>);
+
+#[derive(Hash, PartialEq, Eq)]
+struct ScopeParts(String, Option<String>, chrono::DateTime<Utc>);
+
+impl hashbrown::Equivalent<ScopeParts> for ScopeKey<'_> {
+    fn equivalent(&self, k: &ScopeParts) -> bool {
+        self.0 == k.0 && self.1 == k.1.as_deref() && self.2 == k.2
+    }
+}
+
+/// The scope of each line, formatted once per distinct scope: a file's lines switch
+/// between a few scopes (billing periods, accounts) at every line or so.
+#[derive(Default)]
+struct Scopes(hashbrown::HashMap<ScopeParts, std::sync::Arc<str>>);
+
+impl Scopes {
+    /// `l`'s scope, and whether it is the first line with it.
+    fn get(&mut self, l: &CostLine) -> (std::sync::Arc<str>, bool) {
+        let d = &l.dims;
+        let key = ScopeKey(
+            &d.provider_name,
+            d.billing_account_id.as_deref(),
+            l.billing_period_start,
+        );
+        if let Some(s) = self.0.get(&key) {
+            return (s.clone(), false);
+        }
+        let s: std::sync::Arc<str> = scope_of(l).into();
+        self.0.insert(
+            ScopeParts(
+                d.provider_name.clone(),
+                d.billing_account_id.clone(),
+                l.billing_period_start,
+            ),
+            s.clone(),
+        );
+        (s, true)
+    }
 }
 
 type ParseFn =
@@ -139,36 +182,20 @@ async fn ingest_inner(
         parse(&mut sink)
     });
     let mut db = store.begin_ingest().await?;
-    let mut seen: HashSet<String> = HashSet::new();
     let mut scopes: Vec<String> = Vec::new();
     let mut totals: BTreeMap<String, (Decimal, Decimal)> = BTreeMap::new();
     let mut stored = 0u64;
     let mut replaced = 0u64;
     let mut write_err: Option<StoreError> = None;
-    // Lines arrive sorted enough that the previous line's scope almost always fits the next:
-    // compare the three parts instead of formatting a string per line.
-    let mut last_key: Option<(String, Option<String>, chrono::DateTime<Utc>)> = None;
-    let mut last_scope: std::sync::Arc<str> = std::sync::Arc::from("");
+    let mut scope_of_line = Scopes::default();
     while let Some(batch) = rx.recv().await {
         let mut keyed: Vec<(std::sync::Arc<str>, &CostLine)> = Vec::with_capacity(batch.len());
         for l in &batch {
-            let same = last_key.as_ref().is_some_and(|(p, a, b)| {
-                *p == l.provider_name && *a == l.billing_account_id && *b == l.billing_period_start
-            });
-            if !same {
-                let s = scope_of(l);
-                if !seen.contains(&s) {
-                    seen.insert(s.clone());
-                    scopes.push(s.clone());
-                }
-                last_scope = std::sync::Arc::from(s);
-                last_key = Some((
-                    l.provider_name.clone(),
-                    l.billing_account_id.clone(),
-                    l.billing_period_start,
-                ));
+            let (s, new) = scope_of_line.get(l);
+            if new {
+                scopes.push(s.to_string());
             }
-            keyed.push((last_scope.clone(), l));
+            keyed.push((s, l));
         }
         let refs: Vec<(&str, &CostLine)> = keyed.iter().map(|(s, l)| (&**s, *l)).collect();
         if let Err(e) = db.insert_lines(id, &refs).await {
@@ -176,14 +203,14 @@ async fn ingest_inner(
             break;
         }
         for l in &batch {
-            match totals.get_mut(&l.billing_currency) {
+            match totals.get_mut(&l.dims.billing_currency) {
                 Some(t) => {
                     t.0 += l.billed_cost;
                     t.1 += l.effective_cost;
                 }
                 None => {
                     totals.insert(
-                        l.billing_currency.clone(),
+                        l.dims.billing_currency.clone(),
                         (l.billed_cost, l.effective_cost),
                     );
                 }

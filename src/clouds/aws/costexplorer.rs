@@ -38,7 +38,7 @@ use rust_decimal::Decimal;
 use serde::Deserialize;
 
 use super::{AttemptCounter, endpoint_label, map_sdk_error, sdk_config};
-use crate::billing::CostLine;
+use crate::billing::{CostLine, LineDims};
 use crate::clouds::http::TokenGuard;
 use crate::clouds::{HttpSettings, SourceError};
 use crate::domain::money::parse_amount;
@@ -236,7 +236,7 @@ fn metric(
 }
 
 /// Puts one group key where its definition says.
-fn apply_key(line: &mut CostLine, def: &CeGroupDefinition, value: &str) {
+fn apply_key(line: &mut LineDims, def: &CeGroupDefinition, value: &str) {
     let kind = def.r#type.as_deref().unwrap_or("DIMENSION");
     let key = def.key.as_deref().unwrap_or("");
     match kind.to_ascii_uppercase().as_str() {
@@ -349,36 +349,31 @@ fn lines_from_result(
         };
         let usage =
             metric(&g.metrics, "UsageQuantity").map_err(|e| format!("{}: {e}", whereabouts()))?;
-        let mut line = CostLine {
+        let mut dims = LineDims {
+            billing_currency: currency,
+            charge_category: "Usage".into(),
+            provider_name: "AWS".into(),
+            consumed_unit: usage
+                .as_ref()
+                .and_then(|(_, u)| u.clone())
+                .filter(|u| !u.eq_ignore_ascii_case("N/A")),
+            ..LineDims::default()
+        };
+        for (def, value) in defs.iter().zip(&g.keys) {
+            apply_key(&mut dims, def, value);
+        }
+        let line = CostLine {
             line: *next_line,
             billed_cost: billed,
             effective_cost: effective,
             list_cost: None,
-            billing_currency: currency,
             billing_period_start: billing_start,
             billing_period_end: billing_end,
             charge_period_start: start,
             charge_period_end: end,
-            charge_category: "Usage".into(),
-            provider_name: "AWS".into(),
-            service_name: None,
-            service_category: None,
-            region_id: None,
-            availability_zone: None,
-            resource_id: None,
-            sku_id: None,
-            billing_account_id: None,
-            sub_account_id: None,
-            pricing_category: None,
-            consumed_quantity: usage.as_ref().map(|(q, _)| *q),
-            consumed_unit: usage
-                .and_then(|(_, u)| u)
-                .filter(|u| !u.eq_ignore_ascii_case("N/A")),
-            tags: BTreeMap::new(),
+            consumed_quantity: usage.map(|(q, _)| q),
+            dims: std::sync::Arc::new(dims),
         };
-        for (def, value) in defs.iter().zip(&g.keys) {
-            apply_key(&mut line, def, value);
-        }
         *next_line += 1;
         out.push(line);
     }
@@ -606,23 +601,26 @@ mod tests {
         assert_eq!(a.effective_cost, dec("40.3543773134"));
         assert_eq!(b.billed_cost, dec("0.2682364644"));
         assert_eq!(a.billed_cost + b.billed_cost, dec("40.6226137778"));
-        assert_eq!(a.billing_currency, "USD");
+        assert_eq!(a.dims.billing_currency, "USD");
         assert_eq!(
-            a.service_name.as_deref(),
+            a.dims.service_name.as_deref(),
             Some("Amazon Simple Storage Service")
         );
         // The second key is a tag here, not an account.
-        assert_eq!(a.sub_account_id, None);
-        assert!(a.tags.is_empty(), "untagged: {:?}", a.tags);
-        assert_eq!(b.tags.get("Environment").map(String::as_str), Some("Dev"));
+        assert_eq!(a.dims.sub_account_id, None);
+        assert!(a.dims.tags.is_empty(), "untagged: {:?}", a.dims.tags);
+        assert_eq!(
+            b.dims.tags.get("Environment").map(String::as_str),
+            Some("Dev")
+        );
         assert_eq!(a.charge_period_start, utc("2017-09-01T00:00:00Z"));
         assert_eq!(a.charge_period_end, utc("2017-10-01T00:00:00Z"));
         assert_eq!(a.billing_period_start, utc("2017-09-01T00:00:00Z"));
         assert_eq!(a.billing_period_end, utc("2017-10-01T00:00:00Z"));
         assert_eq!(a.consumed_quantity, Some(dec("9312771.098461578")));
-        assert_eq!(a.consumed_unit, None, "N/A is no unit");
-        assert_eq!(a.charge_category, "Usage");
-        assert_eq!(a.provider_name, "AWS");
+        assert_eq!(a.dims.consumed_unit, None, "N/A is no unit");
+        assert_eq!(a.dims.charge_category, "Usage");
+        assert_eq!(a.dims.provider_name, "AWS");
     }
 
     fn group(service: &str, account: &str, unblended: &str, amortized: Option<&str>) -> CeGroup {
@@ -677,8 +675,11 @@ mod tests {
         let lines = lines_from_results(&[], &results, 7).unwrap();
         assert_eq!(lines.len(), 3);
         assert_eq!(lines.iter().map(|l| l.line).collect::<Vec<_>>(), [7, 8, 9]);
-        assert_eq!(lines[0].service_name.as_deref(), Some("Amazon EC2"));
-        assert_eq!(lines[0].sub_account_id.as_deref(), Some("111122223333"));
+        assert_eq!(lines[0].dims.service_name.as_deref(), Some("Amazon EC2"));
+        assert_eq!(
+            lines[0].dims.sub_account_id.as_deref(),
+            Some("111122223333")
+        );
         assert_eq!(lines[0].billed_cost, dec("0.0015"));
         assert_eq!(lines[0].effective_cost, dec("0.0012"));
         assert_eq!(lines[1].billed_cost, dec("-0.01"));
@@ -704,8 +705,8 @@ mod tests {
         let lines = lines_from_results(&[], &[r], 1).unwrap();
         assert_eq!(lines.len(), 1);
         assert_eq!(lines[0].billed_cost, dec("2.50"));
-        assert_eq!(lines[0].billing_currency, "EUR");
-        assert_eq!(lines[0].service_name, None);
+        assert_eq!(lines[0].dims.billing_currency, "EUR");
+        assert_eq!(lines[0].dims.service_name, None);
     }
 
     #[test]
@@ -797,7 +798,10 @@ mod tests {
             lines_from_results(&mirror.group_definitions, &mirror.results_by_time, 1).unwrap();
         assert_eq!(lines.len(), 1);
         assert_eq!(lines[0].billed_cost, dec("3.14"));
-        assert_eq!(lines[0].sub_account_id.as_deref(), Some("123456789012"));
+        assert_eq!(
+            lines[0].dims.sub_account_id.as_deref(),
+            Some("123456789012")
+        );
         assert!(mirror.results_by_time[0].estimated);
     }
 
@@ -902,11 +906,11 @@ mod tests {
         assert_eq!(billed, dec("18.9256789018"));
         assert_eq!(effective, dec("16.5800000007"));
         let l = &got.lines[2];
-        assert_eq!(l.sub_account_id.as_deref(), Some("444455556666"));
+        assert_eq!(l.dims.sub_account_id.as_deref(), Some("444455556666"));
         assert_eq!(l.charge_period_start, utc("2024-01-31T00:00:00Z"));
         assert_eq!(l.billing_period_start, utc("2024-01-01T00:00:00Z"));
         let l = &got.lines[3];
-        assert_eq!(l.service_name.as_deref(), Some("AWS Lambda"));
+        assert_eq!(l.dims.service_name.as_deref(), Some("AWS Lambda"));
         assert_eq!(l.billing_period_start, utc("2024-02-01T00:00:00Z"));
         assert_eq!(l.consumed_quantity, Some(dec("24")));
 
