@@ -555,9 +555,6 @@ impl<'a> Values<'a> {
             _ => None,
         }
     }
-    pub fn string(&self, f: Field) -> Option<String> {
-        self.text(f).map(str::to_string)
-    }
     pub fn take_tags(&mut self, f: Field) -> BTreeMap<String, String> {
         match std::mem::take(&mut self.vals[f as usize]) {
             Val::Tags(t) => t,
