@@ -5,6 +5,7 @@
 //! (`cost_fact`, `cost_dims`, `cost_range`; see `IngestTx`) behind the `cost_line` view.
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
+use std::sync::Arc;
 
 use chrono::{DateTime, Datelike, NaiveDate, TimeZone, Utc};
 use rust_decimal::Decimal;
@@ -13,8 +14,6 @@ use sqlx::{Postgres, QueryBuilder, Row, Sqlite};
 
 use super::sqlite::SQLITE_BUSY_TIMEOUT_MS;
 use super::{Store, StoreError, is_sqlite_busy};
-use std::sync::Arc;
-
 use crate::billing::{CostLine, LineDims, Quarantined};
 
 /// One row of `ingest_run`.

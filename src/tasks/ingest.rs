@@ -92,7 +92,8 @@ pub fn scope_of(l: &CostLine) -> String {
     )
 }
 
-/// The parts of a line's scope, borrowed (hashes and compares as [`ScopeParts`]).
+/// The parts of a line's scope, borrowed. It hashes as [`ScopeParts`] does (a `String`
+/// hashes as its `str`), so the map is searched without building a key.
 #[derive(Hash)]
 struct ScopeKey<'a>(&'a str, Option<&'a str>, chrono::DateTime<Utc>);
 

@@ -236,7 +236,7 @@ fn metric(
 }
 
 /// Puts one group key where its definition says.
-fn apply_key(line: &mut LineDims, def: &CeGroupDefinition, value: &str) {
+fn apply_key(dims: &mut LineDims, def: &CeGroupDefinition, value: &str) {
     let kind = def.r#type.as_deref().unwrap_or("DIMENSION");
     let key = def.key.as_deref().unwrap_or("");
     match kind.to_ascii_uppercase().as_str() {
@@ -245,19 +245,19 @@ fn apply_key(line: &mut LineDims, def: &CeGroupDefinition, value: &str) {
             let (name, v) = value.split_once('$').unwrap_or((key, value));
             let name = if name.is_empty() { key } else { name };
             if !v.is_empty() && !name.is_empty() {
-                line.tags.insert(name.to_string(), v.to_string());
+                dims.tags.insert(name.to_string(), v.to_string());
             }
         }
         _ => {
             let v = Some(value.to_string()).filter(|v| !v.is_empty());
             match key.to_ascii_uppercase().as_str() {
-                "SERVICE" => line.service_name = v,
-                "LINKED_ACCOUNT" => line.sub_account_id = v,
-                "REGION" => line.region_id = v,
-                "AZ" => line.availability_zone = v,
+                "SERVICE" => dims.service_name = v,
+                "LINKED_ACCOUNT" => dims.sub_account_id = v,
+                "REGION" => dims.region_id = v,
+                "AZ" => dims.availability_zone = v,
                 _ => {
                     if let Some(v) = v {
-                        line.tags.insert(format!("aws:ce:{key}"), v);
+                        dims.tags.insert(format!("aws:ce:{key}"), v);
                     }
                 }
             }
