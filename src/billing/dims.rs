@@ -2,7 +2,9 @@
 //! same ones. A billing file of millions of lines has a few thousand distinct combinations
 //! of provider, service, region, resource, SKU, accounts and tags; the parser builds each
 //! once and hands every later line with the same fields the same `Arc` (`DimsCache`), so a
-//! line costs no string allocation, and the store tells combinations apart by address.
+//! line whose combination is known allocates no strings for them (only a tags column's
+//! JSON is still parsed into a map per row), and the store tells combinations apart by
+//! address.
 use std::collections::BTreeMap;
 use std::hash::BuildHasher;
 use std::sync::Arc;
