@@ -323,27 +323,12 @@ async fn a_run_with_more_distinct_fields_than_it_holds_writes_them_early_and_los
     // combinations, stored in batches of 100) write their cost_dims rows many times during
     // the run. Every line still reads back with its own fields.
     let tmp = tempfile::tempdir().unwrap();
-    let path = write(
+    let lines = parsed_lines(&write(
         tmp.path(),
         "focus.csv",
         &common::read_shared("focus-sample/multi-provider/focus_sample.csv"),
-    );
-    let mut lines = Vec::new();
-    bursar::billing::read::parse_file(&path, None, &mut |b| {
-        lines.extend(b);
-        Ok(())
-    })
-    .unwrap();
-    let field = |l: &bursar::billing::CostLine| -> LineFields {
-        (
-            l.line as i64,
-            l.dims.provider_name.clone(),
-            l.dims.resource_id.clone(),
-            l.dims.sku_id.clone(),
-            l.dims.region_id.clone(),
-        )
-    };
-    let mut expected: Vec<_> = lines.iter().map(field).collect();
+    ));
+    let mut expected: Vec<_> = lines.iter().map(line_fields).collect();
     expected.sort();
     for db in common::both_backends().await {
         let store = Store::open(&db.url).await.unwrap();
@@ -355,14 +340,12 @@ async fn a_run_with_more_distinct_fields_than_it_holds_writes_them_early_and_los
             tx.insert_lines("capped-run", &refs).await.unwrap();
         }
         tx.commit().await.unwrap();
-        let sql = "SELECT source_line, provider_name, resource_id, sku_id, region_id \
-                   FROM cost_line WHERE ingest_run_id = 'capped-run' ORDER BY 1, 2, 3, 4, 5";
-        let mut got: Vec<LineFields> = match &store {
-            Store::Sqlite(s) => sqlx::query_as(sql).fetch_all(s.pool()).await.unwrap(),
-            Store::Postgres(s) => sqlx::query_as(sql).fetch_all(s.pool()).await.unwrap(),
-        };
-        got.sort();
-        assert_eq!(got, expected, "{}", db.backend);
+        assert_eq!(
+            stored_line_fields(&store, "capped-run").await,
+            expected,
+            "{}",
+            db.backend
+        );
         // Every dims id a line names exists, once.
         let (lines_without, dims) = scalar_pair(
             &store,
@@ -389,17 +372,11 @@ async fn equal_fields_share_one_dims_row_whether_or_not_the_parser_shared_them()
     // other addresses. Either way a run stores one cost_dims row per distinct combination
     // and every line reads back with its own fields.
     let tmp = tempfile::tempdir().unwrap();
-    let path = write(
+    let lines = parsed_lines(&write(
         tmp.path(),
         "focus.csv",
         &common::read_shared("focus-sample/multi-provider/focus_sample.csv"),
-    );
-    let mut lines = Vec::new();
-    bursar::billing::read::parse_file(&path, None, &mut |b| {
-        lines.extend(b);
-        Ok(())
-    })
-    .unwrap();
+    ));
     let distinct: std::collections::HashSet<&bursar::billing::LineDims> =
         lines.iter().map(|l| &*l.dims).collect();
     assert!(
@@ -415,16 +392,7 @@ async fn equal_fields_share_one_dims_row_whether_or_not_the_parser_shared_them()
             ..l.clone()
         })
         .collect();
-    let field = |l: &bursar::billing::CostLine| -> LineFields {
-        (
-            l.line as i64,
-            l.dims.provider_name.clone(),
-            l.dims.resource_id.clone(),
-            l.dims.sku_id.clone(),
-            l.dims.region_id.clone(),
-        )
-    };
-    let mut expected: Vec<_> = lines.iter().map(field).collect();
+    let mut expected: Vec<_> = lines.iter().map(line_fields).collect();
     expected.sort();
     for db in common::both_backends().await {
         let store = Store::open(&db.url).await.unwrap();
@@ -450,15 +418,7 @@ async fn equal_fields_share_one_dims_row_whether_or_not_the_parser_shared_them()
             db.backend
         );
         for run in ["shared-run", "copied-run"] {
-            let sql = format!(
-                "SELECT source_line, provider_name, resource_id, sku_id, region_id \
-                 FROM cost_line WHERE ingest_run_id = '{run}'"
-            );
-            let mut got: Vec<LineFields> = match &store {
-                Store::Sqlite(s) => sqlx::query_as(&sql).fetch_all(s.pool()).await.unwrap(),
-                Store::Postgres(s) => sqlx::query_as(&sql).fetch_all(s.pool()).await.unwrap(),
-            };
-            got.sort();
+            let got = stored_line_fields(&store, run).await;
             assert_eq!(got, expected, "{} {run}", db.backend);
         }
         store.close().await;
@@ -467,6 +427,41 @@ async fn equal_fields_share_one_dims_row_whether_or_not_the_parser_shared_them()
 
 /// A line's source line, provider, resource, SKU and region.
 type LineFields = (i64, String, Option<String>, Option<String>, Option<String>);
+
+fn line_fields(l: &bursar::billing::CostLine) -> LineFields {
+    (
+        l.line as i64,
+        l.dims.provider_name.clone(),
+        l.dims.resource_id.clone(),
+        l.dims.sku_id.clone(),
+        l.dims.region_id.clone(),
+    )
+}
+
+/// The `LineFields` of run `run`'s stored lines, sorted.
+async fn stored_line_fields(store: &Store, run: &str) -> Vec<LineFields> {
+    let sql = format!(
+        "SELECT source_line, provider_name, resource_id, sku_id, region_id \
+         FROM cost_line WHERE ingest_run_id = '{run}'"
+    );
+    let mut got: Vec<LineFields> = match store {
+        Store::Sqlite(s) => sqlx::query_as(&sql).fetch_all(s.pool()).await.unwrap(),
+        Store::Postgres(s) => sqlx::query_as(&sql).fetch_all(s.pool()).await.unwrap(),
+    };
+    got.sort();
+    got
+}
+
+/// Every line the parser yields for the file at `path`.
+fn parsed_lines(path: &Path) -> Vec<bursar::billing::CostLine> {
+    let mut lines = Vec::new();
+    bursar::billing::read::parse_file(path, None, &mut |b| {
+        lines.extend(b);
+        Ok(())
+    })
+    .unwrap();
+    lines
+}
 
 /// Exact billed totals per currency of parsed lines.
 fn all_totals_of(lines: &[bursar::billing::CostLine]) -> BTreeMap<String, Decimal> {
@@ -778,12 +773,7 @@ async fn an_ingest_waits_its_turn_and_gives_up_clearly_after_its_lock_wait() {
     let sample = common::read_shared("focus-sample/multi-provider/focus_sample.csv");
     let (_, all) = filter_rows(&sample, |_, _| true);
     let path = write(tmp.path(), "focus.csv", &sample);
-    let mut lines = Vec::new();
-    bursar::billing::read::parse_file(&path, None, &mut |b| {
-        lines.extend(b);
-        Ok(())
-    })
-    .unwrap();
+    let lines = parsed_lines(&path);
     let held_lines: Vec<(&str, &bursar::billing::CostLine)> =
         lines.iter().take(10).map(|l| ("held-scope", l)).collect();
     for db in common::both_backends().await {

@@ -13,7 +13,7 @@ use super::mapping::{
     CHARGE_CATEGORIES, Column, Dev, Deviations, Field as F, Kind as K, NullStyle,
     PRICING_CATEGORIES, Table, Values, col, req,
 };
-use super::{CostLine, DimsCache, DimsRef};
+use super::{CostLine, DimsCache};
 
 const COLUMNS: &[Column] = &[
     req(F::BilledCost, &["BilledCost"], K::Money),
@@ -111,24 +111,15 @@ pub fn build(
         charge_period_start: time(F::ChargePeriodStart, "ChargePeriodStart")?,
         charge_period_end: time(F::ChargePeriodEnd, "ChargePeriodEnd")?,
         consumed_quantity: v.dec(F::ConsumedQuantity),
-        dims: dims.intern(DimsRef {
-            billing_currency,
-            charge_category: v
-                .text(F::ChargeCategory)
-                .ok_or("ChargeCategory: missing required value")?,
-            provider_name,
-            service_name: v.text(F::ServiceName),
-            service_category: v.text(F::ServiceCategory),
-            region_id: v.text(F::RegionId),
-            availability_zone: v.text(F::AvailabilityZone),
-            resource_id: v.text(F::ResourceId),
-            sku_id: v.text(F::SkuId),
-            billing_account_id: v.text(F::BillingAccountId),
-            sub_account_id: v.text(F::SubAccountId),
-            pricing_category: v.text(F::PricingCategory),
-            consumed_unit: v.text(F::ConsumedUnit),
-            tags,
-        }),
+        dims: dims.intern(
+            v.dims(
+                billing_currency,
+                v.text(F::ChargeCategory)
+                    .ok_or("ChargeCategory: missing required value")?,
+                provider_name,
+                tags,
+            ),
+        ),
     })
 }
 

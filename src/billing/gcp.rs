@@ -196,20 +196,8 @@ pub fn build(
         charge_period_end: charge_end,
         consumed_quantity: v.dec(F::ConsumedQuantity),
         dims: dims.intern(DimsRef {
-            billing_currency,
-            charge_category: category,
-            provider_name: "Google Cloud",
-            service_name: v.text(F::ServiceName),
-            service_category: None,
-            region_id: v.text(F::RegionId),
-            availability_zone: v.text(F::AvailabilityZone),
-            resource_id: v.text(F::ResourceId),
-            sku_id: v.text(F::SkuId),
-            billing_account_id: v.text(F::BillingAccountId),
-            sub_account_id: v.text(F::SubAccountId),
             pricing_category,
-            consumed_unit: v.text(F::ConsumedUnit),
-            tags,
+            ..v.dims(billing_currency, category, "Google Cloud", tags)
         }),
     })
 }

@@ -16,7 +16,7 @@ use std::collections::{BTreeMap, HashMap};
 use chrono::{DateTime, NaiveDate, Utc};
 use rust_decimal::Decimal;
 
-use super::{BillingError, BillingFormat};
+use super::{BillingError, BillingFormat, DimsRef};
 
 // ---------------------------------------------------------------------------------------
 // Deviations
@@ -553,6 +553,33 @@ impl<'a> Values<'a> {
         match &self.vals[f as usize] {
             Val::Str(s) => Some(s.as_ref()),
             _ => None,
+        }
+    }
+    /// A line's descriptive fields as their columns give them; the format passes what it
+    /// derives (currency, category, provider, tags) and overrides any field it derives
+    /// otherwise (`DimsRef { pricing_category, ..v.dims(…) }`).
+    pub fn dims<'s>(
+        &'s self,
+        billing_currency: &'s str,
+        charge_category: &'s str,
+        provider_name: &'s str,
+        tags: BTreeMap<String, String>,
+    ) -> DimsRef<'s> {
+        DimsRef {
+            billing_currency,
+            charge_category,
+            provider_name,
+            service_name: self.text(Field::ServiceName),
+            service_category: self.text(Field::ServiceCategory),
+            region_id: self.text(Field::RegionId),
+            availability_zone: self.text(Field::AvailabilityZone),
+            resource_id: self.text(Field::ResourceId),
+            sku_id: self.text(Field::SkuId),
+            billing_account_id: self.text(Field::BillingAccountId),
+            sub_account_id: self.text(Field::SubAccountId),
+            pricing_category: self.text(Field::PricingCategory),
+            consumed_unit: self.text(Field::ConsumedUnit),
+            tags,
         }
     }
     pub fn take_tags(&mut self, f: Field) -> BTreeMap<String, String> {
