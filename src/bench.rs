@@ -161,7 +161,7 @@ pub async fn bench_catalog(
                 crate::store::redact_url(url)
             ));
         }
-        let out = crate::tasks::import::import_catalog(&store, dir, false)
+        let out = crate::tasks::import::import_catalog(&store, dir, None, false)
             .await
             .map_err(|e| e.to_string())?;
         let rows = out.report.rows_read();
@@ -174,7 +174,7 @@ pub async fn bench_catalog(
             out.offers_written as f64 / out.seconds
         );
         // Re-import: nothing changed, so no new history.
-        let again = crate::tasks::import::import_catalog(&store, dir, false)
+        let again = crate::tasks::import::import_catalog(&store, dir, None, false)
             .await
             .map_err(|e| e.to_string())?;
         println!(
@@ -386,7 +386,7 @@ pub async fn bench_select(
             let _ = std::fs::remove_file(&tmp);
             let db = format!("sqlite://{}", tmp.display());
             let store = Store::open(&db).await.map_err(|e| e.to_string())?;
-            crate::tasks::import::import_catalog(&store, dir, false)
+            crate::tasks::import::import_catalog(&store, dir, None, false)
                 .await
                 .map_err(|e| e.to_string())?;
             store.close().await;

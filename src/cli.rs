@@ -8,6 +8,7 @@ use clap::{Args, Parser, Subcommand};
 use serde_json::json;
 
 use crate::config::{Config, ConfigError, DEFAULT_SERVER, SOURCE_NAMES};
+use crate::display;
 use crate::proto;
 use crate::store::{Store, StoreError};
 
@@ -72,6 +73,11 @@ pub enum Command {
     /// Import a SkyPilot v8 catalog directory (aws/, gcp/, azure/ vms.csv).
     ImportCatalog {
         dir: PathBuf,
+        /// When the catalog was priced: DATE (midnight UTC) or RFC 3339. Default: now. A
+        /// SkyPilot catalog carries no date of its own; pass this for an old copy so its
+        /// offers go stale after placement.max_price_age.
+        #[arg(long, value_parser = parse_observed_at)]
+        observed_at: Option<chrono::DateTime<chrono::Utc>>,
         /// Hide the progress bar.
         #[arg(long)]
         quiet: bool,
@@ -166,6 +172,9 @@ pub struct SelectArgs {
     pub max_price: Option<String>,
     #[arg(long)]
     pub max_total: Option<String>,
+    /// Leave out offers flagged suspect (priced far below their instance family).
+    #[arg(long)]
+    pub skip_suspect: bool,
     /// How many placements to return.
     #[arg(long, default_value_t = 5)]
     pub top: u32,
@@ -376,10 +385,15 @@ pub async fn dispatch(cli: Cli) -> Result<(), CliError> {
             init_logging(&cfg.log_format, "info");
             poll(cfg, once, sources).await
         }
-        Command::ImportCatalog { dir, quiet, db } => {
+        Command::ImportCatalog {
+            dir,
+            observed_at,
+            quiet,
+            db,
+        } => {
             let cfg = load_config(&db)?;
             init_logging(&cfg.log_format, "warn");
-            crate::tasks::import::import_command(&cfg.database_url, &dir, !quiet)
+            crate::tasks::import::import_command(&cfg.database_url, &dir, observed_at, !quiet)
                 .await
                 .map_err(|e| match e {
                     crate::tasks::import::ImportError::Store(s) => CliError::from(s),
@@ -468,6 +482,22 @@ pub async fn dispatch(cli: Cli) -> Result<(), CliError> {
             sources(client).await
         }
     }
+}
+
+/// `--observed-at`: a date (midnight UTC) or an RFC 3339 timestamp, not in the future.
+fn parse_observed_at(s: &str) -> Result<chrono::DateTime<chrono::Utc>, String> {
+    let t = s.trim();
+    let at = if let Ok(d) = chrono::NaiveDate::parse_from_str(t, "%Y-%m-%d") {
+        d.and_time(chrono::NaiveTime::MIN).and_utc()
+    } else {
+        chrono::DateTime::parse_from_rfc3339(t)
+            .map_err(|_| format!("{t:?} is not a date (2026-05-20) or RFC 3339 timestamp"))?
+            .with_timezone(&chrono::Utc)
+    };
+    if at > chrono::Utc::now() {
+        return Err(format!("{t:?} is in the future"));
+    }
+    Ok(at)
 }
 
 async fn serve(cfg: Config) -> Result<(), CliError> {
@@ -679,6 +709,7 @@ async fn prices(a: PricesArgs) -> Result<(), CliError> {
         "GPU",
         "SOURCE",
         "OBSERVED",
+        "FLAGS",
     ];
     let rows: Vec<Vec<String>> = resp
         .prices
@@ -691,7 +722,7 @@ async fn prices(a: PricesArgs) -> Result<(), CliError> {
                 p.zone.clone(),
                 p.instance_type.clone(),
                 market_name(p.market).to_string(),
-                format!("{} {}", money.amount, money.currency),
+                format!("{} {}", display::price(&money.amount), money.currency),
                 trim_float(p.vcpus),
                 trim_float(p.memory_gib),
                 if p.gpu_model.is_empty() {
@@ -699,20 +730,25 @@ async fn prices(a: PricesArgs) -> Result<(), CliError> {
                 } else {
                     format!("{}:{}", p.gpu_model, trim_float(p.gpu_count))
                 },
-                if p.seed {
-                    format!("{} (seed)", p.source)
-                } else {
-                    p.source.clone()
-                },
+                p.source.clone(),
                 p.observed_at
                     .as_ref()
                     .and_then(|t| chrono::DateTime::from_timestamp(t.seconds, 0))
                     .map(|t| t.format("%Y-%m-%d %H:%M").to_string())
                     .unwrap_or_default(),
+                [(p.seed, "seed"), (p.stale, "stale"), (p.suspect, "suspect")]
+                    .iter()
+                    .filter(|(on, _)| *on)
+                    .map(|(_, f)| *f)
+                    .collect::<Vec<_>>()
+                    .join(","),
             ]
         })
         .collect();
-    print!("{}", table(&header, &rows));
+    print!("{}", display::list(&header, &rows, "offers"));
+    if rows.is_empty() {
+        return Ok(());
+    }
     println!(
         "{} of {} matching offers{}",
         resp.prices.len(),
@@ -725,7 +761,17 @@ async fn prices(a: PricesArgs) -> Result<(), CliError> {
     );
     if resp.prices.iter().any(|p| p.seed) {
         println!(
-            "note: prices marked (seed) come from the snapshot shipped with bursar, not a live feed"
+            "note: prices flagged seed come from the snapshot shipped with bursar, not a live feed"
+        );
+    }
+    for p in resp.prices.iter().filter(|p| p.suspect) {
+        println!(
+            "note: {} {} {} {}: {}",
+            provider_name(p.provider),
+            p.region,
+            p.instance_type,
+            market_name(p.market),
+            p.suspect_reason
         );
     }
     Ok(())
@@ -748,6 +794,9 @@ fn price_json(p: &proto::Price) -> serde_json::Value {
         "architecture": p.architecture,
         "source": p.source,
         "seed": p.seed,
+        "stale": p.stale,
+        "suspect": p.suspect,
+        "suspect_reason": p.suspect_reason,
         "interruption_band": p.interruption_band,
         "observed_at": p.observed_at.as_ref().and_then(|t| chrono::DateTime::from_timestamp(t.seconds, t.nanos as u32)).map(|t| t.to_rfc3339()),
     })
@@ -801,7 +850,7 @@ async fn sources(c: ClientArgs) -> Result<(), CliError> {
         .collect();
     print!(
         "{}",
-        table(
+        display::list(
             &[
                 "SOURCE",
                 "ENABLED",
@@ -810,7 +859,8 @@ async fn sources(c: ClientArgs) -> Result<(), CliError> {
                 "ROWS",
                 "LAST ERROR"
             ],
-            &rows
+            &rows,
+            "price sources"
         )
     );
     Ok(())

@@ -6,7 +6,8 @@ use clap::Args;
 use serde_json::json;
 
 use crate::billing::BillingFormat;
-use crate::cli::{CliError, ClientArgs, DbArgs, channel, status_error, table};
+use crate::cli::{CliError, ClientArgs, DbArgs, channel, status_error};
+use crate::display;
 use crate::proto;
 use crate::proto::spend_service_client::SpendServiceClient;
 use crate::store::Store;
@@ -48,15 +49,17 @@ pub struct SpendArgs {
     /// First day, YYYY-MM-DD (inclusive).
     #[arg(long)]
     pub from: String,
-    /// Last day, YYYY-MM-DD (exclusive).
+    /// Day after the last day, YYYY-MM-DD: exclusive, so --from 2026-05-01 --to 2026-06-01
+    /// is all of May.
     #[arg(long)]
     pub to: String,
-    /// day or month.
-    #[arg(long, default_value = "day")]
+    /// total (one row per group for the whole range), day or month.
+    #[arg(long, default_value = "total")]
     pub by: String,
     /// provider, service, region, account or tag:KEY.
     #[arg(long, default_value = "")]
     pub group: String,
+    /// Any spelling of a provider, case-insensitive: aws finds AWS and Amazon Web Services.
     #[arg(long)]
     pub provider: Option<String>,
     #[arg(long)]
@@ -233,9 +236,10 @@ pub async fn spend(a: SpendArgs) -> Result<(), CliError> {
     let granularity = match a.by.as_str() {
         "day" => proto::Granularity::Day,
         "month" => proto::Granularity::Month,
+        "total" => proto::Granularity::Total,
         o => {
             return Err(CliError::Usage(format!(
-                "--by {o:?}: expected day or month"
+                "--by {o:?}: expected total, day or month"
             )));
         }
     };
@@ -290,8 +294,8 @@ pub async fn spend(a: SpendArgs) -> Result<(), CliError> {
             vec![
                 b.period_start.clone(),
                 b.group.clone(),
-                amt(&b.billed_cost),
-                amt(&b.effective_cost),
+                display::cents(&amt(&b.billed_cost)),
+                display::cents(&amt(&b.effective_cost)),
                 cur(&b.billed_cost),
                 b.lines.to_string(),
             ]
@@ -299,7 +303,7 @@ pub async fn spend(a: SpendArgs) -> Result<(), CliError> {
         .collect();
     print!(
         "{}",
-        table(
+        display::list(
             &[
                 "PERIOD",
                 "GROUP",
@@ -308,13 +312,16 @@ pub async fn spend(a: SpendArgs) -> Result<(), CliError> {
                 "CURRENCY",
                 "LINES"
             ],
-            &rows
+            &rows,
+            "cost lines"
         )
     );
     for (b, e) in r.total_billed.iter().zip(r.total_effective.iter()) {
         println!(
             "total {}: billed {}, effective {}",
-            b.currency, b.amount, e.amount
+            b.currency,
+            display::cents(&b.amount),
+            display::cents(&e.amount)
         );
     }
     Ok(())
@@ -355,7 +362,7 @@ pub async fn ingest_runs(client: ClientArgs, limit: i32) -> Result<(), CliError>
                 x.rows_quarantined.to_string(),
                 x.billed_totals
                     .iter()
-                    .map(|m| format!("{} {}", m.amount, m.currency))
+                    .map(|m| format!("{} {}", display::cents(&m.amount), m.currency))
                     .collect::<Vec<_>>()
                     .join(", "),
                 x.source.clone(),
@@ -364,7 +371,7 @@ pub async fn ingest_runs(client: ClientArgs, limit: i32) -> Result<(), CliError>
         .collect();
     print!(
         "{}",
-        table(
+        display::list(
             &[
                 "RUN",
                 "STATUS",
@@ -375,7 +382,8 @@ pub async fn ingest_runs(client: ClientArgs, limit: i32) -> Result<(), CliError>
                 "BILLED",
                 "SOURCE"
             ],
-            &rows
+            &rows,
+            "ingest runs"
         )
     );
     Ok(())

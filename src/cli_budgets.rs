@@ -3,7 +3,8 @@
 use clap::{Args, Subcommand, ValueEnum};
 use serde_json::{Value, json};
 
-use crate::cli::{CliError, ClientArgs, channel, status_error, table};
+use crate::cli::{CliError, ClientArgs, channel, status_error};
+use crate::display;
 use crate::domain::money::parse_amount;
 use crate::proto;
 use crate::proto::budget_service_client::BudgetServiceClient;
@@ -477,7 +478,7 @@ fn print_budgets(budgets: &[proto::Budget]) {
         .collect();
     print!(
         "{}",
-        table(
+        display::list(
             &[
                 "NAME",
                 "ORIGIN",
@@ -490,7 +491,8 @@ fn print_budgets(budgets: &[proto::Budget]) {
                 "CHANNELS",
                 "TIMEZONE",
             ],
-            &rows
+            &rows,
+            "budgets"
         )
     );
 }
@@ -519,8 +521,11 @@ pub fn status_json(s: &proto::BudgetStatus) -> Value {
 }
 
 fn print_statuses(statuses: &[proto::BudgetStatus]) {
-    let amount =
-        |m: &Option<proto::Money>| m.as_ref().map(|m| m.amount.clone()).unwrap_or_default();
+    let amount = |m: &Option<proto::Money>| {
+        m.as_ref()
+            .map(|m| display::cents(&m.amount))
+            .unwrap_or_default()
+    };
     let rows: Vec<Vec<String>> = statuses
         .iter()
         .map(|s| {
@@ -542,7 +547,7 @@ fn print_statuses(statuses: &[proto::BudgetStatus]) {
                             (true, None) => " (crossed)".to_string(),
                             (false, None) => String::new(),
                         };
-                        format!("{}={}{mark}", t.key, t.limit)
+                        format!("{}={}{mark}", t.key, display::cents(&t.limit))
                     })
                     .collect::<Vec<_>>()
                     .join(", "),
@@ -551,7 +556,7 @@ fn print_statuses(statuses: &[proto::BudgetStatus]) {
         .collect();
     print!(
         "{}",
-        table(
+        display::list(
             &[
                 "NAME",
                 "PERIOD",
@@ -562,7 +567,8 @@ fn print_statuses(statuses: &[proto::BudgetStatus]) {
                 "RUN-RATE/DAY",
                 "THRESHOLDS",
             ],
-            &rows
+            &rows,
+            "budgets"
         )
     );
 }

@@ -140,6 +140,7 @@ pub async fn select(a: SelectArgs) -> Result<(), CliError> {
             jurisdictions: a.jurisdictions.clone(),
             max_price_per_hour: a.max_price.clone().unwrap_or_default(),
             max_total_cost: a.max_total.clone().unwrap_or_default(),
+            skip_suspect: a.skip_suspect,
         }),
         top_k: a.top,
         labels,
@@ -183,6 +184,7 @@ pub async fn select(a: SelectArgs) -> Result<(), CliError> {
                     "price_age_seconds": p.price_age_seconds,
                     "stale": p.stale,
                     "seed": p.seed,
+                    "suspect": p.suspect,
                     "reason": p.reason,
                 })
             })
@@ -214,6 +216,9 @@ pub async fn select(a: SelectArgs) -> Result<(), CliError> {
             }
             if p.stale {
                 flags.push("stale");
+            }
+            if p.suspect {
+                flags.push("suspect");
             }
             vec![
                 (i + 1).to_string(),
@@ -312,9 +317,10 @@ pub async fn unavailable(cmd: UnavailableCommand) -> Result<(), CliError> {
                 .collect();
             print!(
                 "{}",
-                table(
+                crate::display::list(
                     &["ID", "PROVIDER", "REGION", "ZONE", "EXPIRES", "REASON"],
-                    &rows
+                    &rows,
+                    "availability marks"
                 )
             );
         }

@@ -128,6 +128,9 @@ pub struct PlacementConfig {
     pub max_price_age: Duration,
     /// "flag" stale offers (and providers whose price source is failing), or "skip" them.
     pub on_stale: String,
+    /// "flag" offers priced far below their instance family (`suspect`), or "skip" them in
+    /// every SelectProvider request.
+    pub on_suspect: String,
     /// Band assumed for spot offers without an advisor band: "<5%" … ">20%".
     pub default_spot_band: String,
     /// Hours to restart after a spot interruption (decimal string).
@@ -152,6 +155,7 @@ impl Default for PlacementConfig {
         PlacementConfig {
             max_price_age: Duration::from_secs(7 * 24 * 3600),
             on_stale: "flag".into(),
+            on_suspect: "flag".into(),
             default_spot_band: "10-15%".into(),
             restart_hours: "0.1".into(),
             checkpoint_hours: "1".into(),
@@ -206,6 +210,16 @@ impl PlacementConfig {
             other => {
                 return Err(field(
                     "on_stale",
+                    format!("{other:?}: expected \"flag\" or \"skip\""),
+                ));
+            }
+        };
+        let skip_suspect = match self.on_suspect.as_str() {
+            "flag" => false,
+            "skip" => true,
+            other => {
+                return Err(field(
+                    "on_suspect",
                     format!("{other:?}: expected \"flag\" or \"skip\""),
                 ));
             }
@@ -301,6 +315,7 @@ impl PlacementConfig {
             default_spot_band: band,
             max_price_age_secs: self.max_price_age.as_secs() as i64,
             skip_stale,
+            skip_suspect,
         })
     }
 }
@@ -746,6 +761,7 @@ mod tests {
             r#"
             [placement]
             on_stale = "skip"
+            on_suspect = "skip"
             default_spot_band = "<5%"
             [placement.egress.aws]
             same_continent_per_gb = "0.01"
@@ -756,8 +772,17 @@ mod tests {
         .unwrap();
         let m = c.placement.cost_model().unwrap();
         assert!(m.skip_stale);
+        assert!(m.skip_suspect);
         assert_eq!(m.default_spot_band, 0);
         assert_eq!(m.egress.aws.internet.len(), 2);
+        let mut bad = c.clone();
+        bad.placement.on_suspect = "maybe".into();
+        assert!(
+            bad.validate()
+                .unwrap_err()
+                .to_string()
+                .contains("placement.on_suspect")
+        );
         let mut bad = c.clone();
         bad.placement.on_stale = "ignore".into();
         assert!(

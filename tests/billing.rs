@@ -1045,6 +1045,155 @@ async fn spend_service_groups_exactly_and_validates() {
     }
 }
 
+/// `--provider` matches any spelling of a provider, as budgets do ("aws" finds CUR's "AWS"
+/// and FOCUS's "Amazon Web Services"); TOTAL is one bucket per group for the whole range, the
+/// CLI's default; and the CLI rounds its table to cents while `--json` stays exact.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn spend_provider_filter_matches_any_spelling_and_the_total_is_one_row_per_group() {
+    for db in common::both_backends().await {
+        let store = Store::open(&db.url).await.unwrap();
+        ingest_file(
+            &store,
+            &common::shared("focus-sample/multi-provider/focus_sample.csv"),
+            None,
+            false,
+        )
+        .await
+        .unwrap();
+        store.close().await;
+        let server = common::TestServer::start(common::test_config(&db)).await;
+        let mut c = proto::spend_service_client::SpendServiceClient::new(server.channel().await);
+        let ts = |s: &str| {
+            let t: chrono::DateTime<chrono::Utc> = s.parse().unwrap();
+            Some(prost_types::Timestamp {
+                seconds: t.timestamp(),
+                nanos: 0,
+            })
+        };
+        let total = |r: &proto::GetSpendResponse| {
+            r.total_billed
+                .first()
+                .map(|m| m.amount.clone())
+                .unwrap_or_default()
+        };
+        for (name, want) in [
+            ("aws", "18.0066386184"),
+            ("AWS", "18.0066386184"),
+            (" Amazon Web Services ", "18.0066386184"),
+            ("azure", "1.97651418586"),
+            ("microsoft", "1.97651418586"),
+            ("oracle", "0.53707392473"),
+        ] {
+            let r = c
+                .get_spend(proto::GetSpendRequest {
+                    start: ts("2024-09-01T00:00:00Z"),
+                    end: ts("2024-11-01T00:00:00Z"),
+                    provider: name.into(),
+                    ..Default::default()
+                })
+                .await
+                .unwrap()
+                .into_inner();
+            assert_eq!(total(&r), want, "{}: --provider {name:?}", db.backend);
+        }
+
+        let r = c
+            .get_spend(proto::GetSpendRequest {
+                start: ts("2024-09-01T00:00:00Z"),
+                end: ts("2024-11-01T00:00:00Z"),
+                granularity: proto::Granularity::Total as i32,
+                group_by: "provider".into(),
+                ..Default::default()
+            })
+            .await
+            .unwrap()
+            .into_inner();
+        let rows: Vec<(&str, &str, &str)> = r
+            .buckets
+            .iter()
+            .map(|b| {
+                (
+                    b.period_start.as_str(),
+                    b.group.as_str(),
+                    b.billed_cost.as_ref().unwrap().amount.as_str(),
+                )
+            })
+            .collect();
+        assert_eq!(
+            rows,
+            [
+                ("2024-09-01", "AWS", "18.0066386184"),
+                ("2024-09-01", "Microsoft", "1.97651418586"),
+                ("2024-09-01", "Oracle", "0.53707392473"),
+            ],
+            "{}",
+            db.backend
+        );
+
+        // The CLI: one row per provider by default, money to cents.
+        let url = server.url.clone();
+        let out = tokio::task::spawn_blocking(move || {
+            std::process::Command::new(env!("CARGO_BIN_EXE_bursar"))
+                .args([
+                    "spend",
+                    "--server",
+                    &url,
+                    "--from",
+                    "2024-09-01",
+                    "--to",
+                    "2024-11-01",
+                    "--group",
+                    "provider",
+                ])
+                .output()
+                .unwrap()
+        })
+        .await
+        .unwrap();
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let text = String::from_utf8_lossy(&out.stdout).to_string();
+        let lines: Vec<&str> = text.lines().collect();
+        assert_eq!(lines.len(), 5, "header, 3 providers, total: {text}");
+        assert!(
+            lines[1].starts_with("2024-09-01  AWS") && lines[1].contains(" 18.01 "),
+            "{text}"
+        );
+        let (billed, effective) = lines[4].split_once(", effective ").expect("total line");
+        assert_eq!(billed, "total USD: billed 20.52", "{text}");
+        assert_eq!(
+            effective.split_once('.').map(|(_, c)| c.len()),
+            Some(2),
+            "{text}"
+        );
+        let url = server.url.clone();
+        let out = tokio::task::spawn_blocking(move || {
+            std::process::Command::new(env!("CARGO_BIN_EXE_bursar"))
+                .args([
+                    "spend",
+                    "--server",
+                    &url,
+                    "--from",
+                    "2030-01-01",
+                    "--to",
+                    "2030-02-01",
+                ])
+                .output()
+                .unwrap()
+        })
+        .await
+        .unwrap();
+        assert_eq!(
+            String::from_utf8_lossy(&out.stdout),
+            "no cost lines matched\n"
+        );
+        server.stop().await.unwrap();
+    }
+}
+
 fn group(service: &str, account: &str, amount: &str) -> serde_json::Value {
     serde_json::json!({
         "Keys": [service, account],

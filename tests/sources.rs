@@ -229,29 +229,30 @@ async fn azure_malformed_page_stores_nothing_from_that_walk() {
 
 #[tokio::test]
 async fn azure_repeated_next_page_link_stops_the_walk() {
-    let db = common::fresh_sqlite();
-    let base = Arc::new(std::sync::Mutex::new(String::new()));
-    let b2 = base.clone();
-    let fx = azure_fixture(move |_| {
-        let base = b2.lock().unwrap().clone();
-        // Page 2 links to itself.
-        Some(FixtureResponse::json(
-            read_shared("price-api-samples/azure/retail_vm_d2s_v3_eastus_consumption.json")
-                .replace(
-                    "\"NextPageLink\":null",
-                    &format!("\"NextPageLink\":\"{base}/api/retail/prices?$skip=1000\""),
-                ),
-        ))
-    })
-    .await;
-    *base.lock().unwrap() = fx.base.clone();
-    let store = Store::open(&db.url).await.unwrap();
-    let err = poll_once(&store, &AzureRetailSource::new(settings(&fx.base), vec![]))
-        .await
-        .unwrap_err();
-    assert!(err.to_string().contains("pagination loop"), "{err}");
-    assert_eq!(store.count_current().await.unwrap(), 0);
-    assert!(fx.request_count() < 10, "the guard stopped the walk");
+    for db in common::both_backends().await {
+        let base = Arc::new(std::sync::Mutex::new(String::new()));
+        let b2 = base.clone();
+        let fx = azure_fixture(move |_| {
+            let base = b2.lock().unwrap().clone();
+            // Page 2 links to itself.
+            Some(FixtureResponse::json(
+                read_shared("price-api-samples/azure/retail_vm_d2s_v3_eastus_consumption.json")
+                    .replace(
+                        "\"NextPageLink\":null",
+                        &format!("\"NextPageLink\":\"{base}/api/retail/prices?$skip=1000\""),
+                    ),
+            ))
+        })
+        .await;
+        *base.lock().unwrap() = fx.base.clone();
+        let store = Store::open(&db.url).await.unwrap();
+        let err = poll_once(&store, &AzureRetailSource::new(settings(&fx.base), vec![]))
+            .await
+            .unwrap_err();
+        assert!(err.to_string().contains("pagination loop"), "{err}");
+        assert_eq!(store.count_current().await.unwrap(), 0);
+        assert!(fx.request_count() < 10, "the guard stopped the walk");
+    }
 }
 
 // ---------------------------------------------------------------------------------------
@@ -309,50 +310,52 @@ async fn gcp_composes_machine_prices_over_two_pages_and_rejects_non_usd() {
 
 #[tokio::test]
 async fn gcp_invalid_key_fails_without_leaking_the_key() {
-    let db = common::fresh_sqlite();
-    let body = read_shared("price-api-samples/gcp/error_400_api_key_invalid.json");
-    let fx = Fixture::start(move |_| FixtureResponse::status(400, body.clone())).await;
-    let store = Store::open(&db.url).await.unwrap();
-    let err = poll_once(
-        &store,
-        &GcpCatalogSource::new(settings(&fx.base), GCP_KEY.into(), vec![]),
-    )
-    .await
-    .unwrap_err();
-    assert!(!err.to_string().contains(GCP_KEY), "{err}");
-    let st = status(&store, "gcp").await;
-    assert_eq!(st.state, "failed");
-    assert!(!st.last_error.clone().unwrap().contains(GCP_KEY));
-    assert_eq!(fx.request_count(), 1, "a rejected key is not retried");
+    for db in common::both_backends().await {
+        let body = read_shared("price-api-samples/gcp/error_400_api_key_invalid.json");
+        let fx = Fixture::start(move |_| FixtureResponse::status(400, body.clone())).await;
+        let store = Store::open(&db.url).await.unwrap();
+        let err = poll_once(
+            &store,
+            &GcpCatalogSource::new(settings(&fx.base), GCP_KEY.into(), vec![]),
+        )
+        .await
+        .unwrap_err();
+        assert!(!err.to_string().contains(GCP_KEY), "{err}");
+        let st = status(&store, "gcp").await;
+        assert_eq!(st.state, "failed");
+        assert!(!st.last_error.clone().unwrap().contains(GCP_KEY));
+        assert_eq!(fx.request_count(), 1, "a rejected key is not retried");
+    }
 }
 
 #[tokio::test]
 async fn gcp_empty_next_token_ends_the_walk_and_a_repeated_one_is_a_loop() {
-    let db = common::fresh_sqlite();
-    let page = read_shared("price-api-samples/gcp/compute_skus_n4a_n4d_us-central1.json");
-    let with_empty = page.replacen('{', "{\"nextPageToken\": \"\",", 1);
-    let fx = Fixture::start(move |_| FixtureResponse::json(with_empty.clone())).await;
-    let store = Store::open(&db.url).await.unwrap();
-    let r = poll_once(
-        &store,
-        &GcpCatalogSource::new(settings(&fx.base), GCP_KEY.into(), vec![]),
-    )
-    .await
-    .unwrap();
-    assert_eq!(r.pages, 1);
-    assert!(r.offers > 0);
+    for db in common::both_backends().await {
+        let page = read_shared("price-api-samples/gcp/compute_skus_n4a_n4d_us-central1.json");
+        let with_empty = page.replacen('{', "{\"nextPageToken\": \"\",", 1);
+        let fx = Fixture::start(move |_| FixtureResponse::json(with_empty.clone())).await;
+        let store = Store::open(&db.url).await.unwrap();
+        let r = poll_once(
+            &store,
+            &GcpCatalogSource::new(settings(&fx.base), GCP_KEY.into(), vec![]),
+        )
+        .await
+        .unwrap();
+        assert_eq!(r.pages, 1);
+        assert!(r.offers > 0);
 
-    let looping = page.replacen('{', "{\"nextPageToken\": \"same\",", 1);
-    let fx = Fixture::start(move |_| FixtureResponse::json(looping.clone())).await;
-    let before = store.count_current().await.unwrap();
-    let err = poll_once(
-        &store,
-        &GcpCatalogSource::new(settings(&fx.base), GCP_KEY.into(), vec![]),
-    )
-    .await
-    .unwrap_err();
-    assert!(err.to_string().contains("pagination loop"), "{err}");
-    assert_eq!(store.count_current().await.unwrap(), before);
+        let looping = page.replacen('{', "{\"nextPageToken\": \"same\",", 1);
+        let fx = Fixture::start(move |_| FixtureResponse::json(looping.clone())).await;
+        let before = store.count_current().await.unwrap();
+        let err = poll_once(
+            &store,
+            &GcpCatalogSource::new(settings(&fx.base), GCP_KEY.into(), vec![]),
+        )
+        .await
+        .unwrap_err();
+        assert!(err.to_string().contains("pagination loop"), "{err}");
+        assert_eq!(store.count_current().await.unwrap(), before);
+    }
 }
 
 // ---------------------------------------------------------------------------------------
@@ -443,15 +446,16 @@ async fn aws_on_demand_walks_get_products_and_skips_capacity_blocks() {
 
 #[tokio::test]
 async fn aws_on_demand_repeated_next_token_fails_and_stores_nothing() {
-    let db = common::fresh_sqlite();
-    let fx = Fixture::start(get_products_fixture(true)).await;
-    let store = Store::open(&db.url).await.unwrap();
-    let err = poll_once(&store, &AwsOnDemandSource::new(settings(&fx.base), vec![]))
-        .await
-        .unwrap_err();
-    assert!(err.to_string().contains("pagination loop"), "{err}");
-    assert_eq!(store.count_current().await.unwrap(), 0);
-    assert_eq!(status(&store, "aws-ondemand").await.state, "failed");
+    for db in common::both_backends().await {
+        let fx = Fixture::start(get_products_fixture(true)).await;
+        let store = Store::open(&db.url).await.unwrap();
+        let err = poll_once(&store, &AwsOnDemandSource::new(settings(&fx.base), vec![]))
+            .await
+            .unwrap_err();
+        assert!(err.to_string().contains("pagination loop"), "{err}");
+        assert_eq!(store.count_current().await.unwrap(), 0);
+        assert_eq!(status(&store, "aws-ondemand").await.state, "failed");
+    }
 }
 
 // ---------------------------------------------------------------------------------------
@@ -522,75 +526,76 @@ async fn aws_spot_against_moto_server() {
 
 #[tokio::test]
 async fn spot_advisor_bands_reach_list_prices() {
-    let db = common::fresh_sqlite();
-    let advisor = read_shared("price-api-samples/aws/spot-advisor-data.trimmed.json");
-    let fx = Fixture::start(move |_| FixtureResponse::json(advisor.clone())).await;
-    let store = Store::open(&db.url).await.unwrap();
-    let r = poll_once(
-        &store,
-        &AwsSpotAdvisorSource::new(
-            settings(&format!("{}/spot-advisor-data.json", fx.base)),
-            vec![],
-        ),
-    )
-    .await
-    .unwrap();
-    assert!(r.bands > 0);
-    let (_, bands) = store.load_catalog().await.unwrap();
-    let g4 = bands
-        .iter()
-        .find(|b| b.region == "us-east-1" && b.instance_type == "g4dn.xlarge")
-        .unwrap();
-    assert_eq!(g4.label, "15-20%");
-    assert_eq!(g4.savings_pct, 64);
-    // A spot offer for that type, as aws-spot would store it.
-    let spot = Offer {
-        key: bursar::domain::OfferKey {
-            provider: Provider::Aws,
-            region: "us-east-1".into(),
-            zone: "us-east-1a".into(),
-            instance_type: "g4dn.xlarge".into(),
-            market: Market::Spot,
-        },
-        price_per_hour: dec("0.1578"),
-        currency: bursar::domain::Currency::USD,
-        attrs: None,
-        source: "aws-spot".into(),
-        observed_at: chrono::Utc::now(),
-    };
-    let mut cur = store.current_prices().await.unwrap();
-    store.upsert_offers(&[spot], &mut cur).await.unwrap();
-    store.close().await;
-
-    // The server shows the band on matching spot offers.
-    let server = common::TestServer::start(common::test_config(&db)).await;
-    let mut client = server.pricing().await;
-    let resp = client
-        .list_prices(bursar::proto::ListPricesRequest {
-            provider: bursar::proto::Provider::Aws as i32,
-            market: bursar::proto::Market::Spot as i32,
-            page_size: 1000,
-            ..Default::default()
-        })
+    for db in common::both_backends().await {
+        let advisor = read_shared("price-api-samples/aws/spot-advisor-data.trimmed.json");
+        let fx = Fixture::start(move |_| FixtureResponse::json(advisor.clone())).await;
+        let store = Store::open(&db.url).await.unwrap();
+        let r = poll_once(
+            &store,
+            &AwsSpotAdvisorSource::new(
+                settings(&format!("{}/spot-advisor-data.json", fx.base)),
+                vec![],
+            ),
+        )
         .await
-        .unwrap()
-        .into_inner();
-    let g4 = resp
-        .prices
-        .iter()
-        .find(|p| p.instance_type == "g4dn.xlarge")
         .unwrap();
-    assert_eq!(g4.interruption_band, "15-20%");
-    for p in &resp.prices {
-        let band = bands
+        assert!(r.bands > 0);
+        let (_, bands) = store.load_catalog().await.unwrap();
+        let g4 = bands
             .iter()
-            .find(|b| b.region == p.region && b.instance_type == p.instance_type);
-        assert_eq!(
-            p.interruption_band,
-            band.map(|b| b.label.clone()).unwrap_or_default()
-        );
+            .find(|b| b.region == "us-east-1" && b.instance_type == "g4dn.xlarge")
+            .unwrap();
+        assert_eq!(g4.label, "15-20%");
+        assert_eq!(g4.savings_pct, 64);
+        // A spot offer for that type, as aws-spot would store it.
+        let spot = Offer {
+            key: bursar::domain::OfferKey {
+                provider: Provider::Aws,
+                region: "us-east-1".into(),
+                zone: "us-east-1a".into(),
+                instance_type: "g4dn.xlarge".into(),
+                market: Market::Spot,
+            },
+            price_per_hour: dec("0.1578"),
+            currency: bursar::domain::Currency::USD,
+            attrs: None,
+            source: "aws-spot".into(),
+            observed_at: chrono::Utc::now(),
+        };
+        let mut cur = store.current_prices().await.unwrap();
+        store.upsert_offers(&[spot], &mut cur).await.unwrap();
+        store.close().await;
+
+        // The server shows the band on matching spot offers.
+        let server = common::TestServer::start(common::test_config(&db)).await;
+        let mut client = server.pricing().await;
+        let resp = client
+            .list_prices(bursar::proto::ListPricesRequest {
+                provider: bursar::proto::Provider::Aws as i32,
+                market: bursar::proto::Market::Spot as i32,
+                page_size: 1000,
+                ..Default::default()
+            })
+            .await
+            .unwrap()
+            .into_inner();
+        let g4 = resp
+            .prices
+            .iter()
+            .find(|p| p.instance_type == "g4dn.xlarge")
+            .unwrap();
+        assert_eq!(g4.interruption_band, "15-20%");
+        for p in &resp.prices {
+            let band = bands
+                .iter()
+                .find(|b| b.region == p.region && b.instance_type == p.instance_type);
+            assert_eq!(
+                p.interruption_band,
+                band.map(|b| b.label.clone()).unwrap_or_default()
+            );
+        }
+        server.stop().await.unwrap();
     }
-    server.stop().await.unwrap();
 }
 
 // ---------------------------------------------------------------------------------------

@@ -46,7 +46,9 @@ const N1_HOSTS: [(u32, u32); 4] = [(1, 8), (2, 16), (4, 32), (8, 64)];
 /// How an import runs.
 #[derive(Clone, Debug)]
 pub struct ImportOptions {
-    /// Timestamp put on every offer; `None` = each provider file's modification time.
+    /// Timestamp put on every offer; `None` = when the read starts. A SkyPilot catalog
+    /// carries no date of its own (no version or metadata file, no date column), and a
+    /// file's modification time says when it was copied, not when it was priced.
     pub observed_at: Option<DateTime<Utc>>,
     /// Offers per sink call (at least 1).
     pub batch_size: usize,
@@ -273,6 +275,7 @@ where
         sink: &mut sink_dyn,
         progress: &mut progress,
     };
+    let observed_at = opts.observed_at.unwrap_or_else(Utc::now);
     let mut found = false;
     for provider in Provider::ALL {
         let path = dir.join(provider.as_str()).join("vms.csv");
@@ -281,7 +284,7 @@ where
             continue;
         }
         found = true;
-        let r = read_provider_file(provider, &path, opts, &gpu_memory, &mut out)?;
+        let r = read_provider_file(provider, &path, opts, observed_at, &gpu_memory, &mut out)?;
         report.providers.insert(provider, r);
     }
     if !found {
@@ -538,13 +541,6 @@ fn price(rec: &ByteRecord, c: Col) -> Result<Option<Decimal>, RowIssue> {
     parse_amount(v).map(Some).map_err(|_| issue(c, v))
 }
 
-fn file_mtime(path: &Path) -> DateTime<Utc> {
-    std::fs::metadata(path)
-        .and_then(|m| m.modified())
-        .map(DateTime::<Utc>::from)
-        .unwrap_or_else(|_| Utc::now())
-}
-
 // ---------------------------------------------------------------------------------------
 // Per-file state
 
@@ -664,6 +660,7 @@ fn read_provider_file(
     provider: Provider,
     path: &Path,
     opts: &ImportOptions,
+    observed_at: DateTime<Utc>,
     gpu_memory: &GpuMemory,
     out: &mut Out<'_>,
 ) -> Result<ProviderReport, CatalogError> {
@@ -679,7 +676,7 @@ fn read_provider_file(
     let mut ctx = FileCtx {
         provider,
         path,
-        observed_at: opts.observed_at.unwrap_or_else(|| file_mtime(path)),
+        observed_at,
         strict: opts.strict,
         gpu_memory,
         report: ProviderReport {
@@ -1640,6 +1637,25 @@ mod tests {
         std::fs::create_dir(dir.path().join("aws")).unwrap();
         std::fs::write(dir.path().join("aws/vms.csv"), body).unwrap();
         dir
+    }
+
+    #[test]
+    fn offers_are_dated_by_the_read_not_by_the_file_modification_time() {
+        let dir = aws_dir(&format!(
+            "{AWS_HEADER}m6i.large,,,2,8,,0.096,0.03,us-east-1,use1-az1,x86_64\n"
+        ));
+        // A catalog copied months ago keeps its old modification time.
+        let old = std::time::SystemTime::now() - std::time::Duration::from_secs(90 * 86_400);
+        std::fs::File::options()
+            .write(true)
+            .open(dir.path().join("aws/vms.csv"))
+            .unwrap()
+            .set_modified(old)
+            .unwrap();
+        let before = Utc::now();
+        let (offers, _) = load_catalog_dir(dir.path(), &ImportOptions::default()).unwrap();
+        assert_eq!(offers.len(), 2);
+        assert!(offers.iter().all(|o| o.observed_at >= before), "{offers:?}");
     }
 
     #[test]

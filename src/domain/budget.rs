@@ -37,7 +37,7 @@ use rust_decimal::Decimal;
 use serde::{Deserialize, Serialize};
 
 use super::forecast::CostKind;
-use super::offer::Provider;
+use super::offer::same_provider;
 
 /// Largest budget or threshold amount accepted (10^15), so limits can never overflow.
 pub const MAX_AMOUNT: Decimal = Decimal::from_parts(2_764_472_320, 232_830, 0, false, 0);
@@ -569,14 +569,6 @@ fn check_filter(field: &str, v: &Option<String>) -> Result<(), BudgetError> {
         }
     }
     Ok(())
-}
-
-/// Provider names as the catalog (`aws`) or a billing export (`AWS`) spell them.
-fn same_provider(a: &str, b: &str) -> bool {
-    match (a.parse::<Provider>(), b.parse::<Provider>()) {
-        (Ok(x), Ok(y)) => x == y,
-        _ => a.trim().eq_ignore_ascii_case(b.trim()),
-    }
 }
 
 impl BudgetScope {

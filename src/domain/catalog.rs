@@ -12,12 +12,15 @@ use rust_decimal::Decimal;
 
 use super::offer::{Market, Offer, OfferKey, Provider, SpotBand};
 use super::placement::PlacementIndex;
+use super::sanity::{self, Suspicion};
 
 #[derive(Debug, Default)]
 pub struct Catalog {
     offers: Vec<Offer>,
     bands: HashMap<(Provider, String, String), SpotBand>,
     pub built_at: Option<DateTime<Utc>>,
+    /// Offers priced far below their family (`sanity`), by position in `offers`.
+    suspects: HashMap<u32, Suspicion>,
     placement: PlacementIndex,
     lists: ListIndex,
 }
@@ -170,10 +173,12 @@ impl Catalog {
             .into_iter()
             .map(|b| ((b.provider, b.region.clone(), b.instance_type.clone()), b))
             .collect();
+        let suspects = sanity::suspects(&offers);
         let mut c = Catalog {
             offers,
             bands,
             built_at: Some(Utc::now()),
+            suspects,
             placement: PlacementIndex::default(),
             lists: ListIndex::default(),
         };
@@ -203,6 +208,20 @@ impl Catalog {
     }
     pub fn offers(&self) -> &[Offer] {
         &self.offers
+    }
+
+    /// Why the offer at `pos` (in `offers()`) is suspect, if it is.
+    pub fn suspicion_at(&self, pos: usize) -> Option<&Suspicion> {
+        self.suspects.get(&u32::try_from(pos).ok()?)
+    }
+
+    /// Why `o`, an offer of this catalog, is suspect, if it is (found by its listing order).
+    pub fn suspicion(&self, o: &Offer) -> Option<&Suspicion> {
+        if self.suspects.is_empty() {
+            return None;
+        }
+        let pos = self.offers.binary_search_by(|x| Self::order(x, o)).ok()?;
+        self.suspicion_at(pos)
     }
 
     /// True when every offer comes from the seed snapshot.

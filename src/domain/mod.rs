@@ -8,7 +8,10 @@ pub mod money;
 pub mod offer;
 pub mod placement;
 pub mod regions;
+pub mod sanity;
 
 pub use catalog::{Catalog, PriceFilter, PricePage};
 pub use money::{Currency, Money};
-pub use offer::{InstanceAttrs, Market, Offer, OfferKey, Provider, SpotBand};
+pub use offer::{
+    InstanceAttrs, Market, Offer, OfferKey, Provider, SpotBand, provider_spellings, same_provider,
+};

@@ -48,6 +48,30 @@ impl fmt::Display for Provider {
     }
 }
 
+/// The one provider matcher: every lower-case spelling of the provider `name` names, as the
+/// catalog (`aws`) and billing exports (CUR `AWS`, FOCUS `Amazon Web Services`, `Google
+/// Cloud`, `Microsoft`) write it. Case and surrounding space do not matter; a name that is
+/// none of the three matches only itself. Budgets, spend and the budget gate filter by it
+/// (in SQL as `LOWER(provider_name) IN (…)`, on both backends).
+pub fn provider_spellings(name: &str) -> Vec<String> {
+    let p = name.trim().to_ascii_lowercase();
+    let family: &[&str] = match p.as_str() {
+        "aws" | "amazon" | "amazon web services" => &["aws", "amazon", "amazon web services"],
+        "gcp" | "google" | "google cloud" | "google cloud platform" => {
+            &["gcp", "google", "google cloud", "google cloud platform"]
+        }
+        "azure" | "microsoft" | "microsoft azure" => &["azure", "microsoft", "microsoft azure"],
+        _ => return vec![p],
+    };
+    family.iter().map(|s| s.to_string()).collect()
+}
+
+/// Whether two provider names name the same provider (`provider_spellings`).
+pub fn same_provider(a: &str, b: &str) -> bool {
+    let b = b.trim().to_ascii_lowercase();
+    provider_spellings(a).contains(&b)
+}
+
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub enum Market {
     OnDemand,
@@ -161,5 +185,26 @@ mod tests {
         assert_eq!("on-demand".parse::<Market>().unwrap(), Market::OnDemand);
         assert_eq!("SPOT".parse::<Market>().unwrap(), Market::Spot);
         assert!("reserved".parse::<Market>().is_err());
+    }
+
+    #[test]
+    fn one_provider_matcher_for_every_spelling() {
+        for (a, b) in [
+            ("aws", "AWS"),
+            ("AWS", "Amazon Web Services"),
+            (" gcp ", "Google Cloud"),
+            ("google", "gcp"),
+            ("azure", "Microsoft"),
+            ("OCI", "oci"),
+        ] {
+            assert!(same_provider(a, b), "{a} ~ {b}");
+            assert!(same_provider(b, a), "{b} ~ {a}");
+        }
+        assert!(!same_provider("aws", "Google Cloud"));
+        assert!(!same_provider("OCI", "aws"));
+        assert_eq!(
+            provider_spellings("Amazon"),
+            ["aws", "amazon", "amazon web services"]
+        );
     }
 }

@@ -82,6 +82,8 @@ pub struct PlacementRequest {
     pub jurisdictions: Vec<Jurisdiction>,
     pub max_price_nanos: Option<i64>,
     pub max_total: Option<Units>,
+    /// Exclude offers flagged `suspect` (priced far below their family; `sanity`).
+    pub skip_suspect: bool,
     pub top_k: usize,
 }
 
@@ -107,6 +109,7 @@ impl Default for PlacementRequest {
             jurisdictions: Vec::new(),
             max_price_nanos: None,
             max_total: None,
+            skip_suspect: false,
             top_k: 5,
         }
     }
@@ -123,6 +126,8 @@ pub struct CostModel {
     pub max_price_age_secs: i64,
     /// Skip stale offers (and providers whose price source is failing) instead of flagging.
     pub skip_stale: bool,
+    /// Skip suspect offers in every request (the server's `on_suspect = "skip"`).
+    pub skip_suspect: bool,
 }
 
 impl Default for CostModel {
@@ -134,6 +139,7 @@ impl Default for CostModel {
             default_spot_band: 2,
             max_price_age_secs: 7 * 24 * 3600,
             skip_stale: false,
+            skip_suspect: false,
         }
     }
 }
@@ -184,13 +190,14 @@ pub enum Reason {
     Jurisdiction,
     Unavailable,
     Stale,
+    Suspect,
     MaxPricePerHour,
     InterruptionBand,
     SpotSavings,
     MaxTotalCost,
 }
 
-pub const REASONS: usize = 17;
+pub const REASONS: usize = 18;
 
 impl Reason {
     pub const ALL: [Reason; REASONS] = [
@@ -207,6 +214,7 @@ impl Reason {
         Reason::Jurisdiction,
         Reason::Unavailable,
         Reason::Stale,
+        Reason::Suspect,
         Reason::MaxPricePerHour,
         Reason::InterruptionBand,
         Reason::SpotSavings,
@@ -229,6 +237,7 @@ impl Reason {
             Reason::Jurisdiction => "jurisdiction",
             Reason::Unavailable => "unavailable",
             Reason::Stale => "stale",
+            Reason::Suspect => "suspect",
             Reason::MaxPricePerHour => "max_price_per_hour",
             Reason::InterruptionBand => "interruption_band",
             Reason::SpotSavings => "spot_savings",
@@ -292,6 +301,8 @@ struct Class {
     /// On-demand price of the same type in the same region (min over zones), 0 = none.
     ondemand_nanos: Vec<i64>,
     observed_at: Vec<i64>,
+    /// Priced far below its family (`Catalog::suspicion_at`).
+    suspect: Vec<bool>,
     /// Offers per instance type: (type, on-demand count, spot count).
     type_counts: Vec<(u32, u32, u32)>,
     /// Per region group: (type, on-demand count, spot count).
@@ -388,6 +399,8 @@ pub struct Choice {
     pub band: Option<u8>,
     pub band_known: bool,
     pub stale: bool,
+    /// Priced far below its family (`sanity`).
+    pub suspect: bool,
     pub age_secs: i64,
 }
 
@@ -462,6 +475,7 @@ impl PlacementIndex {
             price: i64,
             band: u8,
             observed: i64,
+            suspect: bool,
         }
         let mut pending = Vec::with_capacity(offers.len());
         for (i, o) in offers.iter().enumerate() {
@@ -545,6 +559,7 @@ impl PlacementIndex {
                 price,
                 band,
                 observed: o.observed_at.timestamp(),
+                suspect: catalog.suspicion_at(i).is_some(),
             });
         }
         for p in pending {
@@ -563,6 +578,7 @@ impl PlacementIndex {
                 0
             });
             c.observed_at.push(p.observed);
+            c.suspect.push(p.suspect);
         }
         for c in &mut ix.classes {
             c.aggregate();
@@ -726,9 +742,11 @@ impl PlacementIndex {
             (MarketPolicy::OnDemandOnly, true) | (MarketPolicy::SpotOnly, false) => Reason::Market,
             _ => Reason::Feasible,
         };
+        let skip_suspect = req.skip_suspect || model.skip_suspect;
         // Checks after the region group that look at the offer itself.
         let per_offer_checks = !zone_marked.is_empty()
             || model.skip_stale
+            || skip_suspect
             || req.max_price_nanos.is_some()
             || req.max_band.is_some()
             || req.min_savings_milli_pct > 0
@@ -748,6 +766,9 @@ impl PlacementIndex {
             }
             if model.skip_stale && c.observed_at[i] < stale_cutoff {
                 return (Reason::Stale, band);
+            }
+            if skip_suspect && c.suspect[i] {
+                return (Reason::Suspect, band);
             }
             if req.max_price_nanos.is_some_and(|m| c.price_nanos[i] > m) {
                 return (Reason::MaxPricePerHour, band);
@@ -1066,6 +1087,7 @@ impl PlacementIndex {
             band: spot.then_some(band),
             band_known: spot && c.band[i] != NO_BAND,
             stale: age > model.max_price_age_secs || cond.failing[pidx(self.groups[g].provider)],
+            suspect: c.suspect[i],
             age_secs: age.max(0),
         }
     }
@@ -1435,6 +1457,59 @@ mod tests {
     }
 
     #[test]
+    fn suspect_offers_are_flagged_or_skipped_by_request_or_policy() {
+        let cpu = (8.0, 32.0, None, 0.0, 0.0);
+        let m6i = |region: &str, price: &str| {
+            offer(
+                Provider::Aws,
+                region,
+                "",
+                "m6i.2xlarge",
+                Market::OnDemand,
+                d(price),
+                cpu,
+                0,
+            )
+        };
+        // 0.05 is under a fifth of the m6i median (0.384): suspect, and the cheapest.
+        let cat = Catalog::new(
+            vec![
+                m6i("us-east-1", "0.384"),
+                m6i("us-west-2", "0.384"),
+                m6i("eu-west-1", "0.428"),
+                m6i("ap-south-1", "0.05"),
+            ],
+            vec![],
+        );
+        let req = PlacementRequest {
+            min_vcpus: 8.0,
+            ..Default::default()
+        };
+        let model = CostModel::default();
+        let dec = cat.placement().select(&req, &model, &cond(&[])).unwrap();
+        let first = &dec.choices[0];
+        assert_eq!(cat.offers()[first.offer].key.region, "ap-south-1");
+        assert!(first.suspect);
+        assert!(dec.choices[1..].iter().all(|c| !c.suspect));
+        // Skipped on request, counted under "suspect".
+        let skip = PlacementRequest {
+            skip_suspect: true,
+            ..req.clone()
+        };
+        let dec = cat.placement().select(&skip, &model, &cond(&[])).unwrap();
+        assert_eq!(dec.choices.len(), 3);
+        assert!(dec.choices.iter().all(|c| !c.suspect));
+        assert!(dec.exclusions().contains(&("suspect", 1)));
+        // Or by the server's policy.
+        let policy = CostModel {
+            skip_suspect: true,
+            ..CostModel::default()
+        };
+        let dec = cat.placement().select(&req, &policy, &cond(&[])).unwrap();
+        assert_eq!(dec.exclusions(), vec![("suspect", 1)]);
+    }
+
+    #[test]
     fn a_failing_provider_is_flagged_or_skipped() {
         let cat = small();
         let req = PlacementRequest {
@@ -1556,7 +1631,7 @@ mod tests {
             ),
         )
             .prop_map(|(hw, mk, data, caps)| {
-                let (vcpus, mem, accel, count, _) = hw;
+                let (vcpus, mem, accel, count, suspect) = hw;
                 let (hours, nodes, market, band, savings) = mk;
                 let (inputs, with_output, juris) = data;
                 let (providers, max_price, max_total, k) = caps;
@@ -1617,6 +1692,7 @@ mod tests {
                     },
                     max_price_nanos: max_price.map(|p| p * 100_000),
                     max_total: max_total.map(|t| i128::from(t) * 1_000_000_000),
+                    skip_suspect: suspect == 1,
                     top_k: k,
                 }
             })
@@ -1728,6 +1804,9 @@ mod tests {
             if !req.jurisdictions.iter().any(|j| j.contains(&c)) {
                 return None;
             }
+        }
+        if req.skip_suspect && cat.suspicion(o).is_some() {
+            return None;
         }
         if let Some(m) = req.max_price_nanos
             && o.price_per_hour * Decimal::from(1_000_000_000) > Decimal::from(m)
@@ -1858,6 +1937,7 @@ mod tests {
             plain.max_price_nanos = None;
             plain.max_total = None;
             plain.min_savings_milli_pct = 0;
+            plain.skip_suspect = false;
             for req in [req, plain] {
             let bands = vec![SpotBand {
                 provider: Provider::Aws,

@@ -166,7 +166,8 @@ pub fn decode_page_token(t: &str) -> Result<(Decimal, OfferKey), FieldError> {
     ))
 }
 
-pub fn price(o: &Offer, catalog: &Catalog) -> proto::Price {
+/// One listed price; `stale` by the same rule as SelectProvider (age, failing provider).
+pub fn price(o: &Offer, catalog: &Catalog, stale: bool) -> proto::Price {
     let a = o.attrs.clone().unwrap_or_default();
     let band = match o.key.market {
         Market::Spot => catalog
@@ -175,6 +176,7 @@ pub fn price(o: &Offer, catalog: &Catalog) -> proto::Price {
             .unwrap_or_default(),
         Market::OnDemand => String::new(),
     };
+    let suspicion = catalog.suspicion(o);
     proto::Price {
         provider: provider_to_proto(o.key.provider) as i32,
         region: o.key.region.clone(),
@@ -192,6 +194,11 @@ pub fn price(o: &Offer, catalog: &Catalog) -> proto::Price {
         observed_at: Some(timestamp(o.observed_at)),
         seed: o.is_seed(),
         interruption_band: band,
+        stale,
+        suspect: suspicion.is_some(),
+        suspect_reason: suspicion
+            .map(|s| s.reason(o.key.market))
+            .unwrap_or_default(),
     }
 }
 
@@ -226,6 +233,7 @@ use crate::domain::placement::{
     PlacementRequest, band_from_label, milli,
 };
 use crate::domain::regions::{Jurisdiction, known_regions, region_info};
+use crate::domain::sanity::Suspicion;
 
 /// Milli-units (hours, GB) and nano-dollars as `Units` (1e-12), for `push_units`.
 const MILLI_TO_UNITS: i128 = 1_000_000_000;
@@ -588,6 +596,7 @@ pub fn placement_request(
         jurisdictions,
         max_price_nanos,
         max_total,
+        skip_suspect: c.skip_suspect,
         top_k: top_k as usize,
     })
 }
@@ -603,6 +612,7 @@ fn usd(u: Units) -> proto::Money {
 pub fn placement(
     c: &Choice,
     o: &Offer,
+    suspicion: Option<&Suspicion>,
     req: &PlacementRequest,
     rank: usize,
     feasible: u64,
@@ -667,6 +677,10 @@ pub fn placement(
     if c.stale {
         why.push_str("; stale price");
     }
+    if let Some(s) = suspicion {
+        why.push_str("; ");
+        why.push_str(&s.reason(o.key.market));
+    }
     proto::Placement {
         provider: provider_to_proto(o.key.provider) as i32,
         region: o.key.region.clone(),
@@ -710,6 +724,7 @@ pub fn placement(
         gpu_model: a.gpu_model.clone().unwrap_or_default(),
         gpu_count: a.gpu_count,
         over_budget: Vec::new(),
+        suspect: c.suspect,
     }
 }
 

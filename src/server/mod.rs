@@ -223,6 +223,7 @@ pub async fn run(
         store: store.clone(),
         catalog: catalog.clone(),
         sources: source_flags,
+        state: state.clone(),
     };
 
     let placement_api = placement::PlacementApi {

@@ -197,6 +197,7 @@ impl PlacementService for PlacementApi {
                     let mut p = convert::placement(
                         c,
                         &offers[c.offer],
+                        catalog.suspicion_at(c.offer),
                         &req,
                         placements.len() + 1,
                         feasible,

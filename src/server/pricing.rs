@@ -1,9 +1,13 @@
 //! `bursar.v1.PricingService`: thin handlers — validate, read the in-memory catalog or the
 //! store, convert.
+use std::sync::Arc;
+
+use chrono::Utc;
 use tonic::{Request, Response, Status};
 
 use super::convert;
 use super::errors::store_status;
+use super::placement::PlacementState;
 use crate::config::SOURCE_NAMES;
 use crate::domain::catalog::CatalogHandle;
 use crate::proto;
@@ -15,6 +19,9 @@ pub struct PricingApi {
     pub catalog: CatalogHandle,
     /// Configured sources and whether each is enabled.
     pub sources: Vec<(String, bool)>,
+    /// SelectProvider's state: the price-age limit and failing providers, so a listed
+    /// price is `stale` by the same rule as a placement.
+    pub state: Arc<PlacementState>,
 }
 
 #[tonic::async_trait]
@@ -27,11 +34,16 @@ impl PricingService for PricingApi {
         let q = convert::list_prices_query(request.get_ref())?;
         let catalog = self.catalog.load();
         let page = catalog.list(&q.filter, q.after.as_ref(), q.page_size);
+        let cutoff = Utc::now().timestamp() - self.state.model.max_price_age_secs;
+        let failing = self.state.failing();
+        let stale = |o: &crate::domain::Offer| {
+            o.observed_at.timestamp() < cutoff || failing[o.key.provider as usize]
+        };
         Ok(Response::new(proto::ListPricesResponse {
             prices: page
                 .offers
                 .iter()
-                .map(|o| convert::price(o, &catalog))
+                .map(|o| convert::price(o, &catalog, stale(o)))
                 .collect(),
             next_page_token: page
                 .next_after

@@ -42,6 +42,7 @@ pub fn spend_query(r: &proto::GetSpendRequest) -> Result<SpendQuery, FieldError>
     let granularity = match proto::Granularity::try_from(r.granularity) {
         Ok(proto::Granularity::Unspecified | proto::Granularity::Day) => Granularity::Day,
         Ok(proto::Granularity::Month) => Granularity::Month,
+        Ok(proto::Granularity::Total) => Granularity::Total,
         Err(_) => {
             return Err(FieldError::new(
                 "granularity",

@@ -42,6 +42,8 @@ pub struct IngestRunRow {
 pub enum Granularity {
     Day,
     Month,
+    /// One bucket for the whole range, dated by its first day.
+    Total,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -84,11 +86,12 @@ pub fn valid_tag_key(k: &str) -> bool {
     !k.is_empty() && k.len() <= 256 && !k.chars().any(|c| c == '"' || c == '\\' || c.is_control())
 }
 
-fn bucket(t: DateTime<Utc>, g: Granularity) -> NaiveDate {
+fn bucket(t: DateTime<Utc>, g: Granularity, start: DateTime<Utc>) -> NaiveDate {
     let d = t.date_naive();
     match g {
         Granularity::Day => d,
         Granularity::Month => NaiveDate::from_ymd_opt(d.year(), d.month(), 1).unwrap_or(d),
+        Granularity::Total => start.date_naive(),
     }
 }
 
@@ -1123,8 +1126,16 @@ async fn spend_sqlite(
         ", billing_currency, billed_cost, effective_cost FROM {SQLITE_LINES} \
          WHERE charge_period_start >= ?1 AND charge_period_start < ?2"
     );
+    if let Some(p) = &q.provider {
+        sql.push_str(" AND LOWER(provider_name) IN (");
+        for (i, name) in crate::domain::provider_spellings(p).into_iter().enumerate() {
+            binds.push(name);
+            let sep = if i == 0 { "" } else { ", " };
+            let _ = write!(sql, "{sep}?{}", binds.len() + 2);
+        }
+        sql.push(')');
+    }
     for (col, v) in [
-        ("provider_name", &q.provider),
         ("service_name", &q.service),
         ("region_id", &q.region),
         ("sub_account_id", &q.account),
@@ -1155,7 +1166,7 @@ async fn spend_sqlite(
         let billed = parse_dec(r.try_get::<&str, _>(3)?)?;
         let eff = parse_dec(r.try_get::<&str, _>(4)?)?;
         let e = acc
-            .entry((bucket(t, q.granularity), group, cur))
+            .entry((bucket(t, q.granularity, q.start), group, cur))
             .or_insert((Decimal::ZERO, Decimal::ZERO, 0));
         e.0 += billed;
         e.1 += eff;
@@ -1175,13 +1186,19 @@ async fn spend_sqlite(
 }
 
 async fn spend_pg(pool: &sqlx::PgPool, q: &SpendQuery) -> Result<Vec<SpendRow>, StoreError> {
-    let trunc = match q.granularity {
-        Granularity::Day => "day",
-        Granularity::Month => "month",
-    };
-    let mut qb = QueryBuilder::<Postgres>::new(format!(
-        "SELECT (date_trunc('{trunc}', charge_period_start AT TIME ZONE 'UTC'))::date AS p, "
-    ));
+    let mut qb = QueryBuilder::<Postgres>::new("SELECT ");
+    match q.granularity {
+        Granularity::Day => {
+            qb.push("(date_trunc('day', charge_period_start AT TIME ZONE 'UTC'))::date");
+        }
+        Granularity::Month => {
+            qb.push("(date_trunc('month', charge_period_start AT TIME ZONE 'UTC'))::date");
+        }
+        Granularity::Total => {
+            qb.push_bind(q.start.date_naive());
+        }
+    }
+    qb.push(" AS p, ");
     match &q.group_by {
         GroupBy::Tag(k) => {
             qb.push("tags->>").push_bind(k.clone());
@@ -1194,8 +1211,15 @@ async fn spend_pg(pool: &sqlx::PgPool, q: &SpendQuery) -> Result<Vec<SpendRow>, 
         .push_bind(q.start)
         .push(" AND charge_period_start < ")
         .push_bind(q.end);
+    if let Some(p) = &q.provider {
+        qb.push(" AND LOWER(provider_name) IN (");
+        let mut sep = qb.separated(", ");
+        for name in crate::domain::provider_spellings(p) {
+            sep.push_bind(name);
+        }
+        qb.push(")");
+    }
     for (col, v) in [
-        ("provider_name", &q.provider),
         ("service_name", &q.service),
         ("region_id", &q.region),
         ("sub_account_id", &q.account),

@@ -1002,23 +1002,6 @@ impl Store {
     }
 }
 
-/// The lower-case provider names billing exports use for a provider a budget names:
-/// `aws` matches CUR's `AWS` and FOCUS's `Amazon Web Services`, `gcp`/`google` matches
-/// `Google Cloud`, `azure` matches `Microsoft`; any other name matches itself,
-/// case-insensitively.
-pub fn provider_names(p: &str) -> Vec<String> {
-    let p = p.trim().to_ascii_lowercase();
-    let family: &[&str] = match p.as_str() {
-        "aws" | "amazon" | "amazon web services" => &["aws", "amazon", "amazon web services"],
-        "gcp" | "google" | "google cloud" | "google cloud platform" => {
-            &["gcp", "google", "google cloud", "google cloud platform"]
-        }
-        "azure" | "microsoft" | "microsoft azure" => &["azure", "microsoft", "microsoft azure"],
-        _ => return vec![p],
-    };
-    family.iter().map(|s| s.to_string()).collect()
-}
-
 /// `charge_period_start` in [start, end) and the filter's fields other than the tag (whose
 /// SQL differs per backend), written once for both.
 fn push_common_filter<'a, DB, T>(
@@ -1038,7 +1021,7 @@ fn push_common_filter<'a, DB, T>(
     if let Some(p) = &f.provider {
         qb.push(" AND LOWER(provider_name) IN (");
         let mut sep = qb.separated(", ");
-        for name in provider_names(p) {
+        for name in crate::domain::provider_spellings(p) {
             sep.push_bind(name);
         }
         qb.push(")");

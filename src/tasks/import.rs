@@ -1,10 +1,12 @@
 //! `bursar import-catalog DIR`: streams a SkyPilot v8 catalog folder into the store. The CSV
 //! reader runs on a blocking thread and hands batches over a bounded channel to the async
-//! writer, so reading and writing overlap and memory stays bounded.
+//! writer, so reading and writing overlap and memory stays bounded. A SkyPilot catalog has
+//! no date of its own, so its offers are dated by the import (or by `--observed-at`), which
+//! lets them go stale after `placement.max_price_age`.
 use std::path::Path;
 use std::time::Instant;
 
-use chrono::Utc;
+use chrono::{DateTime, Utc};
 use indicatif::{ProgressBar, ProgressStyle};
 
 use crate::clouds::skypilot::{self, ImportOptions, ImportReport};
@@ -30,14 +32,17 @@ pub struct ImportOutcome {
     pub seconds: f64,
 }
 
-/// Imports `dir` into `store`. `progress` shows a bar on stderr.
+/// Imports `dir` into `store`, dating every offer `observed_at` (default: now). `progress`
+/// shows a bar on stderr.
 pub async fn import_catalog(
     store: &Store,
     dir: &Path,
+    observed_at: Option<DateTime<Utc>>,
     progress: bool,
 ) -> Result<ImportOutcome, ImportError> {
     let started = Instant::now();
     let at = Utc::now();
+    let observed_at = observed_at.unwrap_or(at);
     let total_bytes: u64 = ["aws", "gcp", "azure"]
         .iter()
         .filter_map(|p| std::fs::metadata(dir.join(p).join("vms.csv")).ok())
@@ -61,7 +66,10 @@ pub async fn import_catalog(
     let bar_reader = bar.clone();
     let reader = tokio::task::spawn_blocking(move || {
         let mut done_bytes = 0u64;
-        let opts = ImportOptions::default();
+        let opts = ImportOptions {
+            observed_at: Some(observed_at),
+            ..ImportOptions::default()
+        };
         skypilot::read_catalog_dir(
             &dir_owned,
             &opts,
@@ -125,10 +133,11 @@ pub async fn import_catalog(
 pub async fn import_command(
     database_url: &str,
     dir: &Path,
+    observed_at: Option<DateTime<Utc>>,
     progress: bool,
 ) -> Result<(), ImportError> {
     let store = Store::open(database_url).await?;
-    let out = import_catalog(&store, dir, progress).await;
+    let out = import_catalog(&store, dir, observed_at, progress).await;
     store.close().await;
     let out = out?;
     println!("{}", out.report);
