@@ -198,3 +198,37 @@ async fn import_catalog_then_serve_then_prices_json() {
         assert_eq!(status.code(), Some(0), "{}", db.backend);
     }
 }
+
+/// A list with nothing in it says so instead of printing a bare header, on both backends.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn empty_lists_say_that_nothing_matched() {
+    for db in common::both_backends().await {
+        let server = common::TestServer::start(common::test_config(&db)).await;
+        for (args, want) in [
+            (vec!["ingest-runs"], "no ingest runs matched\n"),
+            (vec!["budgets", "list"], "no budgets matched\n"),
+            (vec!["budgets", "status"], "no budgets matched\n"),
+            (
+                vec!["unavailable", "list"],
+                "no availability marks matched\n",
+            ),
+        ] {
+            let mut all: Vec<String> = args.iter().map(|s| s.to_string()).collect();
+            all.extend(["--server".to_string(), server.url.clone()]);
+            let o = tokio::task::spawn_blocking(move || {
+                let a: Vec<&str> = all.iter().map(String::as_str).collect();
+                bursar(&a)
+            })
+            .await
+            .unwrap();
+            assert!(o.status.success(), "{args:?}: {}", stderr(&o));
+            assert_eq!(
+                String::from_utf8_lossy(&o.stdout),
+                want,
+                "{}: {args:?}",
+                db.backend
+            );
+        }
+        server.stop().await.unwrap();
+    }
+}

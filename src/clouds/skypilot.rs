@@ -1339,6 +1339,57 @@ mod tests {
         parse_amount(s).unwrap()
     }
 
+    /// The price-sanity rule (`domain::sanity`) over the whole real catalog flags exactly
+    /// the 17 offers an independent Python pass over the CSVs flags: newzealandnorth's whole
+    /// `Standard_F…ams_v6` family (a tenth of the family median, both markets) and three
+    /// spot prices just under a fifth of theirs.
+    #[test]
+    fn real_catalog_suspects() {
+        let cat = crate::domain::Catalog::new(real().0.clone(), vec![]);
+        let mut flagged: Vec<(&str, &str, Market)> = (0..cat.len())
+            .filter(|&i| cat.suspicion_at(i).is_some())
+            .map(|i| {
+                let k = &cat.offers()[i].key;
+                (k.region.as_str(), k.instance_type.as_str(), k.market)
+            })
+            .collect();
+        flagged.sort();
+        let mut want: Vec<(&str, &str, Market)> = vec![
+            ("australiacentral2", "Standard_NC4as_T4_v3", Market::Spot),
+            ("austriaeast", "Standard_B2ls_v2", Market::Spot),
+            ("belgiumcentral", "Standard_B2ls_v2", Market::Spot),
+        ];
+        for ty in [
+            "Standard_F2ams_v6",
+            "Standard_F4ams_v6",
+            "Standard_F8ams_v6",
+            "Standard_F16ams_v6",
+            "Standard_F32ams_v6",
+            "Standard_F48ams_v6",
+            "Standard_F64ams_v6",
+        ] {
+            for m in [Market::OnDemand, Market::Spot] {
+                want.push(("newzealandnorth", ty, m));
+            }
+        }
+        want.sort();
+        assert_eq!(flagged, want);
+        let i = cat
+            .offers()
+            .iter()
+            .position(|o| {
+                o.key.region == "newzealandnorth"
+                    && o.key.instance_type == "Standard_F8ams_v6"
+                    && o.key.market == Market::Spot
+            })
+            .unwrap();
+        assert_eq!(
+            cat.suspicion_at(i).unwrap().reason(Market::Spot),
+            "suspect price: 0.002074/h per vCPU, 10% of the Standard_Fams_v6 spot median \
+             0.02003/h (below 1/5)"
+        );
+    }
+
     /// Counts computed independently (Python over the same files, same rules).
     #[test]
     fn real_catalog_counts() {
