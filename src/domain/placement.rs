@@ -130,6 +130,16 @@ pub struct CostModel {
     pub skip_suspect: bool,
 }
 
+impl CostModel {
+    /// The stale rule, for one offer: older than `max_price_age_secs` at `now`, or its
+    /// provider's price source is failing (`failing` per aws, gcp, azure). SelectProvider's
+    /// choices and ListPrices both flag by it.
+    pub fn is_stale(&self, o: &Offer, now: DateTime<Utc>, failing: [bool; 3]) -> bool {
+        now.timestamp() - o.observed_at.timestamp() > self.max_price_age_secs
+            || failing[pidx(o.key.provider)]
+    }
+}
+
 impl Default for CostModel {
     fn default() -> Self {
         CostModel {
@@ -1454,6 +1464,31 @@ mod tests {
         };
         let dec = cat.placement().select(&req, &strict, &cond(&[])).unwrap();
         assert!(dec.exclusions().contains(&("stale", 1)));
+    }
+
+    #[test]
+    fn the_stale_rule_is_age_or_a_failing_provider() {
+        let model = CostModel {
+            max_price_age_secs: 86_400,
+            ..CostModel::default()
+        };
+        let cpu = (8.0, 32.0, None, 0.0, 0.0);
+        let at = |days| {
+            offer(
+                Provider::Gcp,
+                "us-central1",
+                "",
+                "n2-standard-8",
+                Market::OnDemand,
+                d("0.3"),
+                cpu,
+                days,
+            )
+        };
+        assert!(!model.is_stale(&at(0), now(), [false; 3]));
+        assert!(model.is_stale(&at(2), now(), [false; 3]));
+        assert!(model.is_stale(&at(0), now(), [false, true, false]));
+        assert!(!model.is_stale(&at(0), now(), [true, false, true]));
     }
 
     #[test]

@@ -197,7 +197,8 @@ impl PlacementService for PlacementApi {
                     let mut p = convert::placement(
                         c,
                         &offers[c.offer],
-                        catalog.suspicion_at(c.offer),
+                        // Looked up only for the few flagged choices.
+                        c.suspect.then(|| catalog.suspicion_at(c.offer)).flatten(),
                         &req,
                         placements.len() + 1,
                         feasible,

@@ -34,11 +34,8 @@ impl PricingService for PricingApi {
         let q = convert::list_prices_query(request.get_ref())?;
         let catalog = self.catalog.load();
         let page = catalog.list(&q.filter, q.after.as_ref(), q.page_size);
-        let cutoff = Utc::now().timestamp() - self.state.model.max_price_age_secs;
-        let failing = self.state.failing();
-        let stale = |o: &crate::domain::Offer| {
-            o.observed_at.timestamp() < cutoff || failing[o.key.provider as usize]
-        };
+        let (now, failing) = (Utc::now(), self.state.failing());
+        let stale = |o: &crate::domain::Offer| self.state.model.is_stale(o, now, failing);
         Ok(Response::new(proto::ListPricesResponse {
             prices: page
                 .offers
