@@ -141,8 +141,6 @@ fn measures(o: &Offer) -> Option<Vec<(Unit, Decimal)>> {
     ])
 }
 
-type GroupKey<'a> = (Provider, String, Option<String>, Market, &'a str);
-
 /// The suspect offers among `offers`, by position.
 pub fn suspects(offers: &[Offer]) -> HashMap<u32, Suspicion> {
     // Per group: the members' positions and per-unit prices, one column per measure.
@@ -151,37 +149,50 @@ pub fn suspects(offers: &[Offer]) -> HashMap<u32, Suspicion> {
         members: Vec<u32>,
         rates: Vec<Vec<Decimal>>,
     }
-    let mut groups: HashMap<GroupKey<'_>, Group> = HashMap::new();
+    // Families are worked out once per instance type (a few thousand), not per offer.
+    let mut type_family: HashMap<(Provider, &str), u32> = HashMap::new();
+    let mut family_ids: HashMap<(Provider, String, Option<String>), u32> = HashMap::new();
+    let mut family_names: Vec<String> = Vec::new();
+    let mut groups: HashMap<(u32, Market, &str), Group> = HashMap::new();
     for (i, o) in offers.iter().enumerate() {
         let Some(ms) = measures(o) else { continue };
         if o.price_per_hour <= Decimal::ZERO {
             continue;
         }
-        let gpu = o
-            .attrs
-            .as_ref()
-            .and_then(|a| a.gpu_model.as_ref())
-            .filter(|_| ms[0].0 == Unit::Accelerator)
-            .map(|m| m.to_ascii_lowercase());
-        let key = (
-            o.key.provider,
-            family(o.key.provider, &o.key.instance_type),
-            gpu,
-            o.key.market,
-            o.currency.as_str(),
-        );
-        let g = groups.entry(key).or_insert_with(|| Group {
-            units: ms.iter().map(|m| m.0).collect(),
-            members: Vec::new(),
-            rates: vec![Vec::new(); ms.len()],
+        let (p, ty) = (o.key.provider, o.key.instance_type.as_str());
+        let fam = *type_family.entry((p, ty)).or_insert_with(|| {
+            let gpu = o
+                .attrs
+                .as_ref()
+                .and_then(|a| a.gpu_model.as_ref())
+                .filter(|_| ms[0].0 == Unit::Accelerator)
+                .map(|m| m.to_ascii_lowercase());
+            let name = family(p, ty);
+            let next = family_ids.len() as u32;
+            *family_ids.entry((p, name.clone(), gpu)).or_insert_with(|| {
+                family_names.push(name);
+                next
+            })
         });
+        let g = groups
+            .entry((fam, o.key.market, o.currency.as_str()))
+            .or_insert_with(|| Group {
+                units: ms.iter().map(|m| m.0).collect(),
+                members: Vec::new(),
+                rates: vec![Vec::new(); ms.len()],
+            });
+        if g.rates.len() != ms.len() {
+            // Hardware that disagrees with the type's first offer: not comparable.
+            continue;
+        }
         g.members.push(i as u32);
         for (col, (_, amount)) in ms.iter().enumerate() {
             g.rates[col].push(o.price_per_hour / amount);
         }
     }
     let mut out = HashMap::new();
-    for ((_, family, ..), g) in groups {
+    for ((fam, ..), g) in groups {
+        let family = &family_names[fam as usize];
         if g.members.len() < 2 {
             continue;
         }
