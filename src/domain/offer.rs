@@ -32,13 +32,14 @@ pub struct UnknownProvider(pub String);
 
 impl FromStr for Provider {
     type Err = UnknownProvider;
+    /// Any spelling `provider_spellings` knows: `aws`, `AWS`, `Amazon Web Services`, `gcp`,
+    /// `Google Cloud`, `azure`, `Microsoft`, ...
     fn from_str(s: &str) -> Result<Self, Self::Err> {
-        match s.trim().to_ascii_lowercase().as_str() {
-            "aws" => Ok(Provider::Aws),
-            "gcp" | "google" => Ok(Provider::Gcp),
-            "azure" => Ok(Provider::Azure),
-            _ => Err(UnknownProvider(s.to_string())),
-        }
+        let spellings = provider_spellings(s);
+        Provider::ALL
+            .into_iter()
+            .find(|p| spellings.iter().any(|x| x == p.as_str()))
+            .ok_or_else(|| UnknownProvider(s.to_string()))
     }
 }
 
@@ -201,6 +202,10 @@ mod tests {
             assert!(same_provider(b, a), "{b} ~ {a}");
         }
         assert!(!same_provider("aws", "Google Cloud"));
+        assert_eq!("Amazon Web Services".parse::<Provider>(), Ok(Provider::Aws));
+        assert_eq!("Microsoft".parse::<Provider>(), Ok(Provider::Azure));
+        assert_eq!(" Google ".parse::<Provider>(), Ok(Provider::Gcp));
+        assert!("OCI".parse::<Provider>().is_err());
         assert!(!same_provider("OCI", "aws"));
         assert_eq!(
             provider_spellings("Amazon"),
