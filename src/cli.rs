@@ -842,7 +842,11 @@ async fn sources(c: ClientArgs) -> Result<(), CliError> {
                 s.name.clone(),
                 if s.enabled { "yes" } else { "no" }.to_string(),
                 s.state.clone(),
-                ts(&s.last_success_at).unwrap_or_default(),
+                s.last_success_at
+                    .as_ref()
+                    .and_then(|t| chrono::DateTime::from_timestamp(t.seconds, 0))
+                    .map(|t| t.format("%Y-%m-%d %H:%M").to_string())
+                    .unwrap_or_default(),
                 s.rows.to_string(),
                 s.last_error.chars().take(80).collect(),
             ]
