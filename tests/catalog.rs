@@ -216,6 +216,20 @@ async fn an_import_dated_with_observed_at_goes_stale_in_list_prices_and_select_p
             err.message()
         );
         server.stop().await.unwrap();
+
+        // Imported again without --observed-at: dated now, fresh again.
+        let o = bursar(&[
+            "import-catalog",
+            cat.path().to_str().unwrap(),
+            "--quiet",
+            "--database-url",
+            &db.url,
+        ]);
+        assert_eq!(o.status.code(), Some(0), "{}", text(&o.stderr));
+        let server = common::TestServer::start(common::test_config(&db)).await;
+        let prices = list_all(&server, proto::ListPricesRequest::default()).await;
+        assert!(prices.iter().all(|p| !p.stale), "{}", db.backend);
+        server.stop().await.unwrap();
     }
 }
 
