@@ -17,85 +17,152 @@ fn dec(s: &str) -> Decimal {
     s.parse().unwrap()
 }
 
-/// (path under ../shared/data, expected billed sum, currency, rows)
-fn expected() -> Vec<(String, Decimal, String, u64)> {
+/// One sample export and the sums `expected_totals.json` records for it, in FOCUS terms.
+struct Expected {
+    /// Path under ../shared/data.
+    file: String,
+    currency: String,
+    rows: u64,
+    billed: Decimal,
+    /// When the file has the columns the recorded sum comes from.
+    effective: Option<Decimal>,
+    list: Option<Decimal>,
+}
+
+/// `key` of one file's entry in expected_totals.json: a recorded sum the test needs must be
+/// there (a missing key fails, it is not taken as 0).
+fn sum_of(f: &serde_json::Value, file: &str, key: &str) -> Decimal {
+    let v = f
+        .get(key)
+        .and_then(|v| v.as_str())
+        .unwrap_or_else(|| panic!("{file}: expected_totals.json has no {key}"));
+    dec(v)
+}
+
+/// Whether the file has column `c` (per expected_totals.json).
+fn has_column(f: &serde_json::Value, c: &str) -> bool {
+    f["columns"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .any(|x| x.as_str() == Some(c))
+}
+
+/// Every sample export with its recorded sums: billed always; effective, list and credits
+/// wherever the file has the columns they are recorded from. FOCUS: BilledCost,
+/// EffectiveCost, ListCost. CUR: unblended cost, public on-demand cost, and the amortized
+/// cost the recorded formula gives (Parquet). GCP: cost, and cost plus credits. Azure: the
+/// cost column.
+fn expected() -> Vec<Expected> {
     let mut out = Vec::new();
     let focus: serde_json::Value =
         serde_json::from_str(&common::read_shared("focus-sample/expected_totals.json")).unwrap();
     for (name, f) in focus["files"].as_object().unwrap() {
-        let billed = f["BilledCost_sum"].as_str().unwrap_or("0");
-        out.push((
-            format!("focus-sample/{name}"),
-            dec(billed),
-            "USD".into(),
-            f["rows"].as_u64().unwrap(),
-        ));
+        let file = format!("focus-sample/{name}");
+        out.push(Expected {
+            billed: sum_of(f, &file, "BilledCost_sum"),
+            effective: has_column(f, "EffectiveCost")
+                .then(|| sum_of(f, &file, "EffectiveCost_sum")),
+            list: has_column(f, "ListCost").then(|| sum_of(f, &file, "ListCost_sum")),
+            currency: "USD".into(),
+            rows: f["rows"].as_u64().unwrap(),
+            file,
+        });
     }
     let native: serde_json::Value =
         serde_json::from_str(&common::read_shared("native-billing/expected_totals.json")).unwrap();
     for (name, f) in native["files"].as_object().unwrap() {
-        if name.starts_with("oci/") {
-            continue;
-        }
-        let key = [
-            "lineItem/UnblendedCost_sum",
-            "line_item_unblended_cost_sum",
-            "Cost_sum",
-            "CostInBillingCurrency_sum",
-            "cost_sum",
-        ]
-        .iter()
-        .find(|k| f.get(**k).is_some())
-        .unwrap();
-        let cur = f["currencies"]
-            .as_object()
-            .unwrap()
-            .keys()
-            .next()
-            .unwrap()
-            .clone();
-        out.push((
-            format!("native-billing/{name}"),
-            dec(f[*key].as_str().unwrap()),
-            cur,
-            f["rows"].as_u64().unwrap(),
-        ));
+        let file = format!("native-billing/{name}");
+        let (billed, effective, list) = match name.split('/').next().unwrap() {
+            "oci" => continue,
+            "aws" if name.ends_with(".parquet") => (
+                sum_of(f, &file, "line_item_unblended_cost_sum"),
+                Some(sum_of(f, &file, "amortized_cost_sum")),
+                Some(sum_of(f, &file, "pricing_public_on_demand_cost_sum")),
+            ),
+            // expected_totals.json records no public on-demand sum for the koku sample.
+            "aws" if name.ends_with("koku-2023-06-01.csv") => {
+                (sum_of(f, &file, "lineItem/UnblendedCost_sum"), None, None)
+            }
+            "aws" => (
+                sum_of(f, &file, "lineItem/UnblendedCost_sum"),
+                None,
+                Some(sum_of(f, &file, "pricing/publicOnDemandCost_sum")),
+            ),
+            "gcp" => {
+                let cost = sum_of(f, &file, "cost_sum");
+                assert!(
+                    has_column(f, "credits"),
+                    "{file}: the GCP samples have credits"
+                );
+                let credits = sum_of(f, &file, "credits_amount_sum");
+                (cost, Some(cost + credits), None)
+            }
+            "azure" if has_column(f, "Cost") => (sum_of(f, &file, "Cost_sum"), None, None),
+            "azure" => (sum_of(f, &file, "CostInBillingCurrency_sum"), None, None),
+            other => panic!("{file}: no expectation for {other} exports"),
+        };
+        let currencies = f["currencies"].as_object().unwrap();
+        assert_eq!(currencies.len(), 1, "{file}: one currency");
+        out.push(Expected {
+            currency: currencies.keys().next().unwrap().clone(),
+            rows: f["rows"].as_u64().unwrap(),
+            billed,
+            effective,
+            list,
+            file,
+        });
     }
     out
 }
 
-/// Exact billed totals per currency of one run, read back from the database.
-async fn run_totals(store: &Store, run: &str) -> BTreeMap<String, Decimal> {
-    let mut out = BTreeMap::new();
+/// Exact (billed, effective, list) sums per currency of one run, read back from the
+/// database (a line without a list cost adds nothing to the list sum).
+async fn run_sums(store: &Store, run: &str) -> BTreeMap<String, (Decimal, Decimal, Decimal)> {
+    let mut out: BTreeMap<String, (Decimal, Decimal, Decimal)> = BTreeMap::new();
     match store {
         Store::Sqlite(s) => {
             let rows = sqlx::query(
-                "SELECT billing_currency, billed_cost FROM cost_line WHERE ingest_run_id = ?1",
+                "SELECT billing_currency, billed_cost, effective_cost, list_cost FROM cost_line \
+                 WHERE ingest_run_id = ?1",
             )
             .bind(run)
             .fetch_all(s.pool())
             .await
             .unwrap();
             for r in rows {
-                let c: String = r.get(0);
-                let v: String = r.get(1);
-                *out.entry(c).or_insert(Decimal::ZERO) += dec(&v);
+                let e = out.entry(r.get::<String, _>(0)).or_default();
+                e.0 += dec(r.get::<&str, _>(1));
+                e.1 += dec(r.get::<&str, _>(2));
+                e.2 += r.get::<Option<&str>, _>(3).map(dec).unwrap_or_default();
             }
         }
         Store::Postgres(s) => {
             let rows = sqlx::query(
-                "SELECT billing_currency, SUM(billed_cost) FROM cost_line WHERE ingest_run_id = $1 GROUP BY 1",
+                "SELECT billing_currency, SUM(billed_cost), SUM(effective_cost), \
+                 COALESCE(SUM(list_cost), 0) FROM cost_line WHERE ingest_run_id = $1 GROUP BY 1",
             )
             .bind(run)
             .fetch_all(s.pool())
             .await
             .unwrap();
             for r in rows {
-                out.insert(r.get::<String, _>(0), r.get::<Decimal, _>(1));
+                out.insert(r.get(0), (r.get(1), r.get(2), r.get(3)));
             }
         }
     }
-    out.into_iter().map(|(k, v)| (k, v.normalize())).collect()
+    out.into_iter()
+        .map(|(k, (b, e, l))| (k, (b.normalize(), e.normalize(), l.normalize())))
+        .collect()
+}
+
+/// Exact billed totals per currency of one run, read back from the database.
+async fn run_totals(store: &Store, run: &str) -> BTreeMap<String, Decimal> {
+    run_sums(store, run)
+        .await
+        .into_iter()
+        .map(|(c, (b, _, _))| (c, b))
+        .collect()
 }
 
 async fn all_totals(store: &Store) -> BTreeMap<String, Decimal> {
@@ -119,30 +186,45 @@ async fn all_totals(store: &Store) -> BTreeMap<String, Decimal> {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn every_sample_export_ingests_to_its_exact_expected_totals() {
+    let expected = expected();
+    let (with_effective, with_list) = (
+        expected.iter().filter(|e| e.effective.is_some()).count(),
+        expected.iter().filter(|e| e.list.is_some()).count(),
+    );
+    // 27 FOCUS files, 2 GCP (credits), 2 CUR Parquet (amortized); 20 FOCUS files with a
+    // ListCost column, 3 CUR files.
+    assert_eq!((with_effective, with_list), (31, 23));
     for db in common::both_backends().await {
         let store = Store::open(&db.url).await.unwrap();
-        for (file, billed, currency, rows) in expected() {
-            let r: IngestReport = ingest_file(&store, &common::shared(&file), None, false)
+        for e in &expected {
+            let (file, backend) = (&e.file, db.backend);
+            let r: IngestReport = ingest_file(&store, &common::shared(file), None, false)
                 .await
-                .unwrap_or_else(|e| panic!("{}: {file}: {e}", db.backend));
-            assert_eq!(r.rows_read, rows, "{}: {file}: rows read", db.backend);
+                .unwrap_or_else(|err| panic!("{backend}: {file}: {err}"));
+            assert_eq!(r.rows_read, e.rows, "{backend}: {file}: rows read");
             assert_eq!(
-                r.rows_stored + r.quarantined,
-                rows,
-                "{file}: every row stored or quarantined"
+                (r.rows_stored, r.quarantined),
+                (e.rows, 0),
+                "{backend}: {file}: every row stored"
             );
+            let got = run_sums(&store, &r.run_id).await;
             assert_eq!(
-                r.quarantined, 0,
-                "{}: {file}: nothing quarantined",
-                db.backend
+                got.keys().collect::<Vec<_>>(),
+                vec![&e.currency],
+                "{backend}: {file}: currency"
             );
-            let want: BTreeMap<String, Decimal> = [(currency.clone(), billed.normalize())].into();
-            let got = run_totals(&store, &r.run_id).await;
-            assert_eq!(got, want, "{}: {file}: stored totals", db.backend);
+            let (billed, effective, list) = got[&e.currency];
+            assert_eq!(billed, e.billed.normalize(), "{backend}: {file}: billed");
+            if let Some(want) = e.effective {
+                assert_eq!(effective, want.normalize(), "{backend}: {file}: effective");
+            }
+            if let Some(want) = e.list {
+                assert_eq!(list, want.normalize(), "{backend}: {file}: list");
+            }
             assert_eq!(
-                r.totals.get(&currency).map(|t| t.0),
-                Some(billed.normalize()),
-                "{file}: report"
+                r.totals.get(&e.currency),
+                Some(&(billed, effective)),
+                "{backend}: {file}: report"
             );
         }
         store.close().await;
@@ -151,23 +233,36 @@ async fn every_sample_export_ingests_to_its_exact_expected_totals() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn unknown_exports_fail_clearly_and_record_a_failed_run() {
-    let db = common::fresh_sqlite();
-    let store = Store::open(&db.url).await.unwrap();
-    let err = ingest_file(
-        &store,
-        &common::shared("native-billing/oci/reports_cost-csv_0000000030000269.csv"),
-        None,
-        false,
-    )
-    .await
-    .unwrap_err();
-    assert!(
-        err.to_string().contains("not a known billing export"),
-        "{err}"
-    );
-    let runs = store.list_ingest_runs(10).await.unwrap();
-    assert_eq!(runs[0].status, "failed");
-    assert_eq!(store.count_cost_lines().await.unwrap(), 0);
+    for db in common::both_backends().await {
+        let store = Store::open(&db.url).await.unwrap();
+        let err = ingest_file(
+            &store,
+            &common::shared("native-billing/oci/reports_cost-csv_0000000030000269.csv"),
+            None,
+            false,
+        )
+        .await
+        .unwrap_err();
+        assert!(
+            err.to_string().contains("not a known billing export"),
+            "{}: {err}",
+            db.backend
+        );
+        let runs = store.list_ingest_runs(10).await.unwrap();
+        assert_eq!(runs.len(), 1, "{}", db.backend);
+        assert_eq!(runs[0].status, "failed", "{}", db.backend);
+        assert!(
+            runs[0]
+                .error
+                .as_deref()
+                .is_some_and(|e| e.contains("not a known billing export")),
+            "{}: {:?}",
+            db.backend,
+            runs[0].error
+        );
+        assert_eq!(store.count_cost_lines().await.unwrap(), 0, "{}", db.backend);
+        store.close().await;
+    }
 }
 
 fn write(dir: &Path, name: &str, text: &str) -> PathBuf {
