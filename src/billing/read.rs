@@ -419,7 +419,7 @@ fn read_records(
     mut csv: csv::Reader<Tracked<'_>>,
     mut next_line: u64,
     ncols: usize,
-    tx: std::sync::mpsc::SyncSender<Result<Chunk, csv::Error>>,
+    tx: std::sync::mpsc::SyncSender<Result<Chunk, (csv::Error, u64)>>,
     recycled: std::sync::mpsc::Receiver<Chunk>,
 ) -> ReadCounts {
     let mut counts = ReadCounts::default();
@@ -433,7 +433,7 @@ fn read_records(
             Ok(true) => {}
             Ok(false) => break,
             Err(e) => {
-                let _ = tx.send(Err(e));
+                let _ = tx.send(Err((e, next_line)));
                 return counts;
             }
         }
@@ -522,7 +522,7 @@ fn parse_csv<'r>(
     let (format, variant, plan) = resolve(name, header, hint, &mut dev)?;
     let ncols = plan.header.len();
     let mut em = Emitter::new(format, variant, dev, sink);
-    let (tx, rx) = std::sync::mpsc::sync_channel::<Result<Chunk, csv::Error>>(4);
+    let (tx, rx) = std::sync::mpsc::sync_channel::<Result<Chunk, (csv::Error, u64)>>(4);
     let (back_tx, back_rx) = std::sync::mpsc::channel::<Chunk>();
     let (result, counts) = std::thread::scope(|scope| {
         let reader = scope.spawn(move || read_records(csv, next_line, ncols, tx, back_rx));
@@ -538,8 +538,15 @@ fn parse_csv<'r>(
                     }
                     let _ = back_tx.send(chunk);
                 }
-                Err(e) => {
-                    result = Err(csv_err(e));
+                // Named by the line the reader had reached (a gzip stream cut short).
+                Err((e, line)) => {
+                    result = Err(match csv_err(e) {
+                        BillingError::Io { file, detail } => BillingError::Io {
+                            file,
+                            detail: format!("line {line}: {detail}"),
+                        },
+                        other => other,
+                    });
                     break;
                 }
             }
@@ -1776,8 +1783,14 @@ pub(crate) mod tests {
         gz.write_all(&focus_sample_cut(0)).unwrap();
         let gz = gz.finish().unwrap();
         for cut in [gz.len() / 2, gz.len() - 4] {
-            let err = parse_mem("f.csv.gz", &gz[..cut], None).unwrap_err();
-            assert!(err.to_string().contains("gzip"), "{cut}: {err}");
+            // Named by the line the stream was cut at.
+            let err = parse_mem("f.csv.gz", &gz[..cut], None)
+                .unwrap_err()
+                .to_string();
+            assert!(
+                err.contains("gzip") && err.contains(": line "),
+                "{cut}: {err}"
+            );
         }
         let pq = std::fs::read(
             Path::new(DATA).join("native-billing/aws/Oct2018-WorkshopCUR-00001.snappy.parquet"),
