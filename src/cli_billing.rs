@@ -144,6 +144,8 @@ pub async fn ingest(a: IngestArgs, cfg: &crate::config::Config) -> Result<(), Cl
     };
     let mut reports = Vec::new();
     let mut failures = Vec::new();
+    // Whether failures were reported as they happened (--watch).
+    let mut watched = false;
     // A failed or rejected file: named on stderr at the end (and with --json, a rejection
     // is printed as JSON at once).
     let failed = |source: &str, e: &IngestError, json: bool| {
@@ -198,7 +200,12 @@ pub async fn ingest(a: IngestArgs, cfg: &crate::config::Config) -> Result<(), Cl
         } else {
             vec![path.to_path_buf()]
         };
+        // Each file as it was when taken, so --watch does not take it again unchanged.
+        let mut taken = std::collections::HashMap::new();
         for f in files {
+            if let Some(state) = file_state(&f) {
+                taken.insert(f.clone(), state);
+            }
             match crate::tasks::ingest::ingest_file_with(&store, &f, opts).await {
                 Ok(r) => {
                     print(&r, a.json);
@@ -221,8 +228,15 @@ pub async fn ingest(a: IngestArgs, cfg: &crate::config::Config) -> Result<(), Cl
                 evaluate_budgets(&store, cfg).await;
             }
             let cfg = cfg.clone();
+            // Files that failed before watching began are reported now, not at the end.
+            for f in &failures {
+                eprintln!("bursar: {f}");
+            }
+            watched = true;
+            let taken = std::sync::Arc::new(taken);
             crate::tasks::watch::watch_loop(path.to_path_buf(), every, rx, move |p| {
                 let (st, cfg) = (st.clone(), cfg.clone());
+                let unchanged = file_state(&p).is_some_and(|now| taken.get(&p) == Some(&now));
                 let opts = IngestOptions {
                     progress: false,
                     ..opts
@@ -230,6 +244,9 @@ pub async fn ingest(a: IngestArgs, cfg: &crate::config::Config) -> Result<(), Cl
                 // A rejected file is reported once; the watcher offers it again only once it
                 // changes (a complete copy landing over a partial one).
                 async move {
+                    if unchanged {
+                        return;
+                    }
                     match crate::tasks::ingest::ingest_file_with(&st, &p, opts).await {
                         Ok(r) => {
                             if json {
@@ -255,8 +272,10 @@ pub async fn ingest(a: IngestArgs, cfg: &crate::config::Config) -> Result<(), Cl
         evaluate_budgets(&store, cfg).await;
     }
     store.close().await;
-    for f in &failures {
-        eprintln!("bursar: {f}");
+    if !watched {
+        for f in &failures {
+            eprintln!("bursar: {f}");
+        }
     }
     if failures.is_empty() {
         Ok(())
@@ -267,6 +286,12 @@ pub async fn ingest(a: IngestArgs, cfg: &crate::config::Config) -> Result<(), Cl
             failures.len() + reports.len()
         )))
     }
+}
+
+/// A file's size and modification time (what the watcher tells changes by).
+fn file_state(p: &Path) -> Option<(u64, std::time::SystemTime)> {
+    let m = std::fs::metadata(p).ok()?;
+    Some((m.len(), m.modified().ok()?))
 }
 
 fn day(s: &str, flag: &str) -> Result<chrono::DateTime<Utc>, CliError> {

@@ -1344,6 +1344,101 @@ async fn accepting_a_share_of_bad_rows_stores_the_rest_and_shows_the_quarantine(
     }
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn watch_reports_a_cut_file_once_stores_nothing_and_takes_its_complete_copy() {
+    // `ingest --watch`: a file still being copied (cut mid-row) that settles is rejected
+    // and reported once, not retried at every scan; a later file is ingested (so the
+    // watcher scanned on), and the complete copy landing over the cut one is stored.
+    let sample = common::read_shared("focus-sample/multi-provider/focus_sample.csv");
+    let (cut, cut_line) = focus_cut_mid_row(&sample);
+    let other = common::read_shared("native-billing/aws/sample-anonymous-aws-export-dataset.csv");
+    for db in common::both_backends().await {
+        let backend = db.backend;
+        let dir = tempfile::tempdir().unwrap();
+        let target = dir.path().join("focus.csv");
+        std::fs::write(&target, &cut).unwrap();
+        let store = Store::open(&db.url).await.unwrap();
+        let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_bursar"))
+            .args([
+                "ingest",
+                dir.path().to_str().unwrap(),
+                "--watch",
+                "--watch-every",
+                "50ms",
+            ])
+            .args(["--json", "--quiet", "--database-url", &db.url])
+            .env_remove("BURSAR_INGEST_ACCEPT_BAD_ROWS")
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .unwrap();
+        let out = std::sync::Arc::new(std::sync::Mutex::new(Vec::<serde_json::Value>::new()));
+        let reader = {
+            let out = out.clone();
+            let stdout = child.stdout.take().unwrap();
+            std::thread::spawn(move || {
+                use std::io::BufRead;
+                for line in std::io::BufReader::new(stdout).lines() {
+                    let Ok(line) = line else { break };
+                    if let Ok(v) = serde_json::from_str(&line) {
+                        out.lock().unwrap().push(v);
+                    }
+                }
+            })
+        };
+        let seen = |out: &std::sync::Arc<std::sync::Mutex<Vec<serde_json::Value>>>| {
+            out.lock().unwrap().clone()
+        };
+        // At start, the file is taken as it is: rejected.
+        eventually(
+            "the cut file rejected",
+            Duration::from_secs(120),
+            || async { seen(&out).iter().any(|v| v["status"] == "rejected") },
+        )
+        .await;
+        // Named after the cut file: in a scan that reports both, the cut file is handled
+        // first, so once this one is stored the watcher has seen the cut file again.
+        std::fs::write(dir.path().join("later-cur.csv"), &other).unwrap();
+        eventually(
+            "the next file ingested",
+            Duration::from_secs(120),
+            || async { seen(&out).iter().any(|v| v["rows_stored"] == 1281) },
+        )
+        .await;
+        let reports = seen(&out);
+        let rejected: Vec<&serde_json::Value> = reports
+            .iter()
+            .filter(|v| v["status"] == "rejected")
+            .collect();
+        assert_eq!(rejected.len(), 1, "{backend}: reported once: {reports:?}");
+        assert_eq!(rejected[0]["quarantined"][0]["line"], cut_line, "{backend}");
+        assert_eq!(store.count_cost_lines().await.unwrap(), 1281, "{backend}");
+        let runs = store.list_ingest_runs(10).await.unwrap();
+        assert_eq!(runs.len(), 2, "{backend}: not retried: {runs:?}");
+        // The complete copy lands (written aside, then renamed over the cut one).
+        let part = dir.path().join(".focus.csv.part");
+        std::fs::write(&part, &sample).unwrap();
+        std::fs::rename(&part, &target).unwrap();
+        eventually(
+            "the complete copy ingested",
+            Duration::from_secs(120),
+            || async { seen(&out).iter().any(|v| v["rows_stored"] == 1000) },
+        )
+        .await;
+        assert_stored(
+            &store,
+            1000 + 1281,
+            dec("20.52022672899") + dec("1.6823086974"),
+            backend,
+        )
+        .await;
+        child.kill().unwrap();
+        child.wait().unwrap();
+        reader.join().unwrap();
+        store.close().await;
+    }
+}
+
 /// Whether an ingest is inside its file transaction on the database at `url`: SQLite's
 /// write lock is held, or (Postgres) the ingest advisory lock, taken as its first lines go
 /// in.
@@ -1727,6 +1822,16 @@ async fn cost_explorer_and_s3_ingest_against_moto() {
         "focus-sample/multi-provider/focus_sample.csv",
     ))
     .unwrap();
+    // And a copy cut mid-row under another prefix.
+    let (cut, cut_line) = focus_cut_mid_row(std::str::from_utf8(&sample).unwrap());
+    http.put(format!(
+        "{}/billing-exports/focus-cut/2024-09/part-0.csv",
+        moto.url
+    ))
+    .body(cut)
+    .send()
+    .await
+    .unwrap();
     http.put(format!(
         "{}/billing-exports/focus/2024-09/part-0.csv",
         moto.url
@@ -1796,6 +1901,35 @@ async fn cost_explorer_and_s3_ingest_against_moto() {
         assert_eq!(
             store.count_cost_lines().await.unwrap(),
             1002,
+            "{}",
+            db.backend
+        );
+        // The cut object is rejected: exit 1, its line named, nothing replaced.
+        let o = run(&[
+            "ingest",
+            "s3://billing-exports/focus-cut/",
+            "--s3-endpoint",
+            &moto.url,
+            "--database-url",
+            &db.url,
+        ]);
+        let err = String::from_utf8_lossy(&o.stderr);
+        assert_eq!(o.status.code(), Some(1), "{}: {err}", db.backend);
+        assert!(
+            err.contains("s3://billing-exports/focus-cut/2024-09/part-0.csv: rejected")
+                && err.contains(&format!("line {cut_line}: the file ends inside this row")),
+            "{}: {err}",
+            db.backend
+        );
+        assert_eq!(
+            store.count_cost_lines().await.unwrap(),
+            1002,
+            "{}",
+            db.backend
+        );
+        assert_eq!(
+            newest_run(&store).await.status,
+            "rejected",
             "{}",
             db.backend
         );
