@@ -81,7 +81,7 @@ pub struct SpendArgs {
 
 fn report_json(r: &crate::tasks::ingest::IngestReport) -> serde_json::Value {
     json!({
-        "run_id": r.run_id, "source": r.source,
+        "run_id": r.run_id, "source": r.source, "status": "ok",
         "format": r.format.map(|f| f.as_str()), "variant": r.variant,
         "rows_read": r.rows_read, "rows_stored": r.rows_stored, "rows_quarantined": r.quarantined,
         "deviations": r.deviations,
@@ -93,6 +93,15 @@ fn report_json(r: &crate::tasks::ingest::IngestReport) -> serde_json::Value {
 
 fn quarantined_json(q: &crate::billing::Quarantined) -> serde_json::Value {
     json!({"line": q.line, "column": q.column, "reason": q.reason})
+}
+
+/// A file not stored, as `--json` prints it: a rejection with its first quarantined rows,
+/// or a failure with its error.
+fn failure_json(source: &str, e: &IngestError) -> serde_json::Value {
+    match e {
+        IngestError::Rejected(r) => rejection_json(r),
+        e => json!({"source": source, "status": "failed", "error": e.to_string()}),
+    }
 }
 
 fn rejection_json(r: &Rejection) -> serde_json::Value {
@@ -146,11 +155,11 @@ pub async fn ingest(a: IngestArgs, cfg: &crate::config::Config) -> Result<(), Cl
     let mut failures = Vec::new();
     // Whether failures were reported as they happened (--watch).
     let mut watched = false;
-    // A failed or rejected file: named on stderr at the end (and with --json, a rejection
-    // is printed as JSON at once).
+    // A failed or rejected file: named on stderr at the end (and with --json, printed as
+    // JSON at once).
     let failed = |source: &str, e: &IngestError, json: bool| {
-        if let (IngestError::Rejected(r), true) = (e, json) {
-            println!("{}", rejection_json(r));
+        if json {
+            println!("{}", failure_json(source, e));
         }
         format!("{source}: {e}")
     };
@@ -257,10 +266,11 @@ pub async fn ingest(a: IngestArgs, cfg: &crate::config::Config) -> Result<(), Cl
                             evaluate_budgets(&st, &cfg).await;
                         }
                         Err(e) => {
-                            if let (IngestError::Rejected(r), true) = (&e, json) {
-                                println!("{}", rejection_json(r));
+                            let source = p.display().to_string();
+                            if json {
+                                println!("{}", failure_json(&source, &e));
                             }
-                            eprintln!("bursar: {}: {e}", p.display());
+                            eprintln!("bursar: {source}: {e}");
                         }
                     }
                 }

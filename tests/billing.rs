@@ -1069,6 +1069,25 @@ async fn a_damaged_export_replaces_nothing_and_its_rejection_names_lines_and_rea
                 run.error
             );
         }
+        // With --json the failure is printed too.
+        let o = bursar(
+            &[
+                "ingest",
+                gz_path.to_str().unwrap(),
+                "--json",
+                "--database-url",
+                &db.url,
+            ],
+            &[],
+        )
+        .await;
+        assert_eq!(o.status.code(), Some(1), "{backend}");
+        let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+        assert_eq!(v["status"], "failed", "{backend}: {v}");
+        assert!(
+            v["error"].as_str().unwrap().contains("gzip"),
+            "{backend}: {v}"
+        );
         // The rejected runs' quarantined rows were kept, with line, column and reason.
         let runs = store.list_ingest_runs(10).await.unwrap();
         let bad_run = runs
