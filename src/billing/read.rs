@@ -42,7 +42,8 @@ const JSONL_HEADER_LINES: usize = 1000;
 
 /// Parses a billing export file. `hint: None` detects the format from the columns. Lines
 /// go to `sink` in batches of up to [`BATCH`]; unreadable rows are quarantined in the
-/// summary with their line and a reason.
+/// summary with their line and a reason. A text export (CSV, JSON lines, gzipped or not)
+/// is read once front to back, so it may be a named pipe; Parquet needs a regular file.
 pub fn parse_file(
     path: &Path,
     hint: Option<BillingFormat>,

@@ -3,6 +3,9 @@
 //! whole) and the spend query. SQLite keeps money as exact decimal text and sums it in Rust;
 //! Postgres keeps NUMERIC, loads with COPY and sums in SQL. Lines are stored compactly
 //! (`cost_fact`, `cost_dims`, `cost_range`; see `IngestTx`) behind the `cost_line` view.
+//! A `running` run holds a lease its process renews; one whose lease ran out is marked
+//! `interrupted` (`interrupt_expired_runs`). Quarantined rows are listed per run in pages
+//! (`list_quarantine`).
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
 use std::sync::Arc;
