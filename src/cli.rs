@@ -90,10 +90,15 @@ pub enum Command {
     Ingest(crate::cli_billing::IngestArgs),
     /// Ingest AWS Cost Explorer daily cost by service and linked account (no CUR needed).
     IngestCostExplorer(crate::cli_billing::CostExplorerArgs),
-    /// Recent ingest runs on a running server.
+    /// Recent ingest runs on a running server, or with --quarantine RUN the rows that run
+    /// could not read.
     IngestRuns {
+        /// At most this many runs (or quarantined rows).
         #[arg(long, default_value_t = 50)]
         limit: i32,
+        /// List this run's quarantined rows: file, line, column, reason.
+        #[arg(long, value_name = "RUN")]
+        quarantine: Option<String>,
         #[command(flatten)]
         client: ClientArgs,
     },
@@ -457,9 +462,16 @@ pub async fn dispatch(cli: Cli) -> Result<(), CliError> {
             init_logging(&cfg.log_format, "warn");
             crate::cli_billing::ingest_cost_explorer(args, &cfg).await
         }
-        Command::IngestRuns { limit, client } => {
+        Command::IngestRuns {
+            limit,
+            quarantine,
+            client,
+        } => {
             init_logging("text", "warn");
-            crate::cli_billing::ingest_runs(client, limit).await
+            match quarantine {
+                Some(run) => crate::cli_billing::ingest_quarantine(client, &run, limit).await,
+                None => crate::cli_billing::ingest_runs(client, limit).await,
+            }
         }
         Command::Spend(args) => {
             init_logging("text", "warn");

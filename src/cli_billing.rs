@@ -6,11 +6,13 @@ use clap::Args;
 use serde_json::json;
 
 use crate::billing::BillingFormat;
-use crate::cli::{CliError, ClientArgs, DbArgs, channel, status_error};
+use crate::billing::accept::BadRowShare;
+use crate::cli::{CliError, ClientArgs, DbArgs, channel, status_error, table};
 use crate::display;
 use crate::proto;
 use crate::proto::spend_service_client::SpendServiceClient;
 use crate::store::Store;
+use crate::tasks::ingest::{IngestError, IngestOptions, Rejection};
 
 #[derive(Args, Debug)]
 pub struct IngestArgs {
@@ -34,6 +36,11 @@ pub struct IngestArgs {
     pub s3_endpoint: Option<String>,
     #[arg(long, env = "BURSAR_S3_REGION", default_value = "us-east-1")]
     pub s3_region: String,
+    /// Store a file's readable rows when at most this share of its rows cannot be read
+    /// (e.g. 0.1%); those are quarantined. Default: `[ingest] accept_bad_rows`, 0 — a file
+    /// with any bad row stores nothing. A file that ends inside a row is always rejected.
+    #[arg(long, value_name = "SHARE")]
+    pub accept_bad_rows: Option<String>,
     /// Hide the progress spinner.
     #[arg(long)]
     pub quiet: bool,
@@ -77,12 +84,34 @@ pub struct SpendArgs {
 
 fn report_json(r: &crate::tasks::ingest::IngestReport) -> serde_json::Value {
     json!({
-        "run_id": r.run_id, "source": r.source,
+        "run_id": r.run_id, "source": r.source, "status": "ok",
         "format": r.format.map(|f| f.as_str()), "variant": r.variant,
         "rows_read": r.rows_read, "rows_stored": r.rows_stored, "rows_quarantined": r.quarantined,
         "deviations": r.deviations,
         "totals": r.totals.iter().map(|(c, (b, e))| (c.clone(), json!({"billed": b.to_string(), "effective": e.to_string()}))).collect::<serde_json::Map<_, _>>(),
         "scopes_replaced": r.scopes, "rows_replaced": r.replaced_rows, "seconds": r.seconds,
+        "quarantined": r.bad_rows.iter().map(quarantined_json).collect::<Vec<_>>(),
+    })
+}
+
+fn quarantined_json(q: &crate::billing::Quarantined) -> serde_json::Value {
+    json!({"line": q.line, "column": q.column, "reason": q.reason})
+}
+
+/// A file not stored, as `--json` prints it: a rejection with its first quarantined rows,
+/// or a failure with its error.
+fn failure_json(source: &str, e: &IngestError) -> serde_json::Value {
+    match e {
+        IngestError::Rejected(r) => rejection_json(r),
+        e => json!({"source": source, "status": "failed", "error": e.to_string()}),
+    }
+}
+
+fn rejection_json(r: &Rejection) -> serde_json::Value {
+    json!({
+        "run_id": r.run_id, "source": r.source, "status": "rejected", "reason": r.reason,
+        "rows_read": r.rows_read, "rows_quarantined": r.quarantined,
+        "quarantined": r.first_rows.iter().map(quarantined_json).collect::<Vec<_>>(),
     })
 }
 
@@ -110,12 +139,33 @@ pub async fn ingest(a: IngestArgs, cfg: &crate::config::Config) -> Result<(), Cl
     };
     let lock_wait = humantime::parse_duration(&a.lock_wait)
         .map_err(|e| CliError::Usage(format!("--lock-wait: {e}")))?;
+    let accept_bad_rows = match &a.accept_bad_rows {
+        Some(s) => s
+            .parse::<BadRowShare>()
+            .map_err(|e| CliError::Usage(format!("--accept-bad-rows {e}")))?,
+        None => cfg.ingest.accept_bad_rows,
+    };
     let store = Store::open(database_url)
         .await?
-        .with_ingest_lock_wait(lock_wait);
-    let progress = !a.quiet && !a.json;
+        .with_ingest_lock_wait(lock_wait)
+        .with_ingest_heartbeat(cfg.ingest.heartbeat);
+    let opts = IngestOptions {
+        hint,
+        progress: !a.quiet && !a.json,
+        accept_bad_rows,
+    };
     let mut reports = Vec::new();
     let mut failures = Vec::new();
+    // Whether failures were reported as they happened (--watch).
+    let mut watched = false;
+    // A failed or rejected file: named on stderr at the end (and with --json, printed as
+    // JSON at once).
+    let failed = |source: &str, e: &IngestError, json: bool| {
+        if json {
+            println!("{}", failure_json(source, e));
+        }
+        format!("{source}: {e}")
+    };
     let print = |r: &crate::tasks::ingest::IngestReport, json: bool| {
         if json {
             println!("{}", report_json(r));
@@ -139,14 +189,12 @@ pub async fn ingest(a: IngestArgs, cfg: &crate::config::Config) -> Result<(), Cl
                     .await
                     .map_err(|e| CliError::Failed(e.to_string()))?;
             let source = format!("s3://{}/{}", loc.bucket, o.key);
-            match crate::tasks::ingest::ingest_bytes(&store, &source, &o.key, bytes, hint, progress)
-                .await
-            {
+            match crate::tasks::ingest::ingest_bytes(&store, &source, &o.key, bytes, opts).await {
                 Ok(r) => {
                     print(&r, a.json);
                     reports.push(r);
                 }
-                Err(e) => failures.push(format!("{source}: {e}")),
+                Err(e) => failures.push(failed(&source, &e, a.json)),
             }
         }
     } else {
@@ -164,13 +212,18 @@ pub async fn ingest(a: IngestArgs, cfg: &crate::config::Config) -> Result<(), Cl
         } else {
             vec![path.to_path_buf()]
         };
+        // Each file as it was when taken, so --watch does not take it again unchanged.
+        let mut taken = std::collections::HashMap::new();
         for f in files {
-            match crate::tasks::ingest::ingest_file(&store, &f, hint, progress).await {
+            if let Some(state) = file_state(&f) {
+                taken.insert(f.clone(), state);
+            }
+            match crate::tasks::ingest::ingest_file_with(&store, &f, opts).await {
                 Ok(r) => {
                     print(&r, a.json);
                     reports.push(r);
                 }
-                Err(e) => failures.push(format!("{}: {e}", f.display())),
+                Err(e) => failures.push(failed(&f.display().to_string(), &e, a.json)),
             }
         }
         if a.watch && path.is_dir() {
@@ -187,10 +240,26 @@ pub async fn ingest(a: IngestArgs, cfg: &crate::config::Config) -> Result<(), Cl
                 evaluate_budgets(&store, cfg).await;
             }
             let cfg = cfg.clone();
+            // Files that failed before watching began are reported now, not at the end.
+            for f in &failures {
+                eprintln!("bursar: {f}");
+            }
+            watched = true;
+            let taken = std::sync::Arc::new(taken);
             crate::tasks::watch::watch_loop(path.to_path_buf(), every, rx, move |p| {
                 let (st, cfg) = (st.clone(), cfg.clone());
+                let unchanged = file_state(&p).is_some_and(|now| taken.get(&p) == Some(&now));
+                let opts = IngestOptions {
+                    progress: false,
+                    ..opts
+                };
+                // A rejected file is reported once; the watcher offers it again only once it
+                // changes (a complete copy landing over a partial one).
                 async move {
-                    match crate::tasks::ingest::ingest_file(&st, &p, hint, false).await {
+                    if unchanged {
+                        return;
+                    }
+                    match crate::tasks::ingest::ingest_file_with(&st, &p, opts).await {
                         Ok(r) => {
                             if json {
                                 println!("{}", report_json(&r));
@@ -199,7 +268,13 @@ pub async fn ingest(a: IngestArgs, cfg: &crate::config::Config) -> Result<(), Cl
                             }
                             evaluate_budgets(&st, &cfg).await;
                         }
-                        Err(e) => eprintln!("bursar: {}: {e}", p.display()),
+                        Err(e) => {
+                            let source = p.display().to_string();
+                            if json {
+                                println!("{}", failure_json(&source, &e));
+                            }
+                            eprintln!("bursar: {source}: {e}");
+                        }
                     }
                 }
             })
@@ -210,8 +285,10 @@ pub async fn ingest(a: IngestArgs, cfg: &crate::config::Config) -> Result<(), Cl
         evaluate_budgets(&store, cfg).await;
     }
     store.close().await;
-    for f in &failures {
-        eprintln!("bursar: {f}");
+    if !watched {
+        for f in &failures {
+            eprintln!("bursar: {f}");
+        }
     }
     if failures.is_empty() {
         Ok(())
@@ -222,6 +299,12 @@ pub async fn ingest(a: IngestArgs, cfg: &crate::config::Config) -> Result<(), Cl
             failures.len() + reports.len()
         )))
     }
+}
+
+/// A file's size and modification time (what the watcher tells changes by).
+fn file_state(p: &Path) -> Option<(u64, std::time::SystemTime)> {
+    let m = std::fs::metadata(p).ok()?;
+    Some((m.len(), m.modified().ok()?))
 }
 
 fn day(s: &str, flag: &str) -> Result<chrono::DateTime<Utc>, CliError> {
@@ -385,6 +468,62 @@ pub async fn ingest_runs(client: ClientArgs, limit: i32) -> Result<(), CliError>
             &rows,
             "ingest runs"
         )
+    );
+    Ok(())
+}
+
+/// `bursar ingest-runs --quarantine RUN`: the run's quarantined rows, at most `limit`,
+/// page after page.
+pub async fn ingest_quarantine(client: ClientArgs, run: &str, limit: i32) -> Result<(), CliError> {
+    if limit < 1 {
+        return Err(CliError::Usage(format!(
+            "--limit {limit}: must be at least 1"
+        )));
+    }
+    let mut c = SpendServiceClient::new(channel(&client.server).await?);
+    let mut rows: Vec<proto::QuarantinedRow> = Vec::new();
+    let mut page_token = String::new();
+    while rows.len() < limit as usize {
+        let r = c
+            .list_quarantine(proto::ListQuarantineRequest {
+                run_id: run.to_string(),
+                limit: (limit as usize - rows.len()).min(1000) as i32,
+                page_token,
+            })
+            .await
+            .map_err(status_error)?
+            .into_inner();
+        rows.extend(r.rows);
+        if r.next_page_token.is_empty() {
+            break;
+        }
+        page_token = r.next_page_token;
+    }
+    if client.json {
+        let rows: Vec<_> = rows
+            .iter()
+            .map(|q| json!({"file": q.file, "line": q.line, "column": q.column, "reason": q.reason, "raw": q.raw}))
+            .collect();
+        println!(
+            "{}",
+            serde_json::to_string_pretty(&json!({"run_id": run, "rows": rows})).unwrap_or_default()
+        );
+        return Ok(());
+    }
+    let table_rows: Vec<Vec<String>> = rows
+        .iter()
+        .map(|q| {
+            vec![
+                q.line.to_string(),
+                q.column.clone(),
+                q.reason.clone(),
+                q.file.clone(),
+            ]
+        })
+        .collect();
+    print!(
+        "{}",
+        table(&["LINE", "COLUMN", "REASON", "FILE"], &table_rows)
     );
     Ok(())
 }

@@ -7,6 +7,7 @@ use std::time::Duration;
 
 use serde::Deserialize;
 
+use crate::billing::accept::BadRowShare;
 use crate::clouds::HttpSettings;
 use crate::domain::budget::Budget;
 use crate::notify::AlertsConfig;
@@ -51,6 +52,36 @@ pub struct Config {
     pub budget_evaluation: BudgetEvalConfig,
     /// `[cost_explorer]`: AWS Cost Explorer polled by `serve`, for accounts without a CUR.
     pub cost_explorer: CostExplorerConfig,
+    /// `[ingest]`: how billing ingests treat bad rows and renew their runs' leases.
+    pub ingest: IngestConfig,
+}
+
+/// `[ingest]`.
+#[derive(Clone, Debug, Deserialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields, default)]
+pub struct IngestConfig {
+    /// The share of a file's rows that may be quarantined while the others are stored
+    /// ("0": none, the file is rejected; "0.1%"). An incomplete file is always rejected.
+    #[serde(deserialize_with = "bad_row_share")]
+    pub accept_bad_rows: BadRowShare,
+    /// How often an ingest renews its run's lease; a run whose lease (3 heartbeats) ran out
+    /// is marked `interrupted`.
+    #[serde(with = "humantime_serde_str")]
+    pub heartbeat: Duration,
+}
+
+impl Default for IngestConfig {
+    fn default() -> Self {
+        IngestConfig {
+            accept_bad_rows: BadRowShare::NONE,
+            heartbeat: crate::store::DEFAULT_INGEST_HEARTBEAT,
+        }
+    }
+}
+
+fn bad_row_share<'de, D: serde::Deserializer<'de>>(d: D) -> Result<BadRowShare, D::Error> {
+    let s = String::deserialize(d)?;
+    s.parse().map_err(serde::de::Error::custom)
 }
 
 /// `[cost_explorer]`.
@@ -94,6 +125,7 @@ impl fmt::Debug for Config {
             .field("budgets", &budgets)
             .field("budget_evaluation", &self.budget_evaluation)
             .field("cost_explorer", &self.cost_explorer)
+            .field("ingest", &self.ingest)
             .finish()
     }
 }
@@ -334,6 +366,7 @@ impl Default for Config {
             budgets: Vec::new(),
             budget_evaluation: BudgetEvalConfig::default(),
             cost_explorer: CostExplorerConfig::default(),
+            ingest: IngestConfig::default(),
         }
     }
 }
@@ -602,6 +635,15 @@ impl Config {
         if let Some(v) = get("BURSAR_BUDGET_EVALUATION_EVERY") {
             self.budget_evaluation.every = parse_dur("BURSAR_BUDGET_EVALUATION_EVERY", &v)?;
         }
+        if let Some(v) = get("BURSAR_INGEST_ACCEPT_BAD_ROWS") {
+            self.ingest.accept_bad_rows = v.parse().map_err(|detail| ConfigError::Field {
+                field: "BURSAR_INGEST_ACCEPT_BAD_ROWS".into(),
+                detail,
+            })?;
+        }
+        if let Some(v) = get("BURSAR_INGEST_HEARTBEAT") {
+            self.ingest.heartbeat = parse_dur("BURSAR_INGEST_HEARTBEAT", &v)?;
+        }
         for name in SOURCE_NAMES {
             let prefix = format!("BURSAR_{}_", name.replace('-', "_").to_ascii_uppercase());
             let s = self.sources.get_mut(name).expect("known source");
@@ -641,6 +683,12 @@ impl Config {
     }
 
     pub fn validate(&self) -> Result<(), ConfigError> {
+        if self.ingest.heartbeat.is_zero() {
+            return Err(ConfigError::Field {
+                field: "ingest.heartbeat".into(),
+                detail: "must be greater than zero".into(),
+            });
+        }
         if !matches!(self.log_format.as_str(), "text" | "json") {
             return Err(ConfigError::Field {
                 field: "log_format".into(),
@@ -719,6 +767,39 @@ impl Config {
 mod tests {
     use super::*;
     use std::collections::HashMap;
+
+    #[test]
+    fn ingest_section_reads_the_share_and_heartbeat_and_names_bad_values() {
+        assert_eq!(Config::default().ingest.accept_bad_rows, BadRowShare::NONE);
+        let c = Config::from_toml("[ingest]\naccept_bad_rows = \"0.1%\"\nheartbeat = \"2s\"\n")
+            .unwrap();
+        assert_eq!(c.ingest.accept_bad_rows.to_string(), "0.1%");
+        assert_eq!(c.ingest.heartbeat, Duration::from_secs(2));
+        let e = Config::from_toml("[ingest]\naccept_bad_rows = \"lots\"\n").unwrap_err();
+        assert!(
+            e.contains("ingest.accept_bad_rows") && e.contains("lots"),
+            "{e}"
+        );
+        let mut c = Config::default();
+        c.apply_env(|k| (k == "BURSAR_INGEST_ACCEPT_BAD_ROWS").then(|| "5%".into()))
+            .unwrap();
+        assert_eq!(c.ingest.accept_bad_rows.to_string(), "5%");
+        let e = Config::default()
+            .apply_env(|k| (k == "BURSAR_INGEST_ACCEPT_BAD_ROWS").then(|| "5".into()))
+            .unwrap_err();
+        assert!(
+            e.to_string().contains("BURSAR_INGEST_ACCEPT_BAD_ROWS"),
+            "{e}"
+        );
+        let mut c = Config::default();
+        c.ingest.heartbeat = Duration::ZERO;
+        assert!(
+            c.validate()
+                .unwrap_err()
+                .to_string()
+                .contains("ingest.heartbeat")
+        );
+    }
 
     #[test]
     fn defaults_are_documented_values() {

@@ -17,85 +17,152 @@ fn dec(s: &str) -> Decimal {
     s.parse().unwrap()
 }
 
-/// (path under ../shared/data, expected billed sum, currency, rows)
-fn expected() -> Vec<(String, Decimal, String, u64)> {
+/// One sample export and the sums `expected_totals.json` records for it, in FOCUS terms.
+struct Expected {
+    /// Path under ../shared/data.
+    file: String,
+    currency: String,
+    rows: u64,
+    billed: Decimal,
+    /// When the file has the columns the recorded sum comes from.
+    effective: Option<Decimal>,
+    list: Option<Decimal>,
+}
+
+/// `key` of one file's entry in expected_totals.json: a recorded sum the test needs must be
+/// there (a missing key fails, it is not taken as 0).
+fn sum_of(f: &serde_json::Value, file: &str, key: &str) -> Decimal {
+    let v = f
+        .get(key)
+        .and_then(|v| v.as_str())
+        .unwrap_or_else(|| panic!("{file}: expected_totals.json has no {key}"));
+    dec(v)
+}
+
+/// Whether the file has column `c` (per expected_totals.json).
+fn has_column(f: &serde_json::Value, c: &str) -> bool {
+    f["columns"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .any(|x| x.as_str() == Some(c))
+}
+
+/// Every sample export with its recorded sums: billed always; effective, list and credits
+/// wherever the file has the columns they are recorded from. FOCUS: BilledCost,
+/// EffectiveCost, ListCost. CUR: unblended cost, public on-demand cost, and the amortized
+/// cost the recorded formula gives (Parquet). GCP: cost, and cost plus credits. Azure: the
+/// cost column.
+fn expected() -> Vec<Expected> {
     let mut out = Vec::new();
     let focus: serde_json::Value =
         serde_json::from_str(&common::read_shared("focus-sample/expected_totals.json")).unwrap();
     for (name, f) in focus["files"].as_object().unwrap() {
-        let billed = f["BilledCost_sum"].as_str().unwrap_or("0");
-        out.push((
-            format!("focus-sample/{name}"),
-            dec(billed),
-            "USD".into(),
-            f["rows"].as_u64().unwrap(),
-        ));
+        let file = format!("focus-sample/{name}");
+        out.push(Expected {
+            billed: sum_of(f, &file, "BilledCost_sum"),
+            effective: has_column(f, "EffectiveCost")
+                .then(|| sum_of(f, &file, "EffectiveCost_sum")),
+            list: has_column(f, "ListCost").then(|| sum_of(f, &file, "ListCost_sum")),
+            currency: "USD".into(),
+            rows: f["rows"].as_u64().unwrap(),
+            file,
+        });
     }
     let native: serde_json::Value =
         serde_json::from_str(&common::read_shared("native-billing/expected_totals.json")).unwrap();
     for (name, f) in native["files"].as_object().unwrap() {
-        if name.starts_with("oci/") {
-            continue;
-        }
-        let key = [
-            "lineItem/UnblendedCost_sum",
-            "line_item_unblended_cost_sum",
-            "Cost_sum",
-            "CostInBillingCurrency_sum",
-            "cost_sum",
-        ]
-        .iter()
-        .find(|k| f.get(**k).is_some())
-        .unwrap();
-        let cur = f["currencies"]
-            .as_object()
-            .unwrap()
-            .keys()
-            .next()
-            .unwrap()
-            .clone();
-        out.push((
-            format!("native-billing/{name}"),
-            dec(f[*key].as_str().unwrap()),
-            cur,
-            f["rows"].as_u64().unwrap(),
-        ));
+        let file = format!("native-billing/{name}");
+        let (billed, effective, list) = match name.split('/').next().unwrap() {
+            "oci" => continue,
+            "aws" if name.ends_with(".parquet") => (
+                sum_of(f, &file, "line_item_unblended_cost_sum"),
+                Some(sum_of(f, &file, "amortized_cost_sum")),
+                Some(sum_of(f, &file, "pricing_public_on_demand_cost_sum")),
+            ),
+            // expected_totals.json records no public on-demand sum for the koku sample.
+            "aws" if name.ends_with("koku-2023-06-01.csv") => {
+                (sum_of(f, &file, "lineItem/UnblendedCost_sum"), None, None)
+            }
+            "aws" => (
+                sum_of(f, &file, "lineItem/UnblendedCost_sum"),
+                None,
+                Some(sum_of(f, &file, "pricing/publicOnDemandCost_sum")),
+            ),
+            "gcp" => {
+                let cost = sum_of(f, &file, "cost_sum");
+                assert!(
+                    has_column(f, "credits"),
+                    "{file}: the GCP samples have credits"
+                );
+                let credits = sum_of(f, &file, "credits_amount_sum");
+                (cost, Some(cost + credits), None)
+            }
+            "azure" if has_column(f, "Cost") => (sum_of(f, &file, "Cost_sum"), None, None),
+            "azure" => (sum_of(f, &file, "CostInBillingCurrency_sum"), None, None),
+            other => panic!("{file}: no expectation for {other} exports"),
+        };
+        let currencies = f["currencies"].as_object().unwrap();
+        assert_eq!(currencies.len(), 1, "{file}: one currency");
+        out.push(Expected {
+            currency: currencies.keys().next().unwrap().clone(),
+            rows: f["rows"].as_u64().unwrap(),
+            billed,
+            effective,
+            list,
+            file,
+        });
     }
     out
 }
 
-/// Exact billed totals per currency of one run, read back from the database.
-async fn run_totals(store: &Store, run: &str) -> BTreeMap<String, Decimal> {
-    let mut out = BTreeMap::new();
+/// Exact (billed, effective, list) sums per currency of one run, read back from the
+/// database (a line without a list cost adds nothing to the list sum).
+async fn run_sums(store: &Store, run: &str) -> BTreeMap<String, (Decimal, Decimal, Decimal)> {
+    let mut out: BTreeMap<String, (Decimal, Decimal, Decimal)> = BTreeMap::new();
     match store {
         Store::Sqlite(s) => {
             let rows = sqlx::query(
-                "SELECT billing_currency, billed_cost FROM cost_line WHERE ingest_run_id = ?1",
+                "SELECT billing_currency, billed_cost, effective_cost, list_cost FROM cost_line \
+                 WHERE ingest_run_id = ?1",
             )
             .bind(run)
             .fetch_all(s.pool())
             .await
             .unwrap();
             for r in rows {
-                let c: String = r.get(0);
-                let v: String = r.get(1);
-                *out.entry(c).or_insert(Decimal::ZERO) += dec(&v);
+                let e = out.entry(r.get::<String, _>(0)).or_default();
+                e.0 += dec(r.get::<&str, _>(1));
+                e.1 += dec(r.get::<&str, _>(2));
+                e.2 += r.get::<Option<&str>, _>(3).map(dec).unwrap_or_default();
             }
         }
         Store::Postgres(s) => {
             let rows = sqlx::query(
-                "SELECT billing_currency, SUM(billed_cost) FROM cost_line WHERE ingest_run_id = $1 GROUP BY 1",
+                "SELECT billing_currency, SUM(billed_cost), SUM(effective_cost), \
+                 COALESCE(SUM(list_cost), 0) FROM cost_line WHERE ingest_run_id = $1 GROUP BY 1",
             )
             .bind(run)
             .fetch_all(s.pool())
             .await
             .unwrap();
             for r in rows {
-                out.insert(r.get::<String, _>(0), r.get::<Decimal, _>(1));
+                out.insert(r.get(0), (r.get(1), r.get(2), r.get(3)));
             }
         }
     }
-    out.into_iter().map(|(k, v)| (k, v.normalize())).collect()
+    out.into_iter()
+        .map(|(k, (b, e, l))| (k, (b.normalize(), e.normalize(), l.normalize())))
+        .collect()
+}
+
+/// Exact billed totals per currency of one run, read back from the database.
+async fn run_totals(store: &Store, run: &str) -> BTreeMap<String, Decimal> {
+    run_sums(store, run)
+        .await
+        .into_iter()
+        .map(|(c, (b, _, _))| (c, b))
+        .collect()
 }
 
 async fn all_totals(store: &Store) -> BTreeMap<String, Decimal> {
@@ -119,30 +186,45 @@ async fn all_totals(store: &Store) -> BTreeMap<String, Decimal> {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn every_sample_export_ingests_to_its_exact_expected_totals() {
+    let expected = expected();
+    let (with_effective, with_list) = (
+        expected.iter().filter(|e| e.effective.is_some()).count(),
+        expected.iter().filter(|e| e.list.is_some()).count(),
+    );
+    // 27 FOCUS files, 2 GCP (credits), 2 CUR Parquet (amortized); 20 FOCUS files with a
+    // ListCost column, 3 CUR files.
+    assert_eq!((with_effective, with_list), (31, 23));
     for db in common::both_backends().await {
         let store = Store::open(&db.url).await.unwrap();
-        for (file, billed, currency, rows) in expected() {
-            let r: IngestReport = ingest_file(&store, &common::shared(&file), None, false)
+        for e in &expected {
+            let (file, backend) = (&e.file, db.backend);
+            let r: IngestReport = ingest_file(&store, &common::shared(file), None, false)
                 .await
-                .unwrap_or_else(|e| panic!("{}: {file}: {e}", db.backend));
-            assert_eq!(r.rows_read, rows, "{}: {file}: rows read", db.backend);
+                .unwrap_or_else(|err| panic!("{backend}: {file}: {err}"));
+            assert_eq!(r.rows_read, e.rows, "{backend}: {file}: rows read");
             assert_eq!(
-                r.rows_stored + r.quarantined,
-                rows,
-                "{file}: every row stored or quarantined"
+                (r.rows_stored, r.quarantined),
+                (e.rows, 0),
+                "{backend}: {file}: every row stored"
             );
+            let got = run_sums(&store, &r.run_id).await;
             assert_eq!(
-                r.quarantined, 0,
-                "{}: {file}: nothing quarantined",
-                db.backend
+                got.keys().collect::<Vec<_>>(),
+                vec![&e.currency],
+                "{backend}: {file}: currency"
             );
-            let want: BTreeMap<String, Decimal> = [(currency.clone(), billed.normalize())].into();
-            let got = run_totals(&store, &r.run_id).await;
-            assert_eq!(got, want, "{}: {file}: stored totals", db.backend);
+            let (billed, effective, list) = got[&e.currency];
+            assert_eq!(billed, e.billed.normalize(), "{backend}: {file}: billed");
+            if let Some(want) = e.effective {
+                assert_eq!(effective, want.normalize(), "{backend}: {file}: effective");
+            }
+            if let Some(want) = e.list {
+                assert_eq!(list, want.normalize(), "{backend}: {file}: list");
+            }
             assert_eq!(
-                r.totals.get(&currency).map(|t| t.0),
-                Some(billed.normalize()),
-                "{file}: report"
+                r.totals.get(&e.currency),
+                Some(&(billed, effective)),
+                "{backend}: {file}: report"
             );
         }
         store.close().await;
@@ -151,23 +233,36 @@ async fn every_sample_export_ingests_to_its_exact_expected_totals() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn unknown_exports_fail_clearly_and_record_a_failed_run() {
-    let db = common::fresh_sqlite();
-    let store = Store::open(&db.url).await.unwrap();
-    let err = ingest_file(
-        &store,
-        &common::shared("native-billing/oci/reports_cost-csv_0000000030000269.csv"),
-        None,
-        false,
-    )
-    .await
-    .unwrap_err();
-    assert!(
-        err.to_string().contains("not a known billing export"),
-        "{err}"
-    );
-    let runs = store.list_ingest_runs(10).await.unwrap();
-    assert_eq!(runs[0].status, "failed");
-    assert_eq!(store.count_cost_lines().await.unwrap(), 0);
+    for db in common::both_backends().await {
+        let store = Store::open(&db.url).await.unwrap();
+        let err = ingest_file(
+            &store,
+            &common::shared("native-billing/oci/reports_cost-csv_0000000030000269.csv"),
+            None,
+            false,
+        )
+        .await
+        .unwrap_err();
+        assert!(
+            err.to_string().contains("not a known billing export"),
+            "{}: {err}",
+            db.backend
+        );
+        let runs = store.list_ingest_runs(10).await.unwrap();
+        assert_eq!(runs.len(), 1, "{}", db.backend);
+        assert_eq!(runs[0].status, "failed", "{}", db.backend);
+        assert!(
+            runs[0]
+                .error
+                .as_deref()
+                .is_some_and(|e| e.contains("not a known billing export")),
+            "{}: {:?}",
+            db.backend,
+            runs[0].error
+        );
+        assert_eq!(store.count_cost_lines().await.unwrap(), 0, "{}", db.backend);
+        store.close().await;
+    }
 }
 
 fn write(dir: &Path, name: &str, text: &str) -> PathBuf {
@@ -840,122 +935,780 @@ async fn an_ingest_waits_its_turn_and_gives_up_clearly_after_its_lock_wait() {
     }
 }
 
+/// Runs the `bursar` binary with `args` (no BURSAR_* settings from the environment but
+/// `env`).
+async fn bursar(args: &[&str], env: &[(&str, &str)]) -> std::process::Output {
+    let mut cmd = std::process::Command::new(env!("CARGO_BIN_EXE_bursar"));
+    cmd.args(args)
+        .env_remove("BURSAR_DATABASE_URL")
+        .env_remove("BURSAR_CONFIG")
+        .env_remove("BURSAR_SERVER")
+        .env_remove("BURSAR_INGEST_ACCEPT_BAD_ROWS");
+    for (k, v) in env {
+        cmd.env(k, v);
+    }
+    tokio::task::spawn_blocking(move || cmd.output().unwrap())
+        .await
+        .unwrap()
+}
+
+/// The newest ingest run.
+async fn newest_run(store: &Store) -> bursar::store::billing::IngestRunRow {
+    store.list_ingest_runs(1).await.unwrap().remove(0)
+}
+
+/// The FOCUS sample cut inside a row about halfway through, and the line of that row.
+fn focus_cut_mid_row(sample: &str) -> (String, u64) {
+    let mut cut = sample.len() / 2;
+    while !sample.is_char_boundary(cut) || sample[..cut].ends_with('\n') {
+        cut += 1;
+    }
+    let line = sample[..cut].matches('\n').count() as u64 + 1;
+    (sample[..cut].to_string(), line)
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn bad_rows_are_quarantined_with_file_and_line() {
+async fn a_damaged_export_replaces_nothing_and_its_rejection_names_lines_and_reasons() {
+    // Over a complete ingest of the same period, each damaged copy of it exits 1, names
+    // the line and the reason, and leaves the stored lines and totals as they were; the
+    // run is recorded with why.
+    use std::io::Write;
     let tmp = tempfile::tempdir().unwrap();
     let sample = common::read_shared("focus-sample/multi-provider/focus_sample.csv");
-    // The second data row gets a cost that is not a number.
-    let (bad, bad_line) = edit_cell(&sample, 1, "BilledCost", |_| "twelve dollars".into());
-    let p = write(tmp.path(), "focus-bad.csv", &bad);
+    let full = write(tmp.path(), "focus.csv", &sample);
+    let (cut, cut_line) = focus_cut_mid_row(&sample);
+    let cut_path = write(tmp.path(), "focus-cut.csv", &cut);
+    let mut bad = sample.clone();
+    let mut bad_lines = Vec::new();
+    for row in [0, 499, 998] {
+        let (text, line) = edit_cell(&bad, row, "BilledCost", |_| "twelve dollars".into());
+        bad = text;
+        bad_lines.push(line);
+    }
+    let bad_path = write(tmp.path(), "focus-3-bad.csv", &bad);
+    let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::default());
+    gz.write_all(sample.as_bytes()).unwrap();
+    let gz = gz.finish().unwrap();
+    let gz_path = tmp.path().join("focus-cut.csv.gz");
+    std::fs::write(&gz_path, &gz[..gz.len() / 2]).unwrap();
+    let cur = common::shared("native-billing/aws/Oct2018-WorkshopCUR-00001.snappy.parquet");
+    let pq = std::fs::read(&cur).unwrap();
+    let pq_path = tmp.path().join("cur-cut.parquet");
+    std::fs::write(&pq_path, &pq[..pq.len() * 3 / 4]).unwrap();
+    let focus_total = dec("20.52022672899");
+    let cur_total = dec("4064.4831315379");
     for db in common::both_backends().await {
+        let backend = db.backend;
         let store = Store::open(&db.url).await.unwrap();
-        let r = ingest_file(&store, &p, None, false).await.unwrap();
-        assert_eq!(
-            (r.rows_read, r.rows_stored, r.quarantined),
-            (1000, 999, 1),
-            "{}",
-            db.backend
-        );
-        assert_eq!(store.count_quarantined().await.unwrap(), 1);
-        let (line, reason, file): (i64, String, String) = match &store {
-            Store::Sqlite(s) => sqlx::query_as("SELECT line, reason, file FROM ingest_quarantine")
-                .fetch_one(s.pool())
-                .await
-                .unwrap(),
-            Store::Postgres(s) => {
-                sqlx::query_as("SELECT line, reason, file FROM ingest_quarantine")
-                    .fetch_one(s.pool())
-                    .await
-                    .unwrap()
+        ingest_file(&store, &full, None, false).await.unwrap();
+        ingest_file(&store, &cur, None, false).await.unwrap();
+        let before: BTreeMap<String, Decimal> = [("USD".into(), focus_total + cur_total)].into();
+        assert_eq!(all_totals(&store).await, before, "{backend}");
+        let lines_before = store.count_cost_lines().await.unwrap();
+        assert_eq!(lines_before, 1000 + 119_307, "{backend}");
+        let bad_reasons: Vec<String> = bad_lines
+            .iter()
+            .map(|l| format!("line {l} (BilledCost): BilledCost: not a number"))
+            .collect();
+        let cases: Vec<(&Path, &str, Vec<String>)> = vec![
+            (
+                &cut_path,
+                "rejected",
+                vec![
+                    format!("the file ends inside the row at line {cut_line}"),
+                    format!("line {cut_line}: the file ends inside this row"),
+                ],
+            ),
+            (&bad_path, "rejected", {
+                let mut v = vec!["3 of 1000 rows could not be read".to_string()];
+                v.extend(bad_reasons.clone());
+                v
+            }),
+            (
+                &gz_path,
+                "failed",
+                vec!["corrupt or truncated gzip data".into(), ": line ".into()],
+            ),
+            (&pq_path, "failed", vec!["Parquet".into()]),
+        ];
+        for (path, status, want) in cases {
+            let name = path.file_name().unwrap().to_str().unwrap();
+            let o = bursar(
+                &[
+                    "ingest",
+                    path.to_str().unwrap(),
+                    "--quiet",
+                    "--database-url",
+                    &db.url,
+                ],
+                &[],
+            )
+            .await;
+            let stderr = String::from_utf8_lossy(&o.stderr);
+            assert_eq!(o.status.code(), Some(1), "{backend}: {name}: {stderr}");
+            for w in &want {
+                assert!(
+                    stderr.contains(w.as_str()),
+                    "{backend}: {name}: {w:?} in {stderr}"
+                );
             }
-        };
-        assert_eq!(line as u64, bad_line, "{}", db.backend);
-        assert!(reason.contains("BilledCost"), "{reason}");
-        assert!(file.ends_with("focus-bad.csv"));
+            assert_eq!(
+                store.count_cost_lines().await.unwrap(),
+                lines_before,
+                "{backend}: {name}: nothing stored or replaced"
+            );
+            assert_eq!(all_totals(&store).await, before, "{backend}: {name}");
+            let run = newest_run(&store).await;
+            assert_eq!(run.status, status, "{backend}: {name}");
+            assert_eq!(run.rows_stored, 0, "{backend}: {name}");
+            assert!(
+                run.error
+                    .as_deref()
+                    .is_some_and(|e| e.contains(want[0].as_str())),
+                "{backend}: {name}: {:?}",
+                run.error
+            );
+        }
+        // With --json the failure is printed too.
+        let o = bursar(
+            &[
+                "ingest",
+                gz_path.to_str().unwrap(),
+                "--json",
+                "--database-url",
+                &db.url,
+            ],
+            &[],
+        )
+        .await;
+        assert_eq!(o.status.code(), Some(1), "{backend}");
+        let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+        assert_eq!(v["status"], "failed", "{backend}: {v}");
+        assert!(
+            v["error"].as_str().unwrap().contains("gzip"),
+            "{backend}: {v}"
+        );
+        // The rejected runs' quarantined rows were kept, with line, column and reason.
+        let runs = store.list_ingest_runs(10).await.unwrap();
+        let bad_run = runs
+            .iter()
+            .find(|r| r.source.ends_with("focus-3-bad.csv"))
+            .unwrap();
+        assert_eq!(bad_run.rows_quarantined, 3, "{backend}");
+        let rows = store
+            .list_quarantine(&bad_run.id, 0, 10)
+            .await
+            .unwrap()
+            .unwrap();
+        let got: Vec<(i64, Option<&str>, bool)> = rows
+            .iter()
+            .map(|q| {
+                let named =
+                    q.reason.contains("twelve dollars") && q.file.ends_with("focus-3-bad.csv");
+                (q.line, q.column.as_deref(), named)
+            })
+            .collect();
+        let want: Vec<(i64, Option<&str>, bool)> = bad_lines
+            .iter()
+            .map(|l| (*l as i64, Some("BilledCost"), true))
+            .collect();
+        assert_eq!(got, want, "{backend}");
+        let cut_run = runs
+            .iter()
+            .find(|r| r.source.ends_with("focus-cut.csv"))
+            .unwrap();
+        let rows = store
+            .list_quarantine(&cut_run.id, 0, 10)
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(rows.len(), 1, "{backend}");
+        assert_eq!(
+            (rows[0].line, rows[0].column.as_deref()),
+            (cut_line as i64, None)
+        );
+        assert!(
+            !rows[0].raw.is_empty() && cut.ends_with(&rows[0].raw),
+            "{backend}: {:?} / {:?}",
+            rows[0].raw,
+            &cut[cut.len() - 300..]
+        );
         store.close().await;
     }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn kill_9_mid_ingest_leaves_the_previous_state_whole() {
+async fn accepting_a_share_of_bad_rows_stores_the_rest_and_shows_the_quarantine() {
+    let tmp = tempfile::tempdir().unwrap();
+    let sample = common::read_shared("focus-sample/multi-provider/focus_sample.csv");
+    let full = write(tmp.path(), "focus.csv", &sample);
+    // Three rows get costs that are not numbers; their original costs leave the total.
+    let mut bad = sample.clone();
+    let mut bad_lines = Vec::new();
+    let lost = std::cell::Cell::new(Decimal::ZERO);
+    for row in [3, 400, 900] {
+        let (text, line) = edit_cell(&bad, row, "BilledCost", |v| {
+            lost.set(lost.get() + dec(v));
+            "n/a".into()
+        });
+        bad = text;
+        bad_lines.push(line);
+    }
+    let bad_path = write(tmp.path(), "focus-3-bad.csv", &bad);
+    let (cut, cut_line) = focus_cut_mid_row(&sample);
+    let cut_path = write(tmp.path(), "focus-cut.csv", &cut);
+    let all = dec("20.52022672899");
+    for db in common::both_backends().await {
+        let backend = db.backend;
+        let store = Store::open(&db.url).await.unwrap();
+        ingest_file(&store, &full, None, false).await.unwrap();
+        let ingest =
+            |path: PathBuf, share: &'static str, env: &'static [(&'static str, &'static str)]| {
+                let url = db.url.clone();
+                async move {
+                    let mut args = vec![
+                        "ingest",
+                        path.to_str().unwrap(),
+                        "--quiet",
+                        "--json",
+                        "--database-url",
+                        &url,
+                    ];
+                    if !share.is_empty() {
+                        args.extend(["--accept-bad-rows", share]);
+                    }
+                    bursar(&args, env).await
+                }
+            };
+        // 3 of 1000 is more than 0.2%, as the config key sets it: nothing stored.
+        let o = ingest(
+            bad_path.clone(),
+            "",
+            &[("BURSAR_INGEST_ACCEPT_BAD_ROWS", "0.2%")],
+        )
+        .await;
+        assert_eq!(o.status.code(), Some(1), "{backend}");
+        let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+        assert_eq!(v["status"], "rejected", "{backend}");
+        assert!(
+            v["reason"]
+                .as_str()
+                .unwrap()
+                .contains("more than the accepted 0.2%"),
+            "{v}"
+        );
+        assert_stored(&store, 1000, all, backend).await;
+        // An incomplete file is rejected even when every bad row would be accepted.
+        let o = ingest(cut_path.clone(), "100%", &[]).await;
+        assert_eq!(o.status.code(), Some(1), "{backend}");
+        let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+        assert_eq!(v["quarantined"][0]["line"], cut_line, "{backend}");
+        assert_stored(&store, 1000, all, backend).await;
+        // 0.3% (the flag overriding the config key) stores the 997 others, replacing the
+        // period, and quarantines the 3.
+        let o = ingest(
+            bad_path.clone(),
+            "0.3%",
+            &[("BURSAR_INGEST_ACCEPT_BAD_ROWS", "0")],
+        )
+        .await;
+        assert!(
+            o.status.success(),
+            "{backend}: {}",
+            String::from_utf8_lossy(&o.stderr)
+        );
+        let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+        assert_eq!(
+            (
+                &v["rows_stored"],
+                &v["rows_quarantined"],
+                &v["rows_replaced"]
+            ),
+            (
+                &serde_json::json!(997),
+                &serde_json::json!(3),
+                &serde_json::json!(1000)
+            ),
+            "{backend}"
+        );
+        let lines: Vec<u64> = v["quarantined"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|q| q["line"].as_u64().unwrap())
+            .collect();
+        assert_eq!(lines, bad_lines, "{backend}");
+        assert_stored(&store, 997, all - lost.get(), backend).await;
+        let accepted = v["run_id"].as_str().unwrap().to_string();
+        let rejected = store
+            .list_ingest_runs(10)
+            .await
+            .unwrap()
+            .into_iter()
+            .find(|r| r.status == "rejected" && r.source.ends_with("focus-3-bad.csv"))
+            .unwrap()
+            .id;
+        store.close().await;
+
+        // The quarantine over gRPC, page by page, and through the CLI.
+        let server = common::TestServer::start(common::test_config(&db)).await;
+        let mut c = proto::spend_service_client::SpendServiceClient::new(server.channel().await);
+        let page = |run: &str, limit: i32, page_token: String| proto::ListQuarantineRequest {
+            run_id: run.to_string(),
+            limit,
+            page_token,
+        };
+        let first = c
+            .list_quarantine(page(&accepted, 2, String::new()))
+            .await
+            .unwrap()
+            .into_inner();
+        assert_eq!(first.rows.len(), 2, "{backend}");
+        assert!(!first.next_page_token.is_empty());
+        let rest = c
+            .list_quarantine(page(&accepted, 2, first.next_page_token.clone()))
+            .await
+            .unwrap()
+            .into_inner();
+        assert_eq!(rest.next_page_token, "", "{backend}");
+        let rows: Vec<(u64, String, String)> = first
+            .rows
+            .iter()
+            .chain(&rest.rows)
+            .map(|q| (q.line, q.column.clone(), q.file.clone()))
+            .collect();
+        let want: Vec<(u64, String, String)> = bad_lines
+            .iter()
+            .map(|l| (*l, "BilledCost".to_string(), bad_path.display().to_string()))
+            .collect();
+        assert_eq!(rows, want, "{backend}");
+        assert!(
+            first.rows[0].reason.contains("\"n/a\""),
+            "{:?}",
+            first.rows[0]
+        );
+        assert!(first.rows[0].raw.contains("n/a"));
+        let err = c
+            .list_quarantine(page("no-such-run", 0, String::new()))
+            .await
+            .unwrap_err();
+        assert_eq!(err.code(), tonic::Code::NotFound, "{backend}");
+        assert!(err.message().starts_with("run_id"), "{}", err.message());
+        for (req, field) in [
+            (page("", 0, String::new()), "run_id"),
+            (page(&accepted, 5000, String::new()), "limit"),
+            (page(&accepted, 0, "garbage".into()), "page_token"),
+        ] {
+            let err = c.list_quarantine(req).await.unwrap_err();
+            assert_eq!(err.code(), tonic::Code::InvalidArgument, "{backend}");
+            assert!(err.message().starts_with(field), "{}", err.message());
+        }
+        let o = bursar(
+            &[
+                "ingest-runs",
+                "--quarantine",
+                &rejected,
+                "--json",
+                "--server",
+                &server.url,
+            ],
+            &[],
+        )
+        .await;
+        assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+        let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+        let lines: Vec<u64> = v["rows"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|q| q["line"].as_u64().unwrap())
+            .collect();
+        assert_eq!(lines, bad_lines, "{backend}");
+        assert_eq!(v["rows"][0]["column"], "BilledCost");
+        let o = bursar(
+            &[
+                "ingest-runs",
+                "--quarantine",
+                &rejected,
+                "--limit",
+                "2",
+                "--server",
+                &server.url,
+            ],
+            &[],
+        )
+        .await;
+        let table = String::from_utf8_lossy(&o.stdout);
+        assert!(o.status.success());
+        assert!(table.starts_with("LINE"), "{table}");
+        assert_eq!(table.lines().count(), 3, "{table}");
+        assert!(
+            table.contains(&format!("{}", bad_lines[1]))
+                && !table.contains(&format!(" {} ", bad_lines[2])),
+            "{table}"
+        );
+        let o = bursar(
+            &[
+                "ingest-runs",
+                "--quarantine",
+                "no-such-run",
+                "--server",
+                &server.url,
+            ],
+            &[],
+        )
+        .await;
+        assert_eq!(o.status.code(), Some(1), "{backend}");
+        server.stop().await.unwrap();
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn watch_reports_a_cut_file_once_stores_nothing_and_takes_its_complete_copy() {
+    // `ingest --watch`: a file still being copied (cut mid-row) that settles is rejected
+    // and reported once, not retried at every scan; a later file is ingested (so the
+    // watcher scanned on), and the complete copy landing over the cut one is stored.
+    let sample = common::read_shared("focus-sample/multi-provider/focus_sample.csv");
+    let (cut, cut_line) = focus_cut_mid_row(&sample);
+    let other = common::read_shared("native-billing/aws/sample-anonymous-aws-export-dataset.csv");
+    for db in common::both_backends().await {
+        let backend = db.backend;
+        let dir = tempfile::tempdir().unwrap();
+        let target = dir.path().join("focus.csv");
+        std::fs::write(&target, &cut).unwrap();
+        let store = Store::open(&db.url).await.unwrap();
+        let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_bursar"))
+            .args([
+                "ingest",
+                dir.path().to_str().unwrap(),
+                "--watch",
+                "--watch-every",
+                "50ms",
+            ])
+            .args(["--json", "--quiet", "--database-url", &db.url])
+            .env_remove("BURSAR_INGEST_ACCEPT_BAD_ROWS")
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .unwrap();
+        let out = std::sync::Arc::new(std::sync::Mutex::new(Vec::<serde_json::Value>::new()));
+        let reader = {
+            let out = out.clone();
+            let stdout = child.stdout.take().unwrap();
+            std::thread::spawn(move || {
+                use std::io::BufRead;
+                for line in std::io::BufReader::new(stdout).lines() {
+                    let Ok(line) = line else { break };
+                    if let Ok(v) = serde_json::from_str(&line) {
+                        out.lock().unwrap().push(v);
+                    }
+                }
+            })
+        };
+        let seen = |out: &std::sync::Arc<std::sync::Mutex<Vec<serde_json::Value>>>| {
+            out.lock().unwrap().clone()
+        };
+        // At start, the file is taken as it is: rejected.
+        eventually(
+            "the cut file rejected",
+            Duration::from_secs(120),
+            || async { seen(&out).iter().any(|v| v["status"] == "rejected") },
+        )
+        .await;
+        // Named after the cut file: in a scan that reports both, the cut file is handled
+        // first, so once this one is stored the watcher has seen the cut file again.
+        std::fs::write(dir.path().join("later-cur.csv"), &other).unwrap();
+        eventually(
+            "the next file ingested",
+            Duration::from_secs(120),
+            || async { seen(&out).iter().any(|v| v["rows_stored"] == 1281) },
+        )
+        .await;
+        let reports = seen(&out);
+        let rejected: Vec<&serde_json::Value> = reports
+            .iter()
+            .filter(|v| v["status"] == "rejected")
+            .collect();
+        assert_eq!(rejected.len(), 1, "{backend}: reported once: {reports:?}");
+        assert_eq!(rejected[0]["quarantined"][0]["line"], cut_line, "{backend}");
+        assert_eq!(store.count_cost_lines().await.unwrap(), 1281, "{backend}");
+        let runs = store.list_ingest_runs(10).await.unwrap();
+        assert_eq!(runs.len(), 2, "{backend}: not retried: {runs:?}");
+        // The complete copy lands (written aside, then renamed over the cut one).
+        let part = dir.path().join(".focus.csv.part");
+        std::fs::write(&part, &sample).unwrap();
+        std::fs::rename(&part, &target).unwrap();
+        eventually(
+            "the complete copy ingested",
+            Duration::from_secs(120),
+            || async { seen(&out).iter().any(|v| v["rows_stored"] == 1000) },
+        )
+        .await;
+        assert_stored(
+            &store,
+            1000 + 1281,
+            dec("20.52022672899") + dec("1.6823086974"),
+            backend,
+        )
+        .await;
+        child.kill().unwrap();
+        child.wait().unwrap();
+        reader.join().unwrap();
+        store.close().await;
+    }
+}
+
+/// Whether an ingest is inside its file transaction on the database at `url`: SQLite's
+/// write lock is held, or (Postgres) the ingest advisory lock, taken as its first lines go
+/// in.
+async fn ingest_transaction_open(url: &str) -> bool {
+    use sqlx::Connection;
+    if url.starts_with("sqlite:") {
+        let mut c = sqlx::SqliteConnection::connect(url).await.unwrap();
+        sqlx::query("PRAGMA busy_timeout = 0")
+            .execute(&mut c)
+            .await
+            .unwrap();
+        let held = sqlx::query("BEGIN IMMEDIATE")
+            .execute(&mut c)
+            .await
+            .is_err();
+        if !held {
+            sqlx::query("ROLLBACK").execute(&mut c).await.unwrap();
+        }
+        c.close().await.unwrap();
+        held
+    } else {
+        let mut c = sqlx::PgConnection::connect(url).await.unwrap();
+        let n: i64 = sqlx::query_scalar(
+            "SELECT COUNT(*) FROM pg_locks WHERE locktype = 'advisory' AND granted \
+             AND database = (SELECT oid FROM pg_database WHERE datname = current_database())",
+        )
+        .fetch_one(&mut c)
+        .await
+        .unwrap();
+        c.close().await.unwrap();
+        n > 0
+    }
+}
+
+/// Polls `check` every 50 ms until it holds; panics after a generous `deadline`.
+async fn eventually<F, Fut>(what: &str, deadline: Duration, mut check: F)
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = bool>,
+{
+    let until = tokio::time::Instant::now() + deadline;
+    while !check().await {
+        assert!(
+            tokio::time::Instant::now() < until,
+            "timed out waiting: {what}"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn kill_9_mid_ingest_leaves_the_previous_state_whole_and_the_run_interrupted() {
+    // The child reads its export from a named pipe that the test writes 30,000 rows into
+    // and keeps open: the child cannot finish, so it is killed mid-ingest every time, once
+    // it is inside its file transaction.
     let tmp = tempfile::tempdir().unwrap();
     let sample = common::read_shared("focus-sample/multi-provider/focus_sample.csv");
     let mut lines = sample.lines();
     let header = lines.next().unwrap();
     let body: Vec<&str> = lines.collect();
     let small = write(tmp.path(), "focus.csv", &sample);
-    let mut big = String::with_capacity(sample.len() * 200);
-    big.push_str(header);
-    big.push('\n');
-    for _ in 0..200 {
-        for l in &body {
-            big.push_str(l);
-            big.push('\n');
+    let copies = |n: usize| {
+        let mut big = String::with_capacity(sample.len() * n);
+        big.push_str(header);
+        big.push('\n');
+        for _ in 0..n {
+            for l in &body {
+                big.push_str(l);
+                big.push('\n');
+            }
         }
-    }
-    let big_path = write(tmp.path(), "focus-big.csv", &big);
+        big
+    };
+    let big_path = write(tmp.path(), "focus-big.csv", &copies(50));
+    let feed = copies(30);
     for db in common::both_backends().await {
+        let backend = db.backend;
         let store = Store::open(&db.url).await.unwrap();
         ingest_file(&store, &small, None, false).await.unwrap();
         let before = all_totals(&store).await;
         assert_eq!(store.count_cost_lines().await.unwrap(), 1000);
 
+        let fifo = tmp.path().join(format!("focus-pipe-{backend}.csv"));
+        let made = std::process::Command::new("mkfifo")
+            .arg(&fifo)
+            .status()
+            .unwrap();
+        assert!(made.success());
+        // Opened for reading and writing, so opening neither blocks nor ends at EOF.
+        let mut pipe = std::fs::OpenOptions::new()
+            .read(true)
+            .write(true)
+            .open(&fifo)
+            .unwrap();
         let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_bursar"))
             .args([
                 "ingest",
-                big_path.to_str().unwrap(),
+                fifo.to_str().unwrap(),
                 "--quiet",
                 "--database-url",
                 &db.url,
             ])
+            .env("BURSAR_INGEST_HEARTBEAT", "100ms")
             .stdout(std::process::Stdio::null())
             .stderr(std::process::Stdio::null())
             .spawn()
             .unwrap();
-        // Wait until the child's run is under way, then kill -9 it.
-        let mut running = false;
-        for _ in 0..200 {
-            let runs = store.list_ingest_runs(5).await.unwrap();
-            if runs.iter().any(|r| r.status == "running") {
-                running = true;
-                break;
-            }
-            tokio::time::sleep(Duration::from_millis(10)).await;
-        }
-        tokio::time::sleep(Duration::from_millis(300)).await;
-        std::process::Command::new("kill")
+        let data = feed.clone();
+        let writer = std::thread::spawn(move || {
+            use std::io::Write;
+            pipe.write_all(data.as_bytes()).unwrap();
+            pipe // kept open: the child waits for more
+        });
+        eventually(
+            "the child's run under way, inside its file transaction",
+            Duration::from_secs(120),
+            || async {
+                let running = store
+                    .list_ingest_runs(5)
+                    .await
+                    .unwrap()
+                    .iter()
+                    .any(|r| r.status == "running");
+                running && ingest_transaction_open(&db.url).await
+            },
+        )
+        .await;
+        let pipe = tokio::task::spawn_blocking(move || writer.join().unwrap())
+            .await
+            .unwrap();
+        // It has taken all 30,000 rows and waits for more, inside its file transaction.
+        eventually(
+            "the child inside its file transaction",
+            Duration::from_secs(120),
+            || ingest_transaction_open(&db.url),
+        )
+        .await;
+        let killed = std::process::Command::new("kill")
             .args(["-9", &child.id().to_string()])
             .status()
             .unwrap();
+        assert!(killed.success());
         let status = child.wait().unwrap();
-        assert!(running, "{}: the ingest started", db.backend);
-        assert!(
-            !status.success(),
-            "{}: killed before it finished",
-            db.backend
-        );
+        drop(pipe);
+        assert!(!status.success(), "{backend}: killed before it finished");
         assert_eq!(
             store.count_cost_lines().await.unwrap(),
             1000,
-            "{}: previous state whole",
-            db.backend
+            "{backend}: previous state whole"
         );
-        assert_eq!(all_totals(&store).await, before, "{}", db.backend);
+        assert_eq!(all_totals(&store).await, before, "{backend}");
+        // Left `running` by the dead process until its lease runs out and a check notices.
+        let killed_run = newest_run(&store).await;
+        assert_eq!(killed_run.status, "running", "{backend}");
+        eventually(
+            "the killed run marked interrupted",
+            Duration::from_secs(60),
+            || async {
+                store
+                    .interrupt_expired_runs(chrono::Utc::now())
+                    .await
+                    .unwrap()
+                    .contains(&killed_run.id)
+            },
+        )
+        .await;
+        let run = store
+            .list_ingest_runs(5)
+            .await
+            .unwrap()
+            .into_iter()
+            .find(|r| r.id == killed_run.id)
+            .unwrap();
+        assert_eq!(run.status, "interrupted", "{backend}");
+        assert!(run.finished_at.is_some());
+        assert!(
+            run.error
+                .as_deref()
+                .is_some_and(|e| e.contains("stopped without finishing"))
+        );
 
         // The next run ends with exactly the expected rows and totals.
         let r = ingest_file(&store, &big_path, None, false).await.unwrap();
-        assert_eq!(r.rows_stored, 200_000);
-        assert_eq!(
-            store.count_cost_lines().await.unwrap(),
-            200_000,
-            "{}",
-            db.backend
-        );
+        assert_eq!(r.rows_stored, 50_000);
+        assert_eq!(store.count_cost_lines().await.unwrap(), 50_000, "{backend}");
         let want: BTreeMap<String, Decimal> = before
             .iter()
-            .map(|(c, v)| (c.clone(), (*v * Decimal::from(200)).normalize()))
+            .map(|(c, v)| (c.clone(), (*v * Decimal::from(50)).normalize()))
             .collect();
-        assert_eq!(all_totals(&store).await, want, "{}", db.backend);
+        assert_eq!(all_totals(&store).await, want, "{backend}");
+        store.close().await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn runs_whose_process_is_gone_end_interrupted_at_serve_start_listing_and_next_ingest() {
+    // Runs left `running` with a lease that ran out an hour ago (as a killed process
+    // leaves them), beside one whose lease is current.
+    let hour_ago = chrono::Utc::now() - chrono::Duration::hours(1);
+    for db in common::both_backends().await {
+        let backend = db.backend;
+        let store = Store::open(&db.url).await.unwrap();
+        store
+            .start_ingest_run("gone-1", "a.csv", hour_ago)
+            .await
+            .unwrap();
+        store
+            .start_ingest_run("alive", "b.csv", chrono::Utc::now())
+            .await
+            .unwrap();
+        let status = |runs: &[bursar::store::billing::IngestRunRow], id: &str| {
+            runs.iter().find(|r| r.id == id).unwrap().status.clone()
+        };
+        // `serve` start.
+        let server = common::TestServer::start(common::test_config(&db)).await;
+        let runs = store.list_ingest_runs(10).await.unwrap();
+        assert_eq!(status(&runs, "gone-1"), "interrupted", "{backend}");
+        assert_eq!(status(&runs, "alive"), "running", "{backend}");
+        // ListIngestRuns.
+        store
+            .start_ingest_run("gone-2", "c.csv", hour_ago)
+            .await
+            .unwrap();
+        let mut c = proto::spend_service_client::SpendServiceClient::new(server.channel().await);
+        let listed = c
+            .list_ingest_runs(proto::ListIngestRunsRequest { limit: 10 })
+            .await
+            .unwrap()
+            .into_inner()
+            .runs;
+        let of = |id: &str| listed.iter().find(|r| r.id == id).unwrap().clone();
+        assert_eq!(of("gone-2").status, "interrupted", "{backend}");
+        assert!(of("gone-2").error.contains("stopped without finishing"));
+        assert_eq!(of("alive").status, "running", "{backend}");
+        server.stop().await.unwrap();
+        // The next ingest.
+        store
+            .start_ingest_run("gone-3", "d.csv", hour_ago)
+            .await
+            .unwrap();
+        ingest_file(
+            &store,
+            &common::shared("focus-sample/multi-provider/focus_sample.csv"),
+            None,
+            false,
+        )
+        .await
+        .unwrap();
+        let runs = store.list_ingest_runs(10).await.unwrap();
+        assert_eq!(status(&runs, "gone-3"), "interrupted", "{backend}");
+        assert_eq!(status(&runs, "alive"), "running", "{backend}");
         store.close().await;
     }
 }
@@ -1240,6 +1993,16 @@ async fn cost_explorer_and_s3_ingest_against_moto() {
         "focus-sample/multi-provider/focus_sample.csv",
     ))
     .unwrap();
+    // And a copy cut mid-row under another prefix.
+    let (cut, cut_line) = focus_cut_mid_row(std::str::from_utf8(&sample).unwrap());
+    http.put(format!(
+        "{}/billing-exports/focus-cut/2024-09/part-0.csv",
+        moto.url
+    ))
+    .body(cut)
+    .send()
+    .await
+    .unwrap();
     http.put(format!(
         "{}/billing-exports/focus/2024-09/part-0.csv",
         moto.url
@@ -1309,6 +2072,35 @@ async fn cost_explorer_and_s3_ingest_against_moto() {
         assert_eq!(
             store.count_cost_lines().await.unwrap(),
             1002,
+            "{}",
+            db.backend
+        );
+        // The cut object is rejected: exit 1, its line named, nothing replaced.
+        let o = run(&[
+            "ingest",
+            "s3://billing-exports/focus-cut/",
+            "--s3-endpoint",
+            &moto.url,
+            "--database-url",
+            &db.url,
+        ]);
+        let err = String::from_utf8_lossy(&o.stderr);
+        assert_eq!(o.status.code(), Some(1), "{}: {err}", db.backend);
+        assert!(
+            err.contains("s3://billing-exports/focus-cut/2024-09/part-0.csv: rejected")
+                && err.contains(&format!("line {cut_line}: the file ends inside this row")),
+            "{}: {err}",
+            db.backend
+        );
+        assert_eq!(
+            store.count_cost_lines().await.unwrap(),
+            1002,
+            "{}",
+            db.backend
+        );
+        assert_eq!(
+            newest_run(&store).await.status,
+            "rejected",
             "{}",
             db.backend
         );

@@ -78,6 +78,16 @@ fn bad_usage_exits_2_and_unreachable_server_exits_1() {
     ]);
     assert_eq!(o.status.code(), Some(2), "{}", stderr(&o));
     assert!(stderr(&o).contains("--lock-wait"), "{}", stderr(&o));
+    let o = bursar(&[
+        "ingest",
+        ".",
+        "--accept-bad-rows",
+        "5",
+        "--database-url",
+        "sqlite::memory:",
+    ]);
+    assert_eq!(o.status.code(), Some(2), "{}", stderr(&o));
+    assert!(stderr(&o).contains("--accept-bad-rows"), "{}", stderr(&o));
     let o = bursar(&["prices", "--server", "http://127.0.0.1:1"]);
     assert_eq!(o.status.code(), Some(1), "{}", stderr(&o));
 }

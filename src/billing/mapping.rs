@@ -155,6 +155,24 @@ pub fn truncate_raw(mut s: String) -> String {
     s
 }
 
+/// The column a quarantine reason names: reasons start with the column at fault followed
+/// by `": "` (`Plan::extract` uses the file's own header name; the format builders use the
+/// format's canonical name, matched here case-insensitively). The longest match wins, so
+/// `cost` does not take a reason about `cost_at_list`. `None` when no header column leads.
+pub fn fault_column(header: &[String], reason: &str) -> Option<String> {
+    header
+        .iter()
+        .filter(|h| {
+            !h.is_empty()
+                && reason.len() > h.len()
+                && reason.is_char_boundary(h.len())
+                && reason[..h.len()].eq_ignore_ascii_case(h)
+                && reason[h.len()..].starts_with(": ")
+        })
+        .max_by_key(|h| h.len())
+        .cloned()
+}
+
 // ---------------------------------------------------------------------------------------
 // Fields, kinds, tables
 // ---------------------------------------------------------------------------------------
@@ -1561,6 +1579,28 @@ pub fn calendar_month(t: DateTime<Utc>) -> (DateTime<Utc>, DateTime<Utc>) {
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn the_fault_column_is_the_longest_header_name_leading_the_reason() {
+        let header: Vec<String> = ["cost", "cost_at_list", "BilledCost", "tags"]
+            .iter()
+            .map(|s| s.to_string())
+            .collect();
+        let col = |r: &str| super::fault_column(&header, r);
+        assert_eq!(col("cost: not a number: \"x\""), Some("cost".into()));
+        assert_eq!(
+            col("cost_at_list: not a number: \"x\""),
+            Some("cost_at_list".into())
+        );
+        // Builders name the canonical column; the file's spelling is reported.
+        assert_eq!(
+            col("billedcost: missing required value"),
+            Some("BilledCost".into())
+        );
+        assert_eq!(col("invalid JSON: EOF while parsing"), None);
+        assert_eq!(col("cost + credits overflows"), None);
+        assert_eq!(col("cost"), None);
+    }
+
     use super::*;
     use std::str::FromStr;
 

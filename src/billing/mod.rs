@@ -8,6 +8,7 @@
 //! quarantined with its line and reason, never dropped silently; a tolerated deviation from
 //! the spec (space instead of `T` in timestamps, empty string as null, wrong case) is
 //! counted, not rejected.
+pub mod accept;
 pub mod azure;
 pub mod cur;
 pub mod detect;
@@ -86,6 +87,9 @@ pub struct CostLine {
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Quarantined {
     pub line: u64,
+    /// The column the row failed on, as the file names it (`None` when the row as a whole
+    /// is at fault: invalid JSON, a file that ends inside the row).
+    pub column: Option<String>,
     pub reason: String,
     /// The row as read (truncated to a few KB).
     pub raw: String,
@@ -103,6 +107,9 @@ pub struct ParseSummary {
     /// Tolerated deviations, counted by kind.
     pub deviations: BTreeMap<String, u64>,
     pub quarantined: Vec<Quarantined>,
+    /// The line of the row the file ends inside (a CSV cut mid-row, a JSON line cut short):
+    /// the file is incomplete. That row is quarantined, not parsed.
+    pub truncated_at: Option<u64>,
 }
 
 #[derive(Debug, thiserror::Error)]

@@ -24,20 +24,26 @@ use parquet::file::reader::ChunkReader;
 use rust_decimal::Decimal;
 use serde_json::value::RawValue;
 
-use super::mapping::{Cell, Dev, Deviations, Plan, Row, normalize_header, truncate_raw};
+use super::mapping::{
+    Cell, Dev, Deviations, Plan, Row, fault_column, normalize_header, truncate_raw,
+};
 use super::{
     BATCH, BillingError, BillingFormat, CostLine, DimsCache, ParseSummary, Quarantined, Sink,
     azure, cur, detect, focus, gcp,
 };
 
 const BOM: &[u8] = b"\xEF\xBB\xBF";
+/// The quarantine reason of a row the file ends inside.
+pub const TRUNCATED_ROW: &str =
+    "the file ends inside this row: the file is incomplete (cut off or still being written)";
 const READ_BUFFER: usize = 256 * 1024;
 /// JSON lines read ahead to collect the header (keys may be missing from some lines).
 const JSONL_HEADER_LINES: usize = 1000;
 
 /// Parses a billing export file. `hint: None` detects the format from the columns. Lines
 /// go to `sink` in batches of up to [`BATCH`]; unreadable rows are quarantined in the
-/// summary with their line and a reason.
+/// summary with their line and a reason. A text export (CSV, JSON lines, gzipped or not)
+/// is read once front to back, so it may be a named pipe; Parquet needs a regular file.
 pub fn parse_file(
     path: &Path,
     hint: Option<BillingFormat>,
@@ -51,13 +57,17 @@ pub fn parse_file(
     let mut f = File::open(path).map_err(io)?;
     let mut magic = [0u8; 4];
     let n = read_up_to(&mut f, &mut magic).map_err(io)?;
-    f.seek(SeekFrom::Start(0)).map_err(io)?;
     if n == 4 && &magic == b"PAR1" {
-        parse_parquet(&name, f, hint, sink)
-    } else if is_parquet_name(&name) {
-        Err(not_parquet(&name))
-    } else if n >= 2 && magic[..2] == [0x1f, 0x8b] {
-        let gz = flate2::read::MultiGzDecoder::new(BufReader::with_capacity(READ_BUFFER, f));
+        f.seek(SeekFrom::Start(0)).map_err(io)?;
+        return parse_parquet(&name, f, hint, sink);
+    }
+    if is_parquet_name(&name) {
+        return Err(not_parquet(&name));
+    }
+    // The bytes already read go first, so a text input need not be seekable (a pipe).
+    let input = std::io::Cursor::new(magic[..n].to_vec()).chain(f);
+    if n >= 2 && magic[..2] == [0x1f, 0x8b] {
+        let gz = flate2::read::MultiGzDecoder::new(BufReader::with_capacity(READ_BUFFER, input));
         parse_text(
             &name,
             Box::new(BufReader::with_capacity(READ_BUFFER, gz)),
@@ -68,7 +78,7 @@ pub fn parse_file(
     } else {
         parse_text(
             &name,
-            Box::new(BufReader::with_capacity(READ_BUFFER, f)),
+            Box::new(BufReader::with_capacity(READ_BUFFER, input)),
             false,
             hint,
             sink,
@@ -221,18 +231,29 @@ impl<'s, 'a> Emitter<'s, 'a> {
                     self.flush()?;
                 }
             }
-            Err(reason) => self.quarantine(line, reason, row.raw()),
+            Err(reason) => {
+                let column = fault_column(&plan.header, &reason);
+                self.quarantine(line, column, reason, row.raw())
+            }
         }
         Ok(())
     }
 
-    fn quarantine(&mut self, line: u64, reason: String, raw: String) {
+    fn quarantine(&mut self, line: u64, column: Option<String>, reason: String, raw: String) {
         self.summary.rows_read += 1;
         self.summary.quarantined.push(Quarantined {
             line,
+            column,
             reason,
             raw: truncate_raw(raw),
         });
+    }
+
+    /// The file ends inside the row at `line`: the row is quarantined unread and the file
+    /// marked incomplete.
+    fn truncated(&mut self, line: u64, raw: String) {
+        self.quarantine(line, None, TRUNCATED_ROW.to_string(), raw);
+        self.summary.truncated_at = Some(line);
     }
 
     fn flush(&mut self) -> Result<(), BillingError> {
@@ -373,31 +394,47 @@ const CHUNK: usize = 1024;
 struct ReadCounts {
     blank_lines: u64,
     field_count_mismatch: u64,
+    /// The last record, if the input ends inside it: its line and text as read.
+    truncated: Option<(u64, String)>,
 }
 
 fn newlines(rec: &csv::ByteRecord) -> u64 {
     memchr::memchr_iter(b'\n', rec.as_slice()).count() as u64
 }
 
+/// Whether the input ends inside its last record, given that record's bytes as read (from
+/// its first byte to the end of the input) and its field count: the record is not ended by
+/// a line break, and it is either inside a quoted field or short of the header's fields. A
+/// last record with every field and no final line break is complete (many exporters write
+/// no final newline).
+fn ends_inside_record(tail: &[u8], fields: usize, ncols: usize) -> bool {
+    let terminated = matches!(tail.last(), Some(b'\n' | b'\r'));
+    let open_quote = memchr::memchr_iter(b'"', tail).count() % 2 == 1;
+    !terminated && (open_quote || fields < ncols)
+}
+
 /// Reader thread: splits CSV records (and decompresses) while the caller's thread maps
-/// them, so the two stages overlap on two cores.
+/// them, so the two stages overlap on two cores. The newest record is held back until the
+/// next one is read, so the last can be checked for a cut-off end before it is passed on.
 fn read_records(
     mut csv: csv::Reader<Tracked<'_>>,
     mut next_line: u64,
     ncols: usize,
-    tx: std::sync::mpsc::SyncSender<Result<Chunk, csv::Error>>,
+    tx: std::sync::mpsc::SyncSender<Result<Chunk, (csv::Error, u64)>>,
     recycled: std::sync::mpsc::Receiver<Chunk>,
 ) -> ReadCounts {
     let mut counts = ReadCounts::default();
     let mut chunk: Chunk = Vec::with_capacity(CHUNK);
     let mut spare: Vec<csv::ByteRecord> = Vec::new();
+    // The newest record, its first line and the offset of its first byte.
+    let mut held: Option<(csv::ByteRecord, u64, u64)> = None;
     loop {
         let mut rec = spare.pop().unwrap_or_default();
         match csv.read_byte_record(&mut rec) {
             Ok(true) => {}
             Ok(false) => break,
             Err(e) => {
-                let _ = tx.send(Err(e));
+                let _ = tx.send(Err((e, next_line)));
                 return counts;
             }
         }
@@ -405,15 +442,18 @@ fn read_records(
             spare.push(rec);
             continue;
         }
-        let line = rec
-            .position()
-            .map_or(0, |p| csv.get_mut().window.record_line(p));
+        let (line, start) = rec.position().map_or((0, u64::MAX), |p| {
+            (csv.get_mut().window.record_line(p), p.byte())
+        });
         counts.blank_lines += line.saturating_sub(next_line);
         next_line = line + newlines(&rec) + 1;
-        if rec.len() != ncols {
+        let Some((prev, prev_line, _)) = held.replace((rec, line, start)) else {
+            continue;
+        };
+        if prev.len() != ncols {
             counts.field_count_mismatch += 1;
         }
-        chunk.push((Rec::new(rec), line));
+        chunk.push((Rec::new(prev), prev_line));
         if chunk.len() == CHUNK {
             let mut fresh = recycled
                 .try_recv()
@@ -422,6 +462,21 @@ fn read_records(
             if tx.send(Ok(std::mem::replace(&mut chunk, fresh))).is_err() {
                 return counts; // the mapping side stopped
             }
+        }
+    }
+    if let Some((last, line, start)) = held {
+        let window = &csv.get_ref().window;
+        let tail = start
+            .checked_sub(window.base)
+            .and_then(|from| window.buf.get(from as usize..))
+            .unwrap_or(&[]);
+        if ends_inside_record(tail, last.len(), ncols) {
+            counts.truncated = Some((line, String::from_utf8_lossy(tail).into_owned()));
+        } else {
+            if last.len() != ncols {
+                counts.field_count_mismatch += 1;
+            }
+            chunk.push((Rec::new(last), line));
         }
     }
     if !chunk.is_empty() {
@@ -468,7 +523,7 @@ fn parse_csv<'r>(
     let (format, variant, plan) = resolve(name, header, hint, &mut dev)?;
     let ncols = plan.header.len();
     let mut em = Emitter::new(format, variant, dev, sink);
-    let (tx, rx) = std::sync::mpsc::sync_channel::<Result<Chunk, csv::Error>>(4);
+    let (tx, rx) = std::sync::mpsc::sync_channel::<Result<Chunk, (csv::Error, u64)>>(4);
     let (back_tx, back_rx) = std::sync::mpsc::channel::<Chunk>();
     let (result, counts) = std::thread::scope(|scope| {
         let reader = scope.spawn(move || read_records(csv, next_line, ncols, tx, back_rx));
@@ -484,8 +539,15 @@ fn parse_csv<'r>(
                     }
                     let _ = back_tx.send(chunk);
                 }
-                Err(e) => {
-                    result = Err(csv_err(e));
+                // Named by the line the reader had reached (a gzip stream cut short).
+                Err((e, line)) => {
+                    result = Err(match csv_err(e) {
+                        BillingError::Io { file, detail } => BillingError::Io {
+                            file,
+                            detail: format!("line {line}: {detail}"),
+                        },
+                        other => other,
+                    });
                     break;
                 }
             }
@@ -503,6 +565,9 @@ fn parse_csv<'r>(
     em.dev.add_n(Dev::BlankLine, counts.blank_lines);
     em.dev
         .add_n(Dev::RowFieldCountMismatch, counts.field_count_mismatch);
+    if let Some((line, raw)) = counts.truncated {
+        em.truncated(line, raw);
+    }
     em.finish()
 }
 
@@ -663,8 +728,14 @@ fn parse_jsonl<'r>(
                 }
                 em.row(&plan, &JsonRow { vals, line, text })
             }
+            // Only the input's last line can lack its line break: one that is not JSON
+            // either was cut off.
+            Err(_) if !text.ends_with('\n') => {
+                em.truncated(line, text.to_string());
+                Ok(())
+            }
             Err(e) => {
-                em.quarantine(line, format!("invalid JSON: {e}"), text.to_string());
+                em.quarantine(line, None, format!("invalid JSON: {e}"), text.to_string());
                 Ok(())
             }
         }
@@ -1639,6 +1710,117 @@ pub(crate) mod tests {
         assert_eq!(s.deviations.get("row_field_count_mismatch"), Some(&1));
         assert_eq!(lines.iter().map(|l| l.line).collect::<Vec<_>>(), vec![3, 5]);
         assert_eq!(lines[0].dims.pricing_category, None);
+    }
+
+    /// The FOCUS sample, its bytes cut `cut` bytes before the end.
+    fn focus_sample_cut(cut: usize) -> Vec<u8> {
+        let b = std::fs::read(Path::new(DATA).join("focus-sample/multi-provider/focus_sample.csv"))
+            .unwrap();
+        b[..b.len() - cut].to_vec()
+    }
+
+    #[test]
+    fn a_csv_cut_mid_row_is_incomplete_and_its_last_row_is_not_parsed() {
+        let bytes = focus_sample_cut(200);
+        let (s, lines) = parse_mem("focus.csv", &bytes, None).unwrap();
+        let last_line = lines.last().unwrap().line;
+        assert_eq!(lines.len(), 999);
+        assert_eq!(s.truncated_at, Some(last_line + 1));
+        assert_eq!(s.rows_read, 1000);
+        assert_eq!(s.quarantined.len(), 1);
+        let q = &s.quarantined[0];
+        assert_eq!((q.line, q.column.as_deref()), (last_line + 1, None));
+        assert_eq!(q.reason, TRUNCATED_ROW);
+        assert_eq!(s.deviations.get("row_field_count_mismatch"), None);
+        // The complete file is not.
+        let (s, lines) = parse_mem("focus.csv", &focus_sample_cut(0), None).unwrap();
+        assert_eq!((s.truncated_at, lines.len()), (None, 1000));
+    }
+
+    #[test]
+    fn a_csv_cut_inside_a_quoted_field_or_short_of_fields_is_incomplete() {
+        let head = "BilledCost,EffectiveCost,BillingCurrency,BillingPeriodStart,BillingPeriodEnd,\
+                    ChargePeriodStart,ChargePeriodEnd,ChargeCategory,ProviderName,Tags\n";
+        let row = "1.5,1.5,USD,2024-09-01T00:00:00Z,2024-10-01T00:00:00Z,2024-09-02T00:00:00Z,\
+                   2024-09-02T01:00:00Z,Usage,AWS,\"{\"\"team\"\": \"\"ml\"\"}\"";
+        let parse = |text: String| parse_mem("f.csv", text.as_bytes(), None).unwrap();
+        // Complete, with and without a final line break.
+        for end in ["\n", "\r\n", ""] {
+            let (s, lines) = parse(format!("{head}{row}\n{row}{end}"));
+            assert_eq!((s.truncated_at, lines.len()), (None, 2), "{end:?}");
+            assert!(s.quarantined.is_empty());
+        }
+        // Inside the quoted tags, and short of the last fields.
+        let quoted = &row[..row.len() - 8];
+        let short = &row[..row.find(",Usage").unwrap()];
+        for cut in [quoted, short] {
+            let (s, lines) = parse(format!("{head}{row}\n{cut}"));
+            assert_eq!((s.truncated_at, lines.len()), (Some(3), 1), "{cut}");
+            assert_eq!(s.quarantined[0].raw, cut);
+        }
+    }
+
+    #[test]
+    fn a_json_lines_file_cut_mid_line_is_incomplete() {
+        let line = r#"{"BilledCost": "1.5", "EffectiveCost": "1.5", "BillingCurrency": "USD", "BillingPeriodStart": "2024-09-01T00:00:00Z", "BillingPeriodEnd": "2024-10-01T00:00:00Z", "ChargePeriodStart": "2024-09-02T00:00:00Z", "ChargePeriodEnd": "2024-09-02T01:00:00Z", "ChargeCategory": "Usage", "ProviderName": "AWS"}"#;
+        let whole = format!("{line}\n{line}");
+        let (s, lines) = parse_mem("f.jsonl", whole.as_bytes(), None).unwrap();
+        assert_eq!((s.truncated_at, lines.len()), (None, 2));
+        let cut = &whole[..whole.len() - 10];
+        let (s, lines) = parse_mem("f.jsonl", cut.as_bytes(), None).unwrap();
+        assert_eq!((s.truncated_at, lines.len()), (Some(2), 1));
+        // A bad line with its line break is only a bad row.
+        let bad = format!("{line}\n{{not json\n{line}\n");
+        let (s, _) = parse_mem("f.jsonl", bad.as_bytes(), None).unwrap();
+        assert_eq!(s.truncated_at, None);
+        assert_eq!(s.quarantined[0].line, 2);
+        assert!(s.quarantined[0].reason.starts_with("invalid JSON"));
+    }
+
+    #[test]
+    fn truncated_gzip_and_parquet_fail_to_parse() {
+        use std::io::Write;
+        let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::default());
+        gz.write_all(&focus_sample_cut(0)).unwrap();
+        let gz = gz.finish().unwrap();
+        for cut in [gz.len() / 2, gz.len() - 4] {
+            // Named by the line the stream was cut at.
+            let err = parse_mem("f.csv.gz", &gz[..cut], None)
+                .unwrap_err()
+                .to_string();
+            assert!(
+                err.contains("gzip") && err.contains(": line "),
+                "{cut}: {err}"
+            );
+        }
+        let pq = std::fs::read(
+            Path::new(DATA).join("native-billing/aws/Oct2018-WorkshopCUR-00001.snappy.parquet"),
+        )
+        .unwrap();
+        let err = parse_mem("f.parquet", &pq[..pq.len() / 2], None).unwrap_err();
+        assert!(err.to_string().contains("Parquet"), "{err}");
+    }
+
+    #[test]
+    fn a_quarantined_row_names_its_column() {
+        let text = String::from_utf8(focus_sample_cut(0)).unwrap();
+        let mut rows: Vec<&str> = text.lines().collect();
+        let head: Vec<&str> = rows[0].split(',').collect();
+        let at = head
+            .iter()
+            .position(|h| h.trim_matches('"') == "BilledCost")
+            .unwrap();
+        let bad: String = rows[1]
+            .split(',')
+            .enumerate()
+            .map(|(i, c)| if i == at { "twelve" } else { c })
+            .collect::<Vec<_>>()
+            .join(",");
+        rows[1] = &bad;
+        let (s, _) = parse_mem("f.csv", rows.join("\n").as_bytes(), None).unwrap();
+        assert_eq!(s.quarantined.len(), 1);
+        assert_eq!(s.quarantined[0].column.as_deref(), Some("BilledCost"));
+        assert_eq!(s.quarantined[0].line, 2);
     }
 }
 

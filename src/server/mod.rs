@@ -71,8 +71,14 @@ pub async fn run(
         .map_err(|e| RunError::Config(e.to_string()))?;
     let notifiers = crate::notify::notifiers_from_config(&config.alerts)
         .map_err(|e| RunError::Config(e.to_string()))?;
-    let store = Store::open(&config.database_url).await?;
+    let store = Store::open(&config.database_url)
+        .await?
+        .with_ingest_heartbeat(config.ingest.heartbeat);
     tracing::info!(backend = store.backend(), "database ready");
+    // Ingest runs left `running` by a process that is gone end as interrupted.
+    if let Err(e) = store.interrupt_expired_runs(chrono::Utc::now()).await {
+        tracing::warn!(error = %e, "could not check for interrupted ingest runs");
+    }
     // Budgets as code: the file wins for the budgets it names.
     budgets::apply_config_budgets(&store, &config.budgets).await?;
     let engine = Arc::new(BudgetEngine::new(

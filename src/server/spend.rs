@@ -88,6 +88,54 @@ pub fn spend_query(r: &proto::GetSpendRequest) -> Result<SpendQuery, FieldError>
     })
 }
 
+/// A validated ListQuarantine request.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct QuarantineQuery {
+    pub run_id: String,
+    /// The id of the last row already listed (0: none).
+    pub after: i64,
+    pub limit: i64,
+}
+
+/// Validates a ListQuarantine request.
+pub fn quarantine_query(r: &proto::ListQuarantineRequest) -> Result<QuarantineQuery, FieldError> {
+    let run_id = r.run_id.trim();
+    if run_id.is_empty() {
+        return Err(FieldError::new("run_id", "required"));
+    }
+    let limit = match r.limit {
+        0 => 100,
+        n if (1..=1000).contains(&n) => n,
+        n => {
+            return Err(FieldError::new(
+                "limit",
+                format!("{n} is out of range 1..=1000"),
+            ));
+        }
+    };
+    let after = match r.page_token.trim() {
+        "" => 0,
+        t => decode_quarantine_token(t)?,
+    };
+    Ok(QuarantineQuery {
+        run_id: run_id.to_string(),
+        after,
+        limit: i64::from(limit),
+    })
+}
+
+/// The page token after quarantined row `id`.
+fn encode_quarantine_token(id: i64) -> String {
+    format!("q1.{id}")
+}
+
+fn decode_quarantine_token(t: &str) -> Result<i64, FieldError> {
+    t.strip_prefix("q1.")
+        .and_then(|n| n.parse::<i64>().ok())
+        .filter(|n| *n > 0)
+        .ok_or_else(|| FieldError::new("page_token", "not a token returned by ListQuarantine"))
+}
+
 fn money(amount: Decimal, currency: &str) -> proto::Money {
     proto::Money {
         amount: amount.normalize().to_string(),
@@ -127,6 +175,40 @@ impl SpendService for SpendApi {
         }))
     }
 
+    #[tracing::instrument(skip_all)]
+    async fn list_quarantine(
+        &self,
+        request: Request<proto::ListQuarantineRequest>,
+    ) -> Result<Response<proto::ListQuarantineResponse>, Status> {
+        let q = quarantine_query(request.get_ref())?;
+        let rows = self
+            .store
+            .list_quarantine(&q.run_id, q.after, q.limit + 1)
+            .await
+            .map_err(store_status)?
+            .ok_or_else(|| Status::not_found(format!("run_id: no ingest run {:?}", q.run_id)))?;
+        let more = rows.len() as i64 > q.limit;
+        let page = &rows[..rows.len().min(q.limit as usize)];
+        let next_page_token = match page.last() {
+            Some(last) if more => encode_quarantine_token(last.id),
+            _ => String::new(),
+        };
+        Ok(Response::new(proto::ListQuarantineResponse {
+            rows: page
+                .iter()
+                .map(|r| proto::QuarantinedRow {
+                    file: r.file.clone(),
+                    line: r.line.max(0) as u64,
+                    column: r.column.clone().unwrap_or_default(),
+                    reason: r.reason.clone(),
+                    raw: r.raw.clone(),
+                })
+                .collect(),
+            next_page_token,
+        }))
+    }
+
+    #[tracing::instrument(skip_all)]
     async fn list_ingest_runs(
         &self,
         request: Request<proto::ListIngestRunsRequest>,
@@ -140,6 +222,10 @@ impl SpendService for SpendApi {
             }
             n => n,
         };
+        // Runs whose process is gone show as interrupted, not running.
+        if let Err(e) = self.store.interrupt_expired_runs(Utc::now()).await {
+            tracing::warn!(error = %e, "could not check for interrupted ingest runs");
+        }
         let runs = self
             .store
             .list_ingest_runs(i64::from(limit))
@@ -177,5 +263,36 @@ impl SpendService for SpendApi {
                 })
                 .collect(),
         }))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn req(run_id: &str, limit: i32, page_token: &str) -> proto::ListQuarantineRequest {
+        proto::ListQuarantineRequest {
+            run_id: run_id.into(),
+            limit,
+            page_token: page_token.into(),
+        }
+    }
+
+    #[test]
+    fn quarantine_requests_are_validated_naming_the_field() {
+        let q = quarantine_query(&req(" run-1 ", 0, "")).unwrap();
+        assert_eq!((q.run_id.as_str(), q.after, q.limit), ("run-1", 0, 100));
+        let token = encode_quarantine_token(42);
+        assert_eq!(quarantine_query(&req("r", 5, &token)).unwrap().after, 42);
+        for (r, field) in [
+            (req("", 0, ""), "run_id"),
+            (req("r", -1, ""), "limit"),
+            (req("r", 1001, ""), "limit"),
+            (req("r", 0, "42"), "page_token"),
+            (req("r", 0, "q1.-3"), "page_token"),
+            (req("r", 0, "q1.x"), "page_token"),
+        ] {
+            assert_eq!(quarantine_query(&r).unwrap_err().field, field, "{r:?}");
+        }
     }
 }

@@ -3,6 +3,9 @@
 //! whole) and the spend query. SQLite keeps money as exact decimal text and sums it in Rust;
 //! Postgres keeps NUMERIC, loads with COPY and sums in SQL. Lines are stored compactly
 //! (`cost_fact`, `cost_dims`, `cost_range`; see `IngestTx`) behind the `cost_line` view.
+//! A `running` run holds a lease its process renews; one whose lease ran out is marked
+//! `interrupted` (`interrupt_expired_runs`). Quarantined rows are listed per run in pages
+//! (`list_quarantine`).
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
 use std::sync::Arc;
@@ -624,6 +627,88 @@ macro_rules! run_from_row {
     };
 }
 
+/// A run's lease lasts this many heartbeats of the process that ingests it.
+pub const LEASE_HEARTBEATS: u32 = 3;
+
+/// Whether a `running` run whose lease runs until `lease_until` is one whose process is
+/// gone: the lease ran out before `now`. A run without a lease was started before leases
+/// existed (migration 0009), by a process that has stopped since.
+pub fn lease_expired(lease_until: Option<DateTime<Utc>>, now: DateTime<Utc>) -> bool {
+    lease_until.is_none_or(|l| l < now)
+}
+
+/// The error recorded on a run marked `interrupted`.
+fn interrupted_error(lease_until: Option<DateTime<Utc>>) -> String {
+    match lease_until {
+        Some(l) => format!(
+            "interrupted: the ingesting process stopped without finishing (its lease ran out at {})",
+            l.to_rfc3339_opts(chrono::SecondsFormat::Millis, true)
+        ),
+        None => "interrupted: the ingesting process stopped without finishing".into(),
+    }
+}
+
+/// One quarantined row of a run.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct QuarantineRow {
+    /// Its id, the key of the next page.
+    pub id: i64,
+    pub file: String,
+    pub line: i64,
+    pub column: Option<String>,
+    pub reason: String,
+    pub raw: String,
+}
+
+/// Marks `interrupted` the `running` runs of transaction `$tx` whose lease ran out before
+/// `$now`, and evaluates to their ids. `$spell` adapts the Postgres spelling of a statement.
+macro_rules! interrupt_expired {
+    ($tx:expr, $now:expr, $spell:expr) => {{
+        const RUNNING: &str = "SELECT id, lease_until FROM ingest_run WHERE status = 'running'";
+        const INTERRUPT: &str = "UPDATE ingest_run SET status = 'interrupted', finished_at = $2, \
+             error = $3 WHERE id = $1 AND status = 'running' AND lease_until IS NOT DISTINCT FROM $4";
+        let running: Vec<(String, Option<DateTime<Utc>>)> =
+            sqlx::query_as(&$spell(RUNNING)).fetch_all(&mut *$tx).await?;
+        let mut gone = Vec::new();
+        for (id, lease) in running {
+            if lease_expired(lease, $now) {
+                sqlx::query(&$spell(INTERRUPT))
+                    .bind(&id)
+                    .bind($now)
+                    .bind(interrupted_error(lease))
+                    .bind(lease)
+                    .execute(&mut *$tx)
+                    .await?;
+                tracing::warn!(run = %id, "ingest run interrupted: its process is gone");
+                gone.push(id);
+            }
+        }
+        gone
+    }};
+}
+
+/// `BEGIN IMMEDIATE` if no other writer holds the SQLite database at this moment, else
+/// `None` (no waiting).
+async fn sqlite_try_begin_immediate(
+    pool: &sqlx::SqlitePool,
+) -> Result<Option<SqliteTx>, StoreError> {
+    let mut conn = pool.acquire().await?;
+    conn.close_on_drop();
+    sqlx::query("PRAGMA busy_timeout = 0")
+        .execute(&mut *conn)
+        .await?;
+    match sqlx::Transaction::begin(conn, Some("BEGIN IMMEDIATE".into())).await {
+        Ok(mut tx) => {
+            sqlx::query(&format!("PRAGMA busy_timeout = {SQLITE_BUSY_TIMEOUT_MS}"))
+                .execute(&mut *tx)
+                .await?;
+            Ok(Some(tx))
+        }
+        Err(e) if is_sqlite_busy(&e) => Ok(None),
+        Err(e) => Err(e.into()),
+    }
+}
+
 impl IngestTx {
     /// Deletes the lines of `scope` (provider | billing account | billing period) that earlier
     /// runs of the same dataset (format and variant, e.g. Azure EA actual vs amortized)
@@ -892,14 +977,15 @@ impl IngestTx {
         file: &str,
         rows: &[Quarantined],
     ) -> Result<(), StoreError> {
-        const SQL: &str = "INSERT INTO ingest_quarantine (ingest_run_id, file, line, reason, raw) \
-             VALUES ($1, $2, $3, $4, $5)";
+        const SQL: &str = "INSERT INTO ingest_quarantine \
+             (ingest_run_id, file, line, column_name, reason, raw) VALUES ($1, $2, $3, $4, $5, $6)";
         for q in rows {
             let raw: String = q.raw.chars().take(4000).collect();
             in_tx!(self, SQL, |query| query
                 .bind(run_id)
                 .bind(file)
                 .bind(q.line as i64)
+                .bind(q.column.as_deref())
                 .bind(&q.reason)
                 .bind(&raw));
         }
@@ -942,26 +1028,189 @@ impl IngestTx {
         }
         Ok(())
     }
+
+    /// Discards everything written in this transaction (a rejected file) and lets go of the
+    /// database for the next writer.
+    pub async fn rollback(self) -> Result<(), StoreError> {
+        match self.backend {
+            Backend::Sqlite(st) => st.into_tx().await?.rollback().await?,
+            Backend::Postgres(pg) => pg.into_tx().await?.rollback().await?,
+        }
+        Ok(())
+    }
 }
 
 const RUN_COLS: &str = "id, started_at, finished_at, source, format, variant, status, rows_read, rows_stored, \
      rows_quarantined, deviations, totals, scopes, error";
 
 impl Store {
-    /// Records a run as `running` (committed at once, so a crash leaves a trace).
+    /// Records a run as `running` (committed at once, so a crash leaves a trace), with a
+    /// lease of `LEASE_HEARTBEATS` heartbeats from `at`. Runs whose lease ran out before
+    /// `at` are marked `interrupted` first, in the same transaction.
     pub async fn start_ingest_run(
         &self,
         id: &str,
         source: &str,
         at: DateTime<Utc>,
     ) -> Result<(), StoreError> {
-        self.run_update(
-            "INSERT INTO ingest_run (id, started_at, source, status) VALUES ($1, $2, $3, 'running')",
-            id,
-            at,
-            source,
-        )
-        .await
+        const SQL: &str = "INSERT INTO ingest_run (id, started_at, source, status, lease_until) \
+             VALUES ($1, $2, $3, 'running', $4)";
+        let lease = at + self.ingest_lease();
+        match self {
+            // Waits, like the ingest itself, for another ingest to let go of the database.
+            Store::Sqlite(s) => {
+                let mut tx = sqlite_begin_immediate(s.pool(), s.ingest_lock_wait).await?;
+                interrupt_expired!(tx, at, sqlite_spelling);
+                sqlx::query(&sqlite_spelling(SQL))
+                    .bind(id)
+                    .bind(at)
+                    .bind(source)
+                    .bind(lease)
+                    .execute(&mut *tx)
+                    .await?;
+                tx.commit().await?;
+            }
+            Store::Postgres(s) => {
+                let mut tx = s.pool().begin().await?;
+                interrupt_expired!(tx, at, str::to_string);
+                sqlx::query(SQL)
+                    .bind(id)
+                    .bind(at)
+                    .bind(source)
+                    .bind(lease)
+                    .execute(&mut *tx)
+                    .await?;
+                tx.commit().await?;
+            }
+        }
+        Ok(())
+    }
+
+    /// How long a run's lease lasts.
+    fn ingest_lease(&self) -> chrono::Duration {
+        chrono::Duration::from_std(self.ingest_heartbeat() * LEASE_HEARTBEATS)
+            .unwrap_or_else(|_| chrono::Duration::days(1))
+    }
+
+    /// Renews the lease of a `running` run to `now` plus `LEASE_HEARTBEATS` heartbeats.
+    /// Never waits long: on SQLite, while a writer (this run's own file transaction,
+    /// usually) holds the database, the renewal is skipped — and no other process can mark
+    /// the run meanwhile, as marking needs that same lock. `Ok(false)` when skipped.
+    pub async fn renew_ingest_lease(
+        &self,
+        id: &str,
+        now: DateTime<Utc>,
+    ) -> Result<bool, StoreError> {
+        const SQL: &str =
+            "UPDATE ingest_run SET lease_until = $2 WHERE id = $1 AND status = 'running'";
+        let lease = now + self.ingest_lease();
+        match self {
+            Store::Sqlite(s) => {
+                let mut conn = s.pool().acquire().await?;
+                conn.close_on_drop();
+                sqlx::query("PRAGMA busy_timeout = 200")
+                    .execute(&mut *conn)
+                    .await?;
+                match sqlx::query(&sqlite_spelling(SQL))
+                    .bind(id)
+                    .bind(lease)
+                    .execute(&mut *conn)
+                    .await
+                {
+                    Ok(_) => Ok(true),
+                    Err(e) if is_sqlite_busy(&e) => Ok(false),
+                    Err(e) => Err(e.into()),
+                }
+            }
+            Store::Postgres(s) => {
+                sqlx::query(SQL)
+                    .bind(id)
+                    .bind(lease)
+                    .execute(s.pool())
+                    .await?;
+                Ok(true)
+            }
+        }
+    }
+
+    /// Marks `interrupted` every `running` run whose lease ran out before `now` (its
+    /// process is gone); returns their ids. On SQLite, when another writer holds the
+    /// database (an ingest in its file transaction is alive), nothing is checked this time.
+    pub async fn interrupt_expired_runs(
+        &self,
+        now: DateTime<Utc>,
+    ) -> Result<Vec<String>, StoreError> {
+        match self {
+            Store::Sqlite(s) => {
+                let Some(mut tx) = sqlite_try_begin_immediate(s.pool()).await? else {
+                    return Ok(Vec::new());
+                };
+                let gone = interrupt_expired!(tx, now, sqlite_spelling);
+                tx.commit().await?;
+                Ok(gone)
+            }
+            Store::Postgres(s) => {
+                let mut tx = s.pool().begin().await?;
+                let gone = interrupt_expired!(tx, now, str::to_string);
+                tx.commit().await?;
+                Ok(gone)
+            }
+        }
+    }
+
+    /// The quarantined rows of run `run`, in the order they were found, after the row with
+    /// id `after` (0: from the first), at most `limit`. `None` when no such run exists.
+    pub async fn list_quarantine(
+        &self,
+        run: &str,
+        after: i64,
+        limit: i64,
+    ) -> Result<Option<Vec<QuarantineRow>>, StoreError> {
+        const RUN: &str = "SELECT COUNT(*) FROM ingest_run WHERE id = $1";
+        const PAGE: &str = "SELECT id, file, line, column_name, reason, raw FROM ingest_quarantine \
+             WHERE ingest_run_id = $1 AND id > $2 ORDER BY id LIMIT $3";
+        type Q = (i64, String, i64, Option<String>, String, String);
+        let (known, rows): (i64, Vec<Q>) = match self {
+            Store::Sqlite(s) => (
+                sqlx::query_scalar(&sqlite_spelling(RUN))
+                    .bind(run)
+                    .fetch_one(s.pool())
+                    .await?,
+                sqlx::query_as(&sqlite_spelling(PAGE))
+                    .bind(run)
+                    .bind(after)
+                    .bind(limit)
+                    .fetch_all(s.pool())
+                    .await?,
+            ),
+            Store::Postgres(s) => (
+                sqlx::query_scalar(RUN)
+                    .bind(run)
+                    .fetch_one(s.pool())
+                    .await?,
+                sqlx::query_as(PAGE)
+                    .bind(run)
+                    .bind(after)
+                    .bind(limit)
+                    .fetch_all(s.pool())
+                    .await?,
+            ),
+        };
+        if known == 0 {
+            return Ok(None);
+        }
+        Ok(Some(
+            rows.into_iter()
+                .map(|(id, file, line, column, reason, raw)| QuarantineRow {
+                    id,
+                    file,
+                    line,
+                    column,
+                    reason,
+                    raw,
+                })
+                .collect(),
+        ))
     }
 
     pub async fn fail_ingest_run(
@@ -1256,4 +1505,26 @@ pub fn month_start(t: DateTime<Utc>) -> DateTime<Utc> {
     Utc.with_ymd_and_hms(t.year(), t.month(), 1, 0, 0, 0)
         .single()
         .unwrap_or(t)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_lease_expires_once_now_passes_it_and_a_missing_one_has_expired() {
+        let at: DateTime<Utc> = "2026-01-01T00:00:00Z".parse().unwrap();
+        let now = at + chrono::Duration::seconds(30);
+        assert!(!lease_expired(Some(now), now));
+        assert!(!lease_expired(
+            Some(now + chrono::Duration::milliseconds(1)),
+            now
+        ));
+        assert!(lease_expired(
+            Some(now - chrono::Duration::milliseconds(1)),
+            now
+        ));
+        assert!(lease_expired(None, now));
+        assert!(interrupted_error(Some(at)).contains("2026-01-01T00:00:00.000Z"));
+    }
 }

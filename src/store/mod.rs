@@ -315,7 +315,31 @@ pub const BUSY_RETRY: Duration = Duration::from_secs(1);
 /// multi-million-line file ahead of it.
 pub const DEFAULT_INGEST_LOCK_WAIT: Duration = Duration::from_secs(30 * 60);
 
+/// How often, by default, an ingest renews its run's lease (see `Store::with_ingest_heartbeat`).
+pub const DEFAULT_INGEST_HEARTBEAT: Duration = Duration::from_secs(10);
+
 impl Store {
+    /// How often an ingest renews the lease of its `running` run: the lease lasts
+    /// `billing::LEASE_HEARTBEATS` heartbeats, and a run whose lease ran out is marked
+    /// `interrupted` (its process is gone) at the next ingest, `serve` start or
+    /// ListIngestRuns.
+    pub fn with_ingest_heartbeat(mut self, every: Duration) -> Store {
+        let every = every.max(Duration::from_millis(10));
+        match &mut self {
+            Store::Sqlite(s) => s.ingest_heartbeat = every,
+            Store::Postgres(s) => s.ingest_heartbeat = every,
+        }
+        self
+    }
+
+    /// See [`Store::with_ingest_heartbeat`].
+    pub fn ingest_heartbeat(&self) -> Duration {
+        match self {
+            Store::Sqlite(s) => s.ingest_heartbeat,
+            Store::Postgres(s) => s.ingest_heartbeat,
+        }
+    }
+
     /// How long `begin_ingest` and the run's first write wait for another ingest (one at a
     /// time per database: SQLite's write lock, a Postgres advisory lock) before giving up
     /// with `StoreError::Busy`.

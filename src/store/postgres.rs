@@ -25,6 +25,8 @@ pub struct PgStore {
     pool: PgPool,
     /// How long an ingest waits for another ingest's turn to end.
     pub(crate) ingest_lock_wait: std::time::Duration,
+    /// How often an ingest renews its run's lease (`Store::with_ingest_heartbeat`).
+    pub(crate) ingest_heartbeat: std::time::Duration,
 }
 
 fn corrupt(table: &'static str, e: impl std::fmt::Display) -> StoreError {
@@ -84,6 +86,7 @@ impl PgStore {
         Ok(PgStore {
             pool,
             ingest_lock_wait: super::DEFAULT_INGEST_LOCK_WAIT,
+            ingest_heartbeat: super::DEFAULT_INGEST_HEARTBEAT,
         })
     }
 

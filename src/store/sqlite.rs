@@ -30,6 +30,8 @@ pub struct SqliteStore {
     pool: SqlitePool,
     /// How long an ingest waits for another writer to let go of the database.
     pub(crate) ingest_lock_wait: Duration,
+    /// How often an ingest renews its run's lease (`Store::with_ingest_heartbeat`).
+    pub(crate) ingest_heartbeat: Duration,
 }
 
 fn money_text(d: Decimal) -> String {
@@ -69,6 +71,7 @@ impl SqliteStore {
         Ok(SqliteStore {
             pool,
             ingest_lock_wait: super::DEFAULT_INGEST_LOCK_WAIT,
+            ingest_heartbeat: super::DEFAULT_INGEST_HEARTBEAT,
         })
     }
 

@@ -5,6 +5,13 @@
 //! period) scopes this file covers. Everything —
 //! deletions, new lines, quarantined rows, the run's report — commits together, so a crash
 //! (even kill -9) leaves the previous state whole.
+//!
+//! All or nothing: a file with a quarantined row (beyond the accepted share,
+//! `IngestOptions::accept_bad_rows`, none by default) or one that ends inside a row is
+//! rejected — its transaction is rolled back, so it stores and replaces nothing — and the
+//! run is recorded as `rejected` with its quarantined rows, in a transaction of its own.
+//! While a run works, a heartbeat renews its lease (`Store::renew_ingest_lease`), so a run
+//! whose process died is told apart and marked `interrupted`.
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -13,7 +20,8 @@ use std::time::Instant;
 use chrono::Utc;
 use rust_decimal::Decimal;
 
-use crate::billing::{BillingError, BillingFormat, CostLine, ParseSummary};
+use crate::billing::accept::{BadRowShare, Verdict, verdict};
+use crate::billing::{BillingError, BillingFormat, CostLine, ParseSummary, Quarantined};
 use crate::store::billing::IngestRunRow;
 use crate::store::{Store, StoreError};
 
@@ -25,6 +33,67 @@ pub enum IngestError {
     Billing(#[from] BillingError),
     #[error("{0}")]
     Other(String),
+    /// The file was read but not stored (bad rows, incomplete file).
+    #[error("{0}")]
+    Rejected(Box<Rejection>),
+}
+
+/// Quarantined rows a report lists (all of them are stored with the run).
+pub const REPORT_ROWS: usize = 10;
+
+/// A file read but not stored: nothing of it was written and nothing replaced.
+#[derive(Debug, Clone)]
+pub struct Rejection {
+    pub run_id: String,
+    pub source: String,
+    /// Why (names the line of an incomplete file, or the count of bad rows).
+    pub reason: String,
+    pub rows_read: u64,
+    /// Every quarantined row's count, and the first `REPORT_ROWS` of them.
+    pub quarantined: u64,
+    pub first_rows: Vec<Quarantined>,
+}
+
+impl std::fmt::Display for Rejection {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        writeln!(f, "rejected, nothing stored or replaced: {}", self.reason)?;
+        write_rows(f, &self.first_rows, self.quarantined, &self.run_id)?;
+        write!(f, "  run {}", self.run_id)
+    }
+}
+
+/// Lists quarantined rows, one a line: line, column when known, reason.
+fn write_rows(
+    f: &mut std::fmt::Formatter<'_>,
+    rows: &[Quarantined],
+    total: u64,
+    run_id: &str,
+) -> std::fmt::Result {
+    for q in rows {
+        match &q.column {
+            Some(c) => writeln!(f, "  line {} ({c}): {}", q.line, q.reason)?,
+            None => writeln!(f, "  line {}: {}", q.line, q.reason)?,
+        }
+    }
+    let more = total.saturating_sub(rows.len() as u64);
+    if more > 0 {
+        writeln!(
+            f,
+            "  … and {more} more: bursar ingest-runs --quarantine {run_id}"
+        )?;
+    }
+    Ok(())
+}
+
+/// How to ingest: the format (None: detect) and how many bad rows to accept.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct IngestOptions {
+    pub hint: Option<BillingFormat>,
+    /// Show a spinner.
+    pub progress: bool,
+    /// The share of rows that may be quarantined while the rest are stored (none by
+    /// default: any bad row rejects the file).
+    pub accept_bad_rows: BadRowShare,
 }
 
 /// What one ingest did (also stored in `ingest_run`).
@@ -43,6 +112,8 @@ pub struct IngestReport {
     pub scopes: Vec<String>,
     pub replaced_rows: u64,
     pub seconds: f64,
+    /// The first `REPORT_ROWS` quarantined rows (stored within the accepted share).
+    pub bad_rows: Vec<Quarantined>,
 }
 
 impl std::fmt::Display for IngestReport {
@@ -70,6 +141,10 @@ impl std::fmt::Display for IngestReport {
                 .map(|(k, v)| format!("{k} {v}"))
                 .collect();
             writeln!(f, "  deviations tolerated: {}", d.join(", "))?;
+        }
+        if self.quarantined > 0 {
+            writeln!(f, "  quarantined (within the accepted share):")?;
+            write_rows(f, &self.bad_rows, self.quarantined, &self.run_id)?;
         }
         write!(f, "  run {}", self.run_id)
     }
@@ -139,24 +214,55 @@ impl Scopes {
 type ParseFn =
     Box<dyn FnOnce(&mut crate::billing::Sink<'_>) -> Result<ParseSummary, BillingError> + Send>;
 
-/// Runs `parse` and writes what it yields as one ingest of `source`.
+/// Runs `parse` and writes what it yields as one ingest of `source`, all or nothing.
 pub async fn ingest_with(
     store: &Store,
     source: &str,
     parse: ParseFn,
     progress: bool,
 ) -> Result<IngestReport, IngestError> {
+    ingest_accepting(store, source, parse, progress, BadRowShare::NONE).await
+}
+
+/// Runs `parse` and writes what it yields as one ingest of `source`; up to `accept` of its
+/// rows may be quarantined while the others are stored.
+pub async fn ingest_accepting(
+    store: &Store,
+    source: &str,
+    parse: ParseFn,
+    progress: bool,
+    accept: BadRowShare,
+) -> Result<IngestReport, IngestError> {
     let started = Instant::now();
     let id = run_id();
     store.start_ingest_run(&id, source, Utc::now()).await?;
-    let result = ingest_inner(store, source, &id, parse, progress, started).await;
-    if let Err(e) = &result {
-        store
-            .fail_ingest_run(&id, &e.to_string(), Utc::now())
-            .await
-            .ok();
+    let lease = tokio::spawn(keep_lease(store.clone(), id.clone()));
+    let result = ingest_inner(store, source, &id, parse, progress, started, accept).await;
+    lease.abort();
+    match &result {
+        // Recorded as rejected already.
+        Ok(_) | Err(IngestError::Rejected(_)) => {}
+        Err(e) => {
+            store
+                .fail_ingest_run(&id, &e.to_string(), Utc::now())
+                .await
+                .ok();
+        }
     }
     result
+}
+
+/// Renews run `id`'s lease every heartbeat until aborted.
+async fn keep_lease(store: Store, id: String) {
+    let mut tick = tokio::time::interval(store.ingest_heartbeat());
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    tick.tick().await; // the first tick is at once; the run's lease is fresh
+    loop {
+        tick.tick().await;
+        if let Err(e) = store.renew_ingest_lease(&id, Utc::now()).await {
+            tracing::warn!(run = %id, error = %e, "could not renew the ingest run's lease");
+        }
+    }
 }
 
 async fn ingest_inner(
@@ -166,6 +272,7 @@ async fn ingest_inner(
     parse: ParseFn,
     progress: bool,
     started: Instant,
+    accept: BadRowShare,
 ) -> Result<IngestReport, IngestError> {
     let bar = if progress {
         let b = indicatif::ProgressBar::new_spinner();
@@ -227,9 +334,21 @@ async fn ingest_inner(
         .map_err(|e| IngestError::Other(format!("parser stopped: {e}")))?;
     bar.finish_and_clear();
     if let Some(e) = write_err {
+        let _ = db.rollback().await;
         return Err(e.into());
     }
-    let summary = parsed?;
+    let summary = match parsed {
+        Ok(s) => s,
+        Err(e) => {
+            let _ = db.rollback().await;
+            return Err(e.into());
+        }
+    };
+    if let Verdict::Reject(reason) = verdict(&summary, accept) {
+        // Nothing of the file stays; the run and its quarantined rows are recorded apart.
+        let _ = db.rollback().await;
+        return Err(reject(store, id, source, &summary, reason).await);
+    }
     // Replace what earlier runs of the same dataset stored for the periods this file covers.
     let format = summary.format.map(|f| f.as_str());
     for s in &scopes {
@@ -264,6 +383,12 @@ async fn ingest_inner(
         scopes: scopes.clone(),
         replaced_rows: replaced,
         seconds: started.elapsed().as_secs_f64(),
+        bad_rows: summary
+            .quarantined
+            .iter()
+            .take(REPORT_ROWS)
+            .cloned()
+            .collect(),
     };
     db.finish_run(&IngestRunRow {
         id: id.to_string(),
@@ -284,6 +409,56 @@ async fn ingest_inner(
     .await?;
     db.commit().await?;
     Ok(report)
+}
+
+/// Records run `id` as rejected, with its quarantined rows, in a transaction of its own;
+/// the error to return (a store error if even that failed).
+async fn reject(
+    store: &Store,
+    id: &str,
+    source: &str,
+    summary: &ParseSummary,
+    reason: String,
+) -> IngestError {
+    let row = IngestRunRow {
+        id: id.to_string(),
+        started_at: Utc::now(),
+        finished_at: Some(Utc::now()),
+        source: source.to_string(),
+        format: summary.format.map(|f| f.as_str().to_string()),
+        variant: Some(summary.variant.clone()),
+        status: "rejected".into(),
+        rows_read: summary.rows_read as i64,
+        rows_stored: 0,
+        rows_quarantined: summary.quarantined.len() as i64,
+        deviations: serde_json::to_string(&summary.deviations).unwrap_or_else(|_| "{}".into()),
+        totals: "{}".into(),
+        scopes: "[]".into(),
+        error: Some(reason.clone()),
+    };
+    let recorded = async {
+        let mut tx = store.begin_ingest().await?;
+        tx.insert_quarantine(id, source, &summary.quarantined)
+            .await?;
+        tx.finish_run(&row).await?;
+        tx.commit().await
+    };
+    if let Err(e) = recorded.await {
+        return IngestError::Store(e);
+    }
+    IngestError::Rejected(Box::new(Rejection {
+        run_id: id.to_string(),
+        source: source.to_string(),
+        reason,
+        rows_read: summary.rows_read,
+        quarantined: summary.quarantined.len() as u64,
+        first_rows: summary
+            .quarantined
+            .iter()
+            .take(REPORT_ROWS)
+            .cloned()
+            .collect(),
+    }))
 }
 
 /// Billing-looking files under `dir` (not recursive), sorted by name.
@@ -307,20 +482,36 @@ pub fn billing_files(dir: &Path) -> std::io::Result<Vec<PathBuf>> {
     Ok(v)
 }
 
-/// Ingests one file.
+/// Ingests one file, all or nothing.
 pub async fn ingest_file(
     store: &Store,
     path: &Path,
     hint: Option<BillingFormat>,
     progress: bool,
 ) -> Result<IngestReport, IngestError> {
+    let opts = IngestOptions {
+        hint,
+        progress,
+        ..IngestOptions::default()
+    };
+    ingest_file_with(store, path, opts).await
+}
+
+/// Ingests one file as `opts` says.
+pub async fn ingest_file_with(
+    store: &Store,
+    path: &Path,
+    opts: IngestOptions,
+) -> Result<IngestReport, IngestError> {
     let p = path.to_path_buf();
     let source = path.display().to_string();
-    ingest_with(
+    let hint = opts.hint;
+    ingest_accepting(
         store,
         &source,
         Box::new(move |sink| crate::billing::read::parse_file(&p, hint, sink)),
-        progress,
+        opts.progress,
+        opts.accept_bad_rows,
     )
     .await
 }
@@ -331,15 +522,16 @@ pub async fn ingest_bytes(
     source: &str,
     name: &str,
     bytes: Vec<u8>,
-    hint: Option<BillingFormat>,
-    progress: bool,
+    opts: IngestOptions,
 ) -> Result<IngestReport, IngestError> {
     let name = name.to_string();
-    ingest_with(
+    let hint = opts.hint;
+    ingest_accepting(
         store,
         source,
         Box::new(move |sink| crate::billing::read::parse_bytes(&name, &bytes, hint, sink)),
-        progress,
+        opts.progress,
+        opts.accept_bad_rows,
     )
     .await
 }
