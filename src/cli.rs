@@ -343,8 +343,10 @@ fn load_config(db: &DbArgs) -> Result<Config, CliError> {
 fn init_logging(format: &str, default_level: &str) {
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default_level));
+    // Colour only on a terminal: a log file or a journal gets plain text.
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .with_writer(std::io::stderr);
     let _ = if format == "json" {
         builder.json().try_init()
@@ -367,7 +369,7 @@ pub async fn dispatch(cli: Cli) -> Result<(), CliError> {
             let cfg = load_config(&db)?;
             init_logging(&cfg.log_format, "warn");
             let store = Store::open(&cfg.database_url).await?;
-            println!("migrations applied ({})", store.backend());
+            crate::outln!("migrations applied ({})", store.backend());
             store.close().await;
             Ok(())
         }
@@ -542,12 +544,17 @@ async fn poll(mut cfg: Config, once: bool, named: Vec<String>) -> Result<(), Cli
         let mut failed = Vec::new();
         for (s, _) in &sources {
             match crate::tasks::poll_once(&store, s.as_ref()).await {
-                Ok(r) => println!(
+                Ok(r) => crate::outln!(
                     "{}: {} offers ({} changed), {} spot bands, {} rejected, {} pages",
-                    r.source, r.offers, r.observations, r.bands, r.rejected, r.pages
+                    r.source,
+                    r.offers,
+                    r.observations,
+                    r.bands,
+                    r.rejected,
+                    r.pages
                 ),
                 Err(e) => {
-                    println!("{}: FAILED: {e}", s.name());
+                    crate::outln!("{}: FAILED: {e}", s.name());
                     failed.push(s.name().to_string());
                 }
             }
@@ -664,7 +671,7 @@ async fn prices(a: PricesArgs) -> Result<(), CliError> {
             "next_page_token": resp.next_page_token,
             "total_matching": resp.total_matching,
         });
-        println!("{}", serde_json::to_string_pretty(&out).unwrap_or_default());
+        crate::outln!("{}", serde_json::to_string_pretty(&out).unwrap_or_default());
         return Ok(());
     }
     let header = [
@@ -712,8 +719,8 @@ async fn prices(a: PricesArgs) -> Result<(), CliError> {
             ]
         })
         .collect();
-    print!("{}", table(&header, &rows));
-    println!(
+    crate::out!("{}", table(&header, &rows));
+    crate::outln!(
         "{} of {} matching offers{}",
         resp.prices.len(),
         resp.total_matching,
@@ -724,7 +731,7 @@ async fn prices(a: PricesArgs) -> Result<(), CliError> {
         }
     );
     if resp.prices.iter().any(|p| p.seed) {
-        println!(
+        crate::outln!(
             "note: prices marked (seed) come from the snapshot shipped with bursar, not a live feed"
         );
     }
@@ -779,7 +786,7 @@ async fn sources(c: ClientArgs) -> Result<(), CliError> {
                 })
             })
             .collect();
-        println!(
+        crate::outln!(
             "{}",
             serde_json::to_string_pretty(&json!({ "sources": rows })).unwrap_or_default()
         );
@@ -799,7 +806,7 @@ async fn sources(c: ClientArgs) -> Result<(), CliError> {
             ]
         })
         .collect();
-    print!(
+    crate::out!(
         "{}",
         table(
             &[

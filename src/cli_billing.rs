@@ -7,6 +7,7 @@ use serde_json::json;
 
 use crate::billing::BillingFormat;
 use crate::cli::{CliError, ClientArgs, DbArgs, channel, status_error, table};
+use crate::domain::quote::clip;
 use crate::proto;
 use crate::proto::spend_service_client::SpendServiceClient;
 use crate::store::Store;
@@ -92,7 +93,10 @@ pub async fn evaluate_budgets(store: &Store, cfg: &crate::config::Config) {
         cfg.budget_evaluation.trailing_days,
     );
     if let Err(e) = engine.evaluate_all(Utc::now()).await {
-        eprintln!("bursar: budget evaluation after ingest failed: {e}");
+        eprintln!(
+            "bursar: budget evaluation after ingest failed: {}",
+            clip(&e.to_string())
+        );
     }
 }
 
@@ -115,9 +119,9 @@ pub async fn ingest(a: IngestArgs, cfg: &crate::config::Config) -> Result<(), Cl
     let mut failures = Vec::new();
     let print = |r: &crate::tasks::ingest::IngestReport, json: bool| {
         if json {
-            println!("{}", report_json(r));
+            crate::outln!("{}", report_json(r));
         } else {
-            println!("{r}");
+            crate::outln!("{r}");
         }
     };
     if a.path.starts_with("s3://") {
@@ -190,13 +194,13 @@ pub async fn ingest(a: IngestArgs, cfg: &crate::config::Config) -> Result<(), Cl
                     match crate::tasks::ingest::ingest_file(&st, &p, hint, false).await {
                         Ok(r) => {
                             if json {
-                                println!("{}", report_json(&r));
+                                crate::outln!("{}", report_json(&r));
                             } else {
-                                println!("{r}");
+                                crate::outln!("{r}");
                             }
                             evaluate_budgets(&st, &cfg).await;
                         }
-                        Err(e) => eprintln!("bursar: {}: {e}", p.display()),
+                        Err(e) => eprintln!("bursar: {}: {}", p.display(), clip(&e.to_string())),
                     }
                 }
             })
@@ -208,7 +212,7 @@ pub async fn ingest(a: IngestArgs, cfg: &crate::config::Config) -> Result<(), Cl
     }
     store.close().await;
     for f in &failures {
-        eprintln!("bursar: {f}");
+        eprintln!("bursar: {}", clip(f));
     }
     if failures.is_empty() {
         Ok(())
@@ -276,7 +280,7 @@ pub async fn spend(a: SpendArgs) -> Result<(), CliError> {
                 |(b, e)| json!({"currency": b.currency, "billed": b.amount, "effective": e.amount}),
             )
             .collect();
-        println!(
+        crate::outln!(
             "{}",
             serde_json::to_string_pretty(&json!({"buckets": rows, "totals": totals}))
                 .unwrap_or_default()
@@ -297,7 +301,7 @@ pub async fn spend(a: SpendArgs) -> Result<(), CliError> {
             ]
         })
         .collect();
-    print!(
+    crate::out!(
         "{}",
         table(
             &[
@@ -312,9 +316,11 @@ pub async fn spend(a: SpendArgs) -> Result<(), CliError> {
         )
     );
     for (b, e) in r.total_billed.iter().zip(r.total_effective.iter()) {
-        println!(
+        crate::outln!(
             "total {}: billed {}, effective {}",
-            b.currency, b.amount, e.amount
+            b.currency,
+            b.amount,
+            e.amount
         );
     }
     Ok(())
@@ -336,7 +342,7 @@ pub async fn ingest_runs(client: ClientArgs, limit: i32) -> Result<(), CliError>
                 "deviations": x.deviations, "error": x.error,
                 "billed_totals": x.billed_totals.iter().map(|m| json!({"amount": m.amount, "currency": m.currency})).collect::<Vec<_>>()}))
             .collect();
-        println!(
+        crate::outln!(
             "{}",
             serde_json::to_string_pretty(&json!({"runs": rows})).unwrap_or_default()
         );
@@ -362,7 +368,7 @@ pub async fn ingest_runs(client: ClientArgs, limit: i32) -> Result<(), CliError>
             ]
         })
         .collect();
-    print!(
+    crate::out!(
         "{}",
         table(
             &[
@@ -421,9 +427,9 @@ pub async fn ingest_cost_explorer(
     store.close().await;
     let r = r.map_err(|e| CliError::Failed(e.to_string()))?;
     if a.json {
-        println!("{}", report_json(&r));
+        crate::outln!("{}", report_json(&r));
     } else {
-        println!("{r}");
+        crate::outln!("{r}");
     }
     Ok(())
 }

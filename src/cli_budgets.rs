@@ -313,7 +313,7 @@ pub async fn budgets(cmd: BudgetsCommand) -> Result<(), CliError> {
             if c.json {
                 print_json(&json!({ "deleted": name }));
             } else {
-                println!("deleted budget {name:?}");
+                crate::outln!("deleted budget {name:?}");
             }
             Ok(())
         }
@@ -321,14 +321,14 @@ pub async fn budgets(cmd: BudgetsCommand) -> Result<(), CliError> {
 }
 
 fn print_json(v: &Value) {
-    println!("{}", serde_json::to_string_pretty(v).unwrap_or_default());
+    crate::outln!("{}", serde_json::to_string_pretty(v).unwrap_or_default());
 }
 
 fn print_one(b: &proto::Budget, verb: &str, json: bool) {
     if json {
         print_json(&budget_json(b));
     } else {
-        println!("{verb} budget {:?}", b.name);
+        crate::outln!("{verb} budget {:?}", b.name);
         print_budgets(std::slice::from_ref(b));
     }
 }
@@ -475,7 +475,7 @@ fn print_budgets(budgets: &[proto::Budget]) {
             ]
         })
         .collect();
-    print!(
+    crate::out!(
         "{}",
         table(
             &[
@@ -549,7 +549,7 @@ fn print_statuses(statuses: &[proto::BudgetStatus]) {
             ]
         })
         .collect();
-    print!(
+    crate::out!(
         "{}",
         table(
             &[

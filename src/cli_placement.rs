@@ -200,7 +200,7 @@ pub async fn select(a: SelectArgs) -> Result<(), CliError> {
             "feasible": resp.feasible,
             "seed_prices": resp.seed_prices,
         });
-        println!("{}", serde_json::to_string_pretty(&out).unwrap_or_default());
+        crate::outln!("{}", serde_json::to_string_pretty(&out).unwrap_or_default());
         return Ok(());
     }
     let rows: Vec<Vec<String>> = resp
@@ -232,7 +232,7 @@ pub async fn select(a: SelectArgs) -> Result<(), CliError> {
             ]
         })
         .collect();
-    print!(
+    crate::out!(
         "{}",
         table(
             &[
@@ -254,14 +254,14 @@ pub async fn select(a: SelectArgs) -> Result<(), CliError> {
         )
     );
     if let Some(p) = resp.placements.first() {
-        println!("why: {}", p.reason);
+        crate::outln!("why: {}", p.reason);
     }
     let ex: Vec<String> = resp
         .excluded
         .iter()
         .map(|e| format!("{} {}", e.constraint, e.offers))
         .collect();
-    println!(
+    crate::outln!(
         "{} feasible of {} offers; excluded: {}; decision {}",
         resp.feasible,
         resp.offers_considered,
@@ -292,7 +292,7 @@ pub async fn unavailable(cmd: UnavailableCommand) -> Result<(), CliError> {
                            "expires_at": ts(&m.expires_at)})
                 })
                 .collect();
-            println!(
+            crate::outln!(
                 "{}",
                 serde_json::to_string_pretty(&json!({ "marks": rows })).unwrap_or_default()
             );
@@ -310,7 +310,7 @@ pub async fn unavailable(cmd: UnavailableCommand) -> Result<(), CliError> {
                     ]
                 })
                 .collect();
-            print!(
+            crate::out!(
                 "{}",
                 table(
                     &["ID", "PROVIDER", "REGION", "ZONE", "EXPIRES", "REASON"],
@@ -363,7 +363,7 @@ pub async fn unavailable(cmd: UnavailableCommand) -> Result<(), CliError> {
                     tonic::Code::NotFound => CliError::Failed(s.message().to_string()),
                     _ => status_error(s),
                 })?;
-            println!("cleared {id}");
+            crate::outln!("cleared {id}");
             Ok(())
         }
     }

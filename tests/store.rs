@@ -389,3 +389,18 @@ async fn bad_urls_are_configuration_errors() {
         "password must be redacted: {e}"
     );
 }
+
+/// A Postgres that refuses connections is reported as refused, not as the pool's
+/// "pool timed out" after its acquire timeout.
+#[tokio::test]
+async fn an_unreachable_postgres_is_reported_as_refused() {
+    let port = common::free_port();
+    let e = Store::connect(&format!("postgres://postgres@127.0.0.1:{port}/test"))
+        .await
+        .err()
+        .unwrap();
+    let m = e.to_string();
+    assert!(e.is_configuration(), "{m}");
+    assert!(m.to_lowercase().contains("connection refused"), "{m}");
+    assert!(!m.contains("timed out"), "{m}");
+}
