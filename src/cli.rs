@@ -343,10 +343,13 @@ fn load_config(db: &DbArgs) -> Result<Config, CliError> {
 fn init_logging(format: &str, default_level: &str) {
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default_level));
-    // Colour only on a terminal: a log file or a journal gets plain text.
+    // Colour only on a terminal (a log file or a journal gets plain text), and not there
+    // either under NO_COLOR, which an explicit with_ansi would otherwise override.
+    let colour = std::io::IsTerminal::is_terminal(&std::io::stderr())
+        && std::env::var_os("NO_COLOR").is_none_or(|v| v.is_empty());
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
-        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
+        .with_ansi(colour)
         .with_writer(std::io::stderr);
     let _ = if format == "json" {
         builder.json().try_init()
