@@ -8,6 +8,7 @@ use clap::{Args, Parser, Subcommand};
 use serde_json::json;
 
 use crate::config::{Config, ConfigError, DEFAULT_SERVER, SOURCE_NAMES};
+use crate::domain::quote::quote;
 use crate::proto;
 use crate::store::{Store, StoreError};
 
@@ -478,8 +479,8 @@ pub async fn dispatch(cli: Cli) -> Result<(), CliError> {
 async fn serve(cfg: Config) -> Result<(), CliError> {
     let addr: std::net::SocketAddr = cfg.listen.parse().map_err(|_| {
         CliError::Usage(format!(
-            "--listen {:?} is not an address like 127.0.0.1:50051",
-            cfg.listen
+            "--listen {} is not an address like 127.0.0.1:50051",
+            quote(&cfg.listen)
         ))
     })?;
     let listener = tokio::net::TcpListener::bind(addr)
@@ -596,7 +597,7 @@ async fn poll(mut cfg: Config, once: bool, named: Vec<String>) -> Result<(), Cli
 
 pub(crate) async fn channel(server: &str) -> Result<tonic::transport::Channel, CliError> {
     let endpoint = tonic::transport::Endpoint::from_shared(server.to_string())
-        .map_err(|e| CliError::Usage(format!("--server {server:?}: {e}")))?
+        .map_err(|e| CliError::Usage(format!("--server {}: {e}", quote(server))))?
         .connect_timeout(Duration::from_secs(5))
         .timeout(Duration::from_secs(30));
     endpoint
@@ -610,7 +611,7 @@ async fn connect(
 ) -> Result<proto::pricing_service_client::PricingServiceClient<tonic::transport::Channel>, CliError>
 {
     let endpoint = tonic::transport::Endpoint::from_shared(server.to_string())
-        .map_err(|e| CliError::Usage(format!("--server {server:?}: {e}")))?
+        .map_err(|e| CliError::Usage(format!("--server {}: {e}", quote(server))))?
         .connect_timeout(Duration::from_secs(5))
         .timeout(Duration::from_secs(30));
     let channel = endpoint

@@ -7,7 +7,7 @@ use serde_json::json;
 
 use crate::billing::BillingFormat;
 use crate::cli::{CliError, ClientArgs, DbArgs, channel, status_error, table};
-use crate::domain::quote::clip;
+use crate::domain::quote::{clip, quote};
 use crate::proto;
 use crate::proto::spend_service_client::SpendServiceClient;
 use crate::store::Store;
@@ -227,7 +227,7 @@ pub async fn ingest(a: IngestArgs, cfg: &crate::config::Config) -> Result<(), Cl
 
 fn day(s: &str, flag: &str) -> Result<chrono::DateTime<Utc>, CliError> {
     let d = NaiveDate::parse_from_str(s.trim(), "%Y-%m-%d")
-        .map_err(|_| CliError::Usage(format!("{flag} {s:?}: expected YYYY-MM-DD")))?;
+        .map_err(|_| CliError::Usage(format!("{flag} {}: expected YYYY-MM-DD", quote(s))))?;
     Ok(Utc.from_utc_datetime(&d.and_hms_opt(0, 0, 0).unwrap_or_default()))
 }
 
@@ -239,7 +239,8 @@ pub async fn spend(a: SpendArgs) -> Result<(), CliError> {
         "month" => proto::Granularity::Month,
         o => {
             return Err(CliError::Usage(format!(
-                "--by {o:?}: expected day or month"
+                "--by {}: expected day or month",
+                quote(o)
             )));
         }
     };
@@ -412,9 +413,9 @@ pub async fn ingest_cost_explorer(
 ) -> Result<(), CliError> {
     let database_url = cfg.database_url.as_str();
     let from = NaiveDate::parse_from_str(&a.from, "%Y-%m-%d")
-        .map_err(|_| CliError::Usage(format!("--from {:?}: expected YYYY-MM-DD", a.from)))?;
+        .map_err(|_| CliError::Usage(format!("--from {}: expected YYYY-MM-DD", quote(&a.from))))?;
     let to = NaiveDate::parse_from_str(&a.to, "%Y-%m-%d")
-        .map_err(|_| CliError::Usage(format!("--to {:?}: expected YYYY-MM-DD", a.to)))?;
+        .map_err(|_| CliError::Usage(format!("--to {}: expected YYYY-MM-DD", quote(&a.to))))?;
     let settings = crate::clouds::HttpSettings {
         endpoint: a.endpoint.clone(),
         ..Default::default()

@@ -5,6 +5,7 @@ use serde_json::{Value, json};
 
 use crate::cli::{CliError, ClientArgs, channel, status_error, table};
 use crate::domain::money::parse_amount;
+use crate::domain::quote::quote;
 use crate::proto;
 use crate::proto::budget_service_client::BudgetServiceClient;
 
@@ -126,7 +127,8 @@ pub struct BudgetArgs {
 pub fn parse_threshold(s: &str) -> Result<proto::Threshold, CliError> {
     let bad = |why: &str| {
         CliError::Usage(format!(
-            "--threshold {s:?}: {why} (expected 80%, 4500, forecast:100% or actual:4500)"
+            "--threshold {}: {why} (expected 80%, 4500, forecast:100% or actual:4500)",
+            quote(s)
         ))
     };
     let (on, value) = match s.split_once(':') {
@@ -167,7 +169,8 @@ pub fn parse_at(s: &str) -> Result<chrono::DateTime<chrono::Utc>, CliError> {
         .map(|d| d.and_utc())
         .ok_or_else(|| {
             CliError::Usage(format!(
-                "--at {s:?}: expected RFC 3339 (2026-11-27T10:00:00Z) or YYYY-MM-DD"
+                "--at {}: expected RFC 3339 (2026-11-27T10:00:00Z) or YYYY-MM-DD",
+                quote(s)
             ))
         })
 }
@@ -179,8 +182,12 @@ pub fn budget_from_args(a: &BudgetArgs) -> Result<proto::Budget, CliError> {
         .iter()
         .map(|t| parse_threshold(t))
         .collect::<Result<Vec<_>, _>>()?;
-    parse_amount(&a.amount)
-        .map_err(|_| CliError::Usage(format!("--amount {:?}: not a decimal number", a.amount)))?;
+    parse_amount(&a.amount).map_err(|_| {
+        CliError::Usage(format!(
+            "--amount {}: not a decimal number",
+            quote(&a.amount)
+        ))
+    })?;
     let metric = match a.metric {
         MetricArg::Cost => proto::BudgetMetric::Cost,
         MetricArg::EgressGb => proto::BudgetMetric::EgressGb,

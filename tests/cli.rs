@@ -258,6 +258,27 @@ fn binary_inputs_are_not_echoed_to_the_terminal() {
         assert!(stderr(&o).contains("config file"), "{}", stderr(&o));
         assert_tame(&p.display().to_string(), &o.stderr);
     }
+    // A 10 KB flag value is quoted short too.
+    let long = format!("{}\u{1b}[31m{}", "x".repeat(5_000), "y".repeat(5_000));
+    for args in [
+        &["spend", "--from", &long, "--to", "2024-10-01"][..],
+        &["select", "--hours", "1", "--label", &long],
+        &[
+            "unavailable",
+            "mark",
+            "--provider",
+            "aws",
+            "--reason",
+            "r",
+            "--for",
+            &long,
+        ],
+    ] {
+        let o = bursar(args);
+        assert_eq!(o.status.code(), Some(2), "{}", stderr(&o));
+        assert!(stderr(&o).contains("(10005 bytes)"), "{}", stderr(&o));
+        assert_tame(args[0], &o.stderr);
+    }
 }
 
 /// Runs bursar with its standard output a pipe whose reading end is already closed.
