@@ -264,15 +264,9 @@ impl PlacementService for PlacementApi {
         let r = request.into_inner();
         let provider = convert::provider_from_proto(r.provider, "provider")?
             .ok_or_else(|| FieldError::new("provider", "required"))?;
-        limits::REGION
-            .check(&r.region)
-            .map_err(|m| FieldError::new("region", m))?;
-        limits::REGION
-            .check(&r.zone)
-            .map_err(|m| FieldError::new("zone", m))?;
-        limits::MARK_REASON
-            .check(&r.reason)
-            .map_err(|m| FieldError::new("reason", m))?;
+        convert::limited(&r.region, limits::REGION, "region")?;
+        convert::limited(&r.zone, limits::REGION, "zone")?;
+        convert::limited(&r.reason, limits::MARK_REASON, "reason")?;
         let region = Some(r.region.trim().to_string()).filter(|s| !s.is_empty());
         let zone = Some(r.zone.trim().to_string()).filter(|s| !s.is_empty());
         if zone.is_some() && region.is_none() {
@@ -338,9 +332,7 @@ impl PlacementService for PlacementApi {
         if id.trim().is_empty() {
             return Err(FieldError::new("id", "required").into());
         }
-        limits::MARK_ID
-            .check(&id)
-            .map_err(|m| FieldError::new("id", m))?;
+        convert::limited(&id, limits::MARK_ID, "id")?;
         if !self
             .store
             .delete_mark(id.trim())
