@@ -144,7 +144,7 @@ pub async fn bench_catalog(
     requests: u64,
     concurrency: usize,
 ) -> Result<(), String> {
-    println!(
+    crate::outln!(
         "machine: {} cores; catalog: {}",
         std::thread::available_parallelism()
             .map(|n| n.get())
@@ -165,7 +165,7 @@ pub async fn bench_catalog(
             .await
             .map_err(|e| e.to_string())?;
         let rows = out.report.rows_read();
-        println!(
+        crate::outln!(
             "[{backend}] import: {} CSV rows -> {} offers in {:.2}s = {:.0} rows/s, {:.0} offers/s",
             rows,
             out.offers_written,
@@ -177,9 +177,10 @@ pub async fn bench_catalog(
         let again = crate::tasks::import::import_catalog(&store, dir, None, false)
             .await
             .map_err(|e| e.to_string())?;
-        println!(
+        crate::outln!(
             "[{backend}] re-import (unchanged): {:.2}s, {} new history rows",
-            again.seconds, again.observations
+            again.seconds,
+            again.observations
         );
         store.close().await;
 
@@ -219,7 +220,7 @@ pub async fn bench_catalog(
             tokio::time::sleep(Duration::from_millis(50)).await;
         };
         let rss_after = rss_kib().unwrap_or(0);
-        println!(
+        crate::outln!(
             "[{backend}] resident memory: {:.1} MiB after loading the catalog (+{:.1} MiB over the process before start)",
             rss_after as f64 / 1024.0,
             (rss_after.saturating_sub(rss_before)) as f64 / 1024.0
@@ -231,7 +232,7 @@ pub async fn bench_catalog(
             ("unfiltered page", |_| request_mix(3)),
         ] {
             let s = load(channel.clone(), concurrency, requests, make).await;
-            println!(
+            crate::outln!(
                 "[{backend}] ListPrices {name}: {} req, {} errors, {:.0} req/s, p50 {:.3} ms, p99 {:.3} ms ({} in flight)",
                 s.requests,
                 s.errors,
@@ -321,7 +322,7 @@ pub async fn bench_select(
     grpc_only: bool,
 ) -> Result<(), String> {
     use crate::domain::placement::{Conditions, CostModel};
-    println!(
+    crate::outln!(
         "machine: {} cores; catalog: {}",
         std::thread::available_parallelism()
             .map(|n| n.get())
@@ -336,7 +337,7 @@ pub async fn bench_select(
         crate::clouds::skypilot::load_catalog_dir(dir, &opts).map_err(|e| e.to_string())?;
     let t = Instant::now();
     let catalog = crate::domain::Catalog::new(offers, Vec::new());
-    println!(
+    crate::outln!(
         "catalog: {} offers; sort + placement index built in {:.1} ms",
         catalog.len(),
         ms(t.elapsed())
@@ -360,7 +361,7 @@ pub async fn bench_select(
         let (np50, np99, nmean) = time_calls(50, || {
             std::hint::black_box(naive_best(&catalog, &req, &model));
         });
-        println!(
+        crate::outln!(
             "in-process {name}: {} feasible of {}; indexed p50 {:.4} ms p99 {:.4} ms mean {:.4} ms; \
              naive Decimal scan p50 {:.2} ms p99 {:.2} ms mean {:.2} ms; speed-up {:.0}x (mean)",
             d.feasible(),
@@ -447,7 +448,7 @@ pub async fn bench_select(
     }
     for (name, r) in select_requests() {
         let s = load_select(&url, senders.clone(), concurrency, requests, r).await?;
-        println!(
+        crate::outln!(
             "gRPC SelectProvider {name}: {} req, {} errors, {:.0} req/s, p50 {:.3} ms, p99 {:.3} ms ({} in flight over {} connections)",
             s.requests,
             s.errors,
@@ -635,7 +636,7 @@ pub async fn bench_ingest(
 ) -> Result<(), String> {
     let scripts = Path::new(env!("CARGO_MANIFEST_DIR")).join("benches");
     std::fs::create_dir_all(work).map_err(|e| format!("{}: {e}", work.display()))?;
-    println!(
+    crate::outln!(
         "machine: {} cores; inputs in {}",
         std::thread::available_parallelism()
             .map(|n| n.get())
@@ -654,7 +655,7 @@ pub async fn bench_ingest(
             &rows.to_string(),
         ],
     )?;
-    println!("inputs: {made}");
+    crate::outln!("inputs: {made}");
     for file in ["focus.csv", "cur.parquet"] {
         let path = work.join(file);
         let size = std::fs::metadata(&path).map(|m| m.len()).unwrap_or(0);
@@ -668,7 +669,7 @@ pub async fn bench_ingest(
         )?;
         let duck_secs = duck["seconds"].as_f64().unwrap_or(f64::NAN);
         let duck_rows = duck["rows"].as_f64().unwrap_or(f64::NAN);
-        println!(
+        crate::outln!(
             "{file} ({:.0} MB): DuckDB loads {} rows in {:.2}s = {:.0} rows/s",
             size as f64 / 1e6,
             duck_rows,
@@ -680,7 +681,7 @@ pub async fn bench_ingest(
             let r = crate::tasks::ingest::ingest_file(&store, &path, None, false)
                 .await
                 .map_err(|e| e.to_string())?;
-            println!(
+            crate::outln!(
                 "{file} -> {}: {} rows read, {} stored, {} quarantined in {:.2}s = {:.0} rows/s; {:.2}x DuckDB's time",
                 store.backend(),
                 r.rows_read,

@@ -9,6 +9,7 @@ use serde_json::json;
 
 use crate::config::{Config, ConfigError, DEFAULT_SERVER, SOURCE_NAMES};
 use crate::display;
+use crate::domain::quote::quote;
 use crate::proto;
 use crate::store::{Store, StoreError};
 
@@ -357,8 +358,13 @@ fn load_config(db: &DbArgs) -> Result<Config, CliError> {
 fn init_logging(format: &str, default_level: &str) {
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default_level));
+    // Colour only on a terminal (a log file or a journal gets plain text), and not there
+    // either under NO_COLOR, which an explicit with_ansi would otherwise override.
+    let colour = std::io::IsTerminal::is_terminal(&std::io::stderr())
+        && std::env::var_os("NO_COLOR").is_none_or(|v| v.is_empty());
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
+        .with_ansi(colour)
         .with_writer(std::io::stderr);
     let _ = if format == "json" {
         builder.json().try_init()
@@ -381,7 +387,7 @@ pub async fn dispatch(cli: Cli) -> Result<(), CliError> {
             let cfg = load_config(&db)?;
             init_logging(&cfg.log_format, "warn");
             let store = Store::open(&cfg.database_url).await?;
-            println!("migrations applied ({})", store.backend());
+            crate::outln!("migrations applied ({})", store.backend());
             store.close().await;
             Ok(())
         }
@@ -515,8 +521,8 @@ fn parse_observed_at(s: &str) -> Result<chrono::DateTime<chrono::Utc>, String> {
 async fn serve(cfg: Config) -> Result<(), CliError> {
     let addr: std::net::SocketAddr = cfg.listen.parse().map_err(|_| {
         CliError::Usage(format!(
-            "--listen {:?} is not an address like 127.0.0.1:50051",
-            cfg.listen
+            "--listen {} is not an address like 127.0.0.1:50051",
+            quote(&cfg.listen)
         ))
     })?;
     let listener = tokio::net::TcpListener::bind(addr)
@@ -584,12 +590,17 @@ async fn poll(mut cfg: Config, once: bool, named: Vec<String>) -> Result<(), Cli
         let mut failed = Vec::new();
         for (s, _) in &sources {
             match crate::tasks::poll_once(&store, s.as_ref()).await {
-                Ok(r) => println!(
+                Ok(r) => crate::outln!(
                     "{}: {} offers ({} changed), {} spot bands, {} rejected, {} pages",
-                    r.source, r.offers, r.observations, r.bands, r.rejected, r.pages
+                    r.source,
+                    r.offers,
+                    r.observations,
+                    r.bands,
+                    r.rejected,
+                    r.pages
                 ),
                 Err(e) => {
-                    println!("{}: FAILED: {e}", s.name());
+                    crate::outln!("{}: FAILED: {e}", s.name());
                     failed.push(s.name().to_string());
                 }
             }
@@ -628,7 +639,7 @@ async fn poll(mut cfg: Config, once: bool, named: Vec<String>) -> Result<(), Cli
 
 pub(crate) async fn channel(server: &str) -> Result<tonic::transport::Channel, CliError> {
     let endpoint = tonic::transport::Endpoint::from_shared(server.to_string())
-        .map_err(|e| CliError::Usage(format!("--server {server:?}: {e}")))?
+        .map_err(|e| CliError::Usage(format!("--server {}: {e}", quote(server))))?
         .connect_timeout(Duration::from_secs(5))
         .timeout(Duration::from_secs(30));
     endpoint
@@ -642,7 +653,7 @@ async fn connect(
 ) -> Result<proto::pricing_service_client::PricingServiceClient<tonic::transport::Channel>, CliError>
 {
     let endpoint = tonic::transport::Endpoint::from_shared(server.to_string())
-        .map_err(|e| CliError::Usage(format!("--server {server:?}: {e}")))?
+        .map_err(|e| CliError::Usage(format!("--server {}: {e}", quote(server))))?
         .connect_timeout(Duration::from_secs(5))
         .timeout(Duration::from_secs(30));
     let channel = endpoint
@@ -706,7 +717,7 @@ async fn prices(a: PricesArgs) -> Result<(), CliError> {
             "next_page_token": resp.next_page_token,
             "total_matching": resp.total_matching,
         });
-        println!("{}", serde_json::to_string_pretty(&out).unwrap_or_default());
+        crate::outln!("{}", serde_json::to_string_pretty(&out).unwrap_or_default());
         return Ok(());
     }
     let header = [
@@ -757,11 +768,11 @@ async fn prices(a: PricesArgs) -> Result<(), CliError> {
             ]
         })
         .collect();
-    print!("{}", display::list(&header, &rows, "offers"));
+    crate::out!("{}", display::list(&header, &rows, "offers"));
     if rows.is_empty() {
         return Ok(());
     }
-    println!(
+    crate::outln!(
         "{} of {} matching offers{}",
         resp.prices.len(),
         resp.total_matching,
@@ -772,12 +783,12 @@ async fn prices(a: PricesArgs) -> Result<(), CliError> {
         }
     );
     if resp.prices.iter().any(|p| p.seed) {
-        println!(
+        crate::outln!(
             "note: prices flagged seed come from the snapshot shipped with bursar, not a live feed"
         );
     }
     for p in resp.prices.iter().filter(|p| p.suspect) {
-        println!(
+        crate::outln!(
             "note: {} {} {} {}: {}",
             provider_name(p.provider),
             p.region,
@@ -840,7 +851,7 @@ async fn sources(c: ClientArgs) -> Result<(), CliError> {
                 })
             })
             .collect();
-        println!(
+        crate::outln!(
             "{}",
             serde_json::to_string_pretty(&json!({ "sources": rows })).unwrap_or_default()
         );
@@ -864,7 +875,7 @@ async fn sources(c: ClientArgs) -> Result<(), CliError> {
             ]
         })
         .collect();
-    print!(
+    crate::out!(
         "{}",
         display::list(
             &[

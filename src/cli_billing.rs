@@ -7,8 +7,9 @@ use serde_json::json;
 
 use crate::billing::BillingFormat;
 use crate::billing::accept::BadRowShare;
-use crate::cli::{CliError, ClientArgs, DbArgs, channel, status_error, table};
+use crate::cli::{CliError, ClientArgs, DbArgs, channel, status_error};
 use crate::display;
+use crate::domain::quote::{clip, quote};
 use crate::proto;
 use crate::proto::spend_service_client::SpendServiceClient;
 use crate::store::Store;
@@ -124,7 +125,10 @@ pub async fn evaluate_budgets(store: &Store, cfg: &crate::config::Config) {
         cfg.budget_evaluation.trailing_days,
     );
     if let Err(e) = engine.evaluate_all(Utc::now()).await {
-        eprintln!("bursar: budget evaluation after ingest failed: {e}");
+        eprintln!(
+            "bursar: budget evaluation after ingest failed: {}",
+            clip(&e.to_string())
+        );
     }
 }
 
@@ -162,15 +166,15 @@ pub async fn ingest(a: IngestArgs, cfg: &crate::config::Config) -> Result<(), Cl
     // JSON at once).
     let failed = |source: &str, e: &IngestError, json: bool| {
         if json {
-            println!("{}", failure_json(source, e));
+            crate::outln!("{}", failure_json(source, e));
         }
         format!("{source}: {e}")
     };
     let print = |r: &crate::tasks::ingest::IngestReport, json: bool| {
         if json {
-            println!("{}", report_json(r));
+            crate::outln!("{}", report_json(r));
         } else {
-            println!("{r}");
+            crate::outln!("{r}");
         }
     };
     if a.path.starts_with("s3://") {
@@ -262,18 +266,18 @@ pub async fn ingest(a: IngestArgs, cfg: &crate::config::Config) -> Result<(), Cl
                     match crate::tasks::ingest::ingest_file_with(&st, &p, opts).await {
                         Ok(r) => {
                             if json {
-                                println!("{}", report_json(&r));
+                                crate::outln!("{}", report_json(&r));
                             } else {
-                                println!("{r}");
+                                crate::outln!("{r}");
                             }
                             evaluate_budgets(&st, &cfg).await;
                         }
                         Err(e) => {
                             let source = p.display().to_string();
                             if json {
-                                println!("{}", failure_json(&source, &e));
+                                crate::outln!("{}", failure_json(&source, &e));
                             }
-                            eprintln!("bursar: {source}: {e}");
+                            eprintln!("bursar: {source}: {}", clip(&e.to_string()));
                         }
                     }
                 }
@@ -287,7 +291,7 @@ pub async fn ingest(a: IngestArgs, cfg: &crate::config::Config) -> Result<(), Cl
     store.close().await;
     if !watched {
         for f in &failures {
-            eprintln!("bursar: {f}");
+            eprintln!("bursar: {}", clip(f));
         }
     }
     if failures.is_empty() {
@@ -309,7 +313,7 @@ fn file_state(p: &Path) -> Option<(u64, std::time::SystemTime)> {
 
 fn day(s: &str, flag: &str) -> Result<chrono::DateTime<Utc>, CliError> {
     let d = NaiveDate::parse_from_str(s.trim(), "%Y-%m-%d")
-        .map_err(|_| CliError::Usage(format!("{flag} {s:?}: expected YYYY-MM-DD")))?;
+        .map_err(|_| CliError::Usage(format!("{flag} {}: expected YYYY-MM-DD", quote(s))))?;
     Ok(Utc.from_utc_datetime(&d.and_hms_opt(0, 0, 0).unwrap_or_default()))
 }
 
@@ -322,7 +326,8 @@ pub async fn spend(a: SpendArgs) -> Result<(), CliError> {
         "total" => proto::Granularity::Total,
         o => {
             return Err(CliError::Usage(format!(
-                "--by {o:?}: expected total, day or month"
+                "--by {}: expected total, day or month",
+                quote(o)
             )));
         }
     };
@@ -363,7 +368,7 @@ pub async fn spend(a: SpendArgs) -> Result<(), CliError> {
                 |(b, e)| json!({"currency": b.currency, "billed": b.amount, "effective": e.amount}),
             )
             .collect();
-        println!(
+        crate::outln!(
             "{}",
             serde_json::to_string_pretty(&json!({"buckets": rows, "totals": totals}))
                 .unwrap_or_default()
@@ -384,7 +389,7 @@ pub async fn spend(a: SpendArgs) -> Result<(), CliError> {
             ]
         })
         .collect();
-    print!(
+    crate::out!(
         "{}",
         display::list(
             &[
@@ -400,7 +405,7 @@ pub async fn spend(a: SpendArgs) -> Result<(), CliError> {
         )
     );
     for (b, e) in r.total_billed.iter().zip(r.total_effective.iter()) {
-        println!(
+        crate::outln!(
             "total {}: billed {}, effective {}",
             b.currency,
             display::cents(&b.amount),
@@ -426,7 +431,7 @@ pub async fn ingest_runs(client: ClientArgs, limit: i32) -> Result<(), CliError>
                 "deviations": x.deviations, "error": x.error,
                 "billed_totals": x.billed_totals.iter().map(|m| json!({"amount": m.amount, "currency": m.currency})).collect::<Vec<_>>()}))
             .collect();
-        println!(
+        crate::outln!(
             "{}",
             serde_json::to_string_pretty(&json!({"runs": rows})).unwrap_or_default()
         );
@@ -452,7 +457,7 @@ pub async fn ingest_runs(client: ClientArgs, limit: i32) -> Result<(), CliError>
             ]
         })
         .collect();
-    print!(
+    crate::out!(
         "{}",
         display::list(
             &[
@@ -504,7 +509,7 @@ pub async fn ingest_quarantine(client: ClientArgs, run: &str, limit: i32) -> Res
             .iter()
             .map(|q| json!({"file": q.file, "line": q.line, "column": q.column, "reason": q.reason, "raw": q.raw}))
             .collect();
-        println!(
+        crate::outln!(
             "{}",
             serde_json::to_string_pretty(&json!({"run_id": run, "rows": rows})).unwrap_or_default()
         );
@@ -521,9 +526,13 @@ pub async fn ingest_quarantine(client: ClientArgs, run: &str, limit: i32) -> Res
             ]
         })
         .collect();
-    print!(
+    crate::out!(
         "{}",
-        table(&["LINE", "COLUMN", "REASON", "FILE"], &table_rows)
+        display::list(
+            &["LINE", "COLUMN", "REASON", "FILE"],
+            &table_rows,
+            "quarantined rows"
+        )
     );
     Ok(())
 }
@@ -553,9 +562,9 @@ pub async fn ingest_cost_explorer(
 ) -> Result<(), CliError> {
     let database_url = cfg.database_url.as_str();
     let from = NaiveDate::parse_from_str(&a.from, "%Y-%m-%d")
-        .map_err(|_| CliError::Usage(format!("--from {:?}: expected YYYY-MM-DD", a.from)))?;
+        .map_err(|_| CliError::Usage(format!("--from {}: expected YYYY-MM-DD", quote(&a.from))))?;
     let to = NaiveDate::parse_from_str(&a.to, "%Y-%m-%d")
-        .map_err(|_| CliError::Usage(format!("--to {:?}: expected YYYY-MM-DD", a.to)))?;
+        .map_err(|_| CliError::Usage(format!("--to {}: expected YYYY-MM-DD", quote(&a.to))))?;
     let settings = crate::clouds::HttpSettings {
         endpoint: a.endpoint.clone(),
         ..Default::default()
@@ -568,9 +577,9 @@ pub async fn ingest_cost_explorer(
     store.close().await;
     let r = r.map_err(|e| CliError::Failed(e.to_string()))?;
     if a.json {
-        println!("{}", report_json(&r));
+        crate::outln!("{}", report_json(&r));
     } else {
-        println!("{r}");
+        crate::outln!("{r}");
     }
     Ok(())
 }

@@ -6,6 +6,7 @@ use serde_json::{Value, json};
 use crate::cli::{CliError, ClientArgs, channel, status_error};
 use crate::display;
 use crate::domain::money::parse_amount;
+use crate::domain::quote::quote;
 use crate::proto;
 use crate::proto::budget_service_client::BudgetServiceClient;
 
@@ -127,7 +128,8 @@ pub struct BudgetArgs {
 pub fn parse_threshold(s: &str) -> Result<proto::Threshold, CliError> {
     let bad = |why: &str| {
         CliError::Usage(format!(
-            "--threshold {s:?}: {why} (expected 80%, 4500, forecast:100% or actual:4500)"
+            "--threshold {}: {why} (expected 80%, 4500, forecast:100% or actual:4500)",
+            quote(s)
         ))
     };
     let (on, value) = match s.split_once(':') {
@@ -168,7 +170,8 @@ pub fn parse_at(s: &str) -> Result<chrono::DateTime<chrono::Utc>, CliError> {
         .map(|d| d.and_utc())
         .ok_or_else(|| {
             CliError::Usage(format!(
-                "--at {s:?}: expected RFC 3339 (2026-11-27T10:00:00Z) or YYYY-MM-DD"
+                "--at {}: expected RFC 3339 (2026-11-27T10:00:00Z) or YYYY-MM-DD",
+                quote(s)
             ))
         })
 }
@@ -180,8 +183,12 @@ pub fn budget_from_args(a: &BudgetArgs) -> Result<proto::Budget, CliError> {
         .iter()
         .map(|t| parse_threshold(t))
         .collect::<Result<Vec<_>, _>>()?;
-    parse_amount(&a.amount)
-        .map_err(|_| CliError::Usage(format!("--amount {:?}: not a decimal number", a.amount)))?;
+    parse_amount(&a.amount).map_err(|_| {
+        CliError::Usage(format!(
+            "--amount {}: not a decimal number",
+            quote(&a.amount)
+        ))
+    })?;
     let metric = match a.metric {
         MetricArg::Cost => proto::BudgetMetric::Cost,
         MetricArg::EgressGb => proto::BudgetMetric::EgressGb,
@@ -314,7 +321,7 @@ pub async fn budgets(cmd: BudgetsCommand) -> Result<(), CliError> {
             if c.json {
                 print_json(&json!({ "deleted": name }));
             } else {
-                println!("deleted budget {name:?}");
+                crate::outln!("deleted budget {name:?}");
             }
             Ok(())
         }
@@ -322,14 +329,14 @@ pub async fn budgets(cmd: BudgetsCommand) -> Result<(), CliError> {
 }
 
 fn print_json(v: &Value) {
-    println!("{}", serde_json::to_string_pretty(v).unwrap_or_default());
+    crate::outln!("{}", serde_json::to_string_pretty(v).unwrap_or_default());
 }
 
 fn print_one(b: &proto::Budget, verb: &str, json: bool) {
     if json {
         print_json(&budget_json(b));
     } else {
-        println!("{verb} budget {:?}", b.name);
+        crate::outln!("{verb} budget {:?}", b.name);
         print_budgets(std::slice::from_ref(b));
     }
 }
@@ -476,7 +483,7 @@ fn print_budgets(budgets: &[proto::Budget]) {
             ]
         })
         .collect();
-    print!(
+    crate::out!(
         "{}",
         display::list(
             &[
@@ -554,7 +561,7 @@ fn print_statuses(statuses: &[proto::BudgetStatus]) {
             ]
         })
         .collect();
-    print!(
+    crate::out!(
         "{}",
         display::list(
             &[

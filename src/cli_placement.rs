@@ -8,6 +8,7 @@ use crate::cli::{
     status_error, table,
 };
 use crate::domain::Provider;
+use crate::domain::quote::quote;
 use crate::proto;
 use crate::proto::placement_service_client::PlacementServiceClient;
 
@@ -26,7 +27,8 @@ fn provider_enum(s: &str, flag: &str) -> Result<i32, CliError> {
 pub fn parse_data(s: &str, flag: &str) -> Result<(String, f64), CliError> {
     let bad = || {
         CliError::Usage(format!(
-            "{flag} {s:?}: expected URI@REGION:SIZE such as s3://bucket/path@us-east-1:2000GB"
+            "{flag} {}: expected URI@REGION:SIZE such as s3://bucket/path@us-east-1:2000GB",
+            quote(s)
         ))
     };
     let (uri, size) = s.rsplit_once(':').ok_or_else(bad)?;
@@ -53,7 +55,7 @@ pub async fn select(a: SelectArgs) -> Result<(), CliError> {
                 Some((m, c)) => (
                     m,
                     c.trim().parse::<u32>().map_err(|_| {
-                        CliError::Usage(format!("--gpu {g:?}: count must be a whole number"))
+                        CliError::Usage(format!("--gpu {}: count must be a whole number", quote(g)))
                     })?,
                 ),
                 None => (g, 1),
@@ -96,7 +98,7 @@ pub async fn select(a: SelectArgs) -> Result<(), CliError> {
     for l in &a.labels {
         let (k, v) = l
             .split_once('=')
-            .ok_or_else(|| CliError::Usage(format!("--label {l:?}: expected KEY=VALUE")))?;
+            .ok_or_else(|| CliError::Usage(format!("--label {}: expected KEY=VALUE", quote(l))))?;
         labels.insert(k.trim().to_string(), v.trim().to_string());
     }
     let market = if a.spot_only {
@@ -202,7 +204,7 @@ pub async fn select(a: SelectArgs) -> Result<(), CliError> {
             "feasible": resp.feasible,
             "seed_prices": resp.seed_prices,
         });
-        println!("{}", serde_json::to_string_pretty(&out).unwrap_or_default());
+        crate::outln!("{}", serde_json::to_string_pretty(&out).unwrap_or_default());
         return Ok(());
     }
     let rows: Vec<Vec<String>> = resp
@@ -237,7 +239,7 @@ pub async fn select(a: SelectArgs) -> Result<(), CliError> {
             ]
         })
         .collect();
-    print!(
+    crate::out!(
         "{}",
         table(
             &[
@@ -259,14 +261,14 @@ pub async fn select(a: SelectArgs) -> Result<(), CliError> {
         )
     );
     if let Some(p) = resp.placements.first() {
-        println!("why: {}", p.reason);
+        crate::outln!("why: {}", p.reason);
     }
     let ex: Vec<String> = resp
         .excluded
         .iter()
         .map(|e| format!("{} {}", e.constraint, e.offers))
         .collect();
-    println!(
+    crate::outln!(
         "{} feasible of {} offers; excluded: {}; decision {}",
         resp.feasible,
         resp.offers_considered,
@@ -297,7 +299,7 @@ pub async fn unavailable(cmd: UnavailableCommand) -> Result<(), CliError> {
                            "expires_at": ts(&m.expires_at)})
                 })
                 .collect();
-            println!(
+            crate::outln!(
                 "{}",
                 serde_json::to_string_pretty(&json!({ "marks": rows })).unwrap_or_default()
             );
@@ -315,7 +317,7 @@ pub async fn unavailable(cmd: UnavailableCommand) -> Result<(), CliError> {
                     ]
                 })
                 .collect();
-            print!(
+            crate::out!(
                 "{}",
                 crate::display::list(
                     &["ID", "PROVIDER", "REGION", "ZONE", "EXPIRES", "REASON"],
@@ -335,7 +337,7 @@ pub async fn unavailable(cmd: UnavailableCommand) -> Result<(), CliError> {
             client,
         } => {
             let ttl = humantime::parse_duration(&duration)
-                .map_err(|e| CliError::Usage(format!("--for {duration:?}: {e}")))?;
+                .map_err(|e| CliError::Usage(format!("--for {}: {e}", quote(&duration))))?;
             let mut c = PlacementServiceClient::new(channel(&client.server).await?);
             let m = c
                 .mark_unavailable(proto::MarkUnavailableRequest {
@@ -369,7 +371,7 @@ pub async fn unavailable(cmd: UnavailableCommand) -> Result<(), CliError> {
                     tonic::Code::NotFound => CliError::Failed(s.message().to_string()),
                     _ => status_error(s),
                 })?;
-            println!("cleared {id}");
+            crate::outln!("cleared {id}");
             Ok(())
         }
     }

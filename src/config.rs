@@ -10,6 +10,7 @@ use serde::Deserialize;
 use crate::billing::accept::BadRowShare;
 use crate::clouds::HttpSettings;
 use crate::domain::budget::Budget;
+use crate::domain::quote::{clip, quote};
 use crate::notify::AlertsConfig;
 
 pub const DEFAULT_DATABASE_URL: &str = "sqlite://bursar.db";
@@ -234,7 +235,7 @@ impl PlacementConfig {
             detail,
         };
         let dec = |f: &str, v: &str| {
-            parse_amount(v).map_err(|_| field(f, format!("{v:?} is not a decimal number")))
+            parse_amount(v).map_err(|_| field(f, format!("{} is not a decimal number", quote(v))))
         };
         let skip_stale = match self.on_stale.as_str() {
             "flag" => false,
@@ -242,7 +243,7 @@ impl PlacementConfig {
             other => {
                 return Err(field(
                     "on_stale",
-                    format!("{other:?}: expected \"flag\" or \"skip\""),
+                    format!("{}: expected \"flag\" or \"skip\"", quote(other)),
                 ));
             }
         };
@@ -260,8 +261,8 @@ impl PlacementConfig {
             field(
                 "default_spot_band",
                 format!(
-                    "{:?}: expected one of <5%, 5-10%, 10-15%, 15-20%, >20%",
-                    self.default_spot_band
+                    "{}: expected one of <5%, 5-10%, 10-15%, 15-20%, >20%",
+                    quote(&self.default_spot_band)
                 ),
             )
         })?;
@@ -487,7 +488,8 @@ pub(crate) mod humantime_serde_str {
         let s = String::deserialize(d)?;
         humantime::parse_duration(&s).map_err(|e| {
             serde::de::Error::custom(format!(
-                "{s:?} is not a duration like \"30s\" or \"6h\": {e}"
+                "{} is not a duration like \"30s\" or \"6h\": {e}",
+                crate::domain::quote::quote(&s)
             ))
         })
     }
@@ -553,7 +555,7 @@ fn parse_bool(field: &str, v: &str) -> Result<bool, ConfigError> {
         "0" | "false" | "no" | "off" => Ok(false),
         _ => Err(ConfigError::Field {
             field: field.into(),
-            detail: format!("{v:?} is not a boolean (true/false)"),
+            detail: format!("{} is not a boolean (true/false)", quote(v)),
         }),
     }
 }
@@ -561,7 +563,7 @@ fn parse_bool(field: &str, v: &str) -> Result<bool, ConfigError> {
 fn parse_dur(field: &str, v: &str) -> Result<Duration, ConfigError> {
     humantime::parse_duration(v.trim()).map_err(|e| ConfigError::Field {
         field: field.into(),
-        detail: format!("{v:?}: {e}"),
+        detail: format!("{}: {e}", quote(v)),
     })
 }
 
@@ -600,7 +602,7 @@ impl Config {
         })?;
         Config::from_toml(&text).map_err(|detail| ConfigError::Parse {
             path: path.to_path_buf(),
-            detail,
+            detail: clip(&detail),
         })
     }
 
@@ -672,7 +674,7 @@ impl Config {
             if let Some((k, v)) = var("MAX_RETRIES") {
                 s.max_retries = v.trim().parse().map_err(|_| ConfigError::Field {
                     field: k.clone(),
-                    detail: format!("{v:?} is not a whole number"),
+                    detail: format!("{} is not a whole number", quote(&v)),
                 })?;
             }
             if let Some((k, v)) = var("BASE_BACKOFF") {
@@ -692,7 +694,7 @@ impl Config {
         if !matches!(self.log_format.as_str(), "text" | "json") {
             return Err(ConfigError::Field {
                 field: "log_format".into(),
-                detail: format!("{:?}: expected \"text\" or \"json\"", self.log_format),
+                detail: format!("{}: expected \"text\" or \"json\"", quote(&self.log_format)),
             });
         }
         for name in SOURCE_NAMES {
@@ -706,7 +708,7 @@ impl Config {
             if !s.endpoint.is_empty() && url::Url::parse(&s.endpoint).is_err() {
                 return Err(ConfigError::Field {
                     field: format!("sources.{}.endpoint", name.replace('-', "_")),
-                    detail: format!("{:?} is not a URL", s.endpoint),
+                    detail: format!("{} is not a URL", quote(&s.endpoint)),
                 });
             }
         }
@@ -749,13 +751,13 @@ impl Config {
             {
                 return Err(ConfigError::Field {
                     field: format!("budgets[{i}].scope.tag.key"),
-                    detail: format!("{:?} is not a usable tag key", t.key),
+                    detail: format!("{} is not a usable tag key", quote(&t.key)),
                 });
             }
             if let Some(j) = self.budgets[..i].iter().position(|o| o.name == b.name) {
                 return Err(ConfigError::Field {
                     field: format!("budgets[{i}].name"),
-                    detail: format!("{:?} is already the name of budgets[{j}]", b.name),
+                    detail: format!("{} is already the name of budgets[{j}]", quote(&b.name)),
                 });
             }
         }

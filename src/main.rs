@@ -22,10 +22,14 @@ fn main() -> ExitCode {
             return ExitCode::from(1);
         }
     };
-    match runtime.block_on(bursar::cli::dispatch(cli)) {
+    let result = runtime.block_on(bursar::cli::dispatch(cli));
+    // What is still buffered; a closed pipe ends the process quietly here too.
+    bursar::cli_out::flush();
+    match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
-            eprintln!("bursar: {e}");
+            // Clipped to one line: errors may quote what a user or a file gave.
+            eprintln!("bursar: {}", bursar::domain::quote::clip(&e.to_string()));
             ExitCode::from(e.exit_code())
         }
     }

@@ -242,3 +242,181 @@ async fn empty_lists_say_that_nothing_matched() {
         server.stop().await.unwrap();
     }
 }
+
+/// Bytes as a binary file holds them: every byte value, terminal escapes, long "lines".
+fn binary_bytes() -> Vec<u8> {
+    let mut b = Vec::new();
+    for i in 0..40u32 {
+        b.extend(0u8..=255);
+        b.extend_from_slice(b"\x1b[2J\x1b]0;pwned\x07");
+        b.extend(std::iter::repeat_n(b'A' + (i % 26) as u8, 500));
+    }
+    b
+}
+
+/// What a user sees on the terminal: short, and no control character but line ends.
+#[track_caller]
+fn assert_tame(what: &str, err: &[u8]) {
+    let text = String::from_utf8_lossy(err);
+    assert!(
+        err.len() < 2000,
+        "{what}: {} bytes on stderr: {text:.500}",
+        err.len()
+    );
+    assert!(
+        !text.chars().any(|c| c.is_control() && c != '\n'),
+        "{what}: control characters on stderr: {text:?}"
+    );
+}
+
+#[test]
+fn binary_inputs_are_not_echoed_to_the_terminal() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = format!("sqlite://{}", dir.path().join("b.db").display());
+    for name in ["garbage.csv", "garbage.jsonl", "garbage"] {
+        let p = dir.path().join(name);
+        std::fs::write(&p, binary_bytes()).unwrap();
+        let o = bursar(&["ingest", p.to_str().unwrap(), "--database-url", &db]);
+        assert!(
+            matches!(o.status.code(), Some(1 | 2)),
+            "{name}: {:?} {}",
+            o.status,
+            stderr(&o)
+        );
+        assert_tame(name, &o.stderr);
+    }
+    // A config file of valid UTF-8 full of control characters and a 20 KB "key", and one
+    // that is not UTF-8 at all.
+    let text = format!(
+        "\u{1b}[2J{}\u{0}{}\n",
+        "\u{1b}]0;pwned\u{7}".repeat(200),
+        "k".repeat(20_000)
+    );
+    let cfg = dir.path().join("controls.toml");
+    std::fs::write(&cfg, text).unwrap();
+    let bin = dir.path().join("binary.toml");
+    std::fs::write(&bin, binary_bytes()).unwrap();
+    for p in [&cfg, &bin] {
+        let o = bursar(&["migrate", "--config", p.to_str().unwrap()]);
+        assert_eq!(o.status.code(), Some(2), "{}", stderr(&o));
+        assert!(stderr(&o).contains("config file"), "{}", stderr(&o));
+        assert_tame(&p.display().to_string(), &o.stderr);
+    }
+    // A 10 KB flag value is quoted short too.
+    let long = format!("{}\u{1b}[31m{}", "x".repeat(5_000), "y".repeat(5_000));
+    for args in [
+        &["spend", "--from", &long, "--to", "2024-10-01"][..],
+        &["select", "--hours", "1", "--label", &long],
+        &[
+            "unavailable",
+            "mark",
+            "--provider",
+            "aws",
+            "--reason",
+            "r",
+            "--for",
+            &long,
+        ],
+    ] {
+        let o = bursar(args);
+        assert_eq!(o.status.code(), Some(2), "{}", stderr(&o));
+        assert!(stderr(&o).contains("(10005 bytes)"), "{}", stderr(&o));
+        assert_tame(args[0], &o.stderr);
+    }
+}
+
+/// Runs bursar with its standard output a pipe whose reading end is already closed.
+fn bursar_into_closed_pipe(args: &[&str]) -> Output {
+    let (reader, writer) = std::io::pipe().unwrap();
+    drop(reader);
+    Command::new(env!("CARGO_BIN_EXE_bursar"))
+        .args(args)
+        .env_remove("BURSAR_DATABASE_URL")
+        .env_remove("BURSAR_CONFIG")
+        .env_remove("BURSAR_SERVER")
+        .env("RUST_BACKTRACE", "1")
+        .stdout(writer)
+        .stderr(Stdio::piped())
+        .output()
+        .expect("run bursar")
+}
+
+/// `bursar serve` on a fresh SQLite database (seed prices), stderr to a file; returns the
+/// child and the server's URL once it answers.
+async fn serve_logging_to(db: &str, log: &std::path::Path) -> (std::process::Child, String) {
+    let listen = format!("127.0.0.1:{}", common::free_port());
+    let child = Command::new(env!("CARGO_BIN_EXE_bursar"))
+        .args(["serve", "--listen", &listen, "--database-url", db])
+        .env_remove("BURSAR_CONFIG")
+        .env_remove("NO_COLOR")
+        .env_remove("RUST_LOG")
+        .stdout(Stdio::null())
+        .stderr(std::fs::File::create(log).unwrap())
+        .spawn()
+        .unwrap();
+    let server = format!("http://{listen}");
+    let deadline = std::time::Instant::now() + common::START_DEADLINE;
+    while !bursar(&["sources", "--server", &server]).status.success() {
+        assert!(std::time::Instant::now() < deadline, "server did not start");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    (child, server)
+}
+
+#[tokio::test]
+async fn a_closed_pipe_ends_every_command_quietly_and_logs_are_plain_text() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = format!("sqlite://{}", dir.path().join("b.db").display());
+    let log = dir.path().join("serve.log");
+    let (mut child, server) = serve_logging_to(&db, &log).await;
+    let s = server.as_str();
+    for args in [
+        &["prices", "--server", s, "--limit", "1000"][..],
+        &["prices", "--server", s, "--limit", "1000", "--json"],
+        &["budgets", "list", "--server", s, "--json"],
+        &["budgets", "list", "--server", s],
+        &["budgets", "status", "--server", s, "--json"],
+        &["sources", "--server", s],
+        &["sources", "--server", s, "--json"],
+        &["unavailable", "list", "--server", s],
+        &["ingest-runs", "--server", s, "--json"],
+        &["migrate", "--database-url", &db],
+    ] {
+        let o = bursar_into_closed_pipe(args);
+        assert_eq!(o.status.code(), Some(0), "{args:?}: {}", stderr(&o));
+        assert_eq!(stderr(&o), "", "{args:?}: nothing on stderr");
+    }
+    // And through a shell pipe into head, as a user would.
+    let o = Command::new("bash")
+        .arg("-c")
+        .arg(format!(
+            "set -o pipefail; '{}' prices --server {s} --limit 1000 | head -1",
+            env!("CARGO_BIN_EXE_bursar")
+        ))
+        .env("RUST_BACKTRACE", "1")
+        .output()
+        .unwrap();
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    assert_eq!(String::from_utf8_lossy(&o.stdout).lines().count(), 1);
+    assert_eq!(stderr(&o), "");
+
+    Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status()
+        .unwrap();
+    assert_eq!(child.wait().unwrap().code(), Some(0));
+    // stderr is a file: plain text, the address printed plainly, no SQL.
+    let text = std::fs::read_to_string(&log).unwrap();
+    assert!(
+        !text.contains('\u{1b}'),
+        "colour codes in a log file: {text:?}"
+    );
+    let listen = s.trim_start_matches("http://");
+    assert!(
+        text.lines()
+            .any(|l| l.contains("serving gRPC") && l.contains(&format!("addr={listen}"))),
+        "{text}"
+    );
+    assert!(!text.contains("Some("), "{text}");
+    assert!(!text.contains("CREATE TABLE"), "{text}");
+}

@@ -161,111 +161,189 @@ async fn filters_and_pagination_walk_every_match_once() {
 
 #[tokio::test]
 async fn bad_arguments_are_invalid_argument_naming_the_field() {
-    let db = common::fresh_sqlite();
-    let server = common::TestServer::start(common::test_config(&db)).await;
-    let mut client = server.pricing().await;
-    let cases = [
-        (
-            ListPricesRequest {
-                max_price_per_hour: "two dollars".into(),
-                ..Default::default()
-            },
-            "max_price_per_hour",
-        ),
-        (
-            ListPricesRequest {
-                max_price_per_hour: "-1".into(),
-                ..Default::default()
-            },
-            "max_price_per_hour",
-        ),
-        (
-            ListPricesRequest {
-                page_size: -1,
-                ..Default::default()
-            },
-            "page_size",
-        ),
-        (
-            ListPricesRequest {
-                page_size: 100_000,
-                ..Default::default()
-            },
-            "page_size",
-        ),
-        (
-            ListPricesRequest {
-                page_token: "not-a-token".into(),
-                ..Default::default()
-            },
-            "page_token",
-        ),
-        (
-            ListPricesRequest {
-                provider: 17,
-                ..Default::default()
-            },
-            "provider",
-        ),
-        (
-            ListPricesRequest {
-                market: 5,
-                ..Default::default()
-            },
-            "market",
-        ),
-    ];
-    for (req, field) in cases {
-        let err = client.list_prices(req).await.unwrap_err();
-        assert_eq!(err.code(), Code::InvalidArgument);
-        assert!(
-            err.message().starts_with(field),
-            "{} should name {field}",
-            err.message()
-        );
+    for db in common::both_backends().await {
+        let server = common::TestServer::start(common::test_config(&db)).await;
+        let mut client = server.pricing().await;
+        let cases = [
+            (
+                ListPricesRequest {
+                    max_price_per_hour: "two dollars".into(),
+                    ..Default::default()
+                },
+                "max_price_per_hour",
+            ),
+            (
+                ListPricesRequest {
+                    max_price_per_hour: "-1".into(),
+                    ..Default::default()
+                },
+                "max_price_per_hour",
+            ),
+            (
+                ListPricesRequest {
+                    page_size: -1,
+                    ..Default::default()
+                },
+                "page_size",
+            ),
+            (
+                ListPricesRequest {
+                    page_size: 100_000,
+                    ..Default::default()
+                },
+                "page_size",
+            ),
+            (
+                ListPricesRequest {
+                    page_token: "not-a-token".into(),
+                    ..Default::default()
+                },
+                "page_token",
+            ),
+            (
+                ListPricesRequest {
+                    provider: 17,
+                    ..Default::default()
+                },
+                "provider",
+            ),
+            (
+                ListPricesRequest {
+                    market: 5,
+                    ..Default::default()
+                },
+                "market",
+            ),
+        ];
+        for (req, field) in cases {
+            let err = client.list_prices(req).await.unwrap_err();
+            assert_eq!(err.code(), Code::InvalidArgument, "{}", db.backend);
+            assert!(
+                err.message().starts_with(field),
+                "{}: {} should name {field}",
+                db.backend,
+                err.message()
+            );
+        }
+        server.stop().await.unwrap();
     }
-    server.stop().await.unwrap();
 }
 
 #[tokio::test]
 async fn health_and_reflection_work_and_health_goes_not_serving_on_stop() {
-    let db = common::fresh_sqlite();
-    let server = common::TestServer::start(common::test_config(&db)).await;
-    let ch = server.channel().await;
-    let mut health = tonic_health::pb::health_client::HealthClient::new(ch.clone());
-    let r = health
-        .check(tonic_health::pb::HealthCheckRequest {
-            service: "bursar.v1.PricingService".into(),
-        })
-        .await
-        .unwrap()
-        .into_inner();
-    assert_eq!(
-        r.status,
-        tonic_health::pb::health_check_response::ServingStatus::Serving as i32
-    );
+    use tonic_health::pb::health_check_response::ServingStatus;
+    for db in common::both_backends().await {
+        let b = db.backend;
+        let server = common::TestServer::start(common::test_config(&db)).await;
+        let ch = server.channel().await;
+        let mut health = tonic_health::pb::health_client::HealthClient::new(ch.clone());
+        let r = health
+            .check(tonic_health::pb::HealthCheckRequest {
+                service: "bursar.v1.PricingService".into(),
+            })
+            .await
+            .unwrap()
+            .into_inner();
+        assert_eq!(r.status, ServingStatus::Serving as i32, "{b}");
 
+        // Reflection v1 and v1alpha (older grpcurl, grpcui, Evans) list the same services.
+        // Each lists itself; apart from that, the same services.
+        let (v1, v1alpha) = (
+            reflection_v1(ch.clone()).await,
+            reflection_v1alpha(ch.clone()).await,
+        );
+        assert!(v1.contains(&"grpc.reflection.v1.ServerReflection".to_string()));
+        assert!(v1alpha.contains(&"grpc.reflection.v1alpha.ServerReflection".to_string()));
+        let others = |v: &[String]| -> Vec<String> {
+            v.iter()
+                .filter(|n| !n.starts_with("grpc.reflection."))
+                .cloned()
+                .collect()
+        };
+        assert_eq!(others(&v1), others(&v1alpha), "{b}");
+        let names = v1;
+        assert!(
+            names.contains(&"bursar.v1.PricingService".to_string()),
+            "{names:?}"
+        );
+        assert!(
+            names.contains(&"bursar.v1.PlacementService".to_string()),
+            "{names:?}"
+        );
+        assert!(
+            names.contains(&"grpc.health.v1.Health".to_string()),
+            "{names:?}"
+        );
+
+        // Watch health, stop the server: the watcher is told NOT_SERVING before it goes.
+        let mut watch = health
+            .watch(tonic_health::pb::HealthCheckRequest {
+                service: "bursar.v1.PricingService".into(),
+            })
+            .await
+            .unwrap()
+            .into_inner();
+        let first = watch.message().await.unwrap().unwrap();
+        assert_eq!(first.status, ServingStatus::Serving as i32, "{b}");
+        let stopping = tokio::spawn(server.stop());
+        // A generous deadline, not a measurement: without the change this waits forever.
+        let next = tokio::time::timeout(std::time::Duration::from_secs(60), watch.message())
+            .await
+            .expect("a health update after stop")
+            .expect("the watch stream")
+            .expect("an update, not the end of the stream");
+        assert_eq!(next.status, ServingStatus::NotServing as i32, "{b}");
+        drop(watch);
+        drop(health);
+        drop(ch);
+        stopping.await.unwrap().unwrap();
+    }
+}
+
+/// Service names listed by reflection v1.
+async fn reflection_v1(ch: tonic::transport::Channel) -> Vec<String> {
     use tonic_reflection::pb::v1::server_reflection_client::ServerReflectionClient;
     use tonic_reflection::pb::v1::server_reflection_request::MessageRequest;
     use tonic_reflection::pb::v1::server_reflection_response::MessageResponse;
-    let mut refl = ServerReflectionClient::new(ch);
     let req = tonic_reflection::pb::v1::ServerReflectionRequest {
         host: String::new(),
         message_request: Some(MessageRequest::ListServices(String::new())),
     };
-    let mut stream = refl
+    let mut stream = ServerReflectionClient::new(ch)
         .server_reflection_info(futures::stream::iter(vec![req]))
         .await
-        .unwrap()
+        .expect("reflection v1 served")
         .into_inner();
     let msg = stream.message().await.unwrap().unwrap();
     let Some(MessageResponse::ListServicesResponse(list)) = msg.message_response else {
         panic!("expected a service list");
     };
-    let names: Vec<_> = list.service.iter().map(|s| s.name.as_str()).collect();
-    assert!(names.contains(&"bursar.v1.PricingService"), "{names:?}");
-    assert!(names.contains(&"grpc.health.v1.Health"), "{names:?}");
-    server.stop().await.unwrap();
+    let mut names: Vec<String> = list.service.into_iter().map(|s| s.name).collect();
+    names.sort();
+    names
+}
+
+/// Service names listed by reflection v1alpha.
+async fn reflection_v1alpha(ch: tonic::transport::Channel) -> Vec<String> {
+    use tonic_reflection::pb::v1alpha::server_reflection_client::ServerReflectionClient;
+    use tonic_reflection::pb::v1alpha::server_reflection_request::MessageRequest;
+    use tonic_reflection::pb::v1alpha::server_reflection_response::MessageResponse;
+    let req = tonic_reflection::pb::v1alpha::ServerReflectionRequest {
+        host: String::new(),
+        message_request: Some(MessageRequest::ListServices(String::new())),
+    };
+    let mut stream = ServerReflectionClient::new(ch)
+        .server_reflection_info(futures::stream::iter(vec![req]))
+        .await
+        .expect("reflection v1alpha served")
+        .into_inner();
+    let msg = stream.message().await.unwrap().unwrap();
+    let Some(MessageResponse::ListServicesResponse(list)) = msg.message_response else {
+        panic!("expected a service list");
+    };
+    let mut names: Vec<String> = list.service.into_iter().map(|s| s.name).collect();
+    names.sort();
+    names
 }
 
 #[tokio::test]

@@ -389,3 +389,88 @@ async fn bad_urls_are_configuration_errors() {
         "password must be redacted: {e}"
     );
 }
+
+/// A Postgres that refuses connections is reported as refused, not as the pool's
+/// "pool timed out" after its acquire timeout.
+#[tokio::test]
+async fn an_unreachable_postgres_is_reported_as_refused() {
+    let port = common::free_port();
+    let e = Store::connect(&format!("postgres://postgres@127.0.0.1:{port}/test"))
+        .await
+        .err()
+        .unwrap();
+    let m = e.to_string();
+    assert!(e.is_configuration(), "{m}");
+    assert!(m.to_lowercase().contains("connection refused"), "{m}");
+    assert!(!m.contains("timed out"), "{m}");
+}
+
+/// Everything sqlx logs at WARN or above in this test binary (a global subscriber: SQLite
+/// runs statements on a worker thread of its own).
+fn sqlx_warnings() -> std::sync::Arc<std::sync::Mutex<Vec<u8>>> {
+    use std::sync::{Arc, Mutex, OnceLock};
+    static BUF: OnceLock<Arc<Mutex<Vec<u8>>>> = OnceLock::new();
+    BUF.get_or_init(|| {
+        let buf = Arc::new(Mutex::new(Vec::new()));
+        let sink = buf.clone();
+        let _ = tracing_subscriber::fmt()
+            .with_env_filter(tracing_subscriber::EnvFilter::new("sqlx=warn"))
+            .with_ansi(false)
+            .with_writer(move || SharedWriter(sink.clone()))
+            .try_init();
+        buf
+    })
+    .clone()
+}
+
+struct SharedWriter(std::sync::Arc<std::sync::Mutex<Vec<u8>>>);
+
+impl std::io::Write for SharedWriter {
+    fn write(&mut self, b: &[u8]) -> std::io::Result<usize> {
+        self.0.lock().unwrap().extend_from_slice(b);
+        Ok(b.len())
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+/// A statement slower than sqlx's one-second threshold (a migration on a busy machine) is
+/// not a WARN holding its SQL: the slow-statement log is DEBUG on both backends.
+#[tokio::test]
+async fn a_slow_statement_is_not_logged_at_warn() {
+    let warnings = sqlx_warnings();
+    for db in common::both_backends().await {
+        let store = Store::open(&db.url).await.unwrap();
+        match &store {
+            // pg_sleep makes it slow for certain.
+            Store::Postgres(s) => {
+                sqlx::query("SELECT pg_sleep(1.2)\n-- a second line")
+                    .execute(s.pool())
+                    .await
+                    .unwrap();
+            }
+            // SQLite has no sleep: wait for a write lock another connection holds for 1.2 s.
+            Store::Sqlite(s) => {
+                let mut holder = s.pool().begin().await.unwrap();
+                sqlx::query("DELETE FROM price_current")
+                    .execute(&mut *holder)
+                    .await
+                    .unwrap();
+                let release = tokio::spawn(async move {
+                    tokio::time::sleep(std::time::Duration::from_millis(1200)).await;
+                    holder.rollback().await.unwrap();
+                });
+                sqlx::query("DELETE FROM price_current\n-- a second line")
+                    .execute(s.pool())
+                    .await
+                    .unwrap();
+                release.await.unwrap();
+            }
+        }
+        store.close().await;
+        let text = String::from_utf8_lossy(&warnings.lock().unwrap()).to_string();
+        assert!(!text.contains("slow statement"), "{}: {text}", db.backend);
+        assert!(!text.contains("a second line"), "{}: {text}", db.backend);
+    }
+}

@@ -1,6 +1,7 @@
 //! Tells the billing format (and FOCUS version or native variant) from a header.
 use super::BillingFormat;
 use super::mapping::HeaderIndex;
+use crate::domain::quote::{QUOTE_CHARS, quote};
 
 /// Columns added by each FOCUS version (from the spec's column tables; see
 /// `shared/data/focus-spec/columns_by_version.csv`).
@@ -132,16 +133,30 @@ fn focus_version(ix: &HeaderIndex) -> &'static str {
     }
 }
 
-/// The header list for an [`super::BillingError::UnknownFormat`] message.
+/// The header list for an [`super::BillingError::UnknownFormat`] message: at most `MAX`
+/// columns and about `MAX_CHARS` characters; a column with control characters or of more
+/// than `quote::QUOTE_CHARS` characters is quoted (a prefix and its length), so a binary
+/// file's first "line" does not reach the terminal.
 pub fn describe_columns(header: &[String]) -> String {
     const MAX: usize = 60;
-    let mut s = header
-        .iter()
-        .take(MAX)
-        .map(String::as_str)
-        .collect::<Vec<_>>()
-        .join(", ");
-    if header.len() > MAX {
+    const MAX_CHARS: usize = 1000;
+    let mut s = String::new();
+    let mut shown = 0;
+    for c in header.iter().take(MAX) {
+        if s.len() > MAX_CHARS {
+            break;
+        }
+        if !s.is_empty() {
+            s.push_str(", ");
+        }
+        if c.chars().count() > QUOTE_CHARS || c.chars().any(|ch| ch.is_control()) {
+            s.push_str(&quote(c));
+        } else {
+            s.push_str(c);
+        }
+        shown += 1;
+    }
+    if header.len() > shown {
         s.push_str(&format!(", … ({} columns in all)", header.len()));
     }
     if s.is_empty() {

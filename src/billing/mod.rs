@@ -59,7 +59,8 @@ impl std::str::FromStr for BillingFormat {
             "gcp" | "google" => Ok(BillingFormat::Gcp),
             "azure" => Ok(BillingFormat::Azure),
             other => Err(format!(
-                "unknown billing format {other:?}: expected auto, focus, cur, gcp or azure"
+                "unknown billing format {}: expected auto, focus, cur, gcp or azure",
+                crate::domain::quote::quote(other)
             )),
         }
     }

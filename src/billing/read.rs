@@ -1829,6 +1829,7 @@ mod perf {
     /// `BURSAR_PERF_FILE=/path cargo test --release --lib billing::read::perf -- --ignored --nocapture`
     #[test]
     #[ignore]
+    #[allow(clippy::print_stdout)] // a manual measurement, run with --nocapture
     fn parse_speed() {
         let Ok(path) = std::env::var("BURSAR_PERF_FILE") else {
             return;

@@ -37,14 +37,14 @@ use rust_decimal::Decimal;
 use serde::{Deserialize, Serialize};
 
 use super::forecast::CostKind;
+use super::limits::{self, Limit};
 use super::offer::same_provider;
+use super::quote::quote;
 
 /// Largest budget or threshold amount accepted (10^15), so limits can never overflow.
 pub const MAX_AMOUNT: Decimal = Decimal::from_parts(2_764_472_320, 232_830, 0, false, 0);
 /// Largest threshold percentage accepted.
 pub const MAX_PERCENT: Decimal = Decimal::from_parts(1000, 0, 0, false, 0);
-/// Longest budget name, in characters.
-pub const MAX_NAME_CHARS: usize = 100;
 
 /// Active ISO 4217 currency codes (List One, 2025), without the fund, precious-metal,
 /// SDR and testing codes nobody is billed in. Sorted for binary search.
@@ -376,12 +376,15 @@ impl Budget {
 
     /// The parsed timezone (validated by [`Budget::validate`]).
     pub fn tz(&self) -> Result<Tz, BudgetError> {
+        limits::TIMEZONE
+            .check(&self.timezone)
+            .or_else(|m| err("timezone", m))?;
         self.timezone.parse::<Tz>().or_else(|_| {
             err(
                 "timezone",
                 format!(
-                    "unknown timezone {:?}: expected an IANA name such as UTC or Europe/Paris",
-                    self.timezone
+                    "unknown timezone {}: expected an IANA name such as UTC or Europe/Paris",
+                    quote(&self.timezone)
                 ),
             )
         })
@@ -405,8 +408,8 @@ impl Budget {
                     return err(
                         "currency",
                         format!(
-                            "unknown currency {:?}: expected an upper-case ISO 4217 code such as USD",
-                            self.currency
+                            "unknown currency {}: expected an upper-case ISO 4217 code such as USD",
+                            quote(&self.currency)
                         ),
                     );
                 }
@@ -449,6 +452,12 @@ impl Budget {
             }
             keys.push(key);
         }
+        limits::EMAILS
+            .check(self.channels.emails.len())
+            .or_else(|m| err("channels.emails", m))?;
+        limits::WEBHOOKS
+            .check(self.channels.slack_webhooks.len())
+            .or_else(|m| err("channels.slack_webhooks", m))?;
         for (i, e) in self.channels.emails.iter().enumerate() {
             if let Err(m) = check_email(e) {
                 return err(format!("channels.emails[{i}]"), m);
@@ -477,12 +486,9 @@ fn validate_name(name: &str) -> Result<(), BudgetError> {
     if name.trim().is_empty() {
         return err("name", "must not be empty");
     }
-    if name.chars().count() > MAX_NAME_CHARS {
-        return err(
-            "name",
-            format!("must be at most {MAX_NAME_CHARS} characters"),
-        );
-    }
+    limits::BUDGET_NAME
+        .check(name)
+        .or_else(|m| err("name", m))?;
     if name.starts_with(' ') || name.ends_with(' ') {
         return err("name", "must not start or end with a space");
     }
@@ -502,9 +508,7 @@ fn check_email(addr: &str) -> Result<(), String> {
     if addr.is_empty() {
         return Err("must not be empty".into());
     }
-    if addr.len() > 254 {
-        return Err("longer than 254 characters".into());
-    }
+    limits::EMAIL.check(addr)?;
     if let Some(c) = addr.chars().find(|c| {
         c.is_whitespace()
             || c.is_control()
@@ -516,28 +520,31 @@ fn check_email(addr: &str) -> Result<(), String> {
         return Err(format!("{c:?} not allowed in an email address"));
     }
     let Some((local, domain)) = addr.split_once('@') else {
-        return Err(format!("{addr:?} is not an email address (no @)"));
+        return Err(format!("{} is not an email address (no @)", quote(addr)));
     };
     if domain.contains('@') {
-        return Err(format!("{addr:?} has more than one @"));
+        return Err(format!("{} has more than one @", quote(addr)));
     }
     if local.is_empty() || local.len() > 64 {
         return Err(format!(
-            "{addr:?}: the part before @ must be 1 to 64 characters"
+            "{}: the part before @ must be 1 to 64 characters",
+            quote(addr)
         ));
     }
     if !domain.contains('.') || domain.split('.').any(str::is_empty) {
         return Err(format!(
-            "{addr:?}: the domain must be a name with a dot, such as example.com"
+            "{}: the domain must be a name with a dot, such as example.com",
+            quote(addr)
         ));
     }
     Ok(())
 }
 
 fn check_webhook(raw: &str) -> Result<(), String> {
+    limits::WEBHOOK_URL.check(raw)?;
     let u = url::Url::parse(raw).map_err(|e| format!("not an absolute URL ({e})"))?;
     if !matches!(u.scheme(), "http" | "https") {
-        return Err(format!("scheme {:?}: expected https", u.scheme()));
+        return Err(format!("scheme {}: expected https", quote(u.scheme())));
     }
     match u.host_str() {
         Some(h) if !h.is_empty() => Ok(()),
@@ -556,7 +563,7 @@ fn redact_url(raw: &str) -> String {
     }
 }
 
-fn check_filter(field: &str, v: &Option<String>) -> Result<(), BudgetError> {
+fn check_filter(field: &str, v: &Option<String>, limit: Limit) -> Result<(), BudgetError> {
     if let Some(s) = v {
         if s.trim().is_empty() {
             return err(
@@ -564,19 +571,19 @@ fn check_filter(field: &str, v: &Option<String>) -> Result<(), BudgetError> {
                 format!("must not be empty (leave {field} out to match every {field})"),
             );
         }
-        if s.chars().any(char::is_control) {
-            return err(format!("scope.{field}"), "control characters not allowed");
-        }
+        limit
+            .check(s)
+            .or_else(|m| err(format!("scope.{field}"), m))?;
     }
     Ok(())
 }
 
 impl BudgetScope {
     fn validate(&self) -> Result<(), BudgetError> {
-        check_filter("provider", &self.provider)?;
-        check_filter("service", &self.service)?;
-        check_filter("account", &self.account)?;
-        check_filter("region", &self.region)?;
+        check_filter("provider", &self.provider, limits::SCOPE_VALUE)?;
+        check_filter("service", &self.service, limits::SCOPE_VALUE)?;
+        check_filter("account", &self.account, limits::SCOPE_VALUE)?;
+        check_filter("region", &self.region, limits::REGION)?;
         if let Some(t) = &self.tag {
             if t.key.trim().is_empty() {
                 return err("scope.tag.key", "must not be empty");
@@ -584,6 +591,12 @@ impl BudgetScope {
             if t.value.is_empty() {
                 return err("scope.tag.value", "must not be empty");
             }
+            limits::TAG_KEY
+                .check(&t.key)
+                .or_else(|m| err("scope.tag.key", m))?;
+            limits::TAG_VALUE
+                .check(&t.value)
+                .or_else(|m| err("scope.tag.value", m))?;
         }
         Ok(())
     }
@@ -1276,7 +1289,7 @@ slack_webhooks = ["https://hooks.slack.com/services/T000/B000/XXXXSECRET"]
         b.name = "a".repeat(101);
         assert_eq!(
             b.validate().unwrap_err().to_string(),
-            "name: must be at most 100 characters"
+            "name: is 101 bytes; the limit for budget name is 100 bytes"
         );
     }
 

@@ -4,9 +4,11 @@ pub mod budget;
 pub mod catalog;
 pub mod egress;
 pub mod forecast;
+pub mod limits;
 pub mod money;
 pub mod offer;
 pub mod placement;
+pub mod quote;
 pub mod regions;
 pub mod sanity;
 

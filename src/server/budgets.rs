@@ -17,13 +17,15 @@ use chrono::{DateTime, Utc};
 use rust_decimal::Decimal;
 use tonic::{Request, Response, Status};
 
-use super::convert::timestamp;
+use super::convert::{limited, timestamp};
 use super::errors::{FieldError, store_status};
 use crate::domain::budget::{
     Budget, BudgetError, BudgetMetric, BudgetPeriod, BudgetScope, CostBasis, GatePolicy, TagFilter,
     Threshold, ThresholdOn, ThresholdValue,
 };
+use crate::domain::limits;
 use crate::domain::money::parse_amount;
+use crate::domain::quote::{clip, quote};
 use crate::proto;
 use crate::proto::budget_service_server::BudgetService;
 use crate::store::Store;
@@ -88,13 +90,14 @@ impl BudgetApi {
             .get_budget(name)
             .await
             .map_err(store_status)?
-            .ok_or_else(|| Status::not_found(format!("no budget named {name:?}")))
+            .ok_or_else(|| Status::not_found(format!("no budget named {}", quote(name))))
     }
 }
 
 fn config_owned(name: &str) -> Status {
     Status::failed_precondition(format!(
-        "budget {name:?} is declared in the config file; edit the file"
+        "budget {} is declared in the config file; edit the file",
+        quote(name)
     ))
 }
 
@@ -103,7 +106,11 @@ fn engine_status(e: EngineError) -> Status {
         EngineError::Store(s) => store_status(s),
         EngineError::Spec { budget, detail } => {
             tracing::error!(budget = %budget, detail = %detail, "budget cannot be evaluated");
-            Status::internal(format!("budget {budget:?} cannot be evaluated: {detail}"))
+            Status::internal(format!(
+                "budget {} cannot be evaluated: {}",
+                quote(&budget),
+                clip(&detail)
+            ))
         }
     }
 }
@@ -136,8 +143,8 @@ impl BudgetService for BudgetApi {
                 ""
             };
             return Err(Status::invalid_argument(format!(
-                "budget.name: a budget named {:?} already exists{whence}",
-                budget.name
+                "budget.name: a budget named {} already exists{whence}",
+                quote(&budget.name)
             )));
         }
         tracing::info!("budget created");
@@ -163,8 +170,8 @@ impl BudgetService for BudgetApi {
             .map_err(store_status)?;
         if !updated {
             return Err(Status::not_found(format!(
-                "no budget named {:?}",
-                budget.name
+                "no budget named {}",
+                quote(&budget.name)
             )));
         }
         tracing::info!("budget updated");
@@ -181,13 +188,17 @@ impl BudgetService for BudgetApi {
         if name.trim().is_empty() {
             return Err(FieldError::new("name", "required").into());
         }
+        limited(name, limits::BUDGET_NAME, "name")?;
         tracing::Span::current().record("budget", name);
         let row = self.existing(name).await?;
         if row.origin == ORIGIN_CONFIG {
             return Err(config_owned(name));
         }
         if !self.store.delete_budget(name).await.map_err(store_status)? {
-            return Err(Status::not_found(format!("no budget named {name:?}")));
+            return Err(Status::not_found(format!(
+                "no budget named {}",
+                quote(name)
+            )));
         }
         tracing::info!("budget deleted");
         self.reevaluate().await;
@@ -221,6 +232,7 @@ impl BudgetService for BudgetApi {
         let rows = if name.is_empty() {
             self.store.list_budgets().await.map_err(store_status)?
         } else {
+            limited(name, limits::BUDGET_NAME, "name")?;
             tracing::Span::current().record("budget", name);
             vec![self.existing(name).await?]
         };
@@ -243,7 +255,7 @@ impl BudgetService for BudgetApi {
 // ---------------------------------------------------------------------------------------
 
 fn invalid(field: impl std::fmt::Display, message: impl std::fmt::Display) -> Status {
-    Status::invalid_argument(format!("{field}: {message}"))
+    Status::invalid_argument(format!("{field}: {}", clip(&message.to_string())))
 }
 
 /// The JSON stored as a budget's `spec` (the same serde shape as `[[budgets]]`).
@@ -263,8 +275,8 @@ pub fn stored_budget(row: &BudgetRow) -> Result<Budget, Status> {
             "stored budget definition cannot be read"
         );
         Status::internal(format!(
-            "the stored definition of budget {:?} cannot be read (line {}, column {})",
-            row.name,
+            "the stored definition of budget {} cannot be read (line {}, column {})",
+            quote(&row.name),
             e.line(),
             e.column()
         ))
@@ -304,7 +316,10 @@ fn decimal(s: &str, field: &str) -> Result<Decimal, Status> {
     parse_amount(s).map_err(|_| {
         invalid(
             field,
-            format!("{s:?} is not an exact decimal number such as \"5000\" or \"80.5\""),
+            format!(
+                "{} is not an exact decimal number such as \"5000\" or \"80.5\"",
+                quote(s)
+            ),
         )
     })
 }
@@ -382,7 +397,7 @@ pub fn budget_from_proto(b: &proto::Budget) -> Result<Budget, Status> {
             _ => {
                 return Err(invalid(
                     "budget.scope.tag",
-                    format!("{t:?}: expected key=value, e.g. team=ml"),
+                    format!("{}: expected key=value, e.g. team=ml", quote(&t)),
                 ));
             }
         },

@@ -5,7 +5,9 @@ use rust_decimal::Decimal;
 
 use super::errors::FieldError;
 use crate::domain::catalog::Catalog;
+use crate::domain::limits::{self, CountLimit, Limit};
 use crate::domain::money::parse_amount;
+use crate::domain::quote::quote;
 use crate::domain::{Market, Money, Offer, OfferKey, PriceFilter, Provider};
 use crate::proto;
 use crate::store::SourceStatusRow;
@@ -67,6 +69,24 @@ fn opt(s: &str) -> Option<String> {
     (!t.is_empty()).then(|| t.to_string())
 }
 
+/// `s` checked against `limit`, the error naming `field`.
+pub fn limited<'a>(s: &'a str, limit: Limit, field: &'static str) -> Result<&'a str, FieldError> {
+    limit.check(s).map_err(|m| FieldError::new(field, m))?;
+    Ok(s)
+}
+
+/// A repeated field's length checked against `limit`.
+pub fn counted<'a, T>(
+    v: &'a [T],
+    limit: CountLimit,
+    field: &'static str,
+) -> Result<&'a [T], FieldError> {
+    limit
+        .check(v.len())
+        .map_err(|m| FieldError::new(field, m))?;
+    Ok(v)
+}
+
 pub const DEFAULT_PAGE_SIZE: usize = 100;
 pub const MAX_PAGE_SIZE: usize = 1000;
 
@@ -84,7 +104,7 @@ pub fn list_prices_query(r: &proto::ListPricesRequest) -> Result<ListPricesQuery
             let d = parse_amount(&s).map_err(|_| {
                 FieldError::new(
                     "max_price_per_hour",
-                    format!("{s:?} is not a decimal amount"),
+                    format!("{} is not a decimal amount", quote(&s)),
                 )
             })?;
             if d.is_sign_negative() {
@@ -113,9 +133,9 @@ pub fn list_prices_query(r: &proto::ListPricesRequest) -> Result<ListPricesQuery
     Ok(ListPricesQuery {
         filter: PriceFilter {
             provider: provider_from_proto(r.provider, "provider")?,
-            region: opt(&r.region),
-            instance_type: opt(&r.instance_type),
-            gpu_model: opt(&r.gpu_model),
+            region: opt(limited(&r.region, limits::FILTER, "region")?),
+            instance_type: opt(limited(&r.instance_type, limits::FILTER, "instance_type")?),
+            gpu_model: opt(limited(&r.gpu_model, limits::FILTER, "gpu_model")?),
             min_gpu_count: r.min_gpu_count,
             market: market_from_proto(r.market, "market")?,
             max_price_per_hour: max_price,
@@ -283,13 +303,16 @@ pub fn data_location(
         let (scheme, _) = uri.split_once("://").ok_or_else(|| {
             FieldError::new(
                 field,
-                format!("{uri:?} is not a URI like s3://bucket/key@us-east-1"),
+                format!("{} is not a URI like s3://bucket/key@us-east-1", quote(uri)),
             )
         })?;
         let p = provider_of_scheme(&scheme.to_ascii_lowercase()).ok_or_else(|| {
             FieldError::new(
                 field,
-                format!("unknown scheme {scheme:?}: use s3://, gs:// or az://"),
+                format!(
+                    "unknown scheme {}: use s3://, gs:// or az://",
+                    quote(scheme)
+                ),
             )
         })?;
         let region = uri
@@ -299,7 +322,7 @@ pub fn data_location(
         let Some(region) = region else {
             return Err(FieldError::new(
                 field,
-                format!("{uri:?} has no @region suffix"),
+                format!("{} has no @region suffix", quote(uri)),
             ));
         };
         if let Some(given) = provider_from_proto(loc.provider, field)?
@@ -307,7 +330,10 @@ pub fn data_location(
         {
             return Err(FieldError::new(
                 field,
-                format!("provider {given} contradicts the URI scheme {scheme}"),
+                format!(
+                    "provider {given} contradicts the URI scheme {}",
+                    quote(scheme)
+                ),
             ));
         }
         (p, region.to_string())
@@ -319,11 +345,13 @@ pub fn data_location(
         }
         (p, loc.region.trim().to_string())
     };
+    limited(&region, limits::REGION, field)?;
     if region_info(provider, &region).is_none() && !index.has_region(provider, &region) {
         return Err(FieldError::new(
             field,
             format!(
-                "unknown {provider} region {region:?}; known: {}",
+                "unknown {provider} region {}; known: {}",
+                quote(&region),
                 known_regions(provider).join(", ")
             ),
         ));
@@ -351,8 +379,9 @@ fn amount_field(s: &str, field: &'static str) -> Result<Option<Decimal>, FieldEr
     match opt(s) {
         None => Ok(None),
         Some(t) => {
-            let d = parse_amount(&t)
-                .map_err(|_| FieldError::new(field, format!("{t:?} is not a decimal amount")))?;
+            let d = parse_amount(&t).map_err(|_| {
+                FieldError::new(field, format!("{} is not a decimal amount", quote(&t)))
+            })?;
             if d <= Decimal::ZERO {
                 return Err(FieldError::new(field, "must be greater than 0"));
             }
@@ -387,11 +416,14 @@ pub fn placement_request(
     let min_memory_gib = non_negative(res.min_memory_gib, "resources.min_memory_gib")?;
     let min_gpu_memory_gib = non_negative(res.min_gpu_memory_gib, "resources.min_gpu_memory_gib")?;
     let mut accelerators = Vec::new();
-    for a in res
-        .accelerators
-        .iter()
-        .map(|a| a.trim())
-        .filter(|a| !a.is_empty())
+    for a in counted(
+        &res.accelerators,
+        limits::LIST_ITEMS,
+        "resources.accelerators",
+    )?
+    .iter()
+    .map(|a| a.trim())
+    .filter(|a| !a.is_empty())
     {
         match index.canonical_accelerator(a) {
             Some(c) => accelerators.push(c.to_string()),
@@ -399,7 +431,8 @@ pub fn placement_request(
                 return Err(FieldError::new(
                     "resources.accelerators",
                     format!(
-                        "unknown accelerator {a:?}; known: {}",
+                        "unknown accelerator {}; known: {}",
+                        quote(a),
                         index.accelerators().join(", ")
                     ),
                 ));
@@ -442,7 +475,7 @@ pub fn placement_request(
         Some(b) => Some(band_from_label(&b).ok_or_else(|| {
             FieldError::new(
                 "spot.max_interruption_band",
-                format!("{b:?}: expected one of {}", BAND_LABELS.join(", ")),
+                format!("{}: expected one of {}", quote(&b), BAND_LABELS.join(", ")),
             )
         })?),
     };
@@ -464,7 +497,10 @@ pub fn placement_request(
         ));
     }
     let mut inputs = Vec::with_capacity(r.inputs.len());
-    for (i, input) in r.inputs.iter().enumerate() {
+    for (i, input) in counted(&r.inputs, limits::LIST_ITEMS, "inputs")?
+        .iter()
+        .enumerate()
+    {
         let size = non_negative(input.size_gb, "inputs.size_gb")?;
         let (provider, region) =
             data_location(input.location.as_ref(), "inputs.location", index)
@@ -503,26 +539,30 @@ pub fn placement_request(
             format!("{p} is both allowed and denied"),
         ));
     }
-    let clean = |v: &[String]| -> Vec<String> {
-        v.iter()
-            .map(|s| s.trim().to_string())
-            .filter(|s| !s.is_empty())
+    let clean = |v: &[String], field: &'static str| -> Result<Vec<String>, FieldError> {
+        counted(v, limits::LIST_ITEMS, field)?
+            .iter()
+            .map(|s| limited(s.trim(), limits::REGION, field).map(str::to_string))
+            .filter(|s| !s.as_ref().is_ok_and(String::is_empty))
             .collect()
     };
-    let allowed_regions = clean(&c.allowed_regions);
-    let denied_regions = clean(&c.denied_regions);
+    let allowed_regions = clean(&c.allowed_regions, "constraints.allowed_regions")?;
+    let denied_regions = clean(&c.denied_regions, "constraints.denied_regions")?;
     if let Some(r) = allowed_regions.iter().find(|r| denied_regions.contains(r)) {
         return Err(FieldError::new(
             "constraints.denied_regions",
-            format!("{r} is both allowed and denied"),
+            format!("{} is both allowed and denied", quote(r)),
         ));
     }
     let mut jurisdictions = Vec::new();
-    for j in clean(&c.jurisdictions) {
+    for j in clean(&c.jurisdictions, "constraints.jurisdictions")? {
         jurisdictions.push(Jurisdiction::parse(&j).ok_or_else(|| {
             FieldError::new(
                 "constraints.jurisdictions",
-                format!("{j:?}: expected EU, EEA or an ISO country code such as US or DE"),
+                format!(
+                    "{}: expected EU, EEA or an ISO country code such as US or DE",
+                    quote(&j)
+                ),
             )
         })?);
     }
@@ -570,11 +610,13 @@ pub fn placement_request(
         }
         k => k,
     };
-    if r.labels.len() > 64 || r.labels.iter().any(|(k, v)| k.len() > 128 || v.len() > 512) {
-        return Err(FieldError::new(
-            "labels",
-            "at most 64 labels, keys <= 128 and values <= 512 bytes",
-        ));
+    limits::LABELS
+        .check(r.labels.len())
+        .map_err(|m| FieldError::new("labels", m))?;
+    for (k, v) in &r.labels {
+        limited(k, limits::LABEL_KEY, "labels")?;
+        limited(v, limits::LABEL_VALUE, "labels")
+            .map_err(|e| FieldError::new(e.field, format!("{}: {}", quote(k), e.message)))?;
     }
     Ok(PlacementRequest {
         min_vcpus: f64::from(res.min_vcpus),

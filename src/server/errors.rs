@@ -1,6 +1,7 @@
 //! The one mapping from domain/store errors to gRPC status codes. Field errors name the field.
 use tonic::Status;
 
+use crate::domain::quote::clip;
 use crate::store::StoreError;
 
 /// A request field that failed validation.
@@ -20,8 +21,10 @@ impl FieldError {
 }
 
 impl From<FieldError> for Status {
+    /// The message is clipped (`quote::clip`): a message that quotes an input whole would
+    /// otherwise pass the 8 KB some gRPC clients accept and reach them as RESOURCE_EXHAUSTED.
     fn from(e: FieldError) -> Status {
-        Status::invalid_argument(format!("{}: {}", e.field, e.message))
+        Status::invalid_argument(format!("{}: {}", e.field, clip(&e.message)))
     }
 }
 

@@ -219,10 +219,18 @@ pub async fn run(
     health_reporter
         .set_service_status("", tonic_health::ServingStatus::Serving)
         .await;
-    let reflection = tonic_reflection::server::Builder::configure()
-        .register_encoded_file_descriptor_set(proto::FILE_DESCRIPTOR_SET)
-        .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
+    // Reflection v1, and v1alpha for the clients that only speak it (older grpcurl, grpcui,
+    // Evans).
+    let reflection = || {
+        tonic_reflection::server::Builder::configure()
+            .register_encoded_file_descriptor_set(proto::FILE_DESCRIPTOR_SET)
+            .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
+    };
+    let reflection_v1 = reflection()
         .build_v1()
+        .map_err(|e| RunError::Reflection(e.to_string()))?;
+    let reflection_v1alpha = reflection()
+        .build_v1alpha()
         .map_err(|e| RunError::Reflection(e.to_string()))?;
 
     let pricing = pricing::PricingApi {
@@ -238,8 +246,10 @@ pub async fn run(
         state: state.clone(),
     };
 
-    let addr = listener.local_addr().ok();
-    tracing::info!(?addr, "serving gRPC");
+    match listener.local_addr() {
+        Ok(addr) => tracing::info!(%addr, "serving gRPC"),
+        Err(e) => tracing::info!(error = %e, "serving gRPC (local address unknown)"),
+    }
     let reporter = health_reporter.clone();
     let signal = async move {
         shutdown.await;
@@ -262,7 +272,8 @@ pub async fn run(
     };
     let served = tonic::transport::Server::builder()
         .add_service(health_service)
-        .add_service(reflection)
+        .add_service(reflection_v1)
+        .add_service(reflection_v1alpha)
         .add_service(proto::pricing_service_server::PricingServiceServer::new(
             pricing,
         ))

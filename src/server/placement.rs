@@ -15,7 +15,9 @@ use crate::domain::Provider;
 use crate::domain::budget::{BudgetSnapshot, GateDecision, PlacementCost, apply_gate};
 use crate::domain::catalog::CatalogHandle;
 use crate::domain::egress::units_to_decimal;
+use crate::domain::limits;
 use crate::domain::placement::{AvailabilityMark, Conditions, CostModel, PlacementError};
+use crate::domain::quote::quote;
 use crate::domain::regions::region_info;
 use crate::proto;
 use crate::proto::placement_service_server::PlacementService;
@@ -264,6 +266,9 @@ impl PlacementService for PlacementApi {
         let r = request.into_inner();
         let provider = convert::provider_from_proto(r.provider, "provider")?
             .ok_or_else(|| FieldError::new("provider", "required"))?;
+        convert::limited(&r.region, limits::REGION, "region")?;
+        convert::limited(&r.zone, limits::REGION, "zone")?;
+        convert::limited(&r.reason, limits::MARK_REASON, "reason")?;
         let region = Some(r.region.trim().to_string()).filter(|s| !s.is_empty());
         let zone = Some(r.zone.trim().to_string()).filter(|s| !s.is_empty());
         if zone.is_some() && region.is_none() {
@@ -273,9 +278,11 @@ impl PlacementService for PlacementApi {
             && region_info(provider, reg).is_none()
             && !self.catalog.load().placement().has_region(provider, reg)
         {
-            return Err(
-                FieldError::new("region", format!("unknown {provider} region {reg:?}")).into(),
-            );
+            return Err(FieldError::new(
+                "region",
+                format!("unknown {provider} region {}", quote(reg)),
+            )
+            .into());
         }
         if r.reason.trim().is_empty() {
             return Err(
@@ -327,13 +334,17 @@ impl PlacementService for PlacementApi {
         if id.trim().is_empty() {
             return Err(FieldError::new("id", "required").into());
         }
+        convert::limited(&id, limits::MARK_ID, "id")?;
         if !self
             .store
             .delete_mark(id.trim())
             .await
             .map_err(store_status)?
         {
-            return Err(Status::not_found(format!("no availability mark {id:?}")));
+            return Err(Status::not_found(format!(
+                "no availability mark {}",
+                quote(&id)
+            )));
         }
         let marks: Vec<AvailabilityMark> = self
             .state

@@ -5,8 +5,10 @@ use chrono::{DateTime, Utc};
 use rust_decimal::Decimal;
 use tonic::{Request, Response, Status};
 
-use super::convert::timestamp;
+use super::convert::{limited, timestamp};
 use super::errors::{FieldError, store_status};
+use crate::domain::limits;
+use crate::domain::quote::quote;
 use crate::proto;
 use crate::proto::spend_service_server::SpendService;
 use crate::store::Store;
@@ -57,33 +59,46 @@ pub fn spend_query(r: &proto::GetSpendRequest) -> Result<SpendQuery, FieldError>
         "region" => GroupBy::Region,
         "account" => GroupBy::Account,
         g => match g.strip_prefix("tag:") {
-            Some(k) if valid_tag_key(k) => GroupBy::Tag(k.to_string()),
+            Some(k) if valid_tag_key(limited(k, limits::TAG_KEY, "group_by")?) => {
+                GroupBy::Tag(k.to_string())
+            }
             _ => {
                 return Err(FieldError::new(
                     "group_by",
-                    format!("{g:?}: expected provider, service, region, account or tag:<key>"),
+                    format!(
+                        "{}: expected provider, service, region, account or tag:<key>",
+                        quote(g)
+                    ),
                 ));
             }
         },
     };
     let tag = match opt(&r.tag) {
         None => None,
-        Some(t) => match t.split_once('=') {
-            Some((k, v)) if valid_tag_key(k.trim()) => {
-                Some((k.trim().to_string(), v.trim().to_string()))
+        Some(t) => {
+            let bad = || FieldError::new("tag", format!("{}: expected key=value", quote(&t)));
+            let (k, v) = t.split_once('=').ok_or_else(bad)?;
+            let (k, v) = (k.trim(), v.trim());
+            limited(k, limits::TAG_KEY, "tag")?;
+            limited(v, limits::TAG_VALUE, "tag")?;
+            if !valid_tag_key(k) {
+                return Err(bad());
             }
-            _ => return Err(FieldError::new("tag", format!("{t:?}: expected key=value"))),
-        },
+            Some((k.to_string(), v.to_string()))
+        }
+    };
+    let filter = |v: &str, field: &'static str| -> Result<Option<String>, FieldError> {
+        Ok(opt(limited(v, limits::FILTER, field)?))
     };
     Ok(SpendQuery {
         start,
         end,
         granularity,
         group_by,
-        provider: opt(&r.provider),
-        service: opt(&r.service),
-        region: opt(&r.region),
-        account: opt(&r.account),
+        provider: filter(&r.provider, "provider")?,
+        service: filter(&r.service, "service")?,
+        region: filter(&r.region, "region")?,
+        account: filter(&r.account, "account")?,
         tag,
     })
 }

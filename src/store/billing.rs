@@ -86,7 +86,9 @@ pub struct SpendRow {
 
 /// Tag keys usable in queries: no quotes or control characters.
 pub fn valid_tag_key(k: &str) -> bool {
-    !k.is_empty() && k.len() <= 256 && !k.chars().any(|c| c == '"' || c == '\\' || c.is_control())
+    !k.is_empty()
+        && k.len() <= crate::domain::limits::TAG_KEY.max_bytes
+        && !k.chars().any(|c| c == '"' || c == '\\' || c.is_control())
 }
 
 fn bucket(t: DateTime<Utc>, g: Granularity, start: DateTime<Utc>) -> NaiveDate {

@@ -61,6 +61,14 @@ impl StoreError {
     }
 }
 
+/// Statement logging for both backends: sqlx logs a statement slower than a second at WARN
+/// with its whole SQL (many lines for a migration) by default; here it is a DEBUG event,
+/// so a slow start on a loaded machine does not put SQL in the operator's log.
+pub(crate) fn statement_logging<O: sqlx::ConnectOptions>(opts: O) -> O {
+    opts.log_statements(log::LevelFilter::Debug)
+        .log_slow_statements(log::LevelFilter::Debug, Duration::from_secs(1))
+}
+
 /// Which prices are currently stored, to tell changed prices from unchanged ones.
 pub type CurrentPrices = HashMap<OfferKey, Decimal>;
 

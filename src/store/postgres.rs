@@ -68,21 +68,34 @@ impl OfferColumns {
     }
 }
 
+/// How long opening the first connection, or waiting for a pooled one, may take.
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
+
 impl PgStore {
     pub async fn connect(url: &str, max_connections: u32) -> Result<Self, StoreError> {
         let opts: PgConnectOptions = url.parse().map_err(|e: sqlx::Error| StoreError::Connect {
             url: redact_url(url),
             detail: e.to_string(),
         })?;
+        let opts = super::statement_logging(opts);
+        let failed = |detail: String| StoreError::Connect {
+            url: redact_url(url),
+            detail,
+        };
+        // One connection first, so an unreachable server is reported at once with its own
+        // error ("Connection refused") rather than as the pool's "pool timed out" after its
+        // acquire timeout, which retries the same refusal.
+        let first = tokio::time::timeout(CONNECT_TIMEOUT, sqlx::ConnectOptions::connect(&opts))
+            .await
+            .map_err(|_| failed(format!("no answer within {}s", CONNECT_TIMEOUT.as_secs())))?
+            .map_err(|e| failed(e.to_string()))?;
+        let _ = sqlx::Connection::close(first).await;
         let pool = PgPoolOptions::new()
             .max_connections(max_connections)
-            .acquire_timeout(Duration::from_secs(5))
+            .acquire_timeout(CONNECT_TIMEOUT)
             .connect_with(opts)
             .await
-            .map_err(|e| StoreError::Connect {
-                url: redact_url(url),
-                detail: e.to_string(),
-            })?;
+            .map_err(|e| failed(e.to_string()))?;
         Ok(PgStore {
             pool,
             ingest_lock_wait: super::DEFAULT_INGEST_LOCK_WAIT,

@@ -60,6 +60,7 @@ impl SqliteStore {
             .synchronous(SqliteSynchronous::Normal)
             .busy_timeout(Duration::from_millis(SQLITE_BUSY_TIMEOUT_MS))
             .foreign_keys(true);
+        let opts = super::statement_logging(opts);
         let pool = SqlitePoolOptions::new()
             .max_connections(max_connections)
             .connect_with(opts)

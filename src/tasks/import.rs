@@ -140,8 +140,8 @@ pub async fn import_command(
     let out = import_catalog(&store, dir, observed_at, progress).await;
     store.close().await;
     let out = out?;
-    println!("{}", out.report);
-    println!(
+    crate::outln!("{}", out.report);
+    crate::outln!(
         "stored {} offers ({} new or changed prices) in {:.2}s ({:.0} offers/s)",
         out.offers_written,
         out.observations,

@@ -104,8 +104,9 @@ impl TestServer {
             let _ = rx.await;
         }));
         let url = format!("http://{addr}");
-        // Wait until the server answers health checks.
-        for _ in 0..200 {
+        // Wait until the server answers health checks (or `run` returns with an error).
+        let deadline = tokio::time::Instant::now() + START_DEADLINE;
+        while tokio::time::Instant::now() < deadline {
             if let Ok(ch) = tonic::transport::Endpoint::from_shared(url.clone())
                 .unwrap()
                 .connect()
@@ -335,6 +336,10 @@ fn moto_binary() -> PathBuf {
     PathBuf::from("moto_server")
 }
 
+/// How long a test peer (server, moto_server, aiosmtpd) may take to start: generous, for a
+/// loaded 2-core machine; readiness is polled, so a quick start is not slowed down.
+pub const START_DEADLINE: Duration = Duration::from_secs(120);
+
 impl Moto {
     #[allow(clippy::zombie_processes)] // killed and waited for in Drop
     pub async fn start() -> Moto {
@@ -343,10 +348,12 @@ impl Moto {
             l.local_addr().unwrap().port()
         };
         let bin = moto_binary();
-        let child = Command::new(&bin)
+        // Its stderr goes to a file, read back if it exits before it answers.
+        let log = tempfile::NamedTempFile::new().expect("moto_server log file");
+        let mut child = Command::new(&bin)
             .args(["-H", "127.0.0.1", "-p", &port.to_string()])
             .stdout(Stdio::null())
-            .stderr(Stdio::null())
+            .stderr(log.reopen().expect("moto_server log file"))
             .spawn()
             .unwrap_or_else(|e| {
                 panic!(
@@ -356,7 +363,8 @@ impl Moto {
             });
         let url = format!("http://127.0.0.1:{port}");
         let client = reqwest::Client::new();
-        for _ in 0..200 {
+        let deadline = tokio::time::Instant::now() + START_DEADLINE;
+        loop {
             if client
                 .post(format!("{url}/moto-api/reset"))
                 .send()
@@ -365,9 +373,25 @@ impl Moto {
             {
                 return Moto { url, child };
             }
+            if let Ok(Some(status)) = child.try_wait() {
+                let err = std::fs::read_to_string(log.path()).unwrap_or_default();
+                panic!(
+                    "moto_server ({}) exited before answering ({status}); its stderr:\n{}",
+                    bin.display(),
+                    err.trim_end()
+                );
+            }
+            if tokio::time::Instant::now() > deadline {
+                let _ = child.kill();
+                let _ = child.wait();
+                let err = std::fs::read_to_string(log.path()).unwrap_or_default();
+                panic!(
+                    "moto_server did not answer on {url} within {START_DEADLINE:?}; its stderr:\n{}",
+                    err.trim_end()
+                );
+            }
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
-        panic!("moto_server did not start on {url}");
     }
 }
 
@@ -488,7 +512,8 @@ impl SmtpServer {
                 )
             });
         let mut server = SmtpServer { port, dir, child };
-        for _ in 0..200 {
+        let deadline = tokio::time::Instant::now() + START_DEADLINE;
+        while tokio::time::Instant::now() < deadline {
             if let Ok(mut s) = tokio::net::TcpStream::connect(("127.0.0.1", port)).await {
                 // Wait for the 220 greeting: the server is up and answering.
                 let mut buf = [0u8; 64];
@@ -511,7 +536,7 @@ impl SmtpServer {
             }
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
-        panic!("aiosmtpd did not start on port {port}");
+        panic!("aiosmtpd did not start on port {port} within {START_DEADLINE:?}");
     }
 
     /// Messages received so far, in arrival order.
@@ -747,7 +772,8 @@ impl TlsSmtpServer {
             });
         let mut smtp = SmtpServer { port, dir, child };
         // Controller.start() returns once the server answers; the script then writes `ready`.
-        for _ in 0..400 {
+        let deadline = tokio::time::Instant::now() + START_DEADLINE;
+        while tokio::time::Instant::now() < deadline {
             if base.join("ready").exists() {
                 return TlsSmtpServer {
                     smtp,
@@ -762,7 +788,7 @@ impl TlsSmtpServer {
             }
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
-        panic!("aiosmtpd ({mode}) did not start on port {port}");
+        panic!("aiosmtpd ({mode}) did not start on port {port} within {START_DEADLINE:?}");
     }
 
     /// The authenticated login of each message received, in arrival order.
