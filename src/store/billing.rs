@@ -84,6 +84,24 @@ pub fn valid_tag_key(k: &str) -> bool {
     !k.is_empty() && k.len() <= 256 && !k.chars().any(|c| c == '"' || c == '\\' || c.is_control())
 }
 
+/// Why `k` cannot be a tag key in a query, if it cannot (see [`valid_tag_key`]).
+pub fn tag_key_problem(k: &str) -> Option<String> {
+    if k.is_empty() {
+        Some("the tag key is empty".into())
+    } else if k.len() > 256 {
+        Some(format!("the tag key is {} bytes, more than 256", k.len()))
+    } else if let Some(c) = k
+        .chars()
+        .find(|c| *c == '"' || *c == '\\' || c.is_control())
+    {
+        Some(format!(
+            "the tag key {k:?} contains {c:?}; quotes, backslashes and control characters cannot be queried"
+        ))
+    } else {
+        None
+    }
+}
+
 fn bucket(t: DateTime<Utc>, g: Granularity) -> NaiveDate {
     let d = t.date_naive();
     match g {
@@ -925,17 +943,27 @@ impl IngestTx {
         Ok(())
     }
 
+    /// Makes the run visible, moving `spend_generation` in the same transaction (last, so
+    /// on Postgres its row lock is held only for the commit) for every server's budget gate.
     pub async fn commit(mut self) -> Result<(), StoreError> {
         self.record_ranges().await?;
         match self {
             IngestTx {
                 backend: Backend::Sqlite(st),
                 ..
-            } => st.into_tx().await?.commit().await?,
+            } => {
+                let mut tx = st.into_tx().await?;
+                super::bump_spend_generation(&mut tx).await?;
+                tx.commit().await?
+            }
             IngestTx {
                 backend: Backend::Postgres(pg),
                 ..
-            } => pg.into_tx().await?.commit().await?,
+            } => {
+                let mut tx = pg.into_tx().await?;
+                super::bump_spend_generation(&mut tx).await?;
+                tx.commit().await?
+            }
         }
         Ok(())
     }
