@@ -15,6 +15,7 @@ pub mod cli_budgets;
 pub mod cli_placement;
 pub mod clouds;
 pub mod config;
+pub mod display;
 pub mod domain;
 pub mod notify;
 pub mod server;
