@@ -10,7 +10,7 @@ use super::errors::{FieldError, store_status};
 use crate::proto;
 use crate::proto::spend_service_server::SpendService;
 use crate::store::Store;
-use crate::store::billing::{Granularity, GroupBy, SpendQuery, valid_tag_key};
+use crate::store::billing::{Granularity, GroupBy, SpendQuery, tag_key_problem, valid_tag_key};
 
 pub struct SpendApi {
     pub store: Store,
@@ -57,7 +57,11 @@ pub fn spend_query(r: &proto::GetSpendRequest) -> Result<SpendQuery, FieldError>
         "account" => GroupBy::Account,
         g => match g.strip_prefix("tag:") {
             Some(k) if valid_tag_key(k) => GroupBy::Tag(k.to_string()),
-            _ => {
+            Some(k) => {
+                let problem = tag_key_problem(k).unwrap_or_default();
+                return Err(FieldError::new("group_by", format!("{g:?}: {problem}")));
+            }
+            None => {
                 return Err(FieldError::new(
                     "group_by",
                     format!("{g:?}: expected provider, service, region, account or tag:<key>"),
@@ -71,7 +75,11 @@ pub fn spend_query(r: &proto::GetSpendRequest) -> Result<SpendQuery, FieldError>
             Some((k, v)) if valid_tag_key(k.trim()) => {
                 Some((k.trim().to_string(), v.trim().to_string()))
             }
-            _ => return Err(FieldError::new("tag", format!("{t:?}: expected key=value"))),
+            Some((k, _)) => {
+                let problem = tag_key_problem(k.trim()).unwrap_or_default();
+                return Err(FieldError::new("tag", format!("{t:?}: {problem}")));
+            }
+            None => return Err(FieldError::new("tag", format!("{t:?}: expected key=value"))),
         },
     };
     Ok(SpendQuery {
@@ -176,5 +184,52 @@ impl SpendService for SpendApi {
                 })
                 .collect(),
         }))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_tag_key_with_a_quote_is_named_as_such() {
+        let base = proto::GetSpendRequest {
+            start: Some(prost_types::Timestamp {
+                seconds: 1_700_000_000,
+                nanos: 0,
+            }),
+            end: Some(prost_types::Timestamp {
+                seconds: 1_700_086_400,
+                nanos: 0,
+            }),
+            ..Default::default()
+        };
+        for (edit, field) in [
+            (
+                proto::GetSpendRequest {
+                    tag: "te\"am=ml".into(),
+                    ..base.clone()
+                },
+                "tag",
+            ),
+            (
+                proto::GetSpendRequest {
+                    group_by: "tag:te\"am".into(),
+                    ..base.clone()
+                },
+                "group_by",
+            ),
+        ] {
+            let e = spend_query(&edit).unwrap_err();
+            assert_eq!(e.field, field);
+            assert!(e.message.contains("contains '\"'"), "{}", e.message);
+            assert!(!e.message.contains("expected"), "{}", e.message);
+        }
+        let e = spend_query(&proto::GetSpendRequest {
+            tag: "team".into(),
+            ..base
+        })
+        .unwrap_err();
+        assert!(e.message.contains("expected key=value"), "{}", e.message);
     }
 }
