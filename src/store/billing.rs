@@ -87,19 +87,18 @@ pub fn valid_tag_key(k: &str) -> bool {
 /// Why `k` cannot be a tag key in a query, if it cannot (see [`valid_tag_key`]).
 pub fn tag_key_problem(k: &str) -> Option<String> {
     if k.is_empty() {
-        Some("the tag key is empty".into())
-    } else if k.len() > 256 {
-        Some(format!("the tag key is {} bytes, more than 256", k.len()))
-    } else if let Some(c) = k
-        .chars()
-        .find(|c| *c == '"' || *c == '\\' || c.is_control())
-    {
-        Some(format!(
-            "the tag key {k:?} contains {c:?}; quotes, backslashes and control characters cannot be queried"
-        ))
-    } else {
-        None
+        return Some("the tag key is empty".into());
     }
+    if k.len() > 256 {
+        return Some(format!("the tag key is {} bytes, more than 256", k.len()));
+    }
+    k.chars()
+        .find(|c| *c == '"' || *c == '\\' || c.is_control())
+        .map(|c| {
+            format!(
+                "the tag key {k:?} contains {c:?}; quotes, backslashes and control characters cannot be queried"
+            )
+        })
 }
 
 fn bucket(t: DateTime<Utc>, g: Granularity) -> NaiveDate {
