@@ -759,6 +759,109 @@ fn focus_export_charged_now(billed: &str) -> String {
     format!("{header}\n{}\n", row.join(","))
 }
 
+/// What the gate's freshness rests on: every committed ingest and every budget write moves
+/// `spend_generation`; an engine re-evaluates once per move and not otherwise.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn spend_generation_moves_with_ingests_and_budget_writes_only() {
+    use bursar::tasks::budgets::BudgetEngine;
+    let dir = tempfile::tempdir().unwrap();
+    let export = dir.path().join("focus-now.csv");
+    std::fs::write(&export, focus_export_charged_now("12.50")).unwrap();
+    for db in common::both_backends().await {
+        let be = db.backend;
+        let store = Store::open(&db.url).await.unwrap();
+        let engine = BudgetEngine::new(store.clone(), bursar::notify::AlertsConfig::default(), 7);
+        let g0 = store.spend_generation().await.unwrap();
+        assert!(
+            engine
+                .evaluate_if_changed(chrono::Utc::now())
+                .await
+                .unwrap()
+                .is_some(),
+            "{be}: first time"
+        );
+        assert!(
+            engine
+                .evaluate_if_changed(chrono::Utc::now())
+                .await
+                .unwrap()
+                .is_none(),
+            "{be}: nothing moved"
+        );
+        assert_eq!(
+            store.spend_generation().await.unwrap(),
+            g0,
+            "{be}: evaluating moves nothing"
+        );
+
+        let mut b = Budget::new("cap", dec("20"), "USD");
+        b.thresholds = vec![Threshold::amount(dec("10"), ThresholdOn::Actual)];
+        let spec = serde_json::to_string(&b).unwrap();
+        assert!(store.create_budget("cap", &spec, "api").await.unwrap());
+        let g1 = store.spend_generation().await.unwrap();
+        assert!(g1 > g0, "{be}: a created budget moves it");
+        let ev = engine
+            .evaluate_if_changed(chrono::Utc::now())
+            .await
+            .unwrap()
+            .expect("moved");
+        assert_eq!(ev[0].status.actual, Decimal::ZERO, "{be}");
+
+        ingest_file(&store, &export, None, false).await.unwrap();
+        let g2 = store.spend_generation().await.unwrap();
+        assert!(g2 > g1, "{be}: a committed ingest moves it");
+        let ev = engine
+            .evaluate_if_changed(chrono::Utc::now())
+            .await
+            .unwrap()
+            .expect("moved");
+        assert_eq!(ev[0].status.actual, dec("12.50"), "{be}");
+        // The evaluation it triggered fired the crossed threshold, and moved nothing.
+        assert_eq!(
+            store.list_fired_alerts("cap").await.unwrap().len(),
+            1,
+            "{be}"
+        );
+        assert!(
+            engine
+                .evaluate_if_changed(chrono::Utc::now())
+                .await
+                .unwrap()
+                .is_none(),
+            "{be}"
+        );
+
+        // A failed ingest commits no lines and moves nothing.
+        let bad = dir.path().join(format!("bad-{be}.csv"));
+        std::fs::write(&bad, "not,a,billing,export\n1,2,3,4\n").unwrap();
+        assert!(
+            ingest_file(&store, &bad, None, false).await.is_err(),
+            "{be}"
+        );
+        assert_eq!(
+            store.spend_generation().await.unwrap(),
+            g2,
+            "{be}: a failed ingest"
+        );
+
+        assert!(store.update_budget("cap", &spec, "api").await.unwrap());
+        let g3 = store.spend_generation().await.unwrap();
+        assert!(g3 > g2, "{be}: an updated budget moves it");
+        assert!(store.delete_budget("cap").await.unwrap());
+        assert!(
+            store.spend_generation().await.unwrap() > g3,
+            "{be}: a deleted budget moves it"
+        );
+        let ev = engine
+            .evaluate_if_changed(chrono::Utc::now())
+            .await
+            .unwrap()
+            .expect("moved");
+        assert!(ev.is_empty(), "{be}");
+        store.close().await;
+    }
+}
+
 /// Issue 17 item 2: `bursar ingest` runs in its own process, yet the server's gate sees the
 /// spend within seconds (it polls `spend_generation` every `budget_evaluation.poll`, 1 s by
 /// default) instead of at its next scheduled evaluation (`every`, 5 minutes).
