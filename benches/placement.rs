@@ -6,7 +6,9 @@
 use std::path::PathBuf;
 
 use bursar::clouds::skypilot::{ImportOptions, load_catalog_dir};
-use bursar::domain::placement::{Conditions, CostModel, DataItem, MarketPolicy, PlacementRequest};
+use bursar::domain::placement::{
+    Conditions, CostModel, DataItem, Distinct, MarketPolicy, PlacementRequest,
+};
 use bursar::domain::{Catalog, Provider};
 use criterion::{Criterion, criterion_group, criterion_main};
 
@@ -54,7 +56,20 @@ fn bench(c: &mut Criterion) {
         inputs: input(),
         ..Default::default()
     };
-    for (name, req) in [("gpu_a100x8", &gpu), ("cpu_8vcpu_32gib", &cpu)] {
+    let gpu_distinct = PlacementRequest {
+        distinct: Some(Distinct::Region),
+        ..gpu.clone()
+    };
+    let cpu_distinct = PlacementRequest {
+        distinct: Some(Distinct::Region),
+        ..cpu.clone()
+    };
+    for (name, req) in [
+        ("gpu_a100x8", &gpu),
+        ("cpu_8vcpu_32gib", &cpu),
+        ("gpu_a100x8_distinct_region", &gpu_distinct),
+        ("cpu_8vcpu_32gib_distinct_region", &cpu_distinct),
+    ] {
         let d = cat.placement().select(req, &model, &cond).unwrap();
         println!(
             "{name}: {} feasible of {} considered",
@@ -68,9 +83,12 @@ fn bench(c: &mut Criterion) {
                     .unwrap()
             })
         });
-        c.bench_function(&format!("naive_baseline/{name}"), |b| {
-            b.iter(|| bursar::bench::naive_best(&cat, std::hint::black_box(req), &model))
-        });
+        // The naive scan knows nothing of `distinct`: measured for the plain requests.
+        if req.distinct.is_none() {
+            c.bench_function(&format!("naive_baseline/{name}"), |b| {
+                b.iter(|| bursar::bench::naive_best(&cat, std::hint::black_box(req), &model))
+            });
+        }
     }
 }
 

@@ -184,6 +184,9 @@ pub struct SelectArgs {
     /// How many placements to return.
     #[arg(long, default_value_t = 5)]
     pub top: u32,
+    /// At most one placement per region or per provider (the cheapest of each).
+    #[arg(long, value_parser = ["region", "provider"])]
+    pub distinct: Option<String>,
     /// Caller label KEY=VALUE (team, project, job_id, …), repeatable.
     #[arg(long = "label")]
     pub labels: Vec<String>,
@@ -637,8 +640,20 @@ async fn poll(mut cfg: Config, once: bool, named: Vec<String>) -> Result<(), Cli
     }
 }
 
+/// The URI of `--server`: `http://` is assumed when no scheme is given, so
+/// `127.0.0.1:50051` means `http://127.0.0.1:50051`.
+pub(crate) fn server_uri(server: &str) -> String {
+    let s = server.trim();
+    if s.contains("://") {
+        s.to_string()
+    } else {
+        format!("http://{s}")
+    }
+}
+
+/// The channel every client command talks to the server through.
 pub(crate) async fn channel(server: &str) -> Result<tonic::transport::Channel, CliError> {
-    let endpoint = tonic::transport::Endpoint::from_shared(server.to_string())
+    let endpoint = tonic::transport::Endpoint::from_shared(server_uri(server))
         .map_err(|e| CliError::Usage(format!("--server {}: {e}", quote(server))))?
         .connect_timeout(Duration::from_secs(5))
         .timeout(Duration::from_secs(30));
@@ -652,16 +667,8 @@ async fn connect(
     server: &str,
 ) -> Result<proto::pricing_service_client::PricingServiceClient<tonic::transport::Channel>, CliError>
 {
-    let endpoint = tonic::transport::Endpoint::from_shared(server.to_string())
-        .map_err(|e| CliError::Usage(format!("--server {}: {e}", quote(server))))?
-        .connect_timeout(Duration::from_secs(5))
-        .timeout(Duration::from_secs(30));
-    let channel = endpoint
-        .connect()
-        .await
-        .map_err(|e| CliError::Failed(format!("cannot reach bursar at {server}: {e}")))?;
     Ok(proto::pricing_service_client::PricingServiceClient::new(
-        channel,
+        channel(server).await?,
     ))
 }
 
@@ -948,4 +955,23 @@ pub fn table(header: &[&str], rows: &[Vec<String>]) -> String {
         line(r.iter().map(String::as_str).collect(), &mut out);
     }
     out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_server_without_a_scheme_is_http() {
+        assert_eq!(server_uri("127.0.0.1:50051"), "http://127.0.0.1:50051");
+        assert_eq!(server_uri(" localhost:1 "), "http://localhost:1");
+        assert_eq!(
+            server_uri("http://127.0.0.1:50051"),
+            "http://127.0.0.1:50051"
+        );
+        assert_eq!(
+            server_uri("https://bursar.example.com"),
+            "https://bursar.example.com"
+        );
+    }
 }

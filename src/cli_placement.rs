@@ -54,9 +54,16 @@ pub async fn select(a: SelectArgs) -> Result<(), CliError> {
             let (models, count) = match g.rsplit_once(':') {
                 Some((m, c)) => (
                     m,
-                    c.trim().parse::<u32>().map_err(|_| {
-                        CliError::Usage(format!("--gpu {}: count must be a whole number", quote(g)))
-                    })?,
+                    c.trim()
+                        .parse::<u32>()
+                        .ok()
+                        .filter(|n| *n >= 1)
+                        .ok_or_else(|| {
+                            CliError::Usage(format!(
+                                "--gpu {}: the count after ':' must be a whole number of at least 1",
+                                quote(g)
+                            ))
+                        })?,
                 ),
                 None => (g, 1),
             };
@@ -146,6 +153,11 @@ pub async fn select(a: SelectArgs) -> Result<(), CliError> {
         }),
         top_k: a.top,
         labels,
+        distinct: match a.distinct.as_deref() {
+            None => proto::Distinct::Unspecified,
+            Some("provider") => proto::Distinct::Provider,
+            Some(_) => proto::Distinct::Region,
+        } as i32,
     };
     let mut client = PlacementServiceClient::new(channel(&a.client.server).await?);
     let resp = client
@@ -156,57 +168,93 @@ pub async fn select(a: SelectArgs) -> Result<(), CliError> {
             _ => status_error(s),
         })?;
     let resp = resp.into_inner();
-    let amount =
-        |m: &Option<proto::Money>| m.as_ref().map(|m| m.amount.clone()).unwrap_or_default();
     if a.client.json {
-        let rows: Vec<_> = resp
-            .placements
-            .iter()
-            .map(|p| {
-                json!({
-                    "provider": provider_name(p.provider),
-                    "region": p.region,
-                    "zone": p.zone,
-                    "instance_type": p.instance_type,
-                    "market": market_name(p.market),
-                    "price_per_hour": amount(&p.price_per_hour),
-                    "nodes": p.nodes,
-                    "compute_cost": amount(&p.compute_cost),
-                    "egress_cost": amount(&p.egress_cost),
-                    "egress": p.egress.iter().map(|e| json!({
-                        "item": e.item, "from": format!("{} {}", e.from_provider, e.from_region),
-                        "to": format!("{} {}", e.to_provider, e.to_region), "size_gb": e.size_gb,
-                        "cost": amount(&e.cost),
-                    })).collect::<Vec<_>>(),
-                    "spot_overhead": amount(&p.spot_overhead),
-                    "total_cost": amount(&p.total_cost),
-                    "currency": p.total_cost.as_ref().map(|m| m.currency.clone()).unwrap_or_default(),
-                    "interruption_band": p.interruption_band,
-                    "source": p.source,
-                    "price_age_seconds": p.price_age_seconds,
-                    "stale": p.stale,
-                    "seed": p.seed,
-                    "suspect": p.suspect,
-                    "reason": p.reason,
-                })
-            })
-            .collect();
-        let excluded: serde_json::Map<String, serde_json::Value> = resp
-            .excluded
-            .iter()
-            .map(|e| (e.constraint.clone(), json!(e.offers)))
-            .collect();
-        let out = json!({
-            "decision_id": resp.decision_id,
-            "placements": rows,
-            "excluded": excluded,
-            "offers_considered": resp.offers_considered,
-            "feasible": resp.feasible,
-            "seed_prices": resp.seed_prices,
-        });
-        crate::outln!("{}", serde_json::to_string_pretty(&out).unwrap_or_default());
-        return Ok(());
+        crate::outln!(
+            "{}",
+            serde_json::to_string_pretty(&select_json(&resp)).unwrap_or_default()
+        );
+    } else {
+        crate::out!("{}", select_text(&resp, market));
     }
+    Ok(())
+}
+
+fn amount(m: &Option<proto::Money>) -> String {
+    m.as_ref().map(|m| m.amount.clone()).unwrap_or_default()
+}
+
+/// `bursar select --json`: every amount exact, as the server sent it.
+fn select_json(resp: &proto::SelectProviderResponse) -> serde_json::Value {
+    let rows: Vec<_> = resp
+        .placements
+        .iter()
+        .map(|p| {
+            json!({
+                "provider": provider_name(p.provider),
+                "region": p.region,
+                "zone": p.zone,
+                "instance_type": p.instance_type,
+                "market": market_name(p.market),
+                "price_per_hour": amount(&p.price_per_hour),
+                "nodes": p.nodes,
+                "compute_cost": amount(&p.compute_cost),
+                "egress_cost": amount(&p.egress_cost),
+                "egress": p.egress.iter().map(|e| json!({
+                    "item": e.item, "from": format!("{} {}", e.from_provider, e.from_region),
+                    "to": format!("{} {}", e.to_provider, e.to_region), "size_gb": e.size_gb,
+                    "cost": amount(&e.cost),
+                })).collect::<Vec<_>>(),
+                "spot_overhead": amount(&p.spot_overhead),
+                "total_cost": amount(&p.total_cost),
+                "currency": p.total_cost.as_ref().map(|m| m.currency.clone()).unwrap_or_default(),
+                "interruption_band": p.interruption_band,
+                "interruption_band_assumed": p.interruption_band_assumed,
+                "source": p.source,
+                "price_age_seconds": p.price_age_seconds,
+                "stale": p.stale,
+                "seed": p.seed,
+                "suspect": p.suspect,
+                "over_budget": p.over_budget,
+                "reason": p.reason,
+            })
+        })
+        .collect();
+    let excluded: serde_json::Map<String, serde_json::Value> = resp
+        .excluded
+        .iter()
+        .map(|e| (e.constraint.clone(), json!(e.offers)))
+        .collect();
+    let budgets: Vec<_> = resp
+        .budgets
+        .iter()
+        .map(|b| {
+            json!({
+                "budget": b.budget,
+                "policy": b.policy,
+                "amount": amount(&b.amount),
+                "actual": amount(&b.actual),
+                "forecast": amount(&b.forecast),
+                "remaining": amount(&b.remaining),
+                "currency": b.amount.as_ref().map(|m| m.currency.clone()).unwrap_or_default(),
+                "removed": b.removed,
+            })
+        })
+        .collect();
+    json!({
+        "decision_id": resp.decision_id,
+        "placements": rows,
+        "excluded": excluded,
+        "offers_considered": resp.offers_considered,
+        "feasible": resp.feasible,
+        "seed_prices": resp.seed_prices,
+        "budgets": budgets,
+    })
+}
+
+/// `bursar select`'s table: totals in cents, prices at their own precision, an assumed
+/// spot band marked as such, the budgets' notices and which placements exceed them.
+fn select_text(resp: &proto::SelectProviderResponse, market: proto::MarketPolicy) -> String {
+    use crate::display::{cents, price};
     let rows: Vec<Vec<String>> = resp
         .placements
         .iter()
@@ -214,14 +262,22 @@ pub async fn select(a: SelectArgs) -> Result<(), CliError> {
         .map(|(i, p)| {
             let mut flags = Vec::new();
             if p.seed {
-                flags.push("seed");
+                flags.push("seed".to_string());
             }
             if p.stale {
-                flags.push("stale");
+                flags.push("stale".to_string());
             }
             if p.suspect {
-                flags.push("suspect");
+                flags.push("suspect".to_string());
             }
+            for b in &p.over_budget {
+                flags.push(format!("over budget {b}"));
+            }
+            let band = if p.interruption_band.is_empty() || !p.interruption_band_assumed {
+                p.interruption_band.clone()
+            } else {
+                format!("~{} (assumed)", p.interruption_band)
+            };
             vec![
                 (i + 1).to_string(),
                 provider_name(p.provider).to_string(),
@@ -229,47 +285,79 @@ pub async fn select(a: SelectArgs) -> Result<(), CliError> {
                 p.zone.clone(),
                 p.instance_type.clone(),
                 market_name(p.market).to_string(),
-                amount(&p.price_per_hour),
-                amount(&p.compute_cost),
-                amount(&p.egress_cost),
-                amount(&p.spot_overhead),
-                amount(&p.total_cost),
-                p.interruption_band.clone(),
+                price(&amount(&p.price_per_hour)),
+                cents(&amount(&p.compute_cost)),
+                cents(&amount(&p.egress_cost)),
+                cents(&amount(&p.spot_overhead)),
+                cents(&amount(&p.total_cost)),
+                band,
                 flags.join(","),
             ]
         })
         .collect();
-    crate::out!(
-        "{}",
-        table(
-            &[
-                "#",
-                "PROVIDER",
-                "REGION",
-                "ZONE",
-                "INSTANCE TYPE",
-                "MARKET",
-                "PRICE/H",
-                "COMPUTE",
-                "EGRESS",
-                "SPOT OVERHEAD",
-                "TOTAL USD",
-                "BAND",
-                "FLAGS",
-            ],
-            &rows
-        )
+    let mut out = table(
+        &[
+            "#",
+            "PROVIDER",
+            "REGION",
+            "ZONE",
+            "INSTANCE TYPE",
+            "MARKET",
+            "PRICE/H",
+            "COMPUTE",
+            "EGRESS",
+            "SPOT OVERHEAD",
+            "TOTAL USD",
+            "BAND",
+            "FLAGS",
+        ],
+        &rows,
     );
     if let Some(p) = resp.placements.first() {
-        crate::outln!("why: {}", p.reason);
+        out.push_str(&format!("why: {}\n", p.reason));
+    }
+    for b in &resp.budgets {
+        let unit = b.amount.as_ref().map(|m| m.currency.as_str()).unwrap_or("");
+        out.push_str(&format!(
+            "budget {:?} ({}): spent {} of {} {unit}, forecast {}, remaining {}",
+            b.budget,
+            b.policy,
+            cents(&amount(&b.actual)),
+            cents(&amount(&b.amount)),
+            cents(&amount(&b.forecast)),
+            cents(&amount(&b.remaining)),
+        ));
+        if b.removed > 0 {
+            out.push_str(&format!(
+                "; removed {} placements it cannot afford",
+                b.removed
+            ));
+        }
+        let over = resp
+            .placements
+            .iter()
+            .filter(|p| p.over_budget.contains(&b.budget))
+            .count();
+        if over > 0 {
+            out.push_str(&format!("; {over} of these placements would exceed it"));
+        }
+        out.push('\n');
     }
     let ex: Vec<String> = resp
         .excluded
         .iter()
-        .map(|e| format!("{} {}", e.constraint, e.offers))
+        .map(|e| match (e.constraint.as_str(), market) {
+            ("market", proto::MarketPolicy::SpotOnly) => {
+                format!("market {} (on-demand: --spot-only was given)", e.offers)
+            }
+            ("market", proto::MarketPolicy::OnDemandOnly) => {
+                format!("market {} (spot is off unless --spot is given)", e.offers)
+            }
+            _ => format!("{} {}", e.constraint, e.offers),
+        })
         .collect();
-    crate::outln!(
-        "{} feasible of {} offers; excluded: {}; decision {}",
+    out.push_str(&format!(
+        "{} feasible of {} offers; excluded: {}; decision {}\n",
         resp.feasible,
         resp.offers_considered,
         if ex.is_empty() {
@@ -278,8 +366,8 @@ pub async fn select(a: SelectArgs) -> Result<(), CliError> {
             ex.join(", ")
         },
         resp.decision_id
-    );
-    Ok(())
+    ));
+    out
 }
 
 pub async fn unavailable(cmd: UnavailableCommand) -> Result<(), CliError> {
@@ -393,5 +481,94 @@ mod tests {
         );
         assert!(parse_data("s3://bucket/path:2000GB", "--data").is_err());
         assert!(parse_data("nonsense", "--data").is_err());
+    }
+
+    fn money(amount: &str) -> Option<proto::Money> {
+        Some(proto::Money {
+            amount: amount.into(),
+            currency: "USD".into(),
+        })
+    }
+
+    #[test]
+    fn the_table_rounds_marks_assumed_bands_and_shows_budget_warnings() {
+        let spot = proto::Placement {
+            provider: proto::Provider::Aws as i32,
+            region: "us-east-1".into(),
+            instance_type: "p4d.24xlarge".into(),
+            market: proto::Market::Spot as i32,
+            price_per_hour: money("9.8318"),
+            compute_cost: money("132.581443218414"),
+            egress_cost: money("0"),
+            spot_overhead: money("0.004999999999"),
+            total_cost: money("132.586443218413"),
+            interruption_band: "10-15%".into(),
+            interruption_band_assumed: true,
+            over_budget: vec!["ml".into()],
+            reason: "#1 of 2 feasible".into(),
+            ..Default::default()
+        };
+        let measured = proto::Placement {
+            interruption_band: "<5%".into(),
+            interruption_band_assumed: false,
+            over_budget: vec![],
+            price_per_hour: money("3"),
+            ..spot.clone()
+        };
+        let resp = proto::SelectProviderResponse {
+            placements: vec![spot, measured],
+            excluded: vec![proto::Exclusion {
+                constraint: "market".into(),
+                offers: 61,
+            }],
+            budgets: vec![proto::BudgetNotice {
+                budget: "ml".into(),
+                policy: "warn".into(),
+                amount: money("100"),
+                actual: money("99.123456789"),
+                forecast: money("120.5"),
+                remaining: money("0.876543211"),
+                removed: 0,
+            }],
+            ..Default::default()
+        };
+        let text = select_text(&resp, proto::MarketPolicy::OnDemandOnly);
+        assert!(text.contains("132.58 "), "{text}");
+        assert!(!text.contains("132.5814"), "{text}");
+        assert!(
+            text.contains(" 9.8318 ") && text.contains(" 3.00 "),
+            "{text}"
+        );
+        assert!(text.contains("~10-15% (assumed)"), "{text}");
+        let measured_row = text.lines().find(|l| l.starts_with("2 ")).unwrap();
+        assert!(
+            measured_row.contains(" <5%") && !measured_row.contains("assumed"),
+            "{text}"
+        );
+        assert!(text.contains("over budget ml"), "{text}");
+        assert!(!measured_row.contains("over budget"), "{text}");
+        assert!(
+            text.contains(
+                "budget \"ml\" (warn): spent 99.12 of 100.00 USD, forecast 120.50, remaining 0.88; \
+                 1 of these placements would exceed it"
+            ),
+            "{text}"
+        );
+        assert!(
+            text.contains("market 61 (spot is off unless --spot is given)"),
+            "{text}"
+        );
+        let spot_allowed = select_text(&resp, proto::MarketPolicy::SpotAllowed);
+        assert!(
+            spot_allowed.contains("excluded: market 61;"),
+            "{spot_allowed}"
+        );
+
+        let v = select_json(&resp);
+        assert_eq!(v["placements"][0]["total_cost"], "132.586443218413");
+        assert_eq!(v["placements"][0]["interruption_band_assumed"], true);
+        assert_eq!(v["placements"][0]["over_budget"][0], "ml");
+        assert_eq!(v["budgets"][0]["remaining"], "0.876543211");
+        assert_eq!(v["budgets"][0]["policy"], "warn");
     }
 }

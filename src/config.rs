@@ -139,6 +139,10 @@ pub struct BudgetEvalConfig {
     /// each change through the API.
     #[serde(with = "humantime_serde_str")]
     pub every: Duration,
+    /// How often `serve` checks whether an ingest or a budget write (by any process or
+    /// replica) committed since its last evaluation, and re-evaluates if one did.
+    #[serde(with = "humantime_serde_str")]
+    pub poll: Duration,
     /// Days of the trailing window whose mean daily usage cost the forecast extrapolates.
     pub trailing_days: u32,
 }
@@ -147,6 +151,7 @@ impl Default for BudgetEvalConfig {
     fn default() -> Self {
         BudgetEvalConfig {
             every: Duration::from_secs(5 * 60),
+            poll: Duration::from_secs(1),
             trailing_days: crate::domain::forecast::DEFAULT_TRAILING_DAYS,
         }
     }
@@ -646,6 +651,9 @@ impl Config {
         if let Some(v) = get("BURSAR_INGEST_HEARTBEAT") {
             self.ingest.heartbeat = parse_dur("BURSAR_INGEST_HEARTBEAT", &v)?;
         }
+        if let Some(v) = get("BURSAR_BUDGET_EVALUATION_POLL") {
+            self.budget_evaluation.poll = parse_dur("BURSAR_BUDGET_EVALUATION_POLL", &v)?;
+        }
         for name in SOURCE_NAMES {
             let prefix = format!("BURSAR_{}_", name.replace('-', "_").to_ascii_uppercase());
             let s = self.sources.get_mut(name).expect("known source");
@@ -732,6 +740,12 @@ impl Config {
         if self.budget_evaluation.every.is_zero() {
             return Err(ConfigError::Field {
                 field: "budget_evaluation.every".into(),
+                detail: "must be greater than zero".into(),
+            });
+        }
+        if self.budget_evaluation.poll.is_zero() {
+            return Err(ConfigError::Field {
+                field: "budget_evaluation.poll".into(),
                 detail: "must be greater than zero".into(),
             });
         }
@@ -929,6 +943,7 @@ mod tests {
 
         [budget_evaluation]
         every = "1m"
+        poll = "2s"
 
         [[budgets]]
         name = "ml-training"
@@ -952,6 +967,7 @@ mod tests {
         let c = Config::default();
         assert!(c.budgets.is_empty());
         assert_eq!(c.budget_evaluation.every, Duration::from_secs(300));
+        assert_eq!(c.budget_evaluation.poll, Duration::from_secs(1));
         assert_eq!(
             c.budget_evaluation.trailing_days,
             crate::domain::forecast::DEFAULT_TRAILING_DAYS
@@ -964,6 +980,7 @@ mod tests {
         assert_eq!(c.budgets[0].name, "ml-training");
         assert_eq!(c.budgets[0].thresholds.len(), 2);
         assert_eq!(c.budget_evaluation.every, Duration::from_secs(60));
+        assert_eq!(c.budget_evaluation.poll, Duration::from_secs(2));
         assert_eq!(c.budget_evaluation.trailing_days, 7);
         assert_eq!(c.alerts.smtp.host, "smtp.example.com");
         let dbg = format!("{c:?}");
@@ -974,9 +991,11 @@ mod tests {
         let env: HashMap<&str, &str> = [
             ("BURSAR_SMTP_PASSWORD", "env-password"),
             ("BURSAR_BUDGET_EVALUATION_EVERY", "30s"),
+            ("BURSAR_BUDGET_EVALUATION_POLL", "500ms"),
         ]
         .into();
         c.apply_env(|k| env.get(k).map(|v| v.to_string())).unwrap();
+        assert_eq!(c.budget_evaluation.poll, Duration::from_millis(500));
         assert_eq!(c.alerts.smtp.password.as_deref(), Some("env-password"));
         assert_eq!(c.budget_evaluation.every, Duration::from_secs(30));
         let err = c
@@ -1024,6 +1043,10 @@ mod tests {
         let mut c = base.clone();
         c.budget_evaluation.every = Duration::ZERO;
         assert_eq!(field(&c), "budget_evaluation.every");
+
+        let mut c = base.clone();
+        c.budget_evaluation.poll = Duration::ZERO;
+        assert_eq!(field(&c), "budget_evaluation.poll");
 
         // Parse errors inside [[budgets]] name the line and field.
         let e = Config::from_toml("[[budgets]]\nname = \"x\"\namount = 5.5\n").unwrap_err();

@@ -77,5 +77,7 @@ mod tests {
         assert_eq!(list(&["A", "B"], &[], "offers"), "no offers matched\n");
         let t = list(&["A", "B"], &[vec!["1".into(), "2".into()]], "offers");
         assert_eq!(t, "A  B\n1  2\n");
+        assert_eq!(cents("0.004999999999"), "0.00");
+        assert_eq!(cents("65.5452"), "65.55");
     }
 }

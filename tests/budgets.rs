@@ -656,8 +656,14 @@ async fn status_on_a_real_cur_month_is_the_exact_spend() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_deny_budget_created_through_the_api_gates_select_provider_at_once() {
-    let db = common::fresh_sqlite();
-    let server = common::TestServer::start(common::test_config(&db)).await;
+    for db in common::both_backends().await {
+        a_deny_budget_gates_select_provider_at_once_on(&db).await;
+    }
+}
+
+async fn a_deny_budget_gates_select_provider_at_once_on(db: &common::TestDb) {
+    let be = db.backend;
+    let server = common::TestServer::start(common::test_config(db)).await;
     let mut c = server.budgets().await;
     let mut p =
         proto::placement_service_client::PlacementServiceClient::new(server.channel().await);
@@ -676,8 +682,8 @@ async fn a_deny_budget_created_through_the_api_gates_select_provider_at_once() {
     create(&mut c, tight).await.unwrap();
     // Create re-evaluates, so the very next request sees the budget.
     let e = p.select_provider(request("ml")).await.unwrap_err();
-    assert_eq!(e.code(), Code::FailedPrecondition, "{e:?}");
-    assert!(e.message().contains("ml-cap"), "{}", e.message());
+    assert_eq!(e.code(), Code::FailedPrecondition, "{be}: {e:?}");
+    assert!(e.message().contains("ml-cap"), "{be}: {}", e.message());
     // Other teams are outside the budget's scope.
     p.select_provider(request("web")).await.unwrap();
     c.delete_budget(proto::DeleteBudgetRequest {
@@ -699,12 +705,15 @@ async fn a_deny_budget_created_through_the_api_gates_select_provider_at_once() {
     wide.top_k = 50;
     let resp = p.select_provider(wide).await.unwrap().into_inner();
     let is_gcp = |pl: &proto::Placement| pl.provider == proto::Provider::Gcp as i32;
-    assert!(resp.placements.iter().any(|pl| !is_gcp(pl)), "{resp:?}");
+    assert!(
+        resp.placements.iter().any(|pl| !is_gcp(pl)),
+        "{be}: {resp:?}"
+    );
     for pl in &resp.placements {
         if is_gcp(pl) {
-            assert_eq!(pl.over_budget, vec!["gcp-warn".to_string()], "{pl:?}");
+            assert_eq!(pl.over_budget, vec!["gcp-warn".to_string()], "{be}: {pl:?}");
         } else {
-            assert!(pl.over_budget.is_empty(), "{pl:?}");
+            assert!(pl.over_budget.is_empty(), "{be}: {pl:?}");
         }
     }
     if resp.placements.iter().any(is_gcp) {
@@ -713,6 +722,215 @@ async fn a_deny_budget_created_through_the_api_gates_select_provider_at_once() {
         assert_eq!(resp.budgets[0].policy, "warn");
     }
     server.stop().await.unwrap();
+}
+
+/// A FOCUS export (the spec's usage example, its columns and shape) with one usage line of
+/// `billed` USD charged in the last few minutes, so it lands in every budget's current period.
+fn focus_export_charged_now(billed: &str) -> String {
+    let sample = common::read_shared(
+        "focus-sample/spec-examples/commitment_discount_scenarios/commitment_discount_usage_scenario_1.csv",
+    );
+    let header = sample.lines().next().unwrap();
+    let now = chrono::Utc::now();
+    let month_start = bursar::store::billing::month_start(now);
+    let start = (now - chrono::Duration::minutes(10)).max(month_start);
+    let end = start + chrono::Duration::minutes(5);
+    let next_month = month_start + chrono::Months::new(1);
+    let t = |t: chrono::DateTime<chrono::Utc>| t.format("%Y-%m-%dT%H:%M:%SZ").to_string();
+    let row = [
+        t(month_start),
+        t(next_month),
+        t(start),
+        t(end),
+        "Usage".into(),
+        "Usage-Based".into(),
+        "Standard".into(),
+        "i-gate-test".into(),
+        billed.into(),
+        billed.into(),
+        "1.00".into(),
+        "Hour".into(),
+        String::new(),
+        String::new(),
+        String::new(),
+        String::new(),
+    ];
+    assert_eq!(header.split(',').count(), row.len(), "{header}");
+    format!("{header}\n{}\n", row.join(","))
+}
+
+/// What the gate's freshness rests on: every committed ingest and every budget write moves
+/// `spend_generation`; an engine re-evaluates once per move and not otherwise.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn spend_generation_moves_with_ingests_and_budget_writes_only() {
+    use bursar::tasks::budgets::BudgetEngine;
+    let dir = tempfile::tempdir().unwrap();
+    let export = dir.path().join("focus-now.csv");
+    std::fs::write(&export, focus_export_charged_now("12.50")).unwrap();
+    for db in common::both_backends().await {
+        let be = db.backend;
+        let store = Store::open(&db.url).await.unwrap();
+        let engine = BudgetEngine::new(store.clone(), bursar::notify::AlertsConfig::default(), 7);
+        let g0 = store.spend_generation().await.unwrap();
+        assert!(
+            engine
+                .evaluate_if_changed(chrono::Utc::now())
+                .await
+                .unwrap()
+                .is_some(),
+            "{be}: first time"
+        );
+        assert!(
+            engine
+                .evaluate_if_changed(chrono::Utc::now())
+                .await
+                .unwrap()
+                .is_none(),
+            "{be}: nothing moved"
+        );
+        assert_eq!(
+            store.spend_generation().await.unwrap(),
+            g0,
+            "{be}: evaluating moves nothing"
+        );
+
+        let mut b = Budget::new("cap", dec("20"), "USD");
+        b.thresholds = vec![Threshold::amount(dec("10"), ThresholdOn::Actual)];
+        let spec = serde_json::to_string(&b).unwrap();
+        assert!(store.create_budget("cap", &spec, "api").await.unwrap());
+        let g1 = store.spend_generation().await.unwrap();
+        assert!(g1 > g0, "{be}: a created budget moves it");
+        let ev = engine
+            .evaluate_if_changed(chrono::Utc::now())
+            .await
+            .unwrap()
+            .expect("moved");
+        assert_eq!(ev[0].status.actual, Decimal::ZERO, "{be}");
+
+        ingest_file(&store, &export, None, false).await.unwrap();
+        let g2 = store.spend_generation().await.unwrap();
+        assert!(g2 > g1, "{be}: a committed ingest moves it");
+        let ev = engine
+            .evaluate_if_changed(chrono::Utc::now())
+            .await
+            .unwrap()
+            .expect("moved");
+        assert_eq!(ev[0].status.actual, dec("12.50"), "{be}");
+        // The evaluation it triggered fired the crossed threshold, and moved nothing.
+        assert_eq!(
+            store.list_fired_alerts("cap").await.unwrap().len(),
+            1,
+            "{be}"
+        );
+        assert!(
+            engine
+                .evaluate_if_changed(chrono::Utc::now())
+                .await
+                .unwrap()
+                .is_none(),
+            "{be}"
+        );
+
+        // A failed ingest commits no lines and moves nothing.
+        let bad = dir.path().join(format!("bad-{be}.csv"));
+        std::fs::write(&bad, "not,a,billing,export\n1,2,3,4\n").unwrap();
+        assert!(
+            ingest_file(&store, &bad, None, false).await.is_err(),
+            "{be}"
+        );
+        assert_eq!(
+            store.spend_generation().await.unwrap(),
+            g2,
+            "{be}: a failed ingest"
+        );
+
+        assert!(store.update_budget("cap", &spec, "api").await.unwrap());
+        let g3 = store.spend_generation().await.unwrap();
+        assert!(g3 > g2, "{be}: an updated budget moves it");
+        assert!(store.delete_budget("cap").await.unwrap());
+        assert!(
+            store.spend_generation().await.unwrap() > g3,
+            "{be}: a deleted budget moves it"
+        );
+        let ev = engine
+            .evaluate_if_changed(chrono::Utc::now())
+            .await
+            .unwrap()
+            .expect("moved");
+        assert!(ev.is_empty(), "{be}");
+        store.close().await;
+    }
+}
+
+/// Issue 17 item 2: `bursar ingest` runs in its own process, yet the server's gate sees the
+/// spend within seconds (it polls `spend_generation` every `budget_evaluation.poll`, 1 s by
+/// default) instead of at its next scheduled evaluation (`every`, 5 minutes).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_cli_ingest_that_crosses_a_deny_budget_fails_the_next_select_provider_within_2s() {
+    use bursar::domain::budget::GatePolicy;
+    let dir = tempfile::tempdir().unwrap();
+    let export = dir.path().join("focus-now.csv");
+    std::fs::write(&export, focus_export_charged_now("35100.00")).unwrap();
+    for db in common::both_backends().await {
+        let be = db.backend;
+        let mut cfg = common::test_config(&db);
+        let mut cap = Budget::new("cap", dec("20000"), "USD");
+        cap.gate = GatePolicy::Deny;
+        cfg.budgets = vec![cap];
+        assert_eq!(
+            cfg.budget_evaluation.every,
+            std::time::Duration::from_secs(300),
+            "the scheduled evaluation is minutes away"
+        );
+        let server = common::TestServer::start(cfg).await;
+        let mut p =
+            proto::placement_service_client::PlacementServiceClient::new(server.channel().await);
+        let request = proto::SelectProviderRequest {
+            resources: Some(proto::Resources {
+                min_vcpus: 2,
+                ..Default::default()
+            }),
+            expected_hours: 1.0,
+            ..Default::default()
+        };
+        p.select_provider(request.clone())
+            .await
+            .unwrap_or_else(|e| panic!("{be}: nothing spent yet: {e:?}"));
+
+        let args = vec![
+            "ingest".to_string(),
+            export.display().to_string(),
+            "--quiet".into(),
+            "--database-url".into(),
+            db.url.clone(),
+        ];
+        let o = tokio::task::spawn_blocking(move || bursar(args))
+            .await
+            .unwrap();
+        assert!(o.status.success(), "{be}: {}", out(&o));
+        let ingested = std::time::Instant::now();
+        let deadline = ingested + std::time::Duration::from_secs(2);
+        let refused = loop {
+            match p.select_provider(request.clone()).await {
+                Err(e) => break e,
+                Ok(_) if std::time::Instant::now() < deadline => {
+                    tokio::time::sleep(std::time::Duration::from_millis(50)).await
+                }
+                Ok(_) => panic!("{be}: the gate still lets jobs through 2 s after the ingest"),
+            }
+        };
+        assert_eq!(
+            refused.code(),
+            Code::FailedPrecondition,
+            "{be}: {refused:?}"
+        );
+        assert!(
+            refused.message().contains("\"cap\"") && refused.message().contains("spent 35100"),
+            "{be}: {}",
+            refused.message()
+        );
+        server.stop().await.unwrap();
+    }
 }
 
 // ---------------------------------------------------------------------------------------
@@ -743,6 +961,75 @@ fn out(o: &Output) -> String {
         String::from_utf8_lossy(&o.stdout),
         String::from_utf8_lossy(&o.stderr)
     )
+}
+
+/// Issue 17 item 3: a `warn` budget's notice and each placement's `over_budget` reach the
+/// user of `bursar select`, in the table and in `--json` (they used to be dropped).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn select_cli_shows_warn_budget_notices_and_over_budget_placements() {
+    for db in common::both_backends().await {
+        let be = db.backend;
+        let server = common::TestServer::start(common::test_config(&db)).await;
+        let mut c = server.budgets().await;
+        create(&mut c, budget("ml-warn", "0.01")).await.unwrap();
+        let select = [
+            "select", "--cpus", "2", "--hours", "10", "--label", "team=ml",
+        ];
+        let o = run_cli(&server, &select).await;
+        assert!(o.status.success(), "{be}: {}", out(&o));
+        let text = String::from_utf8_lossy(&o.stdout);
+        assert!(
+            text.contains("budget \"ml-warn\" (warn): spent 0.00 of 0.01 USD"),
+            "{be}: {}",
+            out(&o)
+        );
+        let rows: Vec<&str> = text
+            .lines()
+            .skip(1)
+            .take_while(|l| !l.starts_with("why:"))
+            .collect();
+        assert!(!rows.is_empty(), "{be}: {}", out(&o));
+        assert!(
+            rows.iter().all(|l| l.contains("over budget ml-warn")),
+            "{be}: every placement costs more than 0.01: {}",
+            out(&o)
+        );
+
+        let mut json = select.to_vec();
+        json.push("--json");
+        let o = run_cli(&server, &json).await;
+        assert!(o.status.success(), "{be}: {}", out(&o));
+        let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+        assert_eq!(v["budgets"][0]["budget"], "ml-warn", "{be}: {v}");
+        assert_eq!(v["budgets"][0]["policy"], "warn", "{be}");
+        assert_eq!(v["budgets"][0]["amount"], "0.01", "{be}");
+        assert_eq!(v["budgets"][0]["currency"], "USD", "{be}");
+        let placements = v["placements"].as_array().unwrap();
+        assert!(!placements.is_empty());
+        for p in placements {
+            assert_eq!(
+                p["over_budget"],
+                serde_json::json!(["ml-warn"]),
+                "{be}: {p}"
+            );
+        }
+
+        // Outside the budget's scope: no notice, no flag.
+        let o = run_cli(
+            &server,
+            &["select", "--cpus", "2", "--hours", "10", "--json"],
+        )
+        .await;
+        assert!(o.status.success(), "{be}: {}", out(&o));
+        let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+        assert_eq!(v["budgets"], serde_json::json!([]), "{be}");
+        assert_eq!(
+            v["placements"][0]["over_budget"],
+            serde_json::json!([]),
+            "{be}"
+        );
+        server.stop().await.unwrap();
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

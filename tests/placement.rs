@@ -285,8 +285,13 @@ async fn select_provider_on_seed_prices_and_the_decision_log() {
 /// writes (`server::coalesce`): each call must still get its own answer, whole.
 #[tokio::test]
 async fn calls_in_flight_together_on_one_connection_each_get_their_own_answer() {
-    let db = common::fresh_sqlite();
-    let server = common::TestServer::start(common::test_config(&db)).await;
+    for db in common::both_backends().await {
+        calls_in_flight_on(&db).await;
+    }
+}
+
+async fn calls_in_flight_on(db: &common::TestDb) {
+    let server = common::TestServer::start(common::test_config(db)).await;
     let channel = server.channel().await;
     let calls = (1..=64u32).map(|i| {
         let mut c = PlacementServiceClient::new(channel.clone());
@@ -471,8 +476,13 @@ async fn every_dashboard_query_runs_on_postgres_and_the_savings_panel_adds_up() 
 
 #[tokio::test]
 async fn bad_requests_are_invalid_argument_naming_the_field() {
-    let db = common::fresh_sqlite();
-    let server = common::TestServer::start(common::test_config(&db)).await;
+    for db in common::both_backends().await {
+        bad_requests_on(&db).await;
+    }
+}
+
+async fn bad_requests_on(db: &common::TestDb) {
+    let server = common::TestServer::start(common::test_config(db)).await;
     let mut c = placement_client(&server).await;
     let base = gpu_request("A100", 8, 2.0);
     let mut cases: Vec<(proto::SelectProviderRequest, &str)> = Vec::new();
@@ -536,12 +546,46 @@ async fn bad_requests_are_invalid_argument_naming_the_field() {
         },
         "top_k",
     ));
+    // A region no provider has is a typo (it used to exclude every offer: "region excluded").
+    for (allowed, denied, field) in [
+        (
+            vec!["moon-base-1".to_string()],
+            vec![],
+            "constraints.allowed_regions",
+        ),
+        (
+            vec![],
+            vec!["moon-base-1".to_string()],
+            "constraints.denied_regions",
+        ),
+    ] {
+        let mut r = base.clone();
+        r.constraints = Some(proto::Constraints {
+            allowed_regions: allowed,
+            denied_regions: denied,
+            ..Default::default()
+        });
+        cases.push((r, field));
+    }
+    // No node has 2^32 - 1 accelerators (it used to be "accelerator_count excluded").
+    cases.push((
+        gpu_request("A100", u32::MAX, 2.0),
+        "resources.accelerator_count",
+    ));
+    cases.push((
+        proto::SelectProviderRequest {
+            distinct: 7,
+            ..base.clone()
+        },
+        "distinct",
+    ));
     for (req, field) in cases {
         let err = c.select_provider(req).await.unwrap_err();
         assert_eq!(
             err.code(),
             Code::InvalidArgument,
-            "{field}: {}",
+            "{}: {field}: {}",
+            db.backend,
             err.message()
         );
         assert!(
@@ -564,8 +608,13 @@ async fn bad_requests_are_invalid_argument_naming_the_field() {
 
 #[tokio::test]
 async fn nothing_feasible_is_failed_precondition_with_counts() {
-    let db = common::fresh_sqlite();
-    let server = common::TestServer::start(common::test_config(&db)).await;
+    for db in common::both_backends().await {
+        nothing_feasible_on(&db).await;
+    }
+}
+
+async fn nothing_feasible_on(db: &common::TestDb) {
+    let server = common::TestServer::start(common::test_config(db)).await;
     let mut c = placement_client(&server).await;
     let mut r = gpu_request("A100", 8, 2.0);
     r.constraints = Some(proto::Constraints {
@@ -664,16 +713,24 @@ async fn operator_marks_take_effect_at_once_and_can_be_cleared() {
 // The CLI runs as a child process while this test's runtime serves it: multi-threaded.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn select_cli_prints_a_table_and_json() {
-    let db = common::fresh_sqlite();
-    let server = common::TestServer::start(common::test_config(&db)).await;
-    let run = |args: Vec<String>| {
-        std::process::Command::new(env!("CARGO_BIN_EXE_bursar"))
-            .args(args)
-            .env_remove("BURSAR_SERVER")
-            .output()
-            .unwrap()
-    };
-    let args = |extra: &[&str]| {
+    for db in common::both_backends().await {
+        select_cli_on(&db).await;
+    }
+}
+
+fn run_bursar(args: Vec<String>) -> std::process::Output {
+    std::process::Command::new(env!("CARGO_BIN_EXE_bursar"))
+        .args(args)
+        .env_remove("BURSAR_SERVER")
+        .output()
+        .unwrap()
+}
+
+async fn select_cli_on(db: &common::TestDb) {
+    let be = db.backend;
+    let server = common::TestServer::start(common::test_config(db)).await;
+    let run = |args: Vec<String>| run_bursar(args);
+    let args = |hours: &str, extra: &[&str]| {
         let mut v: Vec<String> = [
             "select",
             "--server",
@@ -681,7 +738,7 @@ async fn select_cli_prints_a_table_and_json() {
             "--gpu",
             "A100:8",
             "--hours",
-            "4",
+            hours,
             "--spot",
             "--data",
             "s3://bucket/path@us-east-1:2000GB",
@@ -692,12 +749,20 @@ async fn select_cli_prints_a_table_and_json() {
         v.extend(extra.iter().map(|s| s.to_string()));
         v
     };
-    let o = run(args(&[]));
-    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let o = run(args("4", &[]));
+    assert!(
+        o.status.success(),
+        "{be}: {}",
+        String::from_utf8_lossy(&o.stderr)
+    );
     let out = String::from_utf8_lossy(&o.stdout);
     assert!(out.contains("TOTAL USD") && out.contains("why:"), "{out}");
-    let o = run(args(&["--json", "--jurisdiction", "EU"]));
-    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let o = run(args("4", &["--json", "--jurisdiction", "EU"]));
+    assert!(
+        o.status.success(),
+        "{be}: {}",
+        String::from_utf8_lossy(&o.stderr)
+    );
     let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
     let p = &v["placements"][0];
     assert!(["gcp", "azure", "aws"].contains(&p["provider"].as_str().unwrap()));
@@ -705,17 +770,17 @@ async fn select_cli_prints_a_table_and_json() {
     // EU only: the data must leave AWS us-east-1, so egress is charged.
     let egress: Decimal = p["egress_cost"].as_str().unwrap().parse().unwrap();
     assert!(egress > Decimal::ZERO);
-    let o = run(args(&["--hours", "0"])
-        .into_iter()
-        .filter(|a| a != "4")
-        .collect());
+    // The server's hours check (clap accepts 0): INVALID_ARGUMENT, exit 2, naming the field.
+    let o = run(args("0", &[]));
     assert_eq!(
         o.status.code(),
         Some(2),
-        "{}",
+        "{be}: {}",
         String::from_utf8_lossy(&o.stderr)
     );
-    let o = run(args(&["--max-price", "0.001"]));
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(err.contains("expected_hours"), "{be}: {err}");
+    let o = run(args("4", &["--max-price", "0.001"]));
     assert_eq!(
         o.status.code(),
         Some(1),
@@ -723,4 +788,152 @@ async fn select_cli_prints_a_table_and_json() {
         String::from_utf8_lossy(&o.stderr)
     );
     server.stop().await.unwrap();
+}
+
+/// Issue 17 items 10, 12 and 13 through the real binary: `--server` without a scheme,
+/// readable money, an assumed spot band marked, the market exclusion explained,
+/// `--distinct`, and `A100:0` / unknown regions refused as bad usage naming the flag or field.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn select_cli_is_readable_and_diversifies() {
+    for db in common::both_backends().await {
+        let be = db.backend;
+        let server = common::TestServer::start(common::test_config(&db)).await;
+        // No scheme: http:// is assumed.
+        let bare = server.addr.to_string();
+        let select = |extra: &[&str]| {
+            let mut v: Vec<String> = ["select", "--server", bare.as_str(), "--hours", "2"]
+                .iter()
+                .map(|s| s.to_string())
+                .collect();
+            v.extend(extra.iter().map(|s| s.to_string()));
+            run_bursar(v)
+        };
+        let json = |extra: &[&str]| -> serde_json::Value {
+            let mut a = extra.to_vec();
+            a.push("--json");
+            let o = select(&a);
+            assert!(
+                o.status.success(),
+                "{be}: {}",
+                String::from_utf8_lossy(&o.stderr)
+            );
+            serde_json::from_slice(&o.stdout).unwrap()
+        };
+        let places = |v: &serde_json::Value| -> Vec<(String, String)> {
+            v["placements"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|p| {
+                    (
+                        p["provider"].as_str().unwrap().to_string(),
+                        p["region"].as_str().unwrap().to_string(),
+                    )
+                })
+                .collect()
+        };
+        let unique = |v: &[String]| {
+            let mut u = v.to_vec();
+            u.sort();
+            u.dedup();
+            u.len() == v.len()
+        };
+
+        // H100:8 with spot: the seed's cheapest five include several zones of one region.
+        let plain = places(&json(&["--gpu", "H100:8", "--spot"]));
+        assert_eq!(plain.len(), 5, "{be}");
+        let regions: Vec<String> = plain.iter().map(|(p, r)| format!("{p} {r}")).collect();
+        assert!(!unique(&regions), "{be}: {plain:?}");
+        let by_region = json(&["--gpu", "H100:8", "--spot", "--distinct", "region"]);
+        let distinct = places(&by_region);
+        let regions: Vec<String> = distinct.iter().map(|(p, r)| format!("{p} {r}")).collect();
+        assert_eq!(distinct.len(), 5, "{be}: {distinct:?}");
+        assert!(unique(&regions), "{be}: {distinct:?}");
+        assert_eq!(distinct[0], plain[0], "{be}: the cheapest stays first");
+        let providers: Vec<String> = places(&json(&[
+            "--gpu",
+            "H100:8",
+            "--spot",
+            "--distinct",
+            "provider",
+        ]))
+        .into_iter()
+        .map(|(p, _)| p)
+        .collect();
+        assert!(
+            providers.len() >= 2 && unique(&providers),
+            "{be}: {providers:?}"
+        );
+        // --json stays exact; the table rounds to cents.
+        let total = by_region["placements"][0]["total_cost"]
+            .as_str()
+            .unwrap()
+            .to_string();
+        assert!(
+            total.split('.').nth(1).is_some_and(|f| f.len() > 2),
+            "{be}: {total}"
+        );
+        let o = select(&["--gpu", "H100:8", "--spot", "--distinct", "region"]);
+        assert!(
+            o.status.success(),
+            "{be}: {}",
+            String::from_utf8_lossy(&o.stderr)
+        );
+        let table = String::from_utf8_lossy(&o.stdout).to_string();
+        let cents: Decimal = total
+            .parse::<Decimal>()
+            .unwrap()
+            .round_dp_with_strategy(2, rust_decimal::RoundingStrategy::MidpointAwayFromZero);
+        let first = table.lines().nth(1).unwrap();
+        assert!(first.contains(&format!(" {cents:.2} ")), "{be}: {table}");
+        assert!(!table.contains(&total), "{be}: {table}");
+        // The seed has no advisor bands: every spot band is the cost model's assumption.
+        let spot_rows: Vec<&str> = table.lines().filter(|l| l.contains(" spot ")).collect();
+        assert!(!spot_rows.is_empty(), "{be}: {table}");
+        assert!(
+            spot_rows.iter().all(|l| l.contains("(assumed)")),
+            "{be}: {table}"
+        );
+        assert_eq!(
+            by_region["placements"][0]["interruption_band_assumed"], true,
+            "{be}"
+        );
+
+        // On-demand only: the market exclusion says why.
+        let o = select(&["--gpu", "H100:8"]);
+        assert!(
+            o.status.success(),
+            "{be}: {}",
+            String::from_utf8_lossy(&o.stderr)
+        );
+        let table = String::from_utf8_lossy(&o.stdout);
+        assert!(
+            table.contains("(spot is off unless --spot is given)"),
+            "{be}: {table}"
+        );
+
+        // Bad usage: exit 2, naming what is wrong.
+        for (extra, says) in [
+            (vec!["--gpu", "A100:0"], "--gpu"),
+            (
+                vec!["--gpu", "A100:8", "--region", "moon-base-1"],
+                "constraints.allowed_regions",
+            ),
+            (
+                vec!["--gpu", "A100:8", "--deny-region", "moon-base-1"],
+                "constraints.denied_regions",
+            ),
+            (
+                vec!["--gpu", "A100:4294967295"],
+                "resources.accelerator_count",
+            ),
+            (vec!["--gpu", "A100:8", "--distinct", "zone"], "--distinct"),
+        ] {
+            let o = select(&extra);
+            let err = String::from_utf8_lossy(&o.stderr);
+            assert_eq!(o.status.code(), Some(2), "{be} {extra:?}: {err}");
+            assert!(err.contains(says), "{be} {extra:?}: {err}");
+        }
+        server.stop().await.unwrap();
+    }
 }

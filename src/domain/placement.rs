@@ -46,6 +46,14 @@ pub fn band_from_label(s: &str) -> Option<u8> {
     BAND_LABELS.iter().position(|l| *l == t).map(|i| i as u8)
 }
 
+/// At most one placement per region (provider + region) or per provider in the ranked
+/// answer: each keeps its cheapest, and the top k are taken from those.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Distinct {
+    Region,
+    Provider,
+}
+
 /// Where a job's data is (or goes), and how much.
 #[derive(Clone, Debug, PartialEq)]
 pub struct DataItem {
@@ -85,6 +93,8 @@ pub struct PlacementRequest {
     /// Exclude offers flagged `suspect` (priced far below their family; `sanity`).
     pub skip_suspect: bool,
     pub top_k: usize,
+    /// Diversify the answer (`None`: the k cheapest, however alike).
+    pub distinct: Option<Distinct>,
 }
 
 impl Default for PlacementRequest {
@@ -111,6 +121,7 @@ impl Default for PlacementRequest {
             max_total: None,
             skip_suspect: false,
             top_k: 5,
+            distinct: None,
         }
     }
 }
@@ -740,9 +751,26 @@ impl PlacementIndex {
             2 * model.restart_hours_milli + model.checkpoint_hours_milli.min(req.hours_milli),
         );
         let stale_cutoff = now - model.max_price_age_secs;
-        let k = req.top_k.max(2);
-        // Max-heap on (total, offer): the worst kept choice on top.
-        let mut heap: BinaryHeap<(Units, u32, u8)> = BinaryHeap::with_capacity(k + 1);
+        // With `distinct`, each heap entry is the cheapest of its key (the region group or
+        // the provider) and there are at most as many entries as keys: once every key has
+        // one, a candidate above the worst kept total cannot enter either, so the searches
+        // below stop as they do without it.
+        let distinct = req.distinct.is_some();
+        let distinct_key = |g: usize| -> u16 {
+            match req.distinct {
+                Some(Distinct::Provider) => pidx(self.groups[g].provider) as u16,
+                _ => g as u16,
+            }
+        };
+        let keys = match req.distinct {
+            None => usize::MAX,
+            Some(Distinct::Region) => self.groups.len().max(1),
+            Some(Distinct::Provider) => Provider::ALL.len(),
+        };
+        let k = req.top_k.max(2).min(keys);
+        // Max-heap on (total, offer): the worst kept choice on top. The last field is the
+        // `distinct` key (0 without it).
+        let mut heap: BinaryHeap<Kept> = BinaryHeap::with_capacity(k + 1);
         let mut baseline: Option<Units> = None;
         let mut considered = self.unknown_hardware + counts[Reason::Accelerator as usize];
 
@@ -868,8 +896,16 @@ impl PlacementIndex {
                             continue;
                         }
                         let (_, band) = late(c, row, spot);
-                        let item = (total_of(c, row, g as usize, spot, band), c.offer[row], band);
-                        keep_best(&mut heap, k, item);
+                        let total = total_of(c, row, g as usize, spot, band);
+                        if distinct {
+                            keep_best_distinct(
+                                &mut heap,
+                                k,
+                                (total, c.offer[row], band, distinct_key(g as usize)),
+                            );
+                        } else {
+                            keep_best(&mut heap, k, (total, c.offer[row], band, 0));
+                        }
                     }
                 }
             }
@@ -910,8 +946,14 @@ impl PlacementIndex {
                     let total = total_of(c, i, g, spot, band);
                     if req.max_total.is_some_and(|m| total > m) {
                         r = Reason::MaxTotalCost;
+                    } else if distinct {
+                        keep_best_distinct(
+                            &mut heap,
+                            k,
+                            (total, c.offer[i], band, distinct_key(g)),
+                        );
                     } else {
-                        keep_best(&mut heap, k, (total, c.offer[i], band));
+                        keep_best(&mut heap, k, (total, c.offer[i], band, 0));
                     }
                 }
                 counts[r as usize] += 1;
@@ -1000,7 +1042,7 @@ impl PlacementIndex {
         kept.truncate(req.top_k.max(1));
         let choices = kept
             .into_iter()
-            .map(|(total, offer, band)| {
+            .map(|(total, offer, band, _)| {
                 self.choice(
                     offer as usize,
                     total,
@@ -1106,7 +1148,7 @@ impl PlacementIndex {
 /// Egress of a request's inputs (and output) to or from region group `g`, without building
 /// the per-item lines (the request path prices every group; only chosen ones need lines).
 /// Keeps the `k` best (total, offer) choices: `heap` is a max-heap with the worst on top.
-fn keep_best(heap: &mut BinaryHeap<(Units, u32, u8)>, k: usize, item: (Units, u32, u8)) {
+fn keep_best(heap: &mut BinaryHeap<Kept>, k: usize, item: Kept) {
     if heap.len() < k {
         heap.push(item);
     } else if let Some(top) = heap.peek()
@@ -1115,6 +1157,24 @@ fn keep_best(heap: &mut BinaryHeap<(Units, u32, u8)>, k: usize, item: (Units, u3
         heap.pop();
         heap.push(item);
     }
+}
+
+/// A kept choice: (total, offer, band, `distinct` key).
+type Kept = (Units, u32, u8, u16);
+
+/// [`keep_best`] with at most one choice per `distinct` key (`item.3`): a cheaper choice
+/// of a key already kept replaces it, a dearer one is dropped. The heap then holds the `k`
+/// best of the per-key cheapest seen so far (a key pushed out never returns with a choice
+/// dearer than the one that pushed it out: the worst kept total only falls).
+fn keep_best_distinct(heap: &mut BinaryHeap<Kept>, k: usize, item: Kept) {
+    if let Some(old) = heap.iter().find(|e| e.3 == item.3).copied() {
+        if (item.0, item.1) < (old.0, old.1) {
+            heap.retain(|e| e.1 != old.1);
+            heap.push(item);
+        }
+        return;
+    }
+    keep_best(heap, k, item);
 }
 
 /// A request's egress priced once per (provider, kind of transfer): the request path then
@@ -1350,6 +1410,46 @@ mod tests {
             provider,
             region: region.into(),
             gb_milli: gb * 1000,
+        }
+    }
+
+    #[test]
+    fn distinct_keeps_the_cheapest_of_each_region_or_provider() {
+        let cat = small();
+        let model = CostModel::default();
+        let mut req = PlacementRequest {
+            accelerators: vec!["A100".into()],
+            accelerator_count: 8,
+            hours_milli: 2000,
+            market: MarketPolicy::SpotAllowed,
+            ..Default::default()
+        };
+        let where_ = |d: &Decision| -> Vec<(Provider, String, Market)> {
+            d.choices
+                .iter()
+                .map(|c| {
+                    let k = &cat.offers()[c.offer].key;
+                    (k.provider, k.region.clone(), k.market)
+                })
+                .collect()
+        };
+        let all = cat.placement().select(&req, &model, &cond(&[])).unwrap();
+        // Spot 9.8318 x 2 plus its overhead, GCP 58.7742, then AWS on-demand 65.5452.
+        assert_eq!(
+            where_(&all),
+            vec![
+                (Provider::Aws, "us-east-1".into(), Market::Spot),
+                (Provider::Gcp, "europe-west4".into(), Market::OnDemand),
+                (Provider::Aws, "us-east-1".into(), Market::OnDemand),
+            ]
+        );
+        for distinct in [Distinct::Region, Distinct::Provider] {
+            req.distinct = Some(distinct);
+            let d = cat.placement().select(&req, &model, &cond(&[])).unwrap();
+            assert_eq!(where_(&d), where_(&all)[..2].to_vec(), "{distinct:?}");
+            assert_eq!(d.choices[..2], all.choices[..2], "{distinct:?}");
+            // Feasible counts and exclusions are those of the request without it.
+            assert_eq!((d.counts, d.baseline), (all.counts, all.baseline));
         }
     }
 
@@ -1663,13 +1763,14 @@ mod tests {
                 prop::option::of(1..200_000i64),
                 prop::option::of(1..50_000_000i64),
                 1..6usize,
+                0..3usize,
             ),
         )
             .prop_map(|(hw, mk, data, caps)| {
                 let (vcpus, mem, accel, count, suspect) = hw;
                 let (hours, nodes, market, band, savings) = mk;
                 let (inputs, with_output, juris) = data;
-                let (providers, max_price, max_total, k) = caps;
+                let (providers, max_price, max_total, k, distinct) = caps;
                 PlacementRequest {
                     min_vcpus: f64::from(vcpus),
                     min_memory_gib: f64::from(mem),
@@ -1729,6 +1830,7 @@ mod tests {
                     max_total: max_total.map(|t| i128::from(t) * 1_000_000_000),
                     skip_suspect: suspect == 1,
                     top_k: k,
+                    distinct: [None, Some(Distinct::Region), Some(Distinct::Provider)][distinct],
                 }
             })
     }
@@ -2006,7 +2108,25 @@ mod tests {
             prop_assert_eq!(dec.feasible(), feasible.len() as u64);
             prop_assert_eq!(dec.considered, cat.offers().len() as u64);
             let got: Vec<(Decimal, usize)> = dec.choices.iter().map(|c| (units_to_decimal(c.total), c.offer)).collect();
-            let want: Vec<(Decimal, usize)> = feasible.into_iter().take(req.top_k).collect();
+            // With `distinct`, the cheapest of each region (or provider), then the top k.
+            let mut seen: Vec<(Provider, Option<String>)> = Vec::new();
+            let want: Vec<(Decimal, usize)> = feasible
+                .into_iter()
+                .filter(|(_, i)| {
+                    let o = &cat.offers()[*i];
+                    let key = match req.distinct {
+                        None => return true,
+                        Some(Distinct::Region) => (o.key.provider, Some(o.key.region.clone())),
+                        Some(Distinct::Provider) => (o.key.provider, None),
+                    };
+                    if seen.contains(&key) {
+                        return false;
+                    }
+                    seen.push(key);
+                    true
+                })
+                .take(req.top_k)
+                .collect();
             prop_assert_eq!(got, want);
             prop_assert_eq!(dec.baseline.map(units_to_decimal), oracle_baseline(&cat, &req, &model));
             }

@@ -29,7 +29,7 @@ use crate::domain::quote::{clip, quote};
 use crate::proto;
 use crate::proto::budget_service_server::BudgetService;
 use crate::store::Store;
-use crate::store::billing::valid_tag_key;
+use crate::store::billing::{tag_key_problem, valid_tag_key};
 use crate::store::budgets::BudgetRow;
 use crate::tasks::budgets::{BudgetEngine, EngineError, Evaluated};
 
@@ -394,6 +394,10 @@ pub fn budget_from_proto(b: &proto::Budget) -> Result<Budget, Status> {
                 key: k.trim().to_string(),
                 value: v.trim().to_string(),
             }),
+            Some((k, _)) if !valid_tag_key(k.trim()) => {
+                let problem = tag_key_problem(k.trim()).unwrap_or_default();
+                return Err(invalid("budget.scope.tag", format!("{t:?}: {problem}")));
+            }
             _ => {
                 return Err(invalid(
                     "budget.scope.tag",
@@ -668,6 +672,22 @@ mod tests {
             "budget.scope.tag"
         );
         assert_eq!(field(&|p| p.period = 42), "budget.period");
+        // A key with a quote is well formed key=value: the message says what is wrong.
+        let mut p = proto_budget();
+        p.scope.as_mut().unwrap().tag = "te\"am=ml".into();
+        let s = budget_from_request(Some(&p)).unwrap_err();
+        assert_eq!(s.code(), tonic::Code::InvalidArgument);
+        assert!(
+            s.message().starts_with("budget.scope.tag:"),
+            "{}",
+            s.message()
+        );
+        assert!(s.message().contains("contains '\"'"), "{}", s.message());
+        assert!(
+            !s.message().contains("expected key=value"),
+            "{}",
+            s.message()
+        );
         let s = budget_from_request(None).unwrap_err();
         assert_eq!(s.message(), "budget: required");
         // An invalid URL is refused without echoing the URL's secret path.

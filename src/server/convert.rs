@@ -249,7 +249,7 @@ pub fn source_status(
 
 use crate::domain::egress::{Units, push_units, to_nanos, units_to_string};
 use crate::domain::placement::{
-    AvailabilityMark, BAND_LABELS, Choice, DataItem, MarketPolicy, PlacementIndex,
+    AvailabilityMark, BAND_LABELS, Choice, DataItem, Distinct, MarketPolicy, PlacementIndex,
     PlacementRequest, band_from_label, milli,
 };
 use crate::domain::regions::{Jurisdiction, known_regions, region_info};
@@ -262,6 +262,8 @@ const NANOS_TO_UNITS: i128 = 1_000;
 const MAX_HOURS: f64 = 100_000.0;
 const MAX_NODES: u32 = 1000;
 const MAX_TOP_K: u32 = 100;
+/// More accelerators per node than any instance type has (the largest have 16).
+const MAX_ACCELERATORS_PER_NODE: u32 = 64;
 
 fn finite_decimal(v: f64, field: &'static str) -> Result<Decimal, FieldError> {
     if !v.is_finite() {
@@ -448,6 +450,12 @@ pub fn placement_request(
             ));
         }
         (false, 0) => 1,
+        (false, n) if n > MAX_ACCELERATORS_PER_NODE => {
+            return Err(FieldError::new(
+                "resources.accelerator_count",
+                format!("{n} is more than {MAX_ACCELERATORS_PER_NODE} per node"),
+            ));
+        }
         (false, n) => n,
     };
     if accelerators.is_empty() && min_gpu_memory_gib > 0.0 {
@@ -548,6 +556,22 @@ pub fn placement_request(
     };
     let allowed_regions = clean(&c.allowed_regions, "constraints.allowed_regions")?;
     let denied_regions = clean(&c.denied_regions, "constraints.denied_regions")?;
+    // A region no provider has is a typo, not a constraint that excludes every offer.
+    for (regions, field) in [
+        (&allowed_regions, "constraints.allowed_regions"),
+        (&denied_regions, "constraints.denied_regions"),
+    ] {
+        if let Some(r) = regions.iter().find(|r| {
+            !Provider::ALL
+                .iter()
+                .any(|p| region_info(*p, r).is_some() || index.has_region(*p, r))
+        }) {
+            return Err(FieldError::new(
+                field,
+                format!("unknown region {} (no provider has it)", quote(r)),
+            ));
+        }
+    }
     if let Some(r) = allowed_regions.iter().find(|r| denied_regions.contains(r)) {
         return Err(FieldError::new(
             "constraints.denied_regions",
@@ -610,6 +634,17 @@ pub fn placement_request(
         }
         k => k,
     };
+    let distinct = match proto::Distinct::try_from(r.distinct) {
+        Ok(proto::Distinct::Unspecified) => None,
+        Ok(proto::Distinct::Region) => Some(Distinct::Region),
+        Ok(proto::Distinct::Provider) => Some(Distinct::Provider),
+        Err(_) => {
+            return Err(FieldError::new(
+                "distinct",
+                format!("unknown value {}", r.distinct),
+            ));
+        }
+    };
     limits::LABELS
         .check(r.labels.len())
         .map_err(|m| FieldError::new("labels", m))?;
@@ -640,6 +675,7 @@ pub fn placement_request(
         max_total,
         skip_suspect: c.skip_suspect,
         top_k: top_k as usize,
+        distinct,
     })
 }
 
@@ -767,6 +803,7 @@ pub fn placement(
         gpu_count: a.gpu_count,
         over_budget: Vec::new(),
         suspect: c.suspect,
+        interruption_band_assumed: c.band.is_some() && !c.band_known,
     }
 }
 

@@ -170,6 +170,7 @@ pub async fn run(
     loops.push(tokio::spawn(tasks::budgets::run_evaluations(
         engine.clone(),
         config.budget_evaluation.every,
+        config.budget_evaluation.poll,
         stop_rx.clone(),
     )));
     if config.cost_explorer.enabled {

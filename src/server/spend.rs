@@ -12,7 +12,7 @@ use crate::domain::quote::quote;
 use crate::proto;
 use crate::proto::spend_service_server::SpendService;
 use crate::store::Store;
-use crate::store::billing::{Granularity, GroupBy, SpendQuery, valid_tag_key};
+use crate::store::billing::{Granularity, GroupBy, SpendQuery, tag_key_problem, valid_tag_key};
 
 pub struct SpendApi {
     pub store: Store,
@@ -62,7 +62,11 @@ pub fn spend_query(r: &proto::GetSpendRequest) -> Result<SpendQuery, FieldError>
             Some(k) if valid_tag_key(limited(k, limits::TAG_KEY, "group_by")?) => {
                 GroupBy::Tag(k.to_string())
             }
-            _ => {
+            Some(k) => {
+                let problem = tag_key_problem(k).unwrap_or_default();
+                return Err(FieldError::new("group_by", problem));
+            }
+            None => {
                 return Err(FieldError::new(
                     "group_by",
                     format!(
@@ -82,7 +86,8 @@ pub fn spend_query(r: &proto::GetSpendRequest) -> Result<SpendQuery, FieldError>
             limited(k, limits::TAG_KEY, "tag")?;
             limited(v, limits::TAG_VALUE, "tag")?;
             if !valid_tag_key(k) {
-                return Err(bad());
+                let problem = tag_key_problem(k).unwrap_or_default();
+                return Err(FieldError::new("tag", problem));
             }
             Some((k.to_string(), v.to_string()))
         }
@@ -309,5 +314,47 @@ mod tests {
         ] {
             assert_eq!(quarantine_query(&r).unwrap_err().field, field, "{r:?}");
         }
+    }
+
+    #[test]
+    fn a_tag_key_with_a_quote_is_named_as_such() {
+        let base = proto::GetSpendRequest {
+            start: Some(prost_types::Timestamp {
+                seconds: 1_700_000_000,
+                nanos: 0,
+            }),
+            end: Some(prost_types::Timestamp {
+                seconds: 1_700_086_400,
+                nanos: 0,
+            }),
+            ..Default::default()
+        };
+        for (edit, field) in [
+            (
+                proto::GetSpendRequest {
+                    tag: "te\"am=ml".into(),
+                    ..base.clone()
+                },
+                "tag",
+            ),
+            (
+                proto::GetSpendRequest {
+                    group_by: "tag:te\"am".into(),
+                    ..base.clone()
+                },
+                "group_by",
+            ),
+        ] {
+            let e = spend_query(&edit).unwrap_err();
+            assert_eq!(e.field, field);
+            assert!(e.message.contains("contains '\"'"), "{}", e.message);
+            assert!(!e.message.contains("expected"), "{}", e.message);
+        }
+        let e = spend_query(&proto::GetSpendRequest {
+            tag: "team".into(),
+            ..base
+        })
+        .unwrap_err();
+        assert!(e.message.contains("expected key=value"), "{}", e.message);
     }
 }

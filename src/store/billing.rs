@@ -91,6 +91,28 @@ pub fn valid_tag_key(k: &str) -> bool {
         && !k.chars().any(|c| c == '"' || c == '\\' || c.is_control())
 }
 
+/// Why `k` cannot be a tag key in a query, if it cannot (see [`valid_tag_key`]).
+pub fn tag_key_problem(k: &str) -> Option<String> {
+    if k.is_empty() {
+        return Some("the tag key is empty".into());
+    }
+    if k.len() > crate::domain::limits::TAG_KEY.max_bytes {
+        return Some(format!(
+            "the tag key is {} bytes, more than {}",
+            k.len(),
+            crate::domain::limits::TAG_KEY.max_bytes
+        ));
+    }
+    k.chars()
+        .find(|c| *c == '"' || *c == '\\' || c.is_control())
+        .map(|c| {
+            format!(
+                "the tag key {} contains {c:?}; quotes, backslashes and control characters cannot be queried",
+                crate::domain::quote::quote(k)
+            )
+        })
+}
+
 fn bucket(t: DateTime<Utc>, g: Granularity, start: DateTime<Utc>) -> NaiveDate {
     let d = t.date_naive();
     match g {
@@ -1016,17 +1038,27 @@ impl IngestTx {
         Ok(())
     }
 
+    /// Makes the run visible, moving `spend_generation` in the same transaction (last, so
+    /// on Postgres its row lock is held only for the commit) for every server's budget gate.
     pub async fn commit(mut self) -> Result<(), StoreError> {
         self.record_ranges().await?;
         match self {
             IngestTx {
                 backend: Backend::Sqlite(st),
                 ..
-            } => st.into_tx().await?.commit().await?,
+            } => {
+                let mut tx = st.into_tx().await?;
+                super::bump_spend_generation(&mut tx).await?;
+                tx.commit().await?
+            }
             IngestTx {
                 backend: Backend::Postgres(pg),
                 ..
-            } => pg.into_tx().await?.commit().await?,
+            } => {
+                let mut tx = pg.into_tx().await?;
+                super::bump_spend_generation(&mut tx).await?;
+                tx.commit().await?
+            }
         }
         Ok(())
     }

@@ -295,6 +295,20 @@ where
     Ok(())
 }
 
+/// Moves `spend_generation` inside a transaction that commits cost lines (migration 0010;
+/// budget writes move it through triggers).
+async fn bump_spend_generation<DB>(tx: &mut sqlx::Transaction<'_, DB>) -> Result<(), StoreError>
+where
+    DB: sqlx::Database,
+    for<'c> &'c mut DB::Connection: sqlx::Executor<'c, Database = DB>,
+    for<'q> DB::Arguments<'q>: sqlx::IntoArguments<'q, DB>,
+{
+    sqlx::query("UPDATE spend_generation SET generation = generation + 1 WHERE id = 1")
+        .execute(&mut **tx)
+        .await?;
+    Ok(())
+}
+
 /// SQLITE_BUSY (5) or one of its extended codes. (Postgres reports lock waits as
 /// `lock_not_available`, which only an ingest's bounded wait produces.)
 pub(crate) fn is_sqlite_busy(e: &sqlx::Error) -> bool {
@@ -404,6 +418,16 @@ impl Store {
     /// values mean the catalog built at the first would be built again unchanged.
     pub async fn catalog_generation(&self) -> Result<i64, StoreError> {
         const SQL: &str = "SELECT generation FROM catalog_generation WHERE id = 1";
+        Ok(match self {
+            Store::Sqlite(s) => sqlx::query_scalar(SQL).fetch_one(s.pool()).await?,
+            Store::Postgres(s) => sqlx::query_scalar(SQL).fetch_one(s.pool()).await?,
+        })
+    }
+
+    /// The counter every committed ingest and every budget write moves (`spend_generation`):
+    /// equal values mean an evaluation of the budgets would read the same spend and specs.
+    pub async fn spend_generation(&self) -> Result<i64, StoreError> {
+        const SQL: &str = "SELECT generation FROM spend_generation WHERE id = 1";
         Ok(match self {
             Store::Sqlite(s) => sqlx::query_scalar(SQL).fetch_one(s.pool()).await?,
             Store::Postgres(s) => sqlx::query_scalar(SQL).fetch_one(s.pool()).await?,

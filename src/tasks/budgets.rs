@@ -3,7 +3,9 @@
 //! (`domain::budget::evaluate`); a row in `budget_evaluation` for the dashboards; every
 //! newly crossed threshold fired into the alert outbox (once per budget, period and
 //! threshold: `Store::fire_alert`); and the in-memory snapshot SelectProvider's budget gate
-//! reads. Runs on a schedule inside `serve`, after each `bursar ingest`, and on demand.
+//! reads. Runs inside `serve` at start, every `budget_evaluation.every`, and within
+//! `budget_evaluation.poll` of any committed ingest or budget write by any process (it polls
+//! `spend_generation`); also after each `bursar ingest` and on demand.
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -49,6 +51,9 @@ pub struct BudgetEngine {
     alerts: AlertsConfig,
     trailing_days: u32,
     snapshots: Arc<ArcSwap<Vec<BudgetSnapshot>>>,
+    /// `spend_generation` as read before the last evaluation that swapped the snapshot;
+    /// the lock also keeps evaluations in turn, so an older one never swaps in last.
+    evaluated_at_generation: tokio::sync::Mutex<Option<i64>>,
 }
 
 /// Parses a stored budget definition.
@@ -103,6 +108,7 @@ impl BudgetEngine {
             alerts,
             trailing_days: trailing_days.max(1),
             snapshots: Arc::new(ArcSwap::from_pointee(Vec::new())),
+            evaluated_at_generation: tokio::sync::Mutex::new(None),
         }
     }
 
@@ -191,6 +197,32 @@ impl BudgetEngine {
     /// thresholds into the outbox (once per period), and swaps in a new gate snapshot. A
     /// budget whose stored definition does not parse is logged and skipped.
     pub async fn evaluate_all(&self, now: DateTime<Utc>) -> Result<Vec<Evaluated>, EngineError> {
+        let mut seen = self.evaluated_at_generation.lock().await;
+        self.evaluate_locked(now, &mut seen).await
+    }
+
+    /// Evaluates every budget as [`BudgetEngine::evaluate_all`] does, but only if an ingest
+    /// or a budget write committed since the last evaluation (`spend_generation` moved):
+    /// `None` when nothing changed, which costs one small query.
+    pub async fn evaluate_if_changed(
+        &self,
+        now: DateTime<Utc>,
+    ) -> Result<Option<Vec<Evaluated>>, EngineError> {
+        let mut seen = self.evaluated_at_generation.lock().await;
+        if *seen == Some(self.store.spend_generation().await?) {
+            return Ok(None);
+        }
+        self.evaluate_locked(now, &mut seen).await.map(Some)
+    }
+
+    async fn evaluate_locked(
+        &self,
+        now: DateTime<Utc>,
+        seen: &mut Option<i64>,
+    ) -> Result<Vec<Evaluated>, EngineError> {
+        // Read first: a write committing during the evaluation moves it again, so the next
+        // poll evaluates again.
+        let generation = self.store.spend_generation().await?;
         let rows = self.store.list_budgets().await?;
         let mut out = Vec::with_capacity(rows.len());
         let mut snaps = Vec::new();
@@ -244,6 +276,7 @@ impl BudgetEngine {
             out.push(ev);
         }
         self.snapshots.store(Arc::new(snaps));
+        *seen = Some(generation);
         if failures > 0 {
             tracing::warn!(
                 failures,
@@ -340,19 +373,31 @@ impl BudgetEngine {
     }
 }
 
-/// Evaluates every budget now and then every `every` until shutdown.
+/// Evaluates every budget now and then every `every` until shutdown; in between, every
+/// `poll`, re-evaluates as soon as `spend_generation` moved (an ingest or a budget write by
+/// any process or replica), so SelectProvider's gate follows new spend within `poll`.
 pub async fn run_evaluations(
     engine: Arc<BudgetEngine>,
     every: Duration,
+    poll: Duration,
     mut shutdown: tokio::sync::watch::Receiver<bool>,
 ) {
+    let poll = poll.min(every);
+    let mut next_full = tokio::time::Instant::now();
     loop {
-        match engine.evaluate_all(Utc::now()).await {
-            Ok(v) => tracing::debug!(budgets = v.len(), "budgets evaluated"),
+        let evaluated = if tokio::time::Instant::now() >= next_full {
+            next_full = tokio::time::Instant::now() + every;
+            engine.evaluate_all(Utc::now()).await.map(Some)
+        } else {
+            engine.evaluate_if_changed(Utc::now()).await
+        };
+        match evaluated {
+            Ok(Some(v)) => tracing::debug!(budgets = v.len(), "budgets evaluated"),
+            Ok(None) => {}
             Err(e) => tracing::warn!(error = %e, "budget evaluation failed"),
         }
         tokio::select! {
-            _ = tokio::time::sleep(every) => {}
+            _ = tokio::time::sleep(poll) => {}
             r = shutdown.changed() => {
                 if r.is_err() || *shutdown.borrow() {
                     return;
