@@ -46,7 +46,9 @@ pub struct ClientArgs {
 
 #[derive(Subcommand, Debug)]
 pub enum Command {
-    /// Run the gRPC service (prices, health, reflection) and the price pollers.
+    /// Run the gRPC service (PricingService, PlacementService, SpendService, BudgetService,
+    /// health, reflection) with the price pollers, the Cost Explorer poll, budget evaluation
+    /// and alert delivery.
     Serve {
         /// Address to listen on.
         #[arg(long, env = "BURSAR_LISTEN")]

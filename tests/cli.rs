@@ -420,3 +420,35 @@ async fn a_closed_pipe_ends_every_command_quietly_and_logs_are_plain_text() {
     assert!(!text.contains("Some("), "{text}");
     assert!(!text.contains("CREATE TABLE"), "{text}");
 }
+
+/// The README's command table has a row for every subcommand, and `serve --help` names every
+/// service `serve` runs (the README once left out `budgets` and named only PricingService).
+#[test]
+fn the_readme_and_serve_help_name_every_command_and_service() {
+    use clap::CommandFactory;
+    let readme = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/README.md"))
+        .expect("README.md");
+    for sub in bursar::cli::Cli::command().get_subcommands() {
+        let row = format!("| `bursar {}", sub.get_name());
+        assert!(readme.contains(&row), "README has no row for {row}`");
+    }
+    let help = bursar(&["serve", "--help"]);
+    assert!(help.status.success());
+    let help = String::from_utf8_lossy(&help.stdout);
+    let serve_row = readme
+        .lines()
+        .find(|l| l.starts_with("| `bursar serve"))
+        .expect("serve row");
+    for service in [
+        "PricingService",
+        "PlacementService",
+        "SpendService",
+        "BudgetService",
+    ] {
+        assert!(help.contains(service), "serve --help leaves out {service}");
+        assert!(
+            serve_row.contains(service),
+            "README's serve row leaves out {service}"
+        );
+    }
+}
