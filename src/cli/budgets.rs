@@ -3,8 +3,8 @@
 use clap::{Args, Subcommand, ValueEnum};
 use serde_json::{Value, json};
 
+use crate::cli::display;
 use crate::cli::{CliError, ClientArgs, channel, status_error};
-use crate::display;
 use crate::domain::money::parse_amount;
 use crate::domain::quote::quote;
 use crate::proto;

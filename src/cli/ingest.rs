@@ -7,8 +7,8 @@ use serde_json::json;
 
 use crate::billing::BillingFormat;
 use crate::billing::accept::BadRowShare;
+use crate::cli::display;
 use crate::cli::{CliError, ClientArgs, DbArgs, channel, status_error};
-use crate::display;
 use crate::domain::quote::{clip, quote};
 use crate::proto;
 use crate::proto::spend_service_client::SpendServiceClient;

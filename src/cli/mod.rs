@@ -1,6 +1,13 @@
 //! The command line: one binary, subcommands. Server-side commands open the database
 //! (`--database-url`); client commands talk to a running server (`--server`) and print a
 //! table, or JSON with `--json`.
+pub mod bench;
+pub mod budgets;
+pub mod display;
+pub mod ingest;
+pub mod out;
+pub mod select;
+
 use std::path::PathBuf;
 use std::time::Duration;
 
@@ -8,7 +15,6 @@ use clap::{Args, Parser, Subcommand};
 use serde_json::json;
 
 use crate::config::{Config, ConfigError, DEFAULT_SERVER, SOURCE_NAMES};
-use crate::display;
 use crate::domain::quote::quote;
 use crate::proto;
 use crate::store::{Store, StoreError};
@@ -90,9 +96,9 @@ pub enum Command {
     /// List current prices from a running server.
     Prices(PricesArgs),
     /// Ingest billing exports (FOCUS, AWS CUR, GCP, Azure) from a file, directory or S3.
-    Ingest(crate::cli_billing::IngestArgs),
+    Ingest(ingest::IngestArgs),
     /// Ingest AWS Cost Explorer daily cost by service and linked account (no CUR needed).
-    IngestCostExplorer(crate::cli_billing::CostExplorerArgs),
+    IngestCostExplorer(ingest::CostExplorerArgs),
     /// Recent ingest runs on a running server, or with --quarantine RUN the rows that run
     /// could not read.
     IngestRuns {
@@ -106,7 +112,7 @@ pub enum Command {
         client: ClientArgs,
     },
     /// Spend from ingested exports, from a running server.
-    Spend(crate::cli_billing::SpendArgs),
+    Spend(ingest::SpendArgs),
     /// Ask a running server where to run a job (PlacementService.SelectProvider).
     Select(SelectArgs),
     /// Operator marks: take a provider, region or zone out of placement for a while.
@@ -114,7 +120,7 @@ pub enum Command {
     Unavailable(UnavailableCommand),
     /// Budgets on a running server: list, status, create, update, delete.
     #[command(subcommand)]
-    Budgets(crate::cli_budgets::BudgetsCommand),
+    Budgets(budgets::BudgetsCommand),
     /// Measurements for BENCHMARKS.md.
     #[command(subcommand)]
     Bench(BenchCommand),
@@ -427,7 +433,7 @@ pub async fn dispatch(cli: Cli) -> Result<(), CliError> {
             concurrency,
         }) => {
             init_logging("text", "warn");
-            crate::bench::bench_catalog(&dir, &database_urls, requests, concurrency.max(1))
+            bench::bench_catalog(&dir, &database_urls, requests, concurrency.max(1))
                 .await
                 .map_err(CliError::Failed)
         }
@@ -439,7 +445,7 @@ pub async fn dispatch(cli: Cli) -> Result<(), CliError> {
             rows,
         }) => {
             init_logging("text", "warn");
-            crate::bench::bench_ingest(&shared, &python, &work, &database_urls, rows)
+            bench::bench_ingest(&shared, &python, &work, &database_urls, rows)
                 .await
                 .map_err(CliError::Failed)
         }
@@ -452,7 +458,7 @@ pub async fn dispatch(cli: Cli) -> Result<(), CliError> {
             grpc_only,
         }) => {
             init_logging("text", "warn");
-            crate::bench::bench_select(
+            bench::bench_select(
                 &catalog,
                 server,
                 requests,
@@ -466,12 +472,12 @@ pub async fn dispatch(cli: Cli) -> Result<(), CliError> {
         Command::Ingest(args) => {
             let cfg = load_config(&args.db)?;
             init_logging(&cfg.log_format, "warn");
-            crate::cli_billing::ingest(args, &cfg).await
+            ingest::ingest(args, &cfg).await
         }
         Command::IngestCostExplorer(args) => {
             let cfg = load_config(&args.db)?;
             init_logging(&cfg.log_format, "warn");
-            crate::cli_billing::ingest_cost_explorer(args, &cfg).await
+            ingest::ingest_cost_explorer(args, &cfg).await
         }
         Command::IngestRuns {
             limit,
@@ -480,25 +486,25 @@ pub async fn dispatch(cli: Cli) -> Result<(), CliError> {
         } => {
             init_logging("text", "warn");
             match quarantine {
-                Some(run) => crate::cli_billing::ingest_quarantine(client, &run, limit).await,
-                None => crate::cli_billing::ingest_runs(client, limit).await,
+                Some(run) => ingest::ingest_quarantine(client, &run, limit).await,
+                None => ingest::ingest_runs(client, limit).await,
             }
         }
         Command::Spend(args) => {
             init_logging("text", "warn");
-            crate::cli_billing::spend(args).await
+            ingest::spend(args).await
         }
         Command::Select(args) => {
             init_logging("text", "warn");
-            crate::cli_placement::select(args).await
+            select::select(args).await
         }
         Command::Unavailable(cmd) => {
             init_logging("text", "warn");
-            crate::cli_placement::unavailable(cmd).await
+            select::unavailable(cmd).await
         }
         Command::Budgets(cmd) => {
             init_logging("text", "warn");
-            crate::cli_budgets::budgets(cmd).await
+            budgets::budgets(cmd).await
         }
         Command::Sources { client } => {
             init_logging("text", "warn");

@@ -254,7 +254,7 @@ fn select_json(resp: &proto::SelectProviderResponse) -> serde_json::Value {
 /// `bursar select`'s table: totals in cents, prices at their own precision, an assumed
 /// spot band marked as such, the budgets' notices and which placements exceed them.
 fn select_text(resp: &proto::SelectProviderResponse, market: proto::MarketPolicy) -> String {
-    use crate::display::{cents, price};
+    use crate::cli::display::{cents, price};
     let rows: Vec<Vec<String>> = resp
         .placements
         .iter()
@@ -407,7 +407,7 @@ pub async fn unavailable(cmd: UnavailableCommand) -> Result<(), CliError> {
                 .collect();
             crate::out!(
                 "{}",
-                crate::display::list(
+                crate::cli::display::list(
                     &["ID", "PROVIDER", "REGION", "ZONE", "EXPIRES", "REASON"],
                     &rows,
                     "availability marks"

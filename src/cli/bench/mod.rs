@@ -1,0 +1,2 @@
+pub mod select;
+pub use select::*;
