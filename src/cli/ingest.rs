@@ -1,17 +1,19 @@
-//! `bursar ingest`, `bursar ingest-runs`, `bursar spend`.
+//! `bursar ingest PATH`: billing exports from a file, a directory (optionally watched) or
+//! S3 into the database, one report per file (`--json`: one JSON line each); then every
+//! budget is evaluated. `report_json` and `evaluate_budgets` also serve
+//! `bursar ingest-cost-explorer`.
 use std::path::Path;
 
-use chrono::{NaiveDate, TimeZone, Utc};
+use chrono::Utc;
 use clap::Args;
 use serde_json::json;
 
+use super::CliError;
+use super::setup::{DbArgs, shutdown_signal};
 use crate::billing::BillingFormat;
 use crate::billing::accept::BadRowShare;
-use crate::cli::display;
-use crate::cli::{CliError, ClientArgs, DbArgs, channel, status_error};
-use crate::domain::quote::{clip, quote};
-use crate::proto;
-use crate::proto::spend_service_client::SpendServiceClient;
+use crate::config::Config;
+use crate::domain::quote::clip;
 use crate::store::Store;
 use crate::tasks::ingest::{IngestError, IngestOptions, Rejection};
 
@@ -52,38 +54,7 @@ pub struct IngestArgs {
     pub db: DbArgs,
 }
 
-#[derive(Args, Debug)]
-pub struct SpendArgs {
-    /// First day, YYYY-MM-DD (inclusive).
-    #[arg(long)]
-    pub from: String,
-    /// Day after the last day, YYYY-MM-DD: exclusive, so --from 2026-05-01 --to 2026-06-01
-    /// is all of May.
-    #[arg(long)]
-    pub to: String,
-    /// total (one row per group for the whole range), day or month.
-    #[arg(long, default_value = "total")]
-    pub by: String,
-    /// provider, service, region, account or tag:KEY.
-    #[arg(long, default_value = "")]
-    pub group: String,
-    /// Any spelling of a provider, case-insensitive: aws finds AWS and Amazon Web Services.
-    #[arg(long)]
-    pub provider: Option<String>,
-    #[arg(long)]
-    pub service: Option<String>,
-    #[arg(long)]
-    pub region: Option<String>,
-    #[arg(long)]
-    pub account: Option<String>,
-    /// KEY=VALUE, e.g. team=ml.
-    #[arg(long)]
-    pub tag: Option<String>,
-    #[command(flatten)]
-    pub client: ClientArgs,
-}
-
-fn report_json(r: &crate::tasks::ingest::IngestReport) -> serde_json::Value {
+pub(super) fn report_json(r: &crate::tasks::ingest::IngestReport) -> serde_json::Value {
     json!({
         "run_id": r.run_id, "source": r.source, "status": "ok",
         "format": r.format.map(|f| f.as_str()), "variant": r.variant,
@@ -118,7 +89,7 @@ fn rejection_json(r: &Rejection) -> serde_json::Value {
 
 /// Evaluates every budget after an ingest (thresholds crossed by the new spend fire into
 /// the alert outbox, which `serve` delivers); a failure is reported, not fatal.
-pub async fn evaluate_budgets(store: &Store, cfg: &crate::config::Config) {
+pub async fn evaluate_budgets(store: &Store, cfg: &Config) {
     let engine = crate::tasks::budgets::BudgetEngine::new(
         store.clone(),
         cfg.alerts.clone(),
@@ -132,7 +103,7 @@ pub async fn evaluate_budgets(store: &Store, cfg: &crate::config::Config) {
     }
 }
 
-pub async fn ingest(a: IngestArgs, cfg: &crate::config::Config) -> Result<(), CliError> {
+pub async fn run(a: IngestArgs, cfg: &Config) -> Result<(), CliError> {
     let database_url = cfg.database_url.as_str();
     let hint = match a.format.as_str() {
         "auto" => None,
@@ -235,7 +206,7 @@ pub async fn ingest(a: IngestArgs, cfg: &crate::config::Config) -> Result<(), Cl
                 .map_err(|e| CliError::Usage(format!("--watch-every: {e}")))?;
             let (tx, rx) = tokio::sync::watch::channel(false);
             tokio::spawn(async move {
-                crate::cli::shutdown_signal().await;
+                shutdown_signal().await;
                 let _ = tx.send(true);
             });
             let json = a.json;
@@ -309,277 +280,4 @@ pub async fn ingest(a: IngestArgs, cfg: &crate::config::Config) -> Result<(), Cl
 fn file_state(p: &Path) -> Option<(u64, std::time::SystemTime)> {
     let m = std::fs::metadata(p).ok()?;
     Some((m.len(), m.modified().ok()?))
-}
-
-fn day(s: &str, flag: &str) -> Result<chrono::DateTime<Utc>, CliError> {
-    let d = NaiveDate::parse_from_str(s.trim(), "%Y-%m-%d")
-        .map_err(|_| CliError::Usage(format!("{flag} {}: expected YYYY-MM-DD", quote(s))))?;
-    Ok(Utc.from_utc_datetime(&d.and_hms_opt(0, 0, 0).unwrap_or_default()))
-}
-
-pub async fn spend(a: SpendArgs) -> Result<(), CliError> {
-    let start = day(&a.from, "--from")?;
-    let end = day(&a.to, "--to")?;
-    let granularity = match a.by.as_str() {
-        "day" => proto::Granularity::Day,
-        "month" => proto::Granularity::Month,
-        "total" => proto::Granularity::Total,
-        o => {
-            return Err(CliError::Usage(format!(
-                "--by {}: expected total, day or month",
-                quote(o)
-            )));
-        }
-    };
-    let ts = |t: chrono::DateTime<Utc>| prost_types::Timestamp {
-        seconds: t.timestamp(),
-        nanos: 0,
-    };
-    let mut c = SpendServiceClient::new(channel(&a.client.server).await?);
-    let r = c
-        .get_spend(proto::GetSpendRequest {
-            start: Some(ts(start)),
-            end: Some(ts(end)),
-            granularity: granularity as i32,
-            group_by: a.group.clone(),
-            provider: a.provider.unwrap_or_default(),
-            service: a.service.unwrap_or_default(),
-            region: a.region.unwrap_or_default(),
-            account: a.account.unwrap_or_default(),
-            tag: a.tag.unwrap_or_default(),
-        })
-        .await
-        .map_err(status_error)?
-        .into_inner();
-    let amt = |m: &Option<proto::Money>| m.as_ref().map(|m| m.amount.clone()).unwrap_or_default();
-    let cur = |m: &Option<proto::Money>| m.as_ref().map(|m| m.currency.clone()).unwrap_or_default();
-    if a.client.json {
-        let rows: Vec<_> = r
-            .buckets
-            .iter()
-            .map(|b| json!({"period_start": b.period_start, "group": b.group, "billed_cost": amt(&b.billed_cost),
-                "effective_cost": amt(&b.effective_cost), "currency": cur(&b.billed_cost), "lines": b.lines}))
-            .collect();
-        let totals: Vec<_> = r
-            .total_billed
-            .iter()
-            .zip(r.total_effective.iter())
-            .map(
-                |(b, e)| json!({"currency": b.currency, "billed": b.amount, "effective": e.amount}),
-            )
-            .collect();
-        crate::outln!(
-            "{}",
-            serde_json::to_string_pretty(&json!({"buckets": rows, "totals": totals}))
-                .unwrap_or_default()
-        );
-        return Ok(());
-    }
-    let rows: Vec<Vec<String>> = r
-        .buckets
-        .iter()
-        .map(|b| {
-            vec![
-                b.period_start.clone(),
-                b.group.clone(),
-                display::cents(&amt(&b.billed_cost)),
-                display::cents(&amt(&b.effective_cost)),
-                cur(&b.billed_cost),
-                b.lines.to_string(),
-            ]
-        })
-        .collect();
-    crate::out!(
-        "{}",
-        display::list(
-            &[
-                "PERIOD",
-                "GROUP",
-                "BILLED",
-                "EFFECTIVE",
-                "CURRENCY",
-                "LINES"
-            ],
-            &rows,
-            "cost lines"
-        )
-    );
-    for (b, e) in r.total_billed.iter().zip(r.total_effective.iter()) {
-        crate::outln!(
-            "total {}: billed {}, effective {}",
-            b.currency,
-            display::cents(&b.amount),
-            display::cents(&e.amount)
-        );
-    }
-    Ok(())
-}
-
-pub async fn ingest_runs(client: ClientArgs, limit: i32) -> Result<(), CliError> {
-    let mut c = SpendServiceClient::new(channel(&client.server).await?);
-    let r = c
-        .list_ingest_runs(proto::ListIngestRunsRequest { limit })
-        .await
-        .map_err(status_error)?
-        .into_inner();
-    if client.json {
-        let rows: Vec<_> = r
-            .runs
-            .iter()
-            .map(|x| json!({"id": x.id, "source": x.source, "format": x.format, "variant": x.variant, "status": x.status,
-                "rows_read": x.rows_read, "rows_stored": x.rows_stored, "rows_quarantined": x.rows_quarantined,
-                "deviations": x.deviations, "error": x.error,
-                "billed_totals": x.billed_totals.iter().map(|m| json!({"amount": m.amount, "currency": m.currency})).collect::<Vec<_>>()}))
-            .collect();
-        crate::outln!(
-            "{}",
-            serde_json::to_string_pretty(&json!({"runs": rows})).unwrap_or_default()
-        );
-        return Ok(());
-    }
-    let rows: Vec<Vec<String>> = r
-        .runs
-        .iter()
-        .map(|x| {
-            vec![
-                x.id.clone(),
-                x.status.clone(),
-                format!("{} {}", x.format, x.variant),
-                x.rows_read.to_string(),
-                x.rows_stored.to_string(),
-                x.rows_quarantined.to_string(),
-                x.billed_totals
-                    .iter()
-                    .map(|m| format!("{} {}", display::cents(&m.amount), m.currency))
-                    .collect::<Vec<_>>()
-                    .join(", "),
-                x.source.clone(),
-            ]
-        })
-        .collect();
-    crate::out!(
-        "{}",
-        display::list(
-            &[
-                "RUN",
-                "STATUS",
-                "FORMAT",
-                "READ",
-                "STORED",
-                "QUARANTINED",
-                "BILLED",
-                "SOURCE"
-            ],
-            &rows,
-            "ingest runs"
-        )
-    );
-    Ok(())
-}
-
-/// `bursar ingest-runs --quarantine RUN`: the run's quarantined rows, at most `limit`,
-/// page after page.
-pub async fn ingest_quarantine(client: ClientArgs, run: &str, limit: i32) -> Result<(), CliError> {
-    if limit < 1 {
-        return Err(CliError::Usage(format!(
-            "--limit {limit}: must be at least 1"
-        )));
-    }
-    let mut c = SpendServiceClient::new(channel(&client.server).await?);
-    let mut rows: Vec<proto::QuarantinedRow> = Vec::new();
-    let mut page_token = String::new();
-    while rows.len() < limit as usize {
-        let r = c
-            .list_quarantine(proto::ListQuarantineRequest {
-                run_id: run.to_string(),
-                limit: (limit as usize - rows.len()).min(1000) as i32,
-                page_token,
-            })
-            .await
-            .map_err(status_error)?
-            .into_inner();
-        rows.extend(r.rows);
-        if r.next_page_token.is_empty() {
-            break;
-        }
-        page_token = r.next_page_token;
-    }
-    if client.json {
-        let rows: Vec<_> = rows
-            .iter()
-            .map(|q| json!({"file": q.file, "line": q.line, "column": q.column, "reason": q.reason, "raw": q.raw}))
-            .collect();
-        crate::outln!(
-            "{}",
-            serde_json::to_string_pretty(&json!({"run_id": run, "rows": rows})).unwrap_or_default()
-        );
-        return Ok(());
-    }
-    let table_rows: Vec<Vec<String>> = rows
-        .iter()
-        .map(|q| {
-            vec![
-                q.line.to_string(),
-                q.column.clone(),
-                q.reason.clone(),
-                q.file.clone(),
-            ]
-        })
-        .collect();
-    crate::out!(
-        "{}",
-        display::list(
-            &["LINE", "COLUMN", "REASON", "FILE"],
-            &table_rows,
-            "quarantined rows"
-        )
-    );
-    Ok(())
-}
-
-#[derive(Args, Debug)]
-pub struct CostExplorerArgs {
-    /// First day, YYYY-MM-DD (inclusive).
-    #[arg(long)]
-    pub from: String,
-    /// Last day, YYYY-MM-DD (exclusive).
-    #[arg(long)]
-    pub to: String,
-    /// Endpoint override (e.g. a local moto_server); default AWS.
-    #[arg(long, env = "BURSAR_COST_EXPLORER_ENDPOINT")]
-    pub endpoint: Option<String>,
-    #[arg(long)]
-    pub json: bool,
-    #[command(flatten)]
-    pub db: DbArgs,
-}
-
-/// Ingests AWS Cost Explorer GetCostAndUsage (daily, by service and linked account) for
-/// accounts without a CUR. Each run replaces the same days of earlier Cost Explorer runs.
-pub async fn ingest_cost_explorer(
-    a: CostExplorerArgs,
-    cfg: &crate::config::Config,
-) -> Result<(), CliError> {
-    let database_url = cfg.database_url.as_str();
-    let from = NaiveDate::parse_from_str(&a.from, "%Y-%m-%d")
-        .map_err(|_| CliError::Usage(format!("--from {}: expected YYYY-MM-DD", quote(&a.from))))?;
-    let to = NaiveDate::parse_from_str(&a.to, "%Y-%m-%d")
-        .map_err(|_| CliError::Usage(format!("--to {}: expected YYYY-MM-DD", quote(&a.to))))?;
-    let settings = crate::clouds::HttpSettings {
-        endpoint: a.endpoint.clone(),
-        ..Default::default()
-    };
-    let store = Store::open(database_url).await?;
-    let r = crate::tasks::cost_explorer::ingest_range(&store, &settings, from, to).await;
-    if r.is_ok() {
-        evaluate_budgets(&store, cfg).await;
-    }
-    store.close().await;
-    let r = r.map_err(|e| CliError::Failed(e.to_string()))?;
-    if a.json {
-        crate::outln!("{}", report_json(&r));
-    } else {
-        crate::outln!("{r}");
-    }
-    Ok(())
 }
