@@ -86,7 +86,9 @@ fn bench(c: &mut Criterion) {
         // The naive scan knows nothing of `distinct`: measured for the plain requests.
         if req.distinct.is_none() {
             c.bench_function(&format!("naive_baseline/{name}"), |b| {
-                b.iter(|| bursar::bench::naive_best(&cat, std::hint::black_box(req), &model))
+                b.iter(|| {
+                    bursar::cli::bench::select::naive_best(&cat, std::hint::black_box(req), &model)
+                })
             });
         }
     }

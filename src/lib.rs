@@ -6,19 +6,13 @@
 //! (validate, convert, map errors); `config` reads TOML + BURSAR_* overrides; `cli` is the
 //! command line.
 #![forbid(unsafe_code)]
-// Standard output goes through `cli_out` (`outln!`), which ends quietly on a closed pipe.
+// Standard output goes through `cli::out` (`outln!`), which ends quietly on a closed pipe.
 #![warn(clippy::print_stdout)]
 
-pub mod bench;
 pub mod billing;
 pub mod cli;
-pub mod cli_billing;
-pub mod cli_budgets;
-pub mod cli_out;
-pub mod cli_placement;
 pub mod clouds;
 pub mod config;
-pub mod display;
 pub mod domain;
 pub mod notify;
 pub mod server;

@@ -24,7 +24,7 @@ fn main() -> ExitCode {
     };
     let result = runtime.block_on(bursar::cli::dispatch(cli));
     // What is still buffered; a closed pipe ends the process quietly here too.
-    bursar::cli_out::flush();
+    bursar::cli::out::flush();
     match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {

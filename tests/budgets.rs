@@ -468,7 +468,7 @@ async fn webhook_secrets_are_never_returned_or_logged() {
         let json: Vec<serde_json::Value> = listed
             .budgets
             .iter()
-            .map(bursar::cli_budgets::budget_json)
+            .map(bursar::cli::budgets::budget_json)
             .collect();
         let everything = format!(
             "{created:?} {updated:?} {listed:?} {status:?} {}",

@@ -128,25 +128,3 @@ pub async fn import_catalog(
         seconds: started.elapsed().as_secs_f64(),
     })
 }
-
-/// The CLI command: open, import, print the report.
-pub async fn import_command(
-    database_url: &str,
-    dir: &Path,
-    observed_at: Option<DateTime<Utc>>,
-    progress: bool,
-) -> Result<(), ImportError> {
-    let store = Store::open(database_url).await?;
-    let out = import_catalog(&store, dir, observed_at, progress).await;
-    store.close().await;
-    let out = out?;
-    crate::outln!("{}", out.report);
-    crate::outln!(
-        "stored {} offers ({} new or changed prices) in {:.2}s ({:.0} offers/s)",
-        out.offers_written,
-        out.observations,
-        out.seconds,
-        out.offers_written as f64 / out.seconds.max(1e-9)
-    );
-    Ok(())
-}

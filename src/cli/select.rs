@@ -1,26 +1,89 @@
-//! `bursar select` and `bursar unavailable …`: clients of PlacementService.
+//! `bursar select`: asks a running server where to run a job
+//! (PlacementService.SelectProvider) and prints the ranked placements — totals in cents,
+//! prices at their own precision, budget notices — or the exact answer with `--json`.
 use std::collections::HashMap;
 
+use clap::Args;
 use serde_json::json;
 
-use crate::cli::{
-    CliError, ClientArgs, SelectArgs, UnavailableCommand, channel, market_name, provider_name,
-    status_error, table,
+use super::CliError;
+use super::client::{
+    ClientArgs, channel, market_name, print_json, provider_flag, provider_name, status_error,
 };
-use crate::domain::Provider;
+use super::display::{cents, price, table};
 use crate::domain::quote::quote;
 use crate::proto;
 use crate::proto::placement_service_client::PlacementServiceClient;
 
-fn provider_enum(s: &str, flag: &str) -> Result<i32, CliError> {
-    let p: Provider = s
-        .parse()
-        .map_err(|e| CliError::Usage(format!("{flag}: {e}")))?;
-    Ok(match p {
-        Provider::Aws => proto::Provider::Aws,
-        Provider::Gcp => proto::Provider::Gcp,
-        Provider::Azure => proto::Provider::Azure,
-    } as i32)
+#[derive(Args, Debug)]
+pub struct SelectArgs {
+    /// Accelerators as MODEL[:COUNT], e.g. A100:8; several models: A100,A100-80GB:8.
+    #[arg(long)]
+    pub gpu: Option<String>,
+    /// Minimum vCPUs per node.
+    #[arg(long, default_value_t = 0)]
+    pub cpus: u32,
+    /// Minimum memory per node, GiB.
+    #[arg(long, default_value_t = 0.0)]
+    pub memory: f64,
+    /// Minimum memory per accelerator, GiB.
+    #[arg(long, default_value_t = 0.0)]
+    pub gpu_memory: f64,
+    #[arg(long, default_value_t = 1)]
+    pub nodes: u32,
+    /// Expected runtime in hours (required, > 0).
+    #[arg(long)]
+    pub hours: f64,
+    /// Allow spot/preemptible offers.
+    #[arg(long)]
+    pub spot: bool,
+    /// Only spot/preemptible offers.
+    #[arg(long, conflicts_with = "spot")]
+    pub spot_only: bool,
+    /// Worst acceptable interruption band: "<5%", "5-10%", "10-15%", "15-20%", ">20%".
+    #[arg(long)]
+    pub max_band: Option<String>,
+    /// Use spot only if at least this many percent cheaper than on-demand.
+    #[arg(long, default_value_t = 0.0)]
+    pub min_spot_savings: f64,
+    /// Input data as URI@REGION:SIZE, e.g. s3://bucket/path@us-east-1:2000GB (repeatable;
+    /// sizes in GB or TB = 1000 GB).
+    #[arg(long = "data")]
+    pub data: Vec<String>,
+    /// Output destination as URI@REGION:SIZE.
+    #[arg(long)]
+    pub output: Option<String>,
+    /// Allowed provider (repeatable).
+    #[arg(long = "provider")]
+    pub providers: Vec<String>,
+    #[arg(long = "deny-provider")]
+    pub deny_providers: Vec<String>,
+    /// Allowed region (repeatable).
+    #[arg(long = "region")]
+    pub regions: Vec<String>,
+    #[arg(long = "deny-region")]
+    pub deny_regions: Vec<String>,
+    /// EU, EEA or a country code (repeatable).
+    #[arg(long = "jurisdiction")]
+    pub jurisdictions: Vec<String>,
+    #[arg(long)]
+    pub max_price: Option<String>,
+    #[arg(long)]
+    pub max_total: Option<String>,
+    /// Leave out offers flagged suspect (priced far below their instance family).
+    #[arg(long)]
+    pub skip_suspect: bool,
+    /// How many placements to return.
+    #[arg(long, default_value_t = 5)]
+    pub top: u32,
+    /// At most one placement per region or per provider (the cheapest of each).
+    #[arg(long, value_parser = ["region", "provider"])]
+    pub distinct: Option<String>,
+    /// Caller label KEY=VALUE (team, project, job_id, …), repeatable.
+    #[arg(long = "label")]
+    pub labels: Vec<String>,
+    #[command(flatten)]
+    pub client: ClientArgs,
 }
 
 /// "s3://bucket/path@us-east-1:2000GB" → (uri, size in GB).
@@ -47,7 +110,7 @@ pub fn parse_data(s: &str, flag: &str) -> Result<(String, f64), CliError> {
     Ok((uri.to_string(), v * mult))
 }
 
-pub async fn select(a: SelectArgs) -> Result<(), CliError> {
+pub async fn run(a: SelectArgs) -> Result<(), CliError> {
     let (accelerators, count) = match a.gpu.as_deref() {
         None => (vec![], 0),
         Some(g) => {
@@ -137,12 +200,12 @@ pub async fn select(a: SelectArgs) -> Result<(), CliError> {
             allowed_providers: a
                 .providers
                 .iter()
-                .map(|p| provider_enum(p, "--provider"))
+                .map(|p| provider_flag(p, "--provider"))
                 .collect::<Result<_, _>>()?,
             denied_providers: a
                 .deny_providers
                 .iter()
-                .map(|p| provider_enum(p, "--deny-provider"))
+                .map(|p| provider_flag(p, "--deny-provider"))
                 .collect::<Result<_, _>>()?,
             allowed_regions: a.regions.clone(),
             denied_regions: a.deny_regions.clone(),
@@ -169,10 +232,7 @@ pub async fn select(a: SelectArgs) -> Result<(), CliError> {
         })?;
     let resp = resp.into_inner();
     if a.client.json {
-        crate::outln!(
-            "{}",
-            serde_json::to_string_pretty(&select_json(&resp)).unwrap_or_default()
-        );
+        print_json(&select_json(&resp));
     } else {
         crate::out!("{}", select_text(&resp, market));
     }
@@ -254,7 +314,6 @@ fn select_json(resp: &proto::SelectProviderResponse) -> serde_json::Value {
 /// `bursar select`'s table: totals in cents, prices at their own precision, an assumed
 /// spot band marked as such, the budgets' notices and which placements exceed them.
 fn select_text(resp: &proto::SelectProviderResponse, market: proto::MarketPolicy) -> String {
-    use crate::display::{cents, price};
     let rows: Vec<Vec<String>> = resp
         .placements
         .iter()
@@ -368,101 +427,6 @@ fn select_text(resp: &proto::SelectProviderResponse, market: proto::MarketPolicy
         resp.decision_id
     ));
     out
-}
-
-pub async fn unavailable(cmd: UnavailableCommand) -> Result<(), CliError> {
-    let print_marks = |marks: &[proto::AvailabilityMark], c: &ClientArgs| {
-        let ts = |t: &Option<prost_types::Timestamp>| {
-            t.as_ref()
-                .and_then(|t| chrono::DateTime::from_timestamp(t.seconds, 0))
-                .map(|t| t.to_rfc3339())
-                .unwrap_or_default()
-        };
-        if c.json {
-            let rows: Vec<_> = marks
-                .iter()
-                .map(|m| {
-                    json!({"id": m.id, "provider": provider_name(m.provider), "region": m.region,
-                           "zone": m.zone, "reason": m.reason, "created_at": ts(&m.created_at),
-                           "expires_at": ts(&m.expires_at)})
-                })
-                .collect();
-            crate::outln!(
-                "{}",
-                serde_json::to_string_pretty(&json!({ "marks": rows })).unwrap_or_default()
-            );
-        } else {
-            let rows: Vec<Vec<String>> = marks
-                .iter()
-                .map(|m| {
-                    vec![
-                        m.id.clone(),
-                        provider_name(m.provider).to_string(),
-                        m.region.clone(),
-                        m.zone.clone(),
-                        ts(&m.expires_at),
-                        m.reason.clone(),
-                    ]
-                })
-                .collect();
-            crate::out!(
-                "{}",
-                crate::display::list(
-                    &["ID", "PROVIDER", "REGION", "ZONE", "EXPIRES", "REASON"],
-                    &rows,
-                    "availability marks"
-                )
-            );
-        }
-    };
-    match cmd {
-        UnavailableCommand::Mark {
-            provider,
-            region,
-            zone,
-            reason,
-            duration,
-            client,
-        } => {
-            let ttl = humantime::parse_duration(&duration)
-                .map_err(|e| CliError::Usage(format!("--for {}: {e}", quote(&duration))))?;
-            let mut c = PlacementServiceClient::new(channel(&client.server).await?);
-            let m = c
-                .mark_unavailable(proto::MarkUnavailableRequest {
-                    provider: provider_enum(&provider, "--provider")?,
-                    region: region.unwrap_or_default(),
-                    zone: zone.unwrap_or_default(),
-                    reason,
-                    ttl_seconds: ttl.as_secs(),
-                })
-                .await
-                .map_err(status_error)?
-                .into_inner();
-            print_marks(&[m], &client);
-            Ok(())
-        }
-        UnavailableCommand::List { client } => {
-            let mut c = PlacementServiceClient::new(channel(&client.server).await?);
-            let r = c
-                .list_unavailable(proto::ListUnavailableRequest {})
-                .await
-                .map_err(status_error)?
-                .into_inner();
-            print_marks(&r.marks, &client);
-            Ok(())
-        }
-        UnavailableCommand::Clear { id, client } => {
-            let mut c = PlacementServiceClient::new(channel(&client.server).await?);
-            c.clear_unavailable(proto::ClearUnavailableRequest { id: id.clone() })
-                .await
-                .map_err(|s| match s.code() {
-                    tonic::Code::NotFound => CliError::Failed(s.message().to_string()),
-                    _ => status_error(s),
-                })?;
-            crate::outln!("cleared {id}");
-            Ok(())
-        }
-    }
 }
 
 #[cfg(test)]

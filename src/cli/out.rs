@@ -33,7 +33,7 @@ fn failed(e: std::io::Error) -> ! {
 #[macro_export]
 macro_rules! out {
     ($($arg:tt)*) => {
-        $crate::cli_out::write(format_args!($($arg)*))
+        $crate::cli::out::write(format_args!($($arg)*))
     };
 }
 
@@ -41,9 +41,9 @@ macro_rules! out {
 #[macro_export]
 macro_rules! outln {
     () => {
-        $crate::cli_out::write(format_args!("\n"))
+        $crate::cli::out::write(format_args!("\n"))
     };
     ($($arg:tt)*) => {
-        $crate::cli_out::write(format_args!("{}\n", format_args!($($arg)*)))
+        $crate::cli::out::write(format_args!("{}\n", format_args!($($arg)*)))
     };
 }

@@ -1,6 +1,8 @@
-//! What the CLI's tables show of exact amounts: totals rounded to cents, prices to their own
-//! precision (at most `PRICE_DECIMALS`), and a clear line instead of an empty table.
-//! `--json` output never goes through here: it stays exact.
+//! What the CLI's tables show: `table` (plain, left-aligned), `list` (a table, or a line
+//! saying nothing matched), exact amounts made readable — totals rounded to cents
+//! (`cents`), prices to their own precision (at most `PRICE_DECIMALS`, `price`) — and
+//! `trim_float` for counts sent as floats. `--json` output never goes through here: it
+//! stays exact.
 use rust_decimal::{Decimal, RoundingStrategy};
 
 /// Most decimals a price shows (a quoted hourly price has at most 6).
@@ -45,7 +47,48 @@ pub fn list(header: &[&str], rows: &[Vec<String>], what: &str) -> String {
     if rows.is_empty() {
         format!("no {what} matched\n")
     } else {
-        crate::cli::table(header, rows)
+        table(header, rows)
+    }
+}
+
+/// A plain left-aligned text table.
+pub fn table(header: &[&str], rows: &[Vec<String>]) -> String {
+    let mut widths: Vec<usize> = header.iter().map(|h| h.chars().count()).collect();
+    for r in rows {
+        for (i, c) in r.iter().enumerate() {
+            if i < widths.len() {
+                widths[i] = widths[i].max(c.chars().count());
+            }
+        }
+    }
+    let mut out = String::new();
+    let line = |cells: Vec<&str>, out: &mut String| {
+        let mut s = String::new();
+        for (i, c) in cells.iter().enumerate() {
+            if i > 0 {
+                s.push_str("  ");
+            }
+            s.push_str(c);
+            if i + 1 < cells.len() {
+                s.push_str(&" ".repeat(widths[i].saturating_sub(c.chars().count())));
+            }
+        }
+        out.push_str(s.trim_end());
+        out.push('\n');
+    };
+    line(header.to_vec(), &mut out);
+    for r in rows {
+        line(r.iter().map(String::as_str).collect(), &mut out);
+    }
+    out
+}
+
+/// A count sent as a float (vCPUs, GiB, accelerators): "8" for 8.0, "0.5" for 0.5.
+pub(crate) fn trim_float(v: f64) -> String {
+    if v.fract() == 0.0 {
+        format!("{v:.0}")
+    } else {
+        format!("{v}")
     }
 }
 

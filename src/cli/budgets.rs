@@ -3,8 +3,9 @@
 use clap::{Args, Subcommand, ValueEnum};
 use serde_json::{Value, json};
 
-use crate::cli::{CliError, ClientArgs, channel, status_error};
-use crate::display;
+use super::CliError;
+use super::client::{ClientArgs, channel, print_json, status_error};
+use super::display;
 use crate::domain::money::parse_amount;
 use crate::domain::quote::quote;
 use crate::proto;
@@ -243,7 +244,7 @@ async fn client(
     Ok(BudgetServiceClient::new(channel(&c.server).await?))
 }
 
-pub async fn budgets(cmd: BudgetsCommand) -> Result<(), CliError> {
+pub async fn run(cmd: BudgetsCommand) -> Result<(), CliError> {
     match cmd {
         BudgetsCommand::List { client: c } => {
             let r = client(&c)
@@ -326,10 +327,6 @@ pub async fn budgets(cmd: BudgetsCommand) -> Result<(), CliError> {
             Ok(())
         }
     }
-}
-
-fn print_json(v: &Value) {
-    crate::outln!("{}", serde_json::to_string_pretty(v).unwrap_or_default());
 }
 
 fn print_one(b: &proto::Budget, verb: &str, json: bool) {

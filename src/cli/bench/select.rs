@@ -1,0 +1,348 @@
+//! `bursar bench select CATALOG`: in-process SelectProvider decision latency over a
+//! SkyPilot catalog, with `naive_best` (a full Decimal scan, also used by
+//! benches/placement.rs) as the baseline in the same run, then a gRPC load run straight on
+//! hyper's HTTP/2 client with a pre-encoded request whose answers are checked, not decoded.
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+use super::load::{LoadStats, cores, drive, percentile, start_server};
+use crate::proto;
+use crate::store::Store;
+
+/// Per-call latencies of `f`, run `n` times: (p50, p99, mean).
+fn time_calls(n: usize, mut f: impl FnMut()) -> (Duration, Duration, Duration) {
+    let mut lat = Vec::with_capacity(n);
+    let all = Instant::now();
+    for _ in 0..n {
+        let t = Instant::now();
+        f();
+        lat.push(t.elapsed());
+    }
+    let mean = all.elapsed() / n.max(1) as u32;
+    lat.sort();
+    (percentile(&lat, 0.5), percentile(&lat, 0.99), mean)
+}
+
+fn ms(d: Duration) -> f64 {
+    d.as_secs_f64() * 1e3
+}
+
+/// The two SelectProvider requests the benchmarks use.
+pub fn select_requests() -> Vec<(&'static str, proto::SelectProviderRequest)> {
+    let data = vec![proto::DataInput {
+        size_gb: 2000.0,
+        location: Some(proto::DataLocation {
+            uri: "s3://bench/data@us-east-1".into(),
+            ..Default::default()
+        }),
+    }];
+    vec![
+        (
+            "gpu A100:8 spot-allowed 2TB@us-east-1",
+            proto::SelectProviderRequest {
+                resources: Some(proto::Resources {
+                    accelerators: vec!["A100".into()],
+                    accelerator_count: 8,
+                    ..Default::default()
+                }),
+                expected_hours: 2.0,
+                market: proto::MarketPolicy::SpotAllowed as i32,
+                inputs: data.clone(),
+                top_k: 5,
+                ..Default::default()
+            },
+        ),
+        (
+            "cpu 8 vCPU/32 GiB spot-allowed 2TB@us-east-1",
+            proto::SelectProviderRequest {
+                resources: Some(proto::Resources {
+                    min_vcpus: 8,
+                    min_memory_gib: 32.0,
+                    ..Default::default()
+                }),
+                expected_hours: 4.0,
+                market: proto::MarketPolicy::SpotAllowed as i32,
+                inputs: data,
+                top_k: 5,
+                ..Default::default()
+            },
+        ),
+    ]
+}
+
+/// `bursar bench select`: in-process decision latency over the catalog in `dir` (with a
+/// naive full-Decimal scan as the baseline in the same run), then SelectProvider over
+/// loopback gRPC with `concurrency` requests in flight, against `server` or an in-process
+/// server on a temporary SQLite database holding the catalog.
+pub async fn bench_select(
+    dir: &Path,
+    server: Option<String>,
+    requests: u64,
+    concurrency: usize,
+    connections: usize,
+    grpc_only: bool,
+) -> Result<(), String> {
+    use crate::domain::placement::{Conditions, CostModel};
+    crate::outln!("machine: {} cores; catalog: {}", cores(), dir.display());
+    let opts = crate::clouds::skypilot::ImportOptions {
+        observed_at: Some(chrono::Utc::now()),
+        ..Default::default()
+    };
+    let (offers, _) =
+        crate::clouds::skypilot::load_catalog_dir(dir, &opts).map_err(|e| e.to_string())?;
+    let t = Instant::now();
+    let catalog = crate::domain::Catalog::new(offers, Vec::new());
+    crate::outln!(
+        "catalog: {} offers; sort + placement index built in {:.1} ms",
+        catalog.len(),
+        ms(t.elapsed())
+    );
+    let model = CostModel::default();
+    let cond = Conditions {
+        now: chrono::Utc::now(),
+        failing: [false; 3],
+        marks: &[],
+    };
+    for (name, r) in select_requests().into_iter().filter(|_| !grpc_only) {
+        let req = crate::server::convert::placement_request(&r, catalog.placement())
+            .map_err(|e| format!("{}: {}", e.field, e.message))?;
+        let d = catalog
+            .placement()
+            .select(&req, &model, &cond)
+            .map_err(|e| e.to_string())?;
+        let (p50, p99, mean) = time_calls(20_000, || {
+            let _ = std::hint::black_box(catalog.placement().select(&req, &model, &cond));
+        });
+        let (np50, np99, nmean) = time_calls(50, || {
+            std::hint::black_box(naive_best(&catalog, &req, &model));
+        });
+        crate::outln!(
+            "in-process {name}: {} feasible of {}; indexed p50 {:.4} ms p99 {:.4} ms mean {:.4} ms; \
+             naive Decimal scan p50 {:.2} ms p99 {:.2} ms mean {:.2} ms; speed-up {:.0}x (mean)",
+            d.feasible(),
+            d.considered,
+            ms(p50),
+            ms(p99),
+            ms(mean),
+            ms(np50),
+            ms(np99),
+            ms(nmean),
+            nmean.as_secs_f64() / mean.as_secs_f64().max(1e-12)
+        );
+    }
+
+    // gRPC
+    let mut stop = None;
+    let mut handle = None;
+    let _tmp;
+    let url = match server {
+        Some(u) => u,
+        None => {
+            let tmp = std::env::temp_dir().join(format!("bursar-bench-{}.db", std::process::id()));
+            let _ = std::fs::remove_file(&tmp);
+            let db = format!("sqlite://{}", tmp.display());
+            let store = Store::open(&db).await.map_err(|e| e.to_string())?;
+            crate::tasks::import::import_catalog(&store, dir, None, false)
+                .await
+                .map_err(|e| e.to_string())?;
+            store.close().await;
+            let (addr, tx, server) = start_server(db).await?;
+            handle = Some(server);
+            stop = Some(tx);
+            _tmp = tmp;
+            format!("http://{addr}")
+        }
+    };
+    // Wait for the server to answer a first request: up to 60 s (an in-process server
+    // loads the catalog first), then give up with the last error instead of hanging.
+    let waited = Instant::now();
+    let channel = loop {
+        let err = match tonic::transport::Endpoint::from_shared(url.clone())
+            .map_err(|e| e.to_string())?
+            .connect()
+            .await
+        {
+            Ok(ch) => {
+                let mut c =
+                    proto::placement_service_client::PlacementServiceClient::new(ch.clone());
+                match c.select_provider(select_requests()[0].1.clone()).await {
+                    Ok(_) => break ch,
+                    Err(e) => format!("SelectProvider: {}", e.message()),
+                }
+            }
+            Err(e) => format!("connect: {e}"),
+        };
+        if handle.as_ref().is_some_and(|h| h.is_finished()) {
+            return Err("server stopped".into());
+        }
+        if waited.elapsed() > Duration::from_secs(60) {
+            return Err(format!("{url} did not answer within 60 s ({err})"));
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    drop(channel);
+    let mut senders = Vec::new();
+    for _ in 0..connections.max(1) {
+        senders.push(h2_connect(&url).await?);
+    }
+    for (name, r) in select_requests() {
+        let s = load_select(&url, senders.clone(), concurrency, requests, r).await?;
+        crate::outln!(
+            "gRPC SelectProvider {name}: {} req, {} errors, {:.0} req/s, p50 {:.3} ms, p99 {:.3} ms ({} in flight over {} connections)",
+            s.requests,
+            s.errors,
+            s.throughput(),
+            ms(s.p50),
+            ms(s.p99),
+            concurrency,
+            senders.len()
+        );
+    }
+    if let Some(tx) = stop {
+        let _ = tx.send(());
+    }
+    if let Some(h) = handle {
+        let _ = h.await;
+    }
+    Ok(())
+}
+
+/// The unindexed baseline: every offer evaluated with Decimal arithmetic, egress priced
+/// per offer (what a straightforward implementation does).
+pub fn naive_best(
+    cat: &crate::domain::Catalog,
+    req: &crate::domain::placement::PlacementRequest,
+    model: &crate::domain::placement::CostModel,
+) -> Option<rust_decimal::Decimal> {
+    use crate::domain::placement::MarketPolicy;
+    use rust_decimal::Decimal;
+    let hours = Decimal::new(req.hours_milli, 3);
+    let mut best: Option<Decimal> = None;
+    for o in cat.offers() {
+        let Some(a) = &o.attrs else { continue };
+        if !req.accelerators.is_empty()
+            && !a
+                .gpu_model
+                .as_deref()
+                .is_some_and(|m| req.accelerators.iter().any(|x| x.eq_ignore_ascii_case(m)))
+        {
+            continue;
+        }
+        if a.vcpus < req.min_vcpus || a.memory_gib < req.min_memory_gib {
+            continue;
+        }
+        if !req.accelerators.is_empty() && a.gpu_count < f64::from(req.accelerator_count) {
+            continue;
+        }
+        if req.market == MarketPolicy::OnDemandOnly && o.key.market == crate::domain::Market::Spot {
+            continue;
+        }
+        let mut total = o.price_per_hour * hours * Decimal::from(req.nodes);
+        for i in &req.inputs {
+            total += model.egress.cost(
+                i.provider,
+                &i.region,
+                o.key.provider,
+                &o.key.region,
+                Decimal::new(i.gb_milli, 3),
+            );
+        }
+        if best.is_none_or(|b| total < b) {
+            best = Some(total);
+        }
+    }
+    best
+}
+
+/// An HTTP/2 connection to the server for the load generator (no tower buffer in between:
+/// requests go straight onto the connection's streams).
+async fn h2_connect(
+    url: &str,
+) -> Result<hyper::client::conn::http2::SendRequest<http_body_util::Full<bytes::Bytes>>, String> {
+    let uri: tonic::codegen::http::Uri = url.parse().map_err(|e| format!("{url}: {e}"))?;
+    if uri.scheme_str() != Some("http") {
+        return Err(format!(
+            "{url}: the load generator speaks plaintext HTTP/2 (h2c): use http://"
+        ));
+    }
+    let host = uri
+        .host()
+        .ok_or_else(|| format!("{url}: no host"))?
+        .trim_start_matches('[')
+        .trim_end_matches(']');
+    let port = uri.port_u16().unwrap_or(80);
+    let tcp = tokio::net::TcpStream::connect((host, port))
+        .await
+        .map_err(|e| format!("{url}: {e}"))?;
+    tcp.set_nodelay(true).map_err(|e| e.to_string())?;
+    // Requests sent together leave in one write, as the server's answers do.
+    let (sender, conn) = hyper::client::conn::http2::handshake(
+        hyper_util::rt::TokioExecutor::new(),
+        hyper_util::rt::TokioIo::new(crate::server::coalesce::CoalescingIo::new(tcp)),
+    )
+    .await
+    .map_err(|e| format!("{url}: HTTP/2 handshake: {e}"))?;
+    tokio::spawn(conn);
+    Ok(sender)
+}
+
+/// Runs `total` SelectProvider calls with `concurrency` in flight over `senders`' HTTP/2
+/// connections. The request is encoded once; each response is checked (HTTP 200,
+/// `grpc-status: 0`, a non-empty message) without being decoded, so the generator's share
+/// of the two cores stays small and what is measured is the server.
+async fn load_select(
+    url: &str,
+    senders: Vec<hyper::client::conn::http2::SendRequest<http_body_util::Full<bytes::Bytes>>>,
+    concurrency: usize,
+    total: u64,
+    req: proto::SelectProviderRequest,
+) -> Result<LoadStats, String> {
+    use bytes::BufMut;
+    let msg = prost::Message::encode_to_vec(&req);
+    let mut framed = bytes::BytesMut::with_capacity(5 + msg.len());
+    framed.put_u8(0);
+    framed.put_u32(msg.len() as u32);
+    framed.extend_from_slice(&msg);
+    let framed = framed.freeze();
+    let uri: tonic::codegen::http::Uri = format!(
+        "{}/bursar.v1.PlacementService/SelectProvider",
+        url.trim_end_matches('/')
+    )
+    .parse()
+    .map_err(|e| format!("{url}: {e}"))?;
+    Ok(drive(concurrency, total, move |w, _| {
+        let mut sender = senders[w % senders.len()].clone();
+        let (body, uri) = (framed.clone(), uri.clone());
+        async move {
+            let Ok(req) = tonic::codegen::http::Request::post(uri)
+                .header("content-type", "application/grpc")
+                .header("te", "trailers")
+                .body(http_body_util::Full::new(body))
+            else {
+                return false;
+            };
+            let Ok(resp) = sender.send_request(req).await else {
+                return false;
+            };
+            if resp.status() != 200 {
+                return false;
+            }
+            // A trailers-only answer (an error) carries its status in the headers.
+            if resp.headers().get("grpc-status").is_some_and(|s| s != "0") {
+                return false;
+            }
+            let mut body = resp.into_body();
+            let (mut bytes, mut ok) = (0usize, false);
+            while let Some(frame) = http_body_util::BodyExt::frame(&mut body).await {
+                let Ok(frame) = frame else { return false };
+                if let Some(d) = frame.data_ref() {
+                    bytes += d.len();
+                } else if let Some(t) = frame.trailers_ref() {
+                    ok = t.get("grpc-status").is_some_and(|s| s == "0");
+                }
+            }
+            ok && bytes > 5
+        }
+    })
+    .await)
+}
