@@ -14,10 +14,9 @@ pub mod http;
 pub mod seed;
 pub mod skypilot;
 
-use std::collections::HashMap;
 use std::time::Duration;
 
-use crate::domain::{InstanceAttrs, Offer, Provider, SpotBand};
+use crate::domain::{KnownInstances, Offer, Provider, SpotBand};
 
 /// Why a source could not produce a full, trustworthy walk.
 #[derive(Debug, thiserror::Error)]
@@ -73,10 +72,6 @@ impl Default for HttpSettings {
         }
     }
 }
-
-/// Instance types the store already knows, so that sources which report only a price
-/// (Azure retail, AWS spot history) can still be matched to hardware.
-pub type KnownInstances = HashMap<(Provider, String), InstanceAttrs>;
 
 /// Everything one complete walk of a source produced.
 #[derive(Debug, Default)]

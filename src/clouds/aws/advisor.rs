@@ -12,8 +12,8 @@ use serde_json::Value;
 use tokio::sync::OnceCell;
 
 use crate::clouds::http::{client as http_client, get_with_retry};
-use crate::clouds::{HttpSettings, KnownInstances, PriceSource, SourceBatch, SourceError};
-use crate::domain::{Provider, SpotBand};
+use crate::clouds::{HttpSettings, PriceSource, SourceBatch, SourceError};
+use crate::domain::{KnownInstances, Provider, SpotBand};
 
 /// Source name.
 pub const NAME: &str = "aws-spot-advisor";

@@ -21,9 +21,9 @@ use tokio::sync::OnceCell;
 use super::tables;
 use super::{AttemptCounter, endpoint_label, map_sdk_error, sdk_config};
 use crate::clouds::http::TokenGuard;
-use crate::clouds::{HttpSettings, KnownInstances, PriceSource, SourceBatch, SourceError};
+use crate::clouds::{HttpSettings, PriceSource, SourceBatch, SourceError};
 use crate::domain::money::parse_amount;
-use crate::domain::{Currency, InstanceAttrs, Market, Offer, OfferKey, Provider};
+use crate::domain::{Currency, InstanceAttrs, KnownInstances, Market, Offer, OfferKey, Provider};
 
 /// Source name, also written to `Offer::source`.
 pub const NAME: &str = "aws-ondemand";

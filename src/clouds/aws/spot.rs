@@ -17,9 +17,9 @@ use tokio::sync::OnceCell;
 
 use super::{AttemptCounter, endpoint_label, map_sdk_error, sdk_config};
 use crate::clouds::http::TokenGuard;
-use crate::clouds::{HttpSettings, KnownInstances, PriceSource, SourceBatch, SourceError};
+use crate::clouds::{HttpSettings, PriceSource, SourceBatch, SourceError};
 use crate::domain::money::parse_amount;
-use crate::domain::{Currency, Market, Offer, OfferKey, Provider};
+use crate::domain::{Currency, KnownInstances, Market, Offer, OfferKey, Provider};
 
 /// Source name, also written to `Offer::source`.
 pub const NAME: &str = "aws-spot";
