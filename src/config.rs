@@ -12,6 +12,7 @@ use crate::clouds::HttpSettings;
 use crate::domain::budget::Budget;
 use crate::domain::quote::{clip, quote};
 use crate::notify::AlertsConfig;
+use crate::serde_duration;
 
 pub const DEFAULT_DATABASE_URL: &str = "sqlite://bursar.db";
 pub const DEFAULT_LISTEN: &str = "127.0.0.1:50051";
@@ -40,7 +41,7 @@ pub struct Config {
     pub seed_when_empty: bool,
     /// How often the in-memory catalog is reloaded from the database (picks up prices
     /// written by other replicas or by `bursar import-catalog`).
-    #[serde(with = "humantime_serde_str")]
+    #[serde(with = "serde_duration")]
     pub catalog_refresh: Duration,
     pub sources: Sources,
     pub placement: PlacementConfig,
@@ -67,7 +68,7 @@ pub struct IngestConfig {
     pub accept_bad_rows: BadRowShare,
     /// How often an ingest renews its run's lease; a run whose lease (3 heartbeats) ran out
     /// is marked `interrupted`.
-    #[serde(with = "humantime_serde_str")]
+    #[serde(with = "serde_duration")]
     pub heartbeat: Duration,
 }
 
@@ -93,7 +94,7 @@ pub struct CostExplorerConfig {
     pub enabled: bool,
     /// How often the last `lookback_days` days are re-read (Cost Explorer restates recent
     /// days as billing settles; each run replaces the days it covers).
-    #[serde(with = "humantime_serde_str")]
+    #[serde(with = "serde_duration")]
     pub every: Duration,
     pub lookback_days: u32,
     /// Endpoint override (e.g. a local moto_server); empty = AWS.
@@ -137,11 +138,11 @@ impl fmt::Debug for Config {
 pub struct BudgetEvalConfig {
     /// How often every budget is evaluated (and crossed thresholds fire), besides after
     /// each change through the API.
-    #[serde(with = "humantime_serde_str")]
+    #[serde(with = "serde_duration")]
     pub every: Duration,
     /// How often `serve` checks whether an ingest or a budget write (by any process or
     /// replica) committed since its last evaluation, and re-evaluates if one did.
-    #[serde(with = "humantime_serde_str")]
+    #[serde(with = "serde_duration")]
     pub poll: Duration,
     /// Days of the trailing window whose mean daily usage cost the forecast extrapolates.
     pub trailing_days: u32,
@@ -162,7 +163,7 @@ impl Default for BudgetEvalConfig {
 #[serde(deny_unknown_fields, default)]
 pub struct PlacementConfig {
     /// Prices older than this are stale.
-    #[serde(with = "humantime_serde_str")]
+    #[serde(with = "serde_duration")]
     pub max_price_age: Duration,
     /// "flag" stale offers (and providers whose price source is failing), or "skip" them.
     pub on_stale: String,
@@ -179,7 +180,7 @@ pub struct PlacementConfig {
     /// batch, and the longest a row waits before it is written.
     pub decision_log_queue: usize,
     pub decision_log_batch: usize,
-    #[serde(with = "humantime_serde_str")]
+    #[serde(with = "serde_duration")]
     pub decision_log_flush: Duration,
     /// How many nice steps (0–19) below the server the decision-log writer runs (Linux), so
     /// that on a saturated machine it yields to the threads answering requests.
@@ -413,14 +414,14 @@ pub struct SourceConfig {
     pub regions: Vec<String>,
     /// Instance types to poll (AWS spot); empty = all.
     pub instance_types: Vec<String>,
-    #[serde(with = "humantime_serde_str")]
+    #[serde(with = "serde_duration")]
     pub interval: Duration,
-    #[serde(with = "humantime_serde_str")]
+    #[serde(with = "serde_duration")]
     pub timeout: Duration,
     pub max_retries: u32,
-    #[serde(with = "humantime_serde_str")]
+    #[serde(with = "serde_duration")]
     pub base_backoff: Duration,
-    #[serde(with = "humantime_serde_str")]
+    #[serde(with = "serde_duration")]
     pub max_backoff: Duration,
     /// GCP Cloud Billing API key (secret: never logged).
     pub api_key: String,
@@ -480,23 +481,6 @@ impl Default for SourceConfig {
             max_backoff: h.max_backoff,
             api_key: String::new(),
         }
-    }
-}
-
-/// `#[serde(with = "humantime_serde_str")]`: a duration written as `"30s"`, `"6h"`.
-pub(crate) mod humantime_serde_str {
-    use std::time::Duration;
-
-    use serde::{Deserialize, Deserializer};
-
-    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Duration, D::Error> {
-        let s = String::deserialize(d)?;
-        humantime::parse_duration(&s).map_err(|e| {
-            serde::de::Error::custom(format!(
-                "{} is not a duration like \"30s\" or \"6h\": {e}",
-                crate::domain::quote::quote(&s)
-            ))
-        })
     }
 }
 
