@@ -21,6 +21,7 @@ pub mod config;
 pub mod display;
 pub mod domain;
 pub mod notify;
+pub mod remote;
 pub mod serde_duration;
 pub mod server;
 pub mod store;

@@ -175,7 +175,7 @@ pub async fn run(
     )));
     if config.cost_explorer.enabled {
         let ce = &config.cost_explorer;
-        let settings = crate::clouds::HttpSettings {
+        let settings = crate::remote::HttpSettings {
             endpoint: (!ce.endpoint.is_empty()).then(|| ce.endpoint.clone()),
             ..Default::default()
         };
