@@ -7,7 +7,8 @@ use std::time::Duration;
 use clap::{Args, Parser, Subcommand};
 use serde_json::json;
 
-use crate::config::{Config, ConfigError, DEFAULT_SERVER, SOURCE_NAMES};
+use crate::clouds::SOURCE_NAMES;
+use crate::config::{Config, ConfigError, DEFAULT_SERVER};
 use crate::display;
 use crate::domain::quote::quote;
 use crate::proto;
@@ -582,7 +583,7 @@ async fn poll(mut cfg: Config, once: bool, named: Vec<String>) -> Result<(), Cli
         }
     }
     cfg.validate()?;
-    let sources = crate::clouds::sources_from_config(&cfg.sources)
+    let sources = crate::wiring::sources_from_config(&cfg.sources)
         .await
         .map_err(|e| CliError::Usage(e.to_string()))?;
     if sources.is_empty() {

@@ -26,6 +26,7 @@ pub mod serde_duration;
 pub mod server;
 pub mod store;
 pub mod tasks;
+pub mod wiring;
 
 pub mod proto {
     #![allow(clippy::all, missing_docs)]
