@@ -12,7 +12,8 @@ use super::{HttpSettings, PriceSource, SourceError, aws, azure, gcp};
 use crate::domain::Provider;
 
 /// What one source is built from: the `[sources.*]` settings, without the scheduling.
-#[derive(Clone, Debug, Default)]
+/// No `Debug`: it holds the API key.
+#[derive(Clone, Default)]
 pub struct SourceSettings {
     pub http: HttpSettings,
     /// Regions to poll; empty = all regions the API reports.
