@@ -8,10 +8,11 @@ use std::time::Duration;
 use serde::Deserialize;
 
 use crate::billing::accept::BadRowShare;
-use crate::clouds::HttpSettings;
+use crate::clouds::{HttpSettings, SOURCES, SourceSettings, source_kind};
 use crate::domain::budget::Budget;
 use crate::domain::quote::{clip, quote};
 use crate::notify::AlertsConfig;
+use crate::serde_duration;
 
 pub const DEFAULT_DATABASE_URL: &str = "sqlite://bursar.db";
 pub const DEFAULT_LISTEN: &str = "127.0.0.1:50051";
@@ -40,7 +41,7 @@ pub struct Config {
     pub seed_when_empty: bool,
     /// How often the in-memory catalog is reloaded from the database (picks up prices
     /// written by other replicas or by `bursar import-catalog`).
-    #[serde(with = "humantime_serde_str")]
+    #[serde(with = "serde_duration")]
     pub catalog_refresh: Duration,
     pub sources: Sources,
     pub placement: PlacementConfig,
@@ -67,7 +68,7 @@ pub struct IngestConfig {
     pub accept_bad_rows: BadRowShare,
     /// How often an ingest renews its run's lease; a run whose lease (3 heartbeats) ran out
     /// is marked `interrupted`.
-    #[serde(with = "humantime_serde_str")]
+    #[serde(with = "serde_duration")]
     pub heartbeat: Duration,
 }
 
@@ -93,7 +94,7 @@ pub struct CostExplorerConfig {
     pub enabled: bool,
     /// How often the last `lookback_days` days are re-read (Cost Explorer restates recent
     /// days as billing settles; each run replaces the days it covers).
-    #[serde(with = "humantime_serde_str")]
+    #[serde(with = "serde_duration")]
     pub every: Duration,
     pub lookback_days: u32,
     /// Endpoint override (e.g. a local moto_server); empty = AWS.
@@ -137,11 +138,11 @@ impl fmt::Debug for Config {
 pub struct BudgetEvalConfig {
     /// How often every budget is evaluated (and crossed thresholds fire), besides after
     /// each change through the API.
-    #[serde(with = "humantime_serde_str")]
+    #[serde(with = "serde_duration")]
     pub every: Duration,
     /// How often `serve` checks whether an ingest or a budget write (by any process or
     /// replica) committed since its last evaluation, and re-evaluates if one did.
-    #[serde(with = "humantime_serde_str")]
+    #[serde(with = "serde_duration")]
     pub poll: Duration,
     /// Days of the trailing window whose mean daily usage cost the forecast extrapolates.
     pub trailing_days: u32,
@@ -162,7 +163,7 @@ impl Default for BudgetEvalConfig {
 #[serde(deny_unknown_fields, default)]
 pub struct PlacementConfig {
     /// Prices older than this are stale.
-    #[serde(with = "humantime_serde_str")]
+    #[serde(with = "serde_duration")]
     pub max_price_age: Duration,
     /// "flag" stale offers (and providers whose price source is failing), or "skip" them.
     pub on_stale: String,
@@ -179,7 +180,7 @@ pub struct PlacementConfig {
     /// batch, and the longest a row waits before it is written.
     pub decision_log_queue: usize,
     pub decision_log_batch: usize,
-    #[serde(with = "humantime_serde_str")]
+    #[serde(with = "serde_duration")]
     pub decision_log_flush: Duration,
     /// How many nice steps (0–19) below the server the decision-log writer runs (Linux), so
     /// that on a saturated machine it yields to the threads answering requests.
@@ -388,17 +389,50 @@ pub struct Sources {
 }
 
 impl Default for Sources {
+    /// Each source's defaults from its entry in `clouds::SOURCES`.
     fn default() -> Self {
+        let d = SourceConfig::default_of;
         Sources {
-            aws_ondemand: SourceConfig::with_interval(Duration::from_secs(6 * 3600)),
-            aws_spot: SourceConfig {
-                regions: vec!["us-east-1".into(), "us-west-2".into(), "eu-west-1".into()],
-                ..SourceConfig::with_interval(Duration::from_secs(900))
-            },
-            aws_spot_advisor: SourceConfig::with_interval(Duration::from_secs(3600)),
-            azure: SourceConfig::with_interval(Duration::from_secs(6 * 3600)),
-            gcp: SourceConfig::with_interval(Duration::from_secs(6 * 3600)),
+            aws_ondemand: d("aws-ondemand"),
+            aws_spot: d("aws-spot"),
+            aws_spot_advisor: d("aws-spot-advisor"),
+            azure: d("azure"),
+            gcp: d("gcp"),
         }
+    }
+}
+
+impl Sources {
+    /// Each source's settings, in the order of `clouds::SOURCES` (a test checks each
+    /// section against its entry).
+    fn all(&self) -> [&SourceConfig; SOURCES.len()] {
+        [
+            &self.aws_ondemand,
+            &self.aws_spot,
+            &self.aws_spot_advisor,
+            &self.azure,
+            &self.gcp,
+        ]
+    }
+
+    fn all_mut(&mut self) -> [&mut SourceConfig; SOURCES.len()] {
+        [
+            &mut self.aws_ondemand,
+            &mut self.aws_spot,
+            &mut self.aws_spot_advisor,
+            &mut self.azure,
+            &mut self.gcp,
+        ]
+    }
+
+    pub fn get(&self, name: &str) -> Option<&SourceConfig> {
+        let i = SOURCES.iter().position(|k| k.name == name)?;
+        self.all().into_iter().nth(i)
+    }
+
+    pub fn get_mut(&mut self, name: &str) -> Option<&mut SourceConfig> {
+        let i = SOURCES.iter().position(|k| k.name == name)?;
+        self.all_mut().into_iter().nth(i)
     }
 }
 
@@ -413,14 +447,14 @@ pub struct SourceConfig {
     pub regions: Vec<String>,
     /// Instance types to poll (AWS spot); empty = all.
     pub instance_types: Vec<String>,
-    #[serde(with = "humantime_serde_str")]
+    #[serde(with = "serde_duration")]
     pub interval: Duration,
-    #[serde(with = "humantime_serde_str")]
+    #[serde(with = "serde_duration")]
     pub timeout: Duration,
     pub max_retries: u32,
-    #[serde(with = "humantime_serde_str")]
+    #[serde(with = "serde_duration")]
     pub base_backoff: Duration,
-    #[serde(with = "humantime_serde_str")]
+    #[serde(with = "serde_duration")]
     pub max_backoff: Duration,
     /// GCP Cloud Billing API key (secret: never logged).
     pub api_key: String,
@@ -447,10 +481,23 @@ impl fmt::Debug for SourceConfig {
 }
 
 impl SourceConfig {
-    fn with_interval(interval: Duration) -> Self {
+    /// The settings of a source the config has no section for: its table defaults.
+    fn default_of(name: &str) -> Self {
+        let kind = source_kind(name).expect("a source of clouds::SOURCES");
         SourceConfig {
-            interval,
+            interval: kind.default_interval,
+            regions: kind.default_regions.iter().map(|r| r.to_string()).collect(),
             ..SourceConfig::default()
+        }
+    }
+
+    /// What the source is built from (`clouds::SourceKind::build`).
+    pub fn settings(&self) -> SourceSettings {
+        SourceSettings {
+            http: self.http(),
+            regions: self.regions.clone(),
+            instance_types: self.instance_types.clone(),
+            api_key: self.api_key.clone(),
         }
     }
 
@@ -479,55 +526,6 @@ impl Default for SourceConfig {
             base_backoff: h.base_backoff,
             max_backoff: h.max_backoff,
             api_key: String::new(),
-        }
-    }
-}
-
-/// `#[serde(with = "humantime_serde_str")]`: a duration written as `"30s"`, `"6h"`.
-pub(crate) mod humantime_serde_str {
-    use std::time::Duration;
-
-    use serde::{Deserialize, Deserializer};
-
-    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Duration, D::Error> {
-        let s = String::deserialize(d)?;
-        humantime::parse_duration(&s).map_err(|e| {
-            serde::de::Error::custom(format!(
-                "{} is not a duration like \"30s\" or \"6h\": {e}",
-                crate::domain::quote::quote(&s)
-            ))
-        })
-    }
-}
-
-/// Names of the price sources, as used by `--source` and in status.
-pub const SOURCE_NAMES: [&str; 5] = [
-    "aws-ondemand",
-    "aws-spot",
-    "aws-spot-advisor",
-    "azure",
-    "gcp",
-];
-
-impl Sources {
-    pub fn get(&self, name: &str) -> Option<&SourceConfig> {
-        match name {
-            "aws-ondemand" => Some(&self.aws_ondemand),
-            "aws-spot" => Some(&self.aws_spot),
-            "aws-spot-advisor" => Some(&self.aws_spot_advisor),
-            "azure" => Some(&self.azure),
-            "gcp" => Some(&self.gcp),
-            _ => None,
-        }
-    }
-    pub fn get_mut(&mut self, name: &str) -> Option<&mut SourceConfig> {
-        match name {
-            "aws-ondemand" => Some(&mut self.aws_ondemand),
-            "aws-spot" => Some(&mut self.aws_spot),
-            "aws-spot-advisor" => Some(&mut self.aws_spot_advisor),
-            "azure" => Some(&mut self.azure),
-            "gcp" => Some(&mut self.gcp),
-            _ => None,
         }
     }
 }
@@ -654,9 +652,8 @@ impl Config {
         if let Some(v) = get("BURSAR_BUDGET_EVALUATION_POLL") {
             self.budget_evaluation.poll = parse_dur("BURSAR_BUDGET_EVALUATION_POLL", &v)?;
         }
-        for name in SOURCE_NAMES {
-            let prefix = format!("BURSAR_{}_", name.replace('-', "_").to_ascii_uppercase());
-            let s = self.sources.get_mut(name).expect("known source");
+        for (kind, s) in SOURCES.iter().zip(self.sources.all_mut()) {
+            let prefix = format!("BURSAR_{}_", kind.config_key().to_ascii_uppercase());
             let var = |suffix: &str| {
                 let k = format!("{prefix}{suffix}");
                 get(&k).map(|v| (k, v))
@@ -705,17 +702,16 @@ impl Config {
                 detail: format!("{}: expected \"text\" or \"json\"", quote(&self.log_format)),
             });
         }
-        for name in SOURCE_NAMES {
-            let s = self.sources.get(name).expect("known source");
+        for (kind, s) in SOURCES.iter().zip(self.sources.all()) {
             if s.enabled && s.interval.is_zero() {
                 return Err(ConfigError::Field {
-                    field: format!("sources.{}.interval", name.replace('-', "_")),
+                    field: format!("sources.{}.interval", kind.config_key()),
                     detail: "must be greater than zero".into(),
                 });
             }
             if !s.endpoint.is_empty() && url::Url::parse(&s.endpoint).is_err() {
                 return Err(ConfigError::Field {
-                    field: format!("sources.{}.endpoint", name.replace('-', "_")),
+                    field: format!("sources.{}.endpoint", kind.config_key()),
                     detail: format!("{} is not a URL", quote(&s.endpoint)),
                 });
             }
@@ -782,6 +778,27 @@ impl Config {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn each_source_of_the_table_has_its_section() {
+        for kind in &SOURCES {
+            let text = format!("[sources.{}]\nenabled = true", kind.config_key());
+            let c = Config::from_toml(&text).unwrap();
+            for other in &SOURCES {
+                let on = c.sources.get(other.name).unwrap().enabled;
+                assert_eq!(
+                    on,
+                    other.name == kind.name,
+                    "[sources.{}]",
+                    kind.config_key()
+                );
+            }
+            assert_eq!(
+                Sources::default().get(kind.name).unwrap().interval,
+                kind.default_interval
+            );
+        }
+    }
     use std::collections::HashMap;
 
     #[test]

@@ -1,9 +1,11 @@
 //! bursar: cost-aware placement and FinOps for jobs on AWS, GCP and Azure.
 //!
 //! Codemap (see ARCHITECTURE.md): `domain` is pure (money, offers, the in-memory catalog);
-//! `clouds` adapts price feeds behind `PriceSource`; `store` persists to SQLite or Postgres
-//! behind one `Store`; `tasks` runs the polling loops; `server` is the gRPC glue
-//! (validate, convert, map errors); `config` reads TOML + BURSAR_* overrides; `cli` is the
+//! `clouds` adapts price feeds behind `PriceSource` and `billing` reads cost exports, both
+//! over `remote` (HTTP and AWS SDK settings, retries, `SourceError`); `store` persists to
+//! SQLite or Postgres behind one `Store`; `tasks` runs the polling loops; `server` is the
+//! gRPC glue (validate, convert, map errors); `config` reads TOML + BURSAR_* overrides;
+//! `wiring` builds the enabled sources from it for the server and the CLI; `cli` is the
 //! command line.
 #![forbid(unsafe_code)]
 // Standard output goes through `cli::out` (`outln!`), which ends quietly on a closed pipe.
@@ -15,9 +17,12 @@ pub mod clouds;
 pub mod config;
 pub mod domain;
 pub mod notify;
+pub mod remote;
+pub mod serde_duration;
 pub mod server;
 pub mod store;
 pub mod tasks;
+pub mod wiring;
 
 pub mod proto {
     #![allow(clippy::all, missing_docs)]

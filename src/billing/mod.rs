@@ -10,6 +10,7 @@
 //! counted, not rejected.
 pub mod accept;
 pub mod azure;
+pub mod cost_explorer;
 pub mod cur;
 pub mod detect;
 pub mod dims;

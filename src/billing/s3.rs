@@ -1,7 +1,7 @@
 //! Billing exports kept in S3 (CUR / Data Exports deliver there): parse an
 //! `s3://bucket/prefix` location, list the objects under it and fetch one object whole.
 //!
-//! The client comes from the shared `clouds::aws::sdk_config` (endpoint override, static
+//! The client comes from the shared `remote::aws::sdk_config` (endpoint override, static
 //! test credentials on loopback, retries, per-attempt timeout). With an endpoint override
 //! (moto_server, MinIO, LocalStack, a VPC endpoint) requests use path-style addressing
 //! (`http://host/bucket/key`), which stand-ins need; against the public AWS endpoint the
@@ -15,9 +15,9 @@ use std::fmt;
 use aws_sdk_s3::error::{ProvideErrorMetadata, SdkError};
 use chrono::{DateTime, Utc};
 
-use crate::clouds::aws::{AttemptCounter, endpoint_label, map_sdk_error, sdk_config};
-use crate::clouds::http::TokenGuard;
-use crate::clouds::{HttpSettings, SourceError};
+use crate::remote::aws::{AttemptCounter, endpoint_label, map_sdk_error, sdk_config};
+use crate::remote::http::TokenGuard;
+use crate::remote::{HttpSettings, SourceError};
 
 /// Largest page ListObjectsV2 returns.
 const PAGE_SIZE: i32 = 1000;
@@ -314,7 +314,7 @@ pub async fn get_object(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::clouds::aws::costexplorer::moto::Moto;
+    use crate::billing::cost_explorer::moto::Moto;
 
     #[test]
     fn parses_locations() {

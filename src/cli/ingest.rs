@@ -151,7 +151,7 @@ pub async fn run(a: IngestArgs, cfg: &Config) -> Result<(), CliError> {
     if a.path.starts_with("s3://") {
         let loc = crate::billing::s3::parse_s3_uri(&a.path)
             .map_err(|e| CliError::Usage(format!("{}: {e}", a.path)))?;
-        let settings = crate::clouds::HttpSettings {
+        let settings = crate::remote::HttpSettings {
             endpoint: a.s3_endpoint.clone(),
             ..Default::default()
         };

@@ -36,7 +36,7 @@ pub async fn run(a: CostExplorerArgs, cfg: &Config) -> Result<(), CliError> {
         .map_err(|_| CliError::Usage(format!("--from {}: expected YYYY-MM-DD", quote(&a.from))))?;
     let to = NaiveDate::parse_from_str(&a.to, "%Y-%m-%d")
         .map_err(|_| CliError::Usage(format!("--to {}: expected YYYY-MM-DD", quote(&a.to))))?;
-    let settings = crate::clouds::HttpSettings {
+    let settings = crate::remote::HttpSettings {
         endpoint: a.endpoint.clone(),
         ..Default::default()
     };

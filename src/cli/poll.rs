@@ -4,7 +4,8 @@ use clap::Args;
 
 use super::CliError;
 use super::setup::{DbArgs, shutdown_signal};
-use crate::config::{Config, SOURCE_NAMES};
+use crate::clouds::SOURCE_NAMES;
+use crate::config::Config;
 use crate::store::Store;
 
 #[derive(Args, Debug)]
@@ -38,7 +39,7 @@ pub async fn run(a: PollArgs, mut cfg: Config) -> Result<(), CliError> {
         }
     }
     cfg.validate()?;
-    let sources = crate::clouds::sources_from_config(&cfg.sources)
+    let sources = crate::wiring::sources_from_config(&cfg.sources)
         .await
         .map_err(|e| CliError::Usage(e.to_string()))?;
     if sources.is_empty() {

@@ -15,5 +15,6 @@ pub mod sanity;
 pub use catalog::{Catalog, PriceFilter, PricePage};
 pub use money::{Currency, Money};
 pub use offer::{
-    InstanceAttrs, Market, Offer, OfferKey, Provider, SpotBand, provider_spellings, same_provider,
+    InstanceAttrs, KnownInstances, Market, Offer, OfferKey, Provider, SpotBand, provider_spellings,
+    same_provider,
 };

@@ -1,5 +1,6 @@
 //! Offers: one price for one (provider, region, zone, instance type, market), with the
 //! instance's hardware attributes. Invariant: `zone` is `""` when a price is region-wide.
+use std::collections::HashMap;
 use std::fmt;
 use std::str::FromStr;
 
@@ -123,6 +124,10 @@ pub struct InstanceAttrs {
     /// "x86_64" or "arm64".
     pub arch: String,
 }
+
+/// Instance types the store already knows, so that sources which report only a price
+/// (Azure retail, AWS spot history) can still be matched to hardware.
+pub type KnownInstances = HashMap<(Provider, String), InstanceAttrs>;
 
 /// Identity of an offer: what a price is the price of.
 #[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]

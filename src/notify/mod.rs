@@ -27,24 +27,24 @@ pub struct AlertsConfig {
     /// Linked from every alert ("Open dashboard"), when set.
     pub dashboard_url: Option<String>,
     /// How often the outbox is polled for due messages.
-    #[serde(with = "humantime_serde_str")]
+    #[serde(with = "serde_duration")]
     pub outbox_interval: Duration,
     /// Retry delays: exponential from `retry_base` up to `retry_max`, with full jitter in
     /// between. Delivery never gives up: an outage delays alerts, it never drops them.
-    #[serde(with = "humantime_serde_str")]
+    #[serde(with = "serde_duration")]
     pub retry_base: Duration,
-    #[serde(with = "humantime_serde_str")]
+    #[serde(with = "serde_duration")]
     pub retry_max: Duration,
     /// How long a replica owns the rows it claimed; another replica may retry them after.
     /// Must exceed the longest send (the channel timeouts).
-    #[serde(with = "humantime_serde_str")]
+    #[serde(with = "serde_duration")]
     pub claim_lease: Duration,
     /// Rows claimed per poll.
     pub outbox_batch: i64,
     /// The tag whose values are listed as top contributors in alerts.
     pub contributor_tag_key: String,
     pub smtp: SmtpConfig,
-    #[serde(with = "humantime_serde_str")]
+    #[serde(with = "serde_duration")]
     pub slack_timeout: Duration,
 }
 
@@ -94,7 +94,7 @@ pub struct SmtpConfig {
     pub password: Option<String>,
     /// The From address, e.g. `bursar <finops@example.com>`.
     pub from: String,
-    #[serde(with = "humantime_serde_str")]
+    #[serde(with = "serde_duration")]
     pub timeout: Duration,
     /// PEM file of extra root certificates to trust, e.g. a private CA of an internal
     /// relay; added to the default roots. Unused with `tls = "none"`.
@@ -286,7 +286,7 @@ pub fn notifiers_from_config(cfg: &AlertsConfig) -> Result<Vec<Arc<dyn Notifier>
     ])
 }
 
-use crate::config::humantime_serde_str;
+use crate::serde_duration;
 
 #[cfg(test)]
 mod tests {

@@ -97,16 +97,10 @@ pub async fn run(
     let n = poller::refresh_catalog(&store, &catalog).await?;
     tracing::info!(offers = n, "catalog loaded");
 
-    let sources = crate::clouds::sources_from_config(&config.sources)
+    let sources = crate::wiring::sources_from_config(&config.sources)
         .await
         .map_err(|e| RunError::Config(e.to_string()))?;
-    let source_flags: Vec<(String, bool)> = crate::config::SOURCE_NAMES
-        .iter()
-        .map(|n| {
-            let enabled = config.sources.get(n).map(|s| s.enabled).unwrap_or(false);
-            (n.to_string(), enabled)
-        })
-        .collect();
+    let source_flags = crate::wiring::enabled_sources(&config.sources);
 
     let (stop_tx, stop_rx) = watch::channel(false);
     let mut loops = Vec::new();
@@ -175,7 +169,7 @@ pub async fn run(
     )));
     if config.cost_explorer.enabled {
         let ce = &config.cost_explorer;
-        let settings = crate::clouds::HttpSettings {
+        let settings = crate::remote::HttpSettings {
             endpoint: (!ce.endpoint.is_empty()).then(|| ce.endpoint.clone()),
             ..Default::default()
         };

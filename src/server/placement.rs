@@ -11,6 +11,7 @@ use tonic::{Request, Response, Status};
 
 use super::convert;
 use super::errors::{FieldError, store_status};
+use crate::clouds::source_kind;
 use crate::domain::Provider;
 use crate::domain::budget::{BudgetSnapshot, GateDecision, PlacementCost, apply_gate};
 use crate::domain::catalog::CatalogHandle;
@@ -376,12 +377,9 @@ pub async fn refresh_state(store: &Store, state: &PlacementState, enabled: &[(St
             let mut failing = [false; 3];
             for r in rows.iter().filter(|r| r.state == "failed") {
                 let enabled = enabled.iter().any(|(n, e)| n == &r.name && *e);
-                let p = match r.name.as_str() {
-                    "aws-ondemand" | "aws-spot" => Some(Provider::Aws),
-                    "gcp" => Some(Provider::Gcp),
-                    "azure" => Some(Provider::Azure),
-                    _ => None,
-                };
+                let p = source_kind(&r.name)
+                    .filter(|k| k.reports_prices)
+                    .map(|k| k.provider);
                 if let (true, Some(p)) = (enabled, p) {
                     failing[Provider::ALL.iter().position(|x| *x == p).unwrap_or(0)] = true;
                 }

@@ -8,7 +8,7 @@ use tonic::{Request, Response, Status};
 use super::convert;
 use super::errors::store_status;
 use super::placement::PlacementState;
-use crate::config::SOURCE_NAMES;
+use crate::clouds::{SOURCE_NAMES, source_kind};
 use crate::domain::catalog::CatalogHandle;
 use crate::proto;
 use crate::proto::pricing_service_server::PricingService;
@@ -66,10 +66,7 @@ impl PricingService for PricingApi {
             ));
         }
         // Offline inputs (seed, catalog import) appear once they have written prices.
-        for r in rows
-            .iter()
-            .filter(|r| !SOURCE_NAMES.contains(&r.name.as_str()))
-        {
+        for r in rows.iter().filter(|r| source_kind(&r.name).is_none()) {
             out.push(convert::source_status(&r.name, true, Some(r)));
         }
         Ok(Response::new(proto::GetSourceStatusResponse {

@@ -16,7 +16,7 @@ use std::time::Duration;
 use chrono::{DateTime, Utc};
 use rust_decimal::Decimal;
 
-use crate::clouds::KnownInstances;
+use crate::domain::KnownInstances;
 use crate::domain::egress::Units;
 use crate::domain::placement::AvailabilityMark;
 use crate::domain::{InstanceAttrs, Market, Offer, OfferKey, Provider, SpotBand};

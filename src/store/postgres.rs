@@ -11,7 +11,7 @@ use sqlx::{PgPool, Postgres, QueryBuilder, Row};
 use super::{
     CurrentPrices, DecisionRow, OfferRow, SourceStatusRow, StoreError, UpsertStats, redact_url,
 };
-use crate::clouds::KnownInstances;
+use crate::domain::KnownInstances;
 use crate::domain::egress::{Units, units_to_decimal};
 use crate::domain::placement::AvailabilityMark;
 use crate::domain::{InstanceAttrs, Offer, OfferKey, Provider, SpotBand};

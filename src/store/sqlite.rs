@@ -12,7 +12,7 @@ use sqlx::{QueryBuilder, Row, Sqlite, SqlitePool};
 use super::{
     CurrentPrices, DecisionRow, OfferRow, SourceStatusRow, StoreError, UpsertStats, redact_url,
 };
-use crate::clouds::KnownInstances;
+use crate::domain::KnownInstances;
 use crate::domain::egress::{Units, units_to_string};
 use crate::domain::placement::AvailabilityMark;
 use crate::domain::{InstanceAttrs, Offer, OfferKey, Provider, SpotBand};

@@ -9,7 +9,7 @@ use std::time::Duration;
 use chrono::{Days, NaiveDate, Utc};
 
 use crate::billing::{BillingFormat, ParseSummary};
-use crate::clouds::HttpSettings;
+use crate::remote::HttpSettings;
 use crate::store::Store;
 use crate::tasks::ingest::{IngestError, IngestReport, ingest_with};
 
@@ -20,7 +20,7 @@ pub async fn ingest_range(
     from: NaiveDate,
     to: NaiveDate,
 ) -> Result<IngestReport, IngestError> {
-    let result = crate::clouds::aws::costexplorer::cost_and_usage(settings, from, to)
+    let result = crate::billing::cost_explorer::cost_and_usage(settings, from, to)
         .await
         .map_err(|e| IngestError::Other(e.to_string()))?;
     let mut lines = result.lines;

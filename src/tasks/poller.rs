@@ -223,7 +223,8 @@ pub async fn refresh_loop(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::clouds::{KnownInstances, SourceBatch, SourceError};
+    use crate::clouds::{SourceBatch, SourceError};
+    use crate::domain::KnownInstances;
     use crate::domain::{Currency, Market, Offer, OfferKey, Provider};
 
     /// A feed that always answers with one offer.

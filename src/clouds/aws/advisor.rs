@@ -11,9 +11,9 @@ use serde::Deserialize;
 use serde_json::Value;
 use tokio::sync::OnceCell;
 
-use crate::clouds::http::{client as http_client, get_with_retry};
-use crate::clouds::{HttpSettings, KnownInstances, PriceSource, SourceBatch, SourceError};
-use crate::domain::{Provider, SpotBand};
+use crate::clouds::{HttpSettings, PriceSource, SourceBatch, SourceError};
+use crate::domain::{KnownInstances, Provider, SpotBand};
+use crate::remote::http::{client as http_client, get_with_retry};
 
 /// Source name.
 pub const NAME: &str = "aws-spot-advisor";
@@ -289,7 +289,7 @@ mod fetch_tests {
     use std::time::Duration;
 
     use super::*;
-    use crate::clouds::aws::stub::{Canned, serve};
+    use crate::remote::aws::stub::{Canned, serve};
 
     fn settings(url: String) -> HttpSettings {
         HttpSettings {

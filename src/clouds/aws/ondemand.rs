@@ -19,11 +19,11 @@ use serde_json::{Map, Value};
 use tokio::sync::OnceCell;
 
 use super::tables;
-use super::{AttemptCounter, endpoint_label, map_sdk_error, sdk_config};
-use crate::clouds::http::TokenGuard;
-use crate::clouds::{HttpSettings, KnownInstances, PriceSource, SourceBatch, SourceError};
+use crate::clouds::{HttpSettings, PriceSource, SourceBatch, SourceError};
 use crate::domain::money::parse_amount;
-use crate::domain::{Currency, InstanceAttrs, Market, Offer, OfferKey, Provider};
+use crate::domain::{Currency, InstanceAttrs, KnownInstances, Market, Offer, OfferKey, Provider};
+use crate::remote::aws::{AttemptCounter, endpoint_label, map_sdk_error, sdk_config};
+use crate::remote::http::TokenGuard;
 
 /// Source name, also written to `Offer::source`.
 pub const NAME: &str = "aws-ondemand";
@@ -667,7 +667,7 @@ mod sdk_tests {
     use std::time::Duration;
 
     use super::*;
-    use crate::clouds::aws::stub::{Canned, serve};
+    use crate::remote::aws::stub::{Canned, serve};
 
     const SAMPLES: &str = concat!(
         env!("CARGO_MANIFEST_DIR"),

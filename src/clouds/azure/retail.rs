@@ -20,10 +20,10 @@ use rust_decimal::Decimal;
 use serde::Deserialize;
 use serde_json::value::RawValue;
 
-use crate::clouds::http::{self, TokenGuard};
-use crate::clouds::{HttpSettings, KnownInstances, PriceSource, SourceBatch, SourceError};
+use crate::clouds::{HttpSettings, PriceSource, SourceBatch, SourceError};
 use crate::domain::money::parse_amount;
-use crate::domain::{Currency, Market, Offer, OfferKey, Provider};
+use crate::domain::{Currency, KnownInstances, Market, Offer, OfferKey, Provider};
+use crate::remote::http::{self, TokenGuard};
 
 /// Public endpoint of the Azure Retail Prices API.
 pub const DEFAULT_BASE_URL: &str = "https://prices.azure.com";

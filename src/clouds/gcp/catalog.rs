@@ -15,9 +15,9 @@ use rust_decimal::Decimal;
 use serde::Deserialize;
 
 use super::shapes::{self, MachineShape};
-use crate::clouds::http::{self, TokenGuard};
-use crate::clouds::{HttpSettings, KnownInstances, PriceSource, SourceBatch, SourceError};
-use crate::domain::{Currency, Market, Offer, OfferKey, Provider};
+use crate::clouds::{HttpSettings, PriceSource, SourceBatch, SourceError};
+use crate::domain::{Currency, KnownInstances, Market, Offer, OfferKey, Provider};
+use crate::remote::http::{self, TokenGuard};
 
 /// Public endpoint of the Cloud Billing Catalog API.
 pub const DEFAULT_BASE_URL: &str = "https://cloudbilling.googleapis.com";

@@ -37,11 +37,11 @@ use chrono::{DateTime, Datelike, NaiveDate, TimeZone, Utc};
 use rust_decimal::Decimal;
 use serde::Deserialize;
 
-use super::{AttemptCounter, endpoint_label, map_sdk_error, sdk_config};
-use crate::billing::{CostLine, LineDims};
-use crate::clouds::http::TokenGuard;
-use crate::clouds::{HttpSettings, SourceError};
+use super::{CostLine, LineDims};
 use crate::domain::money::parse_amount;
+use crate::remote::aws::{AttemptCounter, endpoint_label, map_sdk_error, sdk_config};
+use crate::remote::http::TokenGuard;
+use crate::remote::{HttpSettings, SourceError};
 
 /// Cost Explorer's one region.
 pub const REGION: &str = "us-east-1";
