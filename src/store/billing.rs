@@ -15,8 +15,7 @@ use rust_decimal::Decimal;
 use sqlx::sqlite::SqliteArguments;
 use sqlx::{Postgres, QueryBuilder, Row, Sqlite};
 
-use super::sqlite::SQLITE_BUSY_TIMEOUT_MS;
-use super::{Store, StoreError, is_sqlite_busy};
+use super::{SQLITE_BUSY_TIMEOUT_MS, Store, StoreError, is_sqlite_busy};
 use crate::billing::{CostLine, LineDims, Quarantined};
 
 /// One row of `ingest_run`.
@@ -82,35 +81,6 @@ pub struct SpendRow {
     pub billed: Decimal,
     pub effective: Decimal,
     pub lines: u64,
-}
-
-/// Tag keys usable in queries: no quotes or control characters.
-pub fn valid_tag_key(k: &str) -> bool {
-    !k.is_empty()
-        && k.len() <= crate::domain::limits::TAG_KEY.max_bytes
-        && !k.chars().any(|c| c == '"' || c == '\\' || c.is_control())
-}
-
-/// Why `k` cannot be a tag key in a query, if it cannot (see [`valid_tag_key`]).
-pub fn tag_key_problem(k: &str) -> Option<String> {
-    if k.is_empty() {
-        return Some("the tag key is empty".into());
-    }
-    if k.len() > crate::domain::limits::TAG_KEY.max_bytes {
-        return Some(format!(
-            "the tag key is {} bytes, more than {}",
-            k.len(),
-            crate::domain::limits::TAG_KEY.max_bytes
-        ));
-    }
-    k.chars()
-        .find(|c| *c == '"' || *c == '\\' || c.is_control())
-        .map(|c| {
-            format!(
-                "the tag key {} contains {c:?}; quotes, backslashes and control characters cannot be queried",
-                crate::domain::quote::quote(k)
-            )
-        })
 }
 
 fn bucket(t: DateTime<Utc>, g: Granularity, start: DateTime<Utc>) -> NaiveDate {

@@ -7,17 +7,21 @@
 //! Invariant: a claimed outbox row is leased to one sender (`claimed_until`); Postgres claims
 //! with `FOR UPDATE SKIP LOCKED`, SQLite with one atomic `UPDATE … RETURNING`.
 //! Invariant: `target` (an email address or a webhook URL) is a secret: the `Debug` of the
-//! types that carry it redacts it, and nothing here logs it.
+//! outbox types (`notify::outbox`) redacts it, and nothing here logs it.
 use std::collections::BTreeMap;
-use std::fmt;
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
 use rust_decimal::Decimal;
 use sqlx::{Postgres, QueryBuilder, Row, Sqlite};
 
-use super::billing::{SQLITE_LINES, from_sqlite_micros, sqlite_micros, valid_tag_key};
+use super::billing::{SQLITE_LINES, from_sqlite_micros, sqlite_micros};
 use super::{Store, StoreError};
+use crate::domain::egress_lines::{
+    NON_TRANSFER_CATEGORIES, egress_gb_per_unit, egress_unit_factor,
+};
+use crate::domain::tags::valid_tag_key;
+use crate::notify::outbox::{OutboxMessage, OutboxRow};
 
 /// One row of `budget`.
 #[derive(Debug, Clone, PartialEq)]
@@ -46,74 +50,6 @@ pub struct FiredAlert {
     pub fired_at: DateTime<Utc>,
 }
 
-/// A message to queue with a fired alert.
-#[derive(Clone, PartialEq)]
-pub struct OutboxMessage {
-    /// `email` or `slack`.
-    pub channel: String,
-    /// Email address or Slack webhook URL (secret).
-    pub target: String,
-    pub subject: String,
-    pub body_text: String,
-    pub body_html: String,
-    /// JSON (Slack Block Kit); empty for email.
-    pub slack_payload: String,
-}
-
-impl fmt::Debug for OutboxMessage {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("OutboxMessage")
-            .field("channel", &self.channel)
-            .field("target", &"<redacted>")
-            .field("subject", &self.subject)
-            .finish_non_exhaustive()
-    }
-}
-
-/// One row of `alert_outbox`.
-#[derive(Clone, PartialEq)]
-pub struct OutboxRow {
-    pub id: i64,
-    pub budget: String,
-    pub period_key: String,
-    pub threshold_key: String,
-    pub channel: String,
-    /// Email address or Slack webhook URL (secret).
-    pub target: String,
-    pub subject: String,
-    pub body_text: String,
-    pub body_html: String,
-    pub slack_payload: String,
-    /// `pending` or `delivered`.
-    pub state: String,
-    /// Delivery attempts made so far (failed ones and the successful one).
-    pub attempts: i64,
-    pub next_attempt_at: DateTime<Utc>,
-    pub claimed_until: Option<DateTime<Utc>>,
-    pub last_error: Option<String>,
-    pub created_at: DateTime<Utc>,
-    pub delivered_at: Option<DateTime<Utc>>,
-}
-
-impl fmt::Debug for OutboxRow {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("OutboxRow")
-            .field("id", &self.id)
-            .field("budget", &self.budget)
-            .field("period_key", &self.period_key)
-            .field("threshold_key", &self.threshold_key)
-            .field("channel", &self.channel)
-            .field("target", &"<redacted>")
-            .field("state", &self.state)
-            .field("attempts", &self.attempts)
-            .field("next_attempt_at", &self.next_attempt_at)
-            .field("claimed_until", &self.claimed_until)
-            .field("last_error", &self.last_error)
-            .field("delivered_at", &self.delivered_at)
-            .finish_non_exhaustive()
-    }
-}
-
 /// One row of `budget_evaluation` (history for dashboards).
 #[derive(Debug, Clone, PartialEq)]
 pub struct BudgetEvaluation {
@@ -130,7 +66,7 @@ pub struct BudgetEvaluation {
 }
 
 /// Which cost lines a budget covers; every set field must match (same semantics as the
-/// filters of `billing::SpendQuery`). Tag keys must pass `billing::valid_tag_key`.
+/// filters of `billing::SpendQuery`). Tag keys must pass `domain::tags::valid_tag_key`.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct BudgetSpendFilter {
     pub provider: Option<String>,
@@ -151,7 +87,7 @@ pub struct BudgetSpendRow {
     pub currency: String,
     pub billed: Decimal,
     pub effective: Decimal,
-    /// GB of data transfer on egress lines (see [`is_egress_line`]).
+    /// GB of data transfer on egress lines (see [`egress_gb_per_unit`]).
     pub egress_gb: Decimal,
 }
 
@@ -165,79 +101,6 @@ pub enum Contributor {
 
 /// Label of lines without a service name or without the tag, in `top_contributors`.
 pub const NO_VALUE: &str = "(none)";
-
-/// FOCUS service categories whose per-GB lines meter data *processed*, not moved (log
-/// ingestion, scanned bytes, analysed events): never egress.
-pub const NON_TRANSFER_CATEGORIES: [&str; 3] =
-    ["Analytics", "Management and Governance", "Security"];
-
-/// How many GB one unit of `unit` is, for plain data-volume units (GB, GiB, TB, TiB, MB, MiB,
-/// bytes and their long names, optionally with a count like Azure's `10 GB`); `None` for
-/// anything else, including time-integrated units such as `GB-Mo`, `GB Hours`,
-/// `Lambda-GB-Seconds`. Binary units convert exactly (1 GiB = 1.073741824 GB).
-pub fn egress_unit_factor(unit: &str) -> Option<Decimal> {
-    let u = unit.trim().to_ascii_lowercase();
-    let (count, base) = match u.split_once(' ') {
-        Some((n, rest)) if n.chars().all(|c| c.is_ascii_digit()) => {
-            (n.parse::<Decimal>().ok()?, rest.trim())
-        }
-        _ => (Decimal::ONE, u.as_str()),
-    };
-    let gb: Decimal = match base {
-        "b" | "byte" | "bytes" => Decimal::new(1, 9),
-        "kb" | "kilobyte" | "kilobytes" => Decimal::new(1, 6),
-        "kib" | "kibibyte" | "kibibytes" => Decimal::new(1024, 9),
-        "mb" | "megabyte" | "megabytes" => Decimal::new(1, 3),
-        "mib" | "mebibyte" | "mebibytes" => Decimal::new(1_048_576, 9),
-        "gb" | "gigabyte" | "gigabytes" => Decimal::ONE,
-        "gib" | "gibibyte" | "gibibytes" => Decimal::new(1_073_741_824, 9),
-        "tb" | "terabyte" | "terabytes" => Decimal::new(1000, 0),
-        "tib" | "tebibyte" | "tebibytes" => Decimal::new(1_099_511_627_776, 9),
-        "pb" | "petabyte" | "petabytes" => Decimal::new(1_000_000, 0),
-        "pib" | "pebibyte" | "pebibytes" => Decimal::new(1_125_899_906_842_624, 9),
-        _ => return None,
-    };
-    Some(count * gb)
-}
-
-/// The egress rule. A cost line is egress (data transfer) when all of:
-/// 1. its charge category is `Usage`;
-/// 2. it is measured in a plain data-volume unit ([`egress_unit_factor`]);
-/// 3. the provider charges for it: billed cost > 0 or list cost > 0;
-/// 4. its service category, when the export has one, is not one of
-///    [`NON_TRANSFER_CATEGORIES`].
-///
-/// Why: the stored columns carry no transfer direction (CUR's `UsageType` and FOCUS's
-/// `ChargeDescription` are not kept), but in every real sample in `../shared/data` inbound
-/// transfer (`DataTransfer-In-Bytes`, `AWS-In-Bytes`, "data transfer in per month") and
-/// free-tier lines are billed and listed at 0, while outbound, inter-region and inter-AZ
-/// transfer are charged per GB. Most AWS egress is reported under EC2 (FOCUS category
-/// `Compute`), so `service_category = 'Networking'` alone would miss it, and CUR and GCP
-/// exports have no service category at all. Per-GB processing charges on the same unit
-/// (NAT gateway, load balancer data processed; GuardDuty or log ingestion in CUR and GCP,
-/// which have no category to exclude them) still count: the rule errs towards more GB.
-/// On the samples: FOCUS `focus_sample.csv` → 272 lines, 5.25487946858897 GB; the
-/// anonymised CUR → its `*-Out-Bytes` lines plus billed inter-AZ `DataTransfer-Regional-Bytes`.
-pub fn is_egress_line(
-    charge_category: &str,
-    service_category: Option<&str>,
-    billed: Decimal,
-    list: Option<Decimal>,
-    unit: Option<&str>,
-) -> Option<Decimal> {
-    if charge_category != "Usage" {
-        return None;
-    }
-    if let Some(c) = service_category
-        && NON_TRANSFER_CATEGORIES.contains(&c)
-    {
-        return None;
-    }
-    if !(billed > Decimal::ZERO || list.is_some_and(|l| l > Decimal::ZERO)) {
-        return None;
-    }
-    egress_unit_factor(unit?)
-}
 
 fn money_text(d: Decimal) -> String {
     d.normalize().to_string()
@@ -806,7 +669,7 @@ impl Store {
 
     /// Exact spend of the lines matching `f` with a charge period starting in [start, end),
     /// summed per (charge period start, charge category, currency), with the GB of egress
-    /// lines ([`is_egress_line`]). The caller buckets into days in the budget's timezone.
+    /// lines ([`egress_gb_per_unit`]). The caller buckets into days in the budget's timezone.
     pub async fn budget_spend(
         &self,
         f: &BudgetSpendFilter,
@@ -842,7 +705,7 @@ impl Store {
                     let svc_cat: Option<&str> = r.try_get(6)?;
                     let qty: Option<&str> = r.try_get(7)?;
                     let unit: Option<&str> = r.try_get(8)?;
-                    let gb = match (qty, is_egress_line(&cat, svc_cat, billed, list, unit)) {
+                    let gb = match (qty, egress_gb_per_unit(&cat, svc_cat, billed, list, unit)) {
                         (Some(q), Some(factor)) => parse_dec("cost_line", q)? * factor,
                         _ => Decimal::ZERO,
                     };
@@ -1070,100 +933,5 @@ fn push_filter_pg(
             .push("::text, ")
             .push_bind(v.clone())
             .push("::text)");
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn d(s: &str) -> Decimal {
-        s.parse().unwrap()
-    }
-
-    #[test]
-    fn volume_units_convert_exactly_and_time_integrated_units_are_not_volume() {
-        assert_eq!(egress_unit_factor("GB"), Some(Decimal::ONE));
-        assert_eq!(egress_unit_factor("gibibyte"), Some(d("1.073741824")));
-        assert_eq!(egress_unit_factor("GiB"), Some(d("1.073741824")));
-        assert_eq!(egress_unit_factor("TB"), Some(d("1000")));
-        assert_eq!(egress_unit_factor("TiB"), Some(d("1099.511627776")));
-        assert_eq!(egress_unit_factor("bytes"), Some(d("0.000000001")));
-        assert_eq!(egress_unit_factor("10 GB"), Some(d("10")));
-        for u in [
-            "GB-Mo",
-            "GB-Months",
-            "GB Hours",
-            "GB Months",
-            "Lambda-GB-Seconds",
-            "GiB/Second-Months",
-            "Gigabyte Per Hour",
-            "Hours",
-            "Requests",
-            "",
-        ] {
-            assert_eq!(egress_unit_factor(u), None, "{u}");
-        }
-    }
-
-    #[test]
-    fn the_egress_rule() {
-        let gb = Some("GB");
-        let z = Decimal::ZERO;
-        let c = d("0.01");
-        assert_eq!(
-            is_egress_line("Usage", Some("Compute"), c, None, gb),
-            Some(Decimal::ONE)
-        );
-        assert_eq!(
-            is_egress_line("Usage", None, z, Some(c), gb),
-            Some(Decimal::ONE)
-        );
-        // Free inbound transfer, credits, non-volume units and processing categories are not.
-        assert_eq!(
-            is_egress_line("Usage", Some("Networking"), z, Some(z), gb),
-            None
-        );
-        assert_eq!(is_egress_line("Credit", None, c, None, gb), None);
-        assert_eq!(is_egress_line("Usage", None, c, None, Some("GB-Mo")), None);
-        assert_eq!(is_egress_line("Usage", None, c, None, None), None);
-        assert_eq!(
-            is_egress_line("Usage", Some("Management and Governance"), c, None, gb),
-            None
-        );
-    }
-
-    #[test]
-    fn debug_of_messages_and_rows_never_shows_the_target() {
-        let m = OutboxMessage {
-            channel: "slack".into(),
-            target: "https://hooks.slack.com/services/T000/B000/SECRETPATH".into(),
-            subject: "s".into(),
-            body_text: String::new(),
-            body_html: String::new(),
-            slack_payload: "{}".into(),
-        };
-        assert!(!format!("{m:?}").contains("SECRETPATH"));
-        let now = Utc::now();
-        let r = OutboxRow {
-            id: 1,
-            budget: "b".into(),
-            period_key: "p".into(),
-            threshold_key: "t".into(),
-            channel: "email".into(),
-            target: "cfo@example.com".into(),
-            subject: "s".into(),
-            body_text: String::new(),
-            body_html: String::new(),
-            slack_payload: String::new(),
-            state: "pending".into(),
-            attempts: 0,
-            next_attempt_at: now,
-            claimed_until: None,
-            last_error: None,
-            created_at: now,
-            delivered_at: None,
-        };
-        assert!(!format!("{r:?}").contains("cfo@example.com"));
     }
 }

@@ -329,6 +329,10 @@ pub enum Store {
     Postgres(postgres::PgStore),
 }
 
+/// How long a SQLite statement waits for another connection's write lock before failing
+/// (the pool's connections; an ingest's own connection after it holds the lock).
+pub const SQLITE_BUSY_TIMEOUT_MS: u64 = 10_000;
+
 /// Pause between a background writer's tries (a poll's write, a decision-log batch) while
 /// another writer holds a SQLite database; each try also waits out the busy timeout first.
 pub const BUSY_RETRY: Duration = Duration::from_secs(1);

@@ -10,7 +10,8 @@ use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, S
 use sqlx::{QueryBuilder, Row, Sqlite, SqlitePool};
 
 use super::{
-    CurrentPrices, DecisionRow, OfferRow, SourceStatusRow, StoreError, UpsertStats, redact_url,
+    CurrentPrices, DecisionRow, OfferRow, SQLITE_BUSY_TIMEOUT_MS, SourceStatusRow, StoreError,
+    UpsertStats, redact_url,
 };
 use crate::clouds::KnownInstances;
 use crate::domain::egress::{Units, units_to_string};
@@ -21,9 +22,6 @@ static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/sqlite")
 
 /// Rows per multi-row statement (10 columns each, under SQLite's 32766 parameters).
 const CHUNK: usize = 1000;
-
-/// How long a statement waits for another connection's write lock before failing.
-pub(crate) const SQLITE_BUSY_TIMEOUT_MS: u64 = 10_000;
 
 #[derive(Clone)]
 pub struct SqliteStore {
