@@ -939,18 +939,11 @@ impl IngestTx {
         let ranges = std::mem::take(&mut self.ranges);
         self.range_of.clear();
         for chunk in ranges.chunks(500) {
-            match &mut self.backend {
-                Backend::Sqlite(st) => {
-                    let mut qb = QueryBuilder::<Sqlite>::new(RANGE_INSERT);
-                    push_ranges(&mut qb, chunk, run_id);
-                    qb.build().execute(&mut **st.tx().await?).await?;
-                }
-                Backend::Postgres(pg) => {
-                    let mut qb = QueryBuilder::<Postgres>::new(RANGE_INSERT);
-                    push_ranges(&mut qb, chunk, run_id);
-                    qb.build().execute(&mut **pg.tx().await?).await?;
-                }
-            }
+            both!(&mut self.backend, Backend, |st, _spell| {
+                let mut qb = QueryBuilder::new(RANGE_INSERT);
+                push_ranges(&mut qb, chunk, run_id);
+                qb.build().execute(&mut **st.tx().await?).await?;
+            });
         }
         if let Backend::Postgres(pg) = &mut self.backend {
             let mut n = 0;
@@ -1025,34 +1018,22 @@ impl IngestTx {
     /// on Postgres its row lock is held only for the commit) for every server's budget gate.
     pub async fn commit(mut self) -> Result<(), StoreError> {
         self.record_ranges().await?;
-        match self {
-            IngestTx {
-                backend: Backend::Sqlite(st),
-                ..
-            } => {
-                let mut tx = st.into_tx().await?;
-                super::bump_spend_generation(&mut tx).await?;
-                tx.commit().await?
-            }
-            IngestTx {
-                backend: Backend::Postgres(pg),
-                ..
-            } => {
-                let mut tx = pg.into_tx().await?;
-                super::bump_spend_generation(&mut tx).await?;
-                tx.commit().await?
-            }
-        }
+        both!(self.backend, Backend, |st, _spell| {
+            let mut tx = st.into_tx().await?;
+            super::bump_spend_generation(&mut tx).await?;
+            tx.commit().await?
+        });
         Ok(())
     }
 
     /// Discards everything written in this transaction (a rejected file) and lets go of the
     /// database for the next writer.
     pub async fn rollback(self) -> Result<(), StoreError> {
-        match self.backend {
-            Backend::Sqlite(st) => st.into_tx().await?.rollback().await?,
-            Backend::Postgres(pg) => pg.into_tx().await?.rollback().await?,
-        }
+        both!(self.backend, Backend, |st, _spell| st
+            .into_tx()
+            .await?
+            .rollback()
+            .await?);
         Ok(())
     }
 }
