@@ -411,36 +411,41 @@ async fn sqlite_begin_immediate(
     pool: &sqlx::SqlitePool,
     wait: std::time::Duration,
 ) -> Result<SqliteTx, StoreError> {
-    for patient in [false, true] {
-        let mut conn = pool.acquire().await?;
-        conn.close_on_drop();
-        let ms = if patient {
-            wait.as_millis().min(i32::MAX as u128)
-        } else {
-            0
-        };
-        sqlx::query(&format!("PRAGMA busy_timeout = {ms}"))
-            .execute(&mut *conn)
-            .await?;
-        match sqlx::Transaction::begin(conn, Some("BEGIN IMMEDIATE".into())).await {
-            Ok(mut tx) => {
-                // Later statements wait as long as the pool's other connections do.
-                sqlx::query(&format!("PRAGMA busy_timeout = {SQLITE_BUSY_TIMEOUT_MS}"))
-                    .execute(&mut *tx)
-                    .await?;
-                return Ok(tx);
-            }
-            Err(e) if is_sqlite_busy(&e) && !patient => {
-                tracing::info!(
-                    wait = %humantime::format_duration(wait),
-                    "another writer holds the SQLite database; waiting for it before ingesting"
-                );
-            }
-            Err(e) if is_sqlite_busy(&e) => return Err(StoreError::Busy { waited: wait }),
-            Err(e) => return Err(e.into()),
-        }
+    if let Some(tx) = sqlite_immediate_within(pool, 0).await? {
+        return Ok(tx);
     }
-    unreachable!("the second try returns")
+    tracing::info!(
+        wait = %humantime::format_duration(wait),
+        "another writer holds the SQLite database; waiting for it before ingesting"
+    );
+    let ms = wait.as_millis().min(i32::MAX as u128);
+    sqlite_immediate_within(pool, ms)
+        .await?
+        .ok_or(StoreError::Busy { waited: wait })
+}
+
+/// `BEGIN IMMEDIATE` on a connection of its own if another writer lets go of the database
+/// within `busy_ms` milliseconds, else `None`. The transaction's later statements wait as
+/// long as the pool's other connections do.
+async fn sqlite_immediate_within(
+    pool: &sqlx::SqlitePool,
+    busy_ms: u128,
+) -> Result<Option<SqliteTx>, StoreError> {
+    let mut conn = pool.acquire().await?;
+    conn.close_on_drop();
+    sqlx::query(&format!("PRAGMA busy_timeout = {busy_ms}"))
+        .execute(&mut *conn)
+        .await?;
+    match sqlx::Transaction::begin(conn, Some("BEGIN IMMEDIATE".into())).await {
+        Ok(mut tx) => {
+            sqlx::query(&format!("PRAGMA busy_timeout = {SQLITE_BUSY_TIMEOUT_MS}"))
+                .execute(&mut *tx)
+                .await?;
+            Ok(Some(tx))
+        }
+        Err(e) if is_sqlite_busy(&e) => Ok(None),
+        Err(e) => Err(e.into()),
+    }
 }
 
 /// Postgres: this run's turn at ingesting (a transaction-scoped advisory lock), waiting up
@@ -641,28 +646,6 @@ macro_rules! interrupt_expired {
     }};
 }
 
-/// `BEGIN IMMEDIATE` if no other writer holds the SQLite database at this moment, else
-/// `None` (no waiting).
-async fn sqlite_try_begin_immediate(
-    pool: &sqlx::SqlitePool,
-) -> Result<Option<SqliteTx>, StoreError> {
-    let mut conn = pool.acquire().await?;
-    conn.close_on_drop();
-    sqlx::query("PRAGMA busy_timeout = 0")
-        .execute(&mut *conn)
-        .await?;
-    match sqlx::Transaction::begin(conn, Some("BEGIN IMMEDIATE".into())).await {
-        Ok(mut tx) => {
-            sqlx::query(&format!("PRAGMA busy_timeout = {SQLITE_BUSY_TIMEOUT_MS}"))
-                .execute(&mut *tx)
-                .await?;
-            Ok(Some(tx))
-        }
-        Err(e) if is_sqlite_busy(&e) => Ok(None),
-        Err(e) => Err(e.into()),
-    }
-}
-
 impl super::sqlite::SqliteStore {
     /// A write to `ingest_run` that waits its turn like an ingest (`BEGIN IMMEDIATE`, up to
     /// the store's ingest lock wait).
@@ -672,7 +655,7 @@ impl super::sqlite::SqliteStore {
 
     /// `begin_run_write` if no other writer holds the database now, else `None`.
     async fn try_begin_run_write(&self) -> Result<Option<SqliteTx>, StoreError> {
-        sqlite_try_begin_immediate(self.pool()).await
+        sqlite_immediate_within(self.pool(), 0).await
     }
 }
 
