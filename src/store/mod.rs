@@ -1,6 +1,9 @@
-//! Persistence: one `Store` with an implementation per backend (`sqlite.rs`, `postgres.rs`)
-//! and per-backend migrations under `migrations/{sqlite,postgres}`, applied by `migrate`.
-//! The same story tests (tests/store.rs) run against both.
+//! Persistence: one `Store` over two backends, with per-backend migrations under
+//! `migrations/{sqlite,postgres}`, applied by `migrate`. SQL is shared one way (`sql.rs`:
+//! written once in Postgres spelling, run per backend by `both!`): `catalog.rs`,
+//! `billing.rs` and `budgets.rs` write each query once; `sqlite.rs` and `postgres.rs` keep
+//! only connecting and the bulk writes whose SQL really differs. The same story tests
+//! (tests/store.rs) run against both.
 //!
 //! Invariant: money is exact on both backends (SQLite TEXT decimal strings, Postgres NUMERIC).
 //! Invariant: re-writing an unchanged price adds no `price_observation` row.

@@ -1,6 +1,7 @@
-//! Postgres backend: for teams and several replicas. Money as NUMERIC; batches are written
-//! with one `INSERT ... SELECT FROM UNNEST($1::text[], ...)` per chunk, so a chunk of any size
-//! is one round trip with one prepared statement.
+//! Postgres backend: for teams and several replicas. Money as NUMERIC. What only Postgres
+//! spells this way: connecting, and the bulk writes of prices, hardware, bands (one
+//! `INSERT ... SELECT FROM UNNEST($1::text[], ...)` per chunk, so a chunk of any size is one
+//! round trip with one prepared statement) and decisions.
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};

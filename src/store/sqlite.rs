@@ -1,6 +1,7 @@
 //! SQLite backend: the embedded default. WAL journal, one writer at a time, money as exact
-//! decimal TEXT. Multi-row INSERT ... ON CONFLICT in chunks that stay under SQLite's bound
-//! parameter limit.
+//! decimal TEXT. What only SQLite spells this way: connecting, and the bulk writes of
+//! prices, hardware, bands (multi-row INSERT ... ON CONFLICT in chunks that stay under
+//! SQLite's bound parameter limit) and decisions.
 use std::str::FromStr;
 use std::time::Duration;
 
