@@ -757,7 +757,7 @@ impl Config {
                 detail: e.message,
             })?;
             if let Some(t) = &b.scope.tag
-                && !crate::store::billing::valid_tag_key(&t.key)
+                && !crate::domain::tags::valid_tag_key(&t.key)
             {
                 return Err(ConfigError::Field {
                     field: format!("budgets[{i}].scope.tag.key"),

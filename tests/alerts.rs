@@ -766,7 +766,7 @@ async fn secrets_never_show_in_debug_or_errors() {
     let email = EmailNotifier::new(&cfg.smtp).unwrap();
     let dead = format!("http://127.0.0.1:{}{WEBHOOK_PATH}", common::free_port());
     let now = Utc::now();
-    let row = |channel: &str, target: String| bursar::store::budgets::OutboxRow {
+    let row = |channel: &str, target: String| bursar::notify::outbox::OutboxRow {
         id: 1,
         budget: "b".into(),
         period_key: "p".into(),
@@ -864,7 +864,7 @@ async fn budget_spend_egress_and_top_contributors_on_the_focus_sample() {
         // Totals from focus-sample/SOURCE.md (exact decimal sums of the CSV).
         assert_eq!(sum(|r| r.billed), dec("20.52022672899"), "{b}");
         assert_eq!(sum(|r| r.effective), dec("14.97651418586"), "{b}");
-        // The egress rule (see store::budgets::is_egress_line), summed by hand in Python.
+        // The egress rule (see domain::egress_lines::egress_gb_per_unit), summed by hand in Python.
         assert_eq!(sum(|r| r.egress_gb), dec("5.25487946858897"), "{b}");
         assert!(
             rows.iter()

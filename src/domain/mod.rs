@@ -3,6 +3,7 @@
 pub mod budget;
 pub mod catalog;
 pub mod egress;
+pub mod egress_lines;
 pub mod forecast;
 pub mod limits;
 pub mod money;
@@ -11,6 +12,7 @@ pub mod placement;
 pub mod quote;
 pub mod regions;
 pub mod sanity;
+pub mod tags;
 
 pub use catalog::{Catalog, PriceFilter, PricePage};
 pub use money::{Currency, Money};

@@ -13,7 +13,7 @@ use lettre::transport::smtp::client::{Certificate, Tls, TlsParameters};
 use lettre::{AsyncSmtpTransport, AsyncTransport, Message, Tokio1Executor};
 
 use super::{Notifier, NotifyError, SmtpConfig, SmtpTls, scrub};
-use crate::store::budgets::OutboxRow;
+use crate::notify::outbox::OutboxRow;
 
 /// Sends `email` outbox rows through one SMTP server.
 pub struct EmailNotifier {

@@ -7,6 +7,7 @@
 //! in a `NotifyError`, a `Debug` of the configuration, or a log line.
 //! API boundary: a notifier sends one stored outbox row; it knows nothing of budgets.
 pub mod email;
+pub mod outbox;
 pub mod render;
 pub mod slack;
 
@@ -18,7 +19,7 @@ use async_trait::async_trait;
 use rand::Rng;
 use serde::Deserialize;
 
-use crate::store::budgets::OutboxRow;
+use outbox::OutboxRow;
 
 /// `[alerts]`: how budget alerts are delivered.
 #[derive(Clone, Debug, Deserialize, PartialEq)]
@@ -174,7 +175,7 @@ impl AlertsConfig {
         if self.outbox_batch < 1 {
             return err("outbox_batch", "must be at least 1".into());
         }
-        if !crate::store::billing::valid_tag_key(&self.contributor_tag_key) {
+        if !crate::domain::tags::valid_tag_key(&self.contributor_tag_key) {
             return err(
                 "contributor_tag_key",
                 format!("{:?} is not a usable tag key", self.contributor_tag_key),

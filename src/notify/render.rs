@@ -5,7 +5,7 @@ use chrono::NaiveDate;
 use rust_decimal::{Decimal, RoundingStrategy};
 use serde_json::{Value, json};
 
-use crate::store::budgets::OutboxMessage;
+use crate::notify::outbox::OutboxMessage;
 
 /// Everything an alert message says.
 #[derive(Debug, Clone, PartialEq)]

@@ -6,7 +6,7 @@ use std::time::Duration;
 use async_trait::async_trait;
 
 use super::{Notifier, NotifyError, error_chain, scrub};
-use crate::store::budgets::OutboxRow;
+use crate::notify::outbox::OutboxRow;
 
 /// Longest part of a rejection body kept in the error (Slack answers e.g. `invalid_payload`).
 const MAX_BODY: usize = 200;

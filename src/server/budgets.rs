@@ -26,10 +26,10 @@ use crate::domain::budget::{
 use crate::domain::limits;
 use crate::domain::money::parse_amount;
 use crate::domain::quote::{clip, quote};
+use crate::domain::tags::{tag_key_problem, valid_tag_key};
 use crate::proto;
 use crate::proto::budget_service_server::BudgetService;
 use crate::store::Store;
-use crate::store::billing::{tag_key_problem, valid_tag_key};
 use crate::store::budgets::BudgetRow;
 use crate::tasks::budgets::{BudgetEngine, EngineError, Evaluated};
 

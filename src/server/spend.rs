@@ -9,10 +9,11 @@ use super::convert::{limited, timestamp};
 use super::errors::{FieldError, store_status};
 use crate::domain::limits;
 use crate::domain::quote::quote;
+use crate::domain::tags::{tag_key_problem, valid_tag_key};
 use crate::proto;
 use crate::proto::spend_service_server::SpendService;
 use crate::store::Store;
-use crate::store::billing::{Granularity, GroupBy, SpendQuery, tag_key_problem, valid_tag_key};
+use crate::store::billing::{Granularity, GroupBy, SpendQuery};
 
 pub struct SpendApi {
     pub store: Store,

@@ -15,8 +15,8 @@ use rust_decimal::Decimal;
 use sqlx::sqlite::SqliteArguments;
 use sqlx::{Postgres, QueryBuilder, Row, Sqlite};
 
-use super::sqlite::SQLITE_BUSY_TIMEOUT_MS;
-use super::{Store, StoreError, is_sqlite_busy};
+use super::sql::{both, money_text};
+use super::{SQLITE_BUSY_TIMEOUT_MS, Store, StoreError, is_sqlite_busy};
 use crate::billing::{CostLine, LineDims, Quarantined};
 
 /// One row of `ingest_run`.
@@ -84,35 +84,6 @@ pub struct SpendRow {
     pub lines: u64,
 }
 
-/// Tag keys usable in queries: no quotes or control characters.
-pub fn valid_tag_key(k: &str) -> bool {
-    !k.is_empty()
-        && k.len() <= crate::domain::limits::TAG_KEY.max_bytes
-        && !k.chars().any(|c| c == '"' || c == '\\' || c.is_control())
-}
-
-/// Why `k` cannot be a tag key in a query, if it cannot (see [`valid_tag_key`]).
-pub fn tag_key_problem(k: &str) -> Option<String> {
-    if k.is_empty() {
-        return Some("the tag key is empty".into());
-    }
-    if k.len() > crate::domain::limits::TAG_KEY.max_bytes {
-        return Some(format!(
-            "the tag key is {} bytes, more than {}",
-            k.len(),
-            crate::domain::limits::TAG_KEY.max_bytes
-        ));
-    }
-    k.chars()
-        .find(|c| *c == '"' || *c == '\\' || c.is_control())
-        .map(|c| {
-            format!(
-                "the tag key {} contains {c:?}; quotes, backslashes and control characters cannot be queried",
-                crate::domain::quote::quote(k)
-            )
-        })
-}
-
 fn bucket(t: DateTime<Utc>, g: Granularity, start: DateTime<Utc>) -> NaiveDate {
     let d = t.date_naive();
     match g {
@@ -120,10 +91,6 @@ fn bucket(t: DateTime<Utc>, g: Granularity, start: DateTime<Utc>) -> NaiveDate {
         Granularity::Month => NaiveDate::from_ymd_opt(d.year(), d.month(), 1).unwrap_or(d),
         Granularity::Total => start.date_naive(),
     }
-}
-
-fn money_text(d: Decimal) -> String {
-    d.normalize().to_string()
 }
 
 fn parse_dec(s: &str) -> Result<Decimal, StoreError> {
@@ -444,36 +411,41 @@ async fn sqlite_begin_immediate(
     pool: &sqlx::SqlitePool,
     wait: std::time::Duration,
 ) -> Result<SqliteTx, StoreError> {
-    for patient in [false, true] {
-        let mut conn = pool.acquire().await?;
-        conn.close_on_drop();
-        let ms = if patient {
-            wait.as_millis().min(i32::MAX as u128)
-        } else {
-            0
-        };
-        sqlx::query(&format!("PRAGMA busy_timeout = {ms}"))
-            .execute(&mut *conn)
-            .await?;
-        match sqlx::Transaction::begin(conn, Some("BEGIN IMMEDIATE".into())).await {
-            Ok(mut tx) => {
-                // Later statements wait as long as the pool's other connections do.
-                sqlx::query(&format!("PRAGMA busy_timeout = {SQLITE_BUSY_TIMEOUT_MS}"))
-                    .execute(&mut *tx)
-                    .await?;
-                return Ok(tx);
-            }
-            Err(e) if is_sqlite_busy(&e) && !patient => {
-                tracing::info!(
-                    wait = %humantime::format_duration(wait),
-                    "another writer holds the SQLite database; waiting for it before ingesting"
-                );
-            }
-            Err(e) if is_sqlite_busy(&e) => return Err(StoreError::Busy { waited: wait }),
-            Err(e) => return Err(e.into()),
-        }
+    if let Some(tx) = sqlite_immediate_within(pool, 0).await? {
+        return Ok(tx);
     }
-    unreachable!("the second try returns")
+    tracing::info!(
+        wait = %humantime::format_duration(wait),
+        "another writer holds the SQLite database; waiting for it before ingesting"
+    );
+    let ms = wait.as_millis().min(i32::MAX as u128);
+    sqlite_immediate_within(pool, ms)
+        .await?
+        .ok_or(StoreError::Busy { waited: wait })
+}
+
+/// `BEGIN IMMEDIATE` on a connection of its own if another writer lets go of the database
+/// within `busy_ms` milliseconds, else `None`. The transaction's later statements wait as
+/// long as the pool's other connections do.
+async fn sqlite_immediate_within(
+    pool: &sqlx::SqlitePool,
+    busy_ms: u128,
+) -> Result<Option<SqliteTx>, StoreError> {
+    let mut conn = pool.acquire().await?;
+    conn.close_on_drop();
+    sqlx::query(&format!("PRAGMA busy_timeout = {busy_ms}"))
+        .execute(&mut *conn)
+        .await?;
+    match sqlx::Transaction::begin(conn, Some("BEGIN IMMEDIATE".into())).await {
+        Ok(mut tx) => {
+            sqlx::query(&format!("PRAGMA busy_timeout = {SQLITE_BUSY_TIMEOUT_MS}"))
+                .execute(&mut *tx)
+                .await?;
+            Ok(Some(tx))
+        }
+        Err(e) if is_sqlite_busy(&e) => Ok(None),
+        Err(e) => Err(e.into()),
+    }
 }
 
 /// Postgres: this run's turn at ingesting (a transaction-scoped advisory lock), waiting up
@@ -591,44 +563,6 @@ const SQLITE_INGEST_PRAGMAS: [&str; 2] =
 const COLS: &str = "id, range_id, dims_id, source_line, billed_cost, effective_cost, list_cost, \
      consumed_quantity, charge_period_start, charge_period_end";
 
-/// A statement written for Postgres, as SQLite spells it: `$N` placeholders become `?N`
-/// and "IS NOT DISTINCT FROM" becomes `IS`.
-fn sqlite_spelling(sql: &str) -> String {
-    sql.replace("IS NOT DISTINCT FROM", "IS").replace('$', "?")
-}
-
-/// Runs one statement, written for Postgres (`sqlite_spelling` adapts it), with the same
-/// binds inside the ingest transaction on either backend; evaluates to the number of rows
-/// affected, or with `fetch_all` first, to the rows (`query_as`).
-macro_rules! in_tx {
-    ($tx:expr, $sql:expr, |$q:ident| $binds:expr) => {
-        match &mut $tx.backend {
-            Backend::Sqlite(st) => {
-                let sql = sqlite_spelling($sql);
-                let $q = sqlx::query(&sql);
-                $binds.execute(&mut **st.tx().await?).await?.rows_affected()
-            }
-            Backend::Postgres(pg) => {
-                let $q = sqlx::query($sql);
-                $binds.execute(&mut **pg.tx().await?).await?.rows_affected()
-            }
-        }
-    };
-    (fetch_all $tx:expr, $sql:expr, |$q:ident| $binds:expr) => {
-        match &mut $tx.backend {
-            Backend::Sqlite(st) => {
-                let sql = sqlite_spelling($sql);
-                let $q = sqlx::query_as(&sql);
-                $binds.fetch_all(&mut **st.tx().await?).await?
-            }
-            Backend::Postgres(pg) => {
-                let $q = sqlx::query_as($sql);
-                $binds.fetch_all(&mut **pg.tx().await?).await?
-            }
-        }
-    };
-}
-
 /// The same code over a `SqliteRow` or a `PgRow` (columns in `RUN_COLS` order).
 macro_rules! run_from_row {
     ($r:expr) => {
@@ -685,7 +619,7 @@ pub struct QuarantineRow {
 }
 
 /// Marks `interrupted` the `running` runs of transaction `$tx` whose lease ran out before
-/// `$now`, and evaluates to their ids. `$spell` adapts the Postgres spelling of a statement.
+/// `$now`, and evaluates to their ids. `$spell` is the backend's spelling (`both!`).
 macro_rules! interrupt_expired {
     ($tx:expr, $now:expr, $spell:expr) => {{
         const RUNNING: &str = "SELECT id, lease_until FROM ingest_run WHERE status = 'running'";
@@ -693,10 +627,11 @@ macro_rules! interrupt_expired {
              error = $3 WHERE id = $1 AND status = 'running' AND lease_until IS NOT DISTINCT FROM $4";
         let running: Vec<(String, Option<DateTime<Utc>>)> =
             sqlx::query_as(&$spell(RUNNING)).fetch_all(&mut *$tx).await?;
+        let interrupt = $spell(INTERRUPT);
         let mut gone = Vec::new();
         for (id, lease) in running {
             if lease_expired(lease, $now) {
-                sqlx::query(&$spell(INTERRUPT))
+                sqlx::query(&interrupt)
                     .bind(&id)
                     .bind($now)
                     .bind(interrupted_error(lease))
@@ -711,25 +646,28 @@ macro_rules! interrupt_expired {
     }};
 }
 
-/// `BEGIN IMMEDIATE` if no other writer holds the SQLite database at this moment, else
-/// `None` (no waiting).
-async fn sqlite_try_begin_immediate(
-    pool: &sqlx::SqlitePool,
-) -> Result<Option<SqliteTx>, StoreError> {
-    let mut conn = pool.acquire().await?;
-    conn.close_on_drop();
-    sqlx::query("PRAGMA busy_timeout = 0")
-        .execute(&mut *conn)
-        .await?;
-    match sqlx::Transaction::begin(conn, Some("BEGIN IMMEDIATE".into())).await {
-        Ok(mut tx) => {
-            sqlx::query(&format!("PRAGMA busy_timeout = {SQLITE_BUSY_TIMEOUT_MS}"))
-                .execute(&mut *tx)
-                .await?;
-            Ok(Some(tx))
-        }
-        Err(e) if is_sqlite_busy(&e) => Ok(None),
-        Err(e) => Err(e.into()),
+impl super::sqlite::SqliteStore {
+    /// A write to `ingest_run` that waits its turn like an ingest (`BEGIN IMMEDIATE`, up to
+    /// the store's ingest lock wait).
+    async fn begin_run_write(&self) -> Result<SqliteTx, StoreError> {
+        sqlite_begin_immediate(self.pool(), self.ingest_lock_wait).await
+    }
+
+    /// `begin_run_write` if no other writer holds the database now, else `None`.
+    async fn try_begin_run_write(&self) -> Result<Option<SqliteTx>, StoreError> {
+        sqlite_immediate_within(self.pool(), 0).await
+    }
+}
+
+impl super::postgres::PgStore {
+    /// A write to `ingest_run`: rows lock on their own, nothing to wait for first.
+    async fn begin_run_write(&self) -> Result<PgTx, StoreError> {
+        Ok(self.pool().begin().await?)
+    }
+
+    /// Always a transaction (see `SqliteStore::try_begin_run_write`).
+    async fn try_begin_run_write(&self) -> Result<Option<PgTx>, StoreError> {
+        Ok(Some(self.begin_run_write().await?))
     }
 }
 
@@ -755,24 +693,41 @@ impl IngestTx {
         const DELETE_RANGE: &str = "DELETE FROM cost_range WHERE id = $1";
         const DELETE_DIMS: &str = "DELETE FROM cost_dims WHERE ingest_run_id = $1 \
              AND NOT EXISTS (SELECT 1 FROM cost_range WHERE ingest_run_id = $1)";
-        let older: Vec<(i64, String, i64, i64)> = in_tx!(fetch_all self, OLDER, |q| q
-            .bind(scope)
-            .bind(run_id)
-            .bind(format)
-            .bind(variant));
-        let mut n = 0;
-        let mut runs: Vec<&str> = Vec::new();
-        for (range, run, first, last) in &older {
-            n += in_tx!(self, DELETE_LINES, |q| q.bind(first).bind(last).bind(range));
-            in_tx!(self, DELETE_RANGE, |q| q.bind(range));
-            if !runs.contains(&run.as_str()) {
-                runs.push(run);
+        both!(&mut self.backend, Backend, |st, spell| {
+            let tx = st.tx().await?;
+            let older: Vec<(i64, String, i64, i64)> = sqlx::query_as(&spell(OLDER))
+                .bind(scope)
+                .bind(run_id)
+                .bind(format)
+                .bind(variant)
+                .fetch_all(&mut **tx)
+                .await?;
+            let mut n = 0;
+            let mut runs: Vec<&str> = Vec::new();
+            for (range, run, first, last) in &older {
+                n += sqlx::query(&spell(DELETE_LINES))
+                    .bind(first)
+                    .bind(last)
+                    .bind(range)
+                    .execute(&mut **tx)
+                    .await?
+                    .rows_affected();
+                sqlx::query(&spell(DELETE_RANGE))
+                    .bind(range)
+                    .execute(&mut **tx)
+                    .await?;
+                if !runs.contains(&run.as_str()) {
+                    runs.push(run);
+                }
             }
-        }
-        for run in runs {
-            in_tx!(self, DELETE_DIMS, |q| q.bind(run));
-        }
-        Ok(n)
+            for run in runs {
+                sqlx::query(&spell(DELETE_DIMS))
+                    .bind(run)
+                    .execute(&mut **tx)
+                    .await?;
+            }
+            Ok(n)
+        })
     }
 
     /// The first ids of this run's blocks: one past every id any run has used in each
@@ -967,18 +922,11 @@ impl IngestTx {
         let ranges = std::mem::take(&mut self.ranges);
         self.range_of.clear();
         for chunk in ranges.chunks(500) {
-            match &mut self.backend {
-                Backend::Sqlite(st) => {
-                    let mut qb = QueryBuilder::<Sqlite>::new(RANGE_INSERT);
-                    push_ranges(&mut qb, chunk, run_id);
-                    qb.build().execute(&mut **st.tx().await?).await?;
-                }
-                Backend::Postgres(pg) => {
-                    let mut qb = QueryBuilder::<Postgres>::new(RANGE_INSERT);
-                    push_ranges(&mut qb, chunk, run_id);
-                    qb.build().execute(&mut **pg.tx().await?).await?;
-                }
-            }
+            both!(&mut self.backend, Backend, |st, _spell| {
+                let mut qb = QueryBuilder::new(RANGE_INSERT);
+                push_ranges(&mut qb, chunk, run_id);
+                qb.build().execute(&mut **st.tx().await?).await?;
+            });
         }
         if let Backend::Postgres(pg) = &mut self.backend {
             let mut n = 0;
@@ -1003,16 +951,22 @@ impl IngestTx {
     ) -> Result<(), StoreError> {
         const SQL: &str = "INSERT INTO ingest_quarantine \
              (ingest_run_id, file, line, column_name, reason, raw) VALUES ($1, $2, $3, $4, $5, $6)";
-        for q in rows {
-            let raw: String = q.raw.chars().take(4000).collect();
-            in_tx!(self, SQL, |query| query
-                .bind(run_id)
-                .bind(file)
-                .bind(q.line as i64)
-                .bind(q.column.as_deref())
-                .bind(&q.reason)
-                .bind(&raw));
-        }
+        both!(&mut self.backend, Backend, |st, spell| {
+            let tx = st.tx().await?;
+            let sql = spell(SQL);
+            for q in rows {
+                let raw: String = q.raw.chars().take(4000).collect();
+                sqlx::query(&sql)
+                    .bind(run_id)
+                    .bind(file)
+                    .bind(q.line as i64)
+                    .bind(q.column.as_deref())
+                    .bind(&q.reason)
+                    .bind(&raw)
+                    .execute(&mut **tx)
+                    .await?;
+            }
+        });
         Ok(())
     }
 
@@ -1022,19 +976,24 @@ impl IngestTx {
         const SQL: &str = "UPDATE ingest_run SET finished_at = $2, format = $3, variant = $4, \
              status = $5, rows_read = $6, rows_stored = $7, rows_quarantined = $8, deviations = $9, \
              totals = $10, scopes = $11, error = $12 WHERE id = $1";
-        in_tx!(self, SQL, |query| query
-            .bind(&r.id)
-            .bind(r.finished_at)
-            .bind(r.format.as_deref())
-            .bind(r.variant.as_deref())
-            .bind(&r.status)
-            .bind(r.rows_read)
-            .bind(r.rows_stored)
-            .bind(r.rows_quarantined)
-            .bind(&r.deviations)
-            .bind(&r.totals)
-            .bind(&r.scopes)
-            .bind(r.error.as_deref()));
+        both!(&mut self.backend, Backend, |st, spell| sqlx::query(&spell(
+            SQL
+        ))
+        .bind(&r.id)
+        .bind(r.finished_at)
+        .bind(r.format.as_deref())
+        .bind(r.variant.as_deref())
+        .bind(&r.status)
+        .bind(r.rows_read)
+        .bind(r.rows_stored)
+        .bind(r.rows_quarantined)
+        .bind(&r.deviations)
+        .bind(&r.totals)
+        .bind(&r.scopes)
+        .bind(r.error.as_deref())
+        .execute(&mut **st.tx().await?)
+        .await?
+        .rows_affected());
         Ok(())
     }
 
@@ -1042,34 +1001,22 @@ impl IngestTx {
     /// on Postgres its row lock is held only for the commit) for every server's budget gate.
     pub async fn commit(mut self) -> Result<(), StoreError> {
         self.record_ranges().await?;
-        match self {
-            IngestTx {
-                backend: Backend::Sqlite(st),
-                ..
-            } => {
-                let mut tx = st.into_tx().await?;
-                super::bump_spend_generation(&mut tx).await?;
-                tx.commit().await?
-            }
-            IngestTx {
-                backend: Backend::Postgres(pg),
-                ..
-            } => {
-                let mut tx = pg.into_tx().await?;
-                super::bump_spend_generation(&mut tx).await?;
-                tx.commit().await?
-            }
-        }
+        both!(self.backend, Backend, |st, _spell| {
+            let mut tx = st.into_tx().await?;
+            super::bump_spend_generation(&mut tx).await?;
+            tx.commit().await?
+        });
         Ok(())
     }
 
     /// Discards everything written in this transaction (a rejected file) and lets go of the
     /// database for the next writer.
     pub async fn rollback(self) -> Result<(), StoreError> {
-        match self.backend {
-            Backend::Sqlite(st) => st.into_tx().await?.rollback().await?,
-            Backend::Postgres(pg) => pg.into_tx().await?.rollback().await?,
-        }
+        both!(self.backend, Backend, |st, _spell| st
+            .into_tx()
+            .await?
+            .rollback()
+            .await?);
         Ok(())
     }
 }
@@ -1090,33 +1037,19 @@ impl Store {
         const SQL: &str = "INSERT INTO ingest_run (id, started_at, source, status, lease_until) \
              VALUES ($1, $2, $3, 'running', $4)";
         let lease = at + self.ingest_lease();
-        match self {
+        both!(self, Store, |s, spell| {
             // Waits, like the ingest itself, for another ingest to let go of the database.
-            Store::Sqlite(s) => {
-                let mut tx = sqlite_begin_immediate(s.pool(), s.ingest_lock_wait).await?;
-                interrupt_expired!(tx, at, sqlite_spelling);
-                sqlx::query(&sqlite_spelling(SQL))
-                    .bind(id)
-                    .bind(at)
-                    .bind(source)
-                    .bind(lease)
-                    .execute(&mut *tx)
-                    .await?;
-                tx.commit().await?;
-            }
-            Store::Postgres(s) => {
-                let mut tx = s.pool().begin().await?;
-                interrupt_expired!(tx, at, str::to_string);
-                sqlx::query(SQL)
-                    .bind(id)
-                    .bind(at)
-                    .bind(source)
-                    .bind(lease)
-                    .execute(&mut *tx)
-                    .await?;
-                tx.commit().await?;
-            }
-        }
+            let mut tx = s.begin_run_write().await?;
+            interrupt_expired!(tx, at, spell);
+            sqlx::query(&spell(SQL))
+                .bind(id)
+                .bind(at)
+                .bind(source)
+                .bind(lease)
+                .execute(&mut *tx)
+                .await?;
+            tx.commit().await?;
+        });
         Ok(())
     }
 
@@ -1145,7 +1078,7 @@ impl Store {
                 sqlx::query("PRAGMA busy_timeout = 200")
                     .execute(&mut *conn)
                     .await?;
-                match sqlx::query(&sqlite_spelling(SQL))
+                match sqlx::query(&super::sql::sqlite_spelling(SQL))
                     .bind(id)
                     .bind(lease)
                     .execute(&mut *conn)
@@ -1174,22 +1107,14 @@ impl Store {
         &self,
         now: DateTime<Utc>,
     ) -> Result<Vec<String>, StoreError> {
-        match self {
-            Store::Sqlite(s) => {
-                let Some(mut tx) = sqlite_try_begin_immediate(s.pool()).await? else {
-                    return Ok(Vec::new());
-                };
-                let gone = interrupt_expired!(tx, now, sqlite_spelling);
-                tx.commit().await?;
-                Ok(gone)
-            }
-            Store::Postgres(s) => {
-                let mut tx = s.pool().begin().await?;
-                let gone = interrupt_expired!(tx, now, str::to_string);
-                tx.commit().await?;
-                Ok(gone)
-            }
-        }
+        both!(self, Store, |s, spell| {
+            let Some(mut tx) = s.try_begin_run_write().await? else {
+                return Ok(Vec::new());
+            };
+            let gone = interrupt_expired!(tx, now, spell);
+            tx.commit().await?;
+            Ok(gone)
+        })
     }
 
     /// The quarantined rows of run `run`, in the order they were found, after the row with
@@ -1204,32 +1129,18 @@ impl Store {
         const PAGE: &str = "SELECT id, file, line, column_name, reason, raw FROM ingest_quarantine \
              WHERE ingest_run_id = $1 AND id > $2 ORDER BY id LIMIT $3";
         type Q = (i64, String, i64, Option<String>, String, String);
-        let (known, rows): (i64, Vec<Q>) = match self {
-            Store::Sqlite(s) => (
-                sqlx::query_scalar(&sqlite_spelling(RUN))
-                    .bind(run)
-                    .fetch_one(s.pool())
-                    .await?,
-                sqlx::query_as(&sqlite_spelling(PAGE))
-                    .bind(run)
-                    .bind(after)
-                    .bind(limit)
-                    .fetch_all(s.pool())
-                    .await?,
-            ),
-            Store::Postgres(s) => (
-                sqlx::query_scalar(RUN)
-                    .bind(run)
-                    .fetch_one(s.pool())
-                    .await?,
-                sqlx::query_as(PAGE)
-                    .bind(run)
-                    .bind(after)
-                    .bind(limit)
-                    .fetch_all(s.pool())
-                    .await?,
-            ),
-        };
+        let (known, rows): (i64, Vec<Q>) = both!(self, Store, |s, spell| (
+            sqlx::query_scalar(&spell(RUN))
+                .bind(run)
+                .fetch_one(s.pool())
+                .await?,
+            sqlx::query_as(&spell(PAGE))
+                .bind(run)
+                .bind(after)
+                .bind(limit)
+                .fetch_all(s.pool())
+                .await?,
+        ));
         if known == 0 {
             return Ok(None);
         }
@@ -1271,28 +1182,18 @@ impl Store {
         at: DateTime<Utc>,
         text: &str,
     ) -> Result<(), StoreError> {
-        match self {
-            // Waits, like the ingest itself, for another ingest to let go of the database:
-            // a run is recorded (and its failure too) however long the one ahead takes.
-            Store::Sqlite(s) => {
-                let mut tx = sqlite_begin_immediate(s.pool(), s.ingest_lock_wait).await?;
-                sqlx::query(&sqlite_spelling(sql))
-                    .bind(id)
-                    .bind(at)
-                    .bind(text)
-                    .execute(&mut *tx)
-                    .await?;
-                tx.commit().await?;
-            }
-            Store::Postgres(s) => {
-                sqlx::query(sql)
-                    .bind(id)
-                    .bind(at)
-                    .bind(text)
-                    .execute(s.pool())
-                    .await?;
-            }
-        }
+        // Waits, like the ingest itself, for another ingest to let go of the database: a run
+        // is recorded (and its failure too) however long the one ahead takes.
+        both!(self, Store, |s, spell| {
+            let mut tx = s.begin_run_write().await?;
+            sqlx::query(&spell(sql))
+                .bind(id)
+                .bind(at)
+                .bind(text)
+                .execute(&mut *tx)
+                .await?;
+            tx.commit().await?;
+        });
         Ok(())
     }
 
@@ -1331,40 +1232,23 @@ impl Store {
 
     /// Newest first.
     pub async fn list_ingest_runs(&self, limit: i64) -> Result<Vec<IngestRunRow>, StoreError> {
-        match self {
-            Store::Sqlite(s) => {
-                let rows = sqlx::query(&format!(
-                    "SELECT {RUN_COLS} FROM ingest_run ORDER BY started_at DESC, id DESC LIMIT ?1"
-                ))
+        let sql =
+            format!("SELECT {RUN_COLS} FROM ingest_run ORDER BY started_at DESC, id DESC LIMIT $1");
+        both!(self, Store, |s, spell| {
+            let rows = sqlx::query(&spell(&sql))
                 .bind(limit)
                 .fetch_all(s.pool())
                 .await?;
-                rows.iter().map(|r| Ok(run_from_row!(r))).collect()
-            }
-            Store::Postgres(s) => {
-                let rows = sqlx::query(&format!(
-                    "SELECT {RUN_COLS} FROM ingest_run ORDER BY started_at DESC, id DESC LIMIT $1"
-                ))
-                .bind(limit)
-                .fetch_all(s.pool())
-                .await?;
-                rows.iter().map(|r| Ok(run_from_row!(r))).collect()
-            }
-        }
+            rows.iter().map(|r| Ok(run_from_row!(r))).collect()
+        })
     }
 
     pub async fn count_cost_lines(&self) -> Result<u64, StoreError> {
-        match self {
-            Store::Sqlite(s) => s.count("cost_fact").await,
-            Store::Postgres(s) => s.count("cost_fact").await,
-        }
+        self.count("cost_fact").await
     }
 
     pub async fn count_quarantined(&self) -> Result<u64, StoreError> {
-        match self {
-            Store::Sqlite(s) => s.count("ingest_quarantine").await,
-            Store::Postgres(s) => s.count("ingest_quarantine").await,
-        }
+        self.count("ingest_quarantine").await
     }
 
     /// Exact spend, grouped and bucketed.

@@ -7,17 +7,22 @@
 //! Invariant: a claimed outbox row is leased to one sender (`claimed_until`); Postgres claims
 //! with `FOR UPDATE SKIP LOCKED`, SQLite with one atomic `UPDATE … RETURNING`.
 //! Invariant: `target` (an email address or a webhook URL) is a secret: the `Debug` of the
-//! types that carry it redacts it, and nothing here logs it.
+//! outbox types (`notify::outbox`) redacts it, and nothing here logs it.
 use std::collections::BTreeMap;
-use std::fmt;
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
 use rust_decimal::Decimal;
 use sqlx::{Postgres, QueryBuilder, Row, Sqlite};
 
-use super::billing::{SQLITE_LINES, from_sqlite_micros, sqlite_micros, valid_tag_key};
+use super::billing::{SQLITE_LINES, from_sqlite_micros, sqlite_micros};
+use super::sql::{BindMoney, MoneyRow, both};
 use super::{Store, StoreError};
+use crate::domain::egress_lines::{
+    NON_TRANSFER_CATEGORIES, egress_gb_per_unit, egress_unit_factor,
+};
+use crate::domain::tags::valid_tag_key;
+use crate::notify::outbox::{OutboxMessage, OutboxRow};
 
 /// One row of `budget`.
 #[derive(Debug, Clone, PartialEq)]
@@ -46,74 +51,6 @@ pub struct FiredAlert {
     pub fired_at: DateTime<Utc>,
 }
 
-/// A message to queue with a fired alert.
-#[derive(Clone, PartialEq)]
-pub struct OutboxMessage {
-    /// `email` or `slack`.
-    pub channel: String,
-    /// Email address or Slack webhook URL (secret).
-    pub target: String,
-    pub subject: String,
-    pub body_text: String,
-    pub body_html: String,
-    /// JSON (Slack Block Kit); empty for email.
-    pub slack_payload: String,
-}
-
-impl fmt::Debug for OutboxMessage {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("OutboxMessage")
-            .field("channel", &self.channel)
-            .field("target", &"<redacted>")
-            .field("subject", &self.subject)
-            .finish_non_exhaustive()
-    }
-}
-
-/// One row of `alert_outbox`.
-#[derive(Clone, PartialEq)]
-pub struct OutboxRow {
-    pub id: i64,
-    pub budget: String,
-    pub period_key: String,
-    pub threshold_key: String,
-    pub channel: String,
-    /// Email address or Slack webhook URL (secret).
-    pub target: String,
-    pub subject: String,
-    pub body_text: String,
-    pub body_html: String,
-    pub slack_payload: String,
-    /// `pending` or `delivered`.
-    pub state: String,
-    /// Delivery attempts made so far (failed ones and the successful one).
-    pub attempts: i64,
-    pub next_attempt_at: DateTime<Utc>,
-    pub claimed_until: Option<DateTime<Utc>>,
-    pub last_error: Option<String>,
-    pub created_at: DateTime<Utc>,
-    pub delivered_at: Option<DateTime<Utc>>,
-}
-
-impl fmt::Debug for OutboxRow {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("OutboxRow")
-            .field("id", &self.id)
-            .field("budget", &self.budget)
-            .field("period_key", &self.period_key)
-            .field("threshold_key", &self.threshold_key)
-            .field("channel", &self.channel)
-            .field("target", &"<redacted>")
-            .field("state", &self.state)
-            .field("attempts", &self.attempts)
-            .field("next_attempt_at", &self.next_attempt_at)
-            .field("claimed_until", &self.claimed_until)
-            .field("last_error", &self.last_error)
-            .field("delivered_at", &self.delivered_at)
-            .finish_non_exhaustive()
-    }
-}
-
 /// One row of `budget_evaluation` (history for dashboards).
 #[derive(Debug, Clone, PartialEq)]
 pub struct BudgetEvaluation {
@@ -130,7 +67,7 @@ pub struct BudgetEvaluation {
 }
 
 /// Which cost lines a budget covers; every set field must match (same semantics as the
-/// filters of `billing::SpendQuery`). Tag keys must pass `billing::valid_tag_key`.
+/// filters of `billing::SpendQuery`). Tag keys must pass `domain::tags::valid_tag_key`.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct BudgetSpendFilter {
     pub provider: Option<String>,
@@ -151,7 +88,7 @@ pub struct BudgetSpendRow {
     pub currency: String,
     pub billed: Decimal,
     pub effective: Decimal,
-    /// GB of data transfer on egress lines (see [`is_egress_line`]).
+    /// GB of data transfer on egress lines (see [`egress_gb_per_unit`]).
     pub egress_gb: Decimal,
 }
 
@@ -165,83 +102,6 @@ pub enum Contributor {
 
 /// Label of lines without a service name or without the tag, in `top_contributors`.
 pub const NO_VALUE: &str = "(none)";
-
-/// FOCUS service categories whose per-GB lines meter data *processed*, not moved (log
-/// ingestion, scanned bytes, analysed events): never egress.
-pub const NON_TRANSFER_CATEGORIES: [&str; 3] =
-    ["Analytics", "Management and Governance", "Security"];
-
-/// How many GB one unit of `unit` is, for plain data-volume units (GB, GiB, TB, TiB, MB, MiB,
-/// bytes and their long names, optionally with a count like Azure's `10 GB`); `None` for
-/// anything else, including time-integrated units such as `GB-Mo`, `GB Hours`,
-/// `Lambda-GB-Seconds`. Binary units convert exactly (1 GiB = 1.073741824 GB).
-pub fn egress_unit_factor(unit: &str) -> Option<Decimal> {
-    let u = unit.trim().to_ascii_lowercase();
-    let (count, base) = match u.split_once(' ') {
-        Some((n, rest)) if n.chars().all(|c| c.is_ascii_digit()) => {
-            (n.parse::<Decimal>().ok()?, rest.trim())
-        }
-        _ => (Decimal::ONE, u.as_str()),
-    };
-    let gb: Decimal = match base {
-        "b" | "byte" | "bytes" => Decimal::new(1, 9),
-        "kb" | "kilobyte" | "kilobytes" => Decimal::new(1, 6),
-        "kib" | "kibibyte" | "kibibytes" => Decimal::new(1024, 9),
-        "mb" | "megabyte" | "megabytes" => Decimal::new(1, 3),
-        "mib" | "mebibyte" | "mebibytes" => Decimal::new(1_048_576, 9),
-        "gb" | "gigabyte" | "gigabytes" => Decimal::ONE,
-        "gib" | "gibibyte" | "gibibytes" => Decimal::new(1_073_741_824, 9),
-        "tb" | "terabyte" | "terabytes" => Decimal::new(1000, 0),
-        "tib" | "tebibyte" | "tebibytes" => Decimal::new(1_099_511_627_776, 9),
-        "pb" | "petabyte" | "petabytes" => Decimal::new(1_000_000, 0),
-        "pib" | "pebibyte" | "pebibytes" => Decimal::new(1_125_899_906_842_624, 9),
-        _ => return None,
-    };
-    Some(count * gb)
-}
-
-/// The egress rule. A cost line is egress (data transfer) when all of:
-/// 1. its charge category is `Usage`;
-/// 2. it is measured in a plain data-volume unit ([`egress_unit_factor`]);
-/// 3. the provider charges for it: billed cost > 0 or list cost > 0;
-/// 4. its service category, when the export has one, is not one of
-///    [`NON_TRANSFER_CATEGORIES`].
-///
-/// Why: the stored columns carry no transfer direction (CUR's `UsageType` and FOCUS's
-/// `ChargeDescription` are not kept), but in every real sample in `../shared/data` inbound
-/// transfer (`DataTransfer-In-Bytes`, `AWS-In-Bytes`, "data transfer in per month") and
-/// free-tier lines are billed and listed at 0, while outbound, inter-region and inter-AZ
-/// transfer are charged per GB. Most AWS egress is reported under EC2 (FOCUS category
-/// `Compute`), so `service_category = 'Networking'` alone would miss it, and CUR and GCP
-/// exports have no service category at all. Per-GB processing charges on the same unit
-/// (NAT gateway, load balancer data processed; GuardDuty or log ingestion in CUR and GCP,
-/// which have no category to exclude them) still count: the rule errs towards more GB.
-/// On the samples: FOCUS `focus_sample.csv` → 272 lines, 5.25487946858897 GB; the
-/// anonymised CUR → its `*-Out-Bytes` lines plus billed inter-AZ `DataTransfer-Regional-Bytes`.
-pub fn is_egress_line(
-    charge_category: &str,
-    service_category: Option<&str>,
-    billed: Decimal,
-    list: Option<Decimal>,
-    unit: Option<&str>,
-) -> Option<Decimal> {
-    if charge_category != "Usage" {
-        return None;
-    }
-    if let Some(c) = service_category
-        && NON_TRANSFER_CATEGORIES.contains(&c)
-    {
-        return None;
-    }
-    if !(billed > Decimal::ZERO || list.is_some_and(|l| l > Decimal::ZERO)) {
-        return None;
-    }
-    egress_unit_factor(unit?)
-}
-
-fn money_text(d: Decimal) -> String {
-    d.normalize().to_string()
-}
 
 fn parse_dec(table: &'static str, s: &str) -> Result<Decimal, StoreError> {
     crate::domain::money::parse_amount(s).map_err(|e| StoreError::Corrupt {
@@ -305,57 +165,6 @@ macro_rules! outbox_from_row {
     };
 }
 
-/// One statement written in Postgres placeholders (SQLite reads `$N` as `?N`) with the same
-/// binds on both backends; evaluates to the number of rows affected.
-macro_rules! execute {
-    ($store:expr, $sql:expr $(, $b:expr)* $(,)?) => {{
-        let sql: &str = $sql;
-        match $store {
-            Store::Sqlite(s) => sqlx::query(&sql.replace('$', "?"))
-                $(.bind($b))*
-                .execute(s.pool())
-                .await?
-                .rows_affected(),
-            Store::Postgres(s) => sqlx::query(sql)
-                $(.bind($b))*
-                .execute(s.pool())
-                .await?
-                .rows_affected(),
-        }
-    }};
-}
-
-/// Like `execute!`, collecting the rows through `$conv` (a macro taking the row).
-macro_rules! fetch_all {
-    ($store:expr, $conv:ident, $sql:expr $(, $b:expr)* $(,)?) => {{
-        let sql: &str = $sql;
-        match $store {
-            Store::Sqlite(s) => {
-                let rows = sqlx::query(&sql.replace('$', "?"))
-                    $(.bind($b))*
-                    .fetch_all(s.pool())
-                    .await?;
-                let mut out = Vec::with_capacity(rows.len());
-                for r in &rows {
-                    out.push($conv!(r));
-                }
-                out
-            }
-            Store::Postgres(s) => {
-                let rows = sqlx::query(sql)
-                    $(.bind($b))*
-                    .fetch_all(s.pool())
-                    .await?;
-                let mut out = Vec::with_capacity(rows.len());
-                for r in &rows {
-                    out.push($conv!(r));
-                }
-                out
-            }
-        }
-    }};
-}
-
 fn bad_tag_key(k: &str) -> StoreError {
     StoreError::Query(sqlx::Error::InvalidArgument(format!(
         "tag key {k:?} cannot be queried (empty, too long, or contains quotes, backslashes or control characters)"
@@ -372,16 +181,17 @@ impl Store {
         spec: &str,
         origin: &str,
     ) -> Result<bool, StoreError> {
+        const SQL: &str = "INSERT INTO budget (name, spec, origin, created_at, updated_at) \
+             VALUES ($1, $2, $3, $4, $4) ON CONFLICT (name) DO NOTHING";
         let now = Utc::now();
-        let n = execute!(
-            self,
-            "INSERT INTO budget (name, spec, origin, created_at, updated_at) VALUES ($1, $2, $3, $4, $4) \
-             ON CONFLICT (name) DO NOTHING",
-            name,
-            spec,
-            origin,
-            now,
-        );
+        let n = both!(self, Store, |s, spell| sqlx::query(&spell(SQL))
+            .bind(name)
+            .bind(spec)
+            .bind(origin)
+            .bind(now)
+            .execute(s.pool())
+            .await?
+            .rows_affected());
         Ok(n == 1)
     }
 
@@ -392,14 +202,17 @@ impl Store {
         spec: &str,
         origin: &str,
     ) -> Result<bool, StoreError> {
-        let n = execute!(
-            self,
-            "UPDATE budget SET spec = $2, origin = $3, updated_at = $4 WHERE name = $1",
-            name,
-            spec,
-            origin,
-            Utc::now(),
-        );
+        const SQL: &str =
+            "UPDATE budget SET spec = $2, origin = $3, updated_at = $4 WHERE name = $1";
+        let now = Utc::now();
+        let n = both!(self, Store, |s, spell| sqlx::query(&spell(SQL))
+            .bind(name)
+            .bind(spec)
+            .bind(origin)
+            .bind(now)
+            .execute(s.pool())
+            .await?
+            .rows_affected());
         Ok(n > 0)
     }
 
@@ -411,43 +224,55 @@ impl Store {
         spec: &str,
         origin: &str,
     ) -> Result<(), StoreError> {
-        execute!(
-            self,
-            "INSERT INTO budget (name, spec, origin, created_at, updated_at) VALUES ($1, $2, $3, $4, $4) \
+        const SQL: &str = "INSERT INTO budget (name, spec, origin, created_at, updated_at) \
+             VALUES ($1, $2, $3, $4, $4) \
              ON CONFLICT (name) DO UPDATE SET spec = excluded.spec, origin = excluded.origin, \
              updated_at = CASE WHEN budget.spec <> excluded.spec OR budget.origin <> excluded.origin \
-                 THEN excluded.updated_at ELSE budget.updated_at END",
-            name,
-            spec,
-            origin,
-            Utc::now(),
-        );
+                 THEN excluded.updated_at ELSE budget.updated_at END";
+        let now = Utc::now();
+        both!(self, Store, |s, spell| sqlx::query(&spell(SQL))
+            .bind(name)
+            .bind(spec)
+            .bind(origin)
+            .bind(now)
+            .execute(s.pool())
+            .await?
+            .rows_affected());
         Ok(())
     }
 
     /// Deletes a budget; `false` if there was none. Its fired alerts and history stay.
     pub async fn delete_budget(&self, name: &str) -> Result<bool, StoreError> {
-        let n = execute!(self, "DELETE FROM budget WHERE name = $1", name);
+        const SQL: &str = "DELETE FROM budget WHERE name = $1";
+        let n = both!(self, Store, |s, spell| sqlx::query(&spell(SQL))
+            .bind(name)
+            .execute(s.pool())
+            .await?
+            .rows_affected());
         Ok(n > 0)
     }
 
     pub async fn get_budget(&self, name: &str) -> Result<Option<BudgetRow>, StoreError> {
-        let rows = fetch_all!(
-            self,
-            budget_from_row,
-            &format!("SELECT {BUDGET_COLS} FROM budget WHERE name = $1"),
-            name
-        );
-        Ok(rows.into_iter().next())
+        let sql = format!("SELECT {BUDGET_COLS} FROM budget WHERE name = $1");
+        both!(self, Store, |s, spell| {
+            match sqlx::query(&spell(&sql))
+                .bind(name)
+                .fetch_optional(s.pool())
+                .await?
+            {
+                Some(r) => Ok(Some(budget_from_row!(r))),
+                None => Ok(None),
+            }
+        })
     }
 
     /// Every budget, ordered by name.
     pub async fn list_budgets(&self) -> Result<Vec<BudgetRow>, StoreError> {
-        Ok(fetch_all!(
-            self,
-            budget_from_row,
-            &format!("SELECT {BUDGET_COLS} FROM budget ORDER BY name")
-        ))
+        let sql = format!("SELECT {BUDGET_COLS} FROM budget ORDER BY name");
+        both!(self, Store, |s, spell| {
+            let rows = sqlx::query(&spell(&sql)).fetch_all(s.pool()).await?;
+            rows.iter().map(|r| Ok(budget_from_row!(r))).collect()
+        })
     }
 
     // ---- alerts and the outbox ------------------------------------------------------------
@@ -460,73 +285,46 @@ impl Store {
         alert: &FiredAlert,
         messages: &[OutboxMessage],
     ) -> Result<bool, StoreError> {
-        let a = alert;
-        let insert_alert = "INSERT INTO budget_alert (budget, period_key, threshold_key, fired_at, \
-             actual, forecast, amount, currency) VALUES ($1, $2, $3, $4, $5, $6, $7, $8) \
+        const INSERT_ALERT: &str = "INSERT INTO budget_alert (budget, period_key, threshold_key, \
+             fired_at, actual, forecast, amount, currency) VALUES ($1, $2, $3, $4, $5, $6, $7, $8) \
              ON CONFLICT (budget, period_key, threshold_key) DO NOTHING";
-        macro_rules! queue {
-            ($tx:expr, $sql:expr) => {
-                for m in messages {
-                    sqlx::query($sql)
-                        .bind(&a.budget)
-                        .bind(&a.period_key)
-                        .bind(&a.threshold_key)
-                        .bind(&m.channel)
-                        .bind(&m.target)
-                        .bind(&m.subject)
-                        .bind(&m.body_text)
-                        .bind(&m.body_html)
-                        .bind(&m.slack_payload)
-                        .bind(a.fired_at)
-                        .execute(&mut *$tx)
-                        .await?;
-                }
-            };
-        }
-        match self {
-            Store::Sqlite(s) => {
-                let mut tx = s.pool().begin().await?;
-                let n = sqlx::query(&insert_alert.replace('$', "?"))
+        let a = alert;
+        both!(self, Store, |s, spell| {
+            let mut tx = s.pool().begin().await?;
+            let n = sqlx::query(&spell(INSERT_ALERT))
+                .bind(&a.budget)
+                .bind(&a.period_key)
+                .bind(&a.threshold_key)
+                .bind(a.fired_at)
+                .bind_money(a.actual)
+                .bind_money(a.forecast)
+                .bind_money(a.amount)
+                .bind(&a.currency)
+                .execute(&mut *tx)
+                .await?
+                .rows_affected();
+            if n == 0 {
+                tx.rollback().await?;
+                return Ok(false);
+            }
+            let insert_outbox = spell(INSERT_OUTBOX);
+            for m in messages {
+                sqlx::query(&insert_outbox)
                     .bind(&a.budget)
                     .bind(&a.period_key)
                     .bind(&a.threshold_key)
+                    .bind(&m.channel)
+                    .bind(&m.target)
+                    .bind(&m.subject)
+                    .bind(&m.body_text)
+                    .bind(&m.body_html)
+                    .bind(&m.slack_payload)
                     .bind(a.fired_at)
-                    .bind(money_text(a.actual))
-                    .bind(money_text(a.forecast))
-                    .bind(money_text(a.amount))
-                    .bind(&a.currency)
                     .execute(&mut *tx)
-                    .await?
-                    .rows_affected();
-                if n == 0 {
-                    tx.rollback().await?;
-                    return Ok(false);
-                }
-                queue!(tx, &INSERT_OUTBOX.replace('$', "?"));
-                tx.commit().await?;
+                    .await?;
             }
-            Store::Postgres(s) => {
-                let mut tx = s.pool().begin().await?;
-                let n = sqlx::query(insert_alert)
-                    .bind(&a.budget)
-                    .bind(&a.period_key)
-                    .bind(&a.threshold_key)
-                    .bind(a.fired_at)
-                    .bind(a.actual.normalize())
-                    .bind(a.forecast.normalize())
-                    .bind(a.amount.normalize())
-                    .bind(&a.currency)
-                    .execute(&mut *tx)
-                    .await?
-                    .rows_affected();
-                if n == 0 {
-                    tx.rollback().await?;
-                    return Ok(false);
-                }
-                queue!(tx, INSERT_OUTBOX);
-                tx.commit().await?;
-            }
-        }
+            tx.commit().await?;
+        });
         Ok(true)
     }
 
@@ -536,65 +334,43 @@ impl Store {
         budget: &str,
         period_key: &str,
     ) -> Result<Vec<String>, StoreError> {
-        macro_rules! first {
-            ($r:expr) => {
-                $r.try_get::<String, _>(0)?
-            };
-        }
-        Ok(fetch_all!(
-            self,
-            first,
-            "SELECT threshold_key FROM budget_alert WHERE budget = $1 AND period_key = $2 \
-             ORDER BY threshold_key",
-            budget,
-            period_key
+        const SQL: &str = "SELECT threshold_key FROM budget_alert \
+             WHERE budget = $1 AND period_key = $2 ORDER BY threshold_key";
+        Ok(both!(self, Store, |s, spell| sqlx::query_scalar(&spell(
+            SQL
         ))
+        .bind(budget)
+        .bind(period_key)
+        .fetch_all(s.pool())
+        .await?))
     }
 
     /// Every fired alert of a budget, oldest first.
     pub async fn list_fired_alerts(&self, budget: &str) -> Result<Vec<FiredAlert>, StoreError> {
-        let sql = "SELECT budget, period_key, threshold_key, actual, forecast, amount, currency, \
-             fired_at FROM budget_alert WHERE budget = $1 ORDER BY fired_at, period_key, threshold_key";
-        let mut out = Vec::new();
-        match self {
-            Store::Sqlite(s) => {
-                let rows = sqlx::query(&sql.replace('$', "?"))
-                    .bind(budget)
-                    .fetch_all(s.pool())
-                    .await?;
-                for r in rows {
-                    let dec = |i: usize| -> Result<Decimal, StoreError> {
-                        parse_dec("budget_alert", r.try_get::<&str, _>(i)?)
-                    };
-                    out.push(FiredAlert {
+        const SQL: &str = "SELECT budget, period_key, threshold_key, actual, forecast, amount, \
+             currency, fired_at FROM budget_alert WHERE budget = $1 \
+             ORDER BY fired_at, period_key, threshold_key";
+        const T: &str = "budget_alert";
+        both!(self, Store, |s, spell| {
+            let rows = sqlx::query(&spell(SQL))
+                .bind(budget)
+                .fetch_all(s.pool())
+                .await?;
+            rows.iter()
+                .map(|r| {
+                    Ok(FiredAlert {
                         budget: r.try_get(0)?,
                         period_key: r.try_get(1)?,
                         threshold_key: r.try_get(2)?,
-                        actual: dec(3)?,
-                        forecast: dec(4)?,
-                        amount: dec(5)?,
+                        actual: r.money(3, T)?,
+                        forecast: r.money(4, T)?,
+                        amount: r.money(5, T)?,
                         currency: r.try_get(6)?,
                         fired_at: r.try_get(7)?,
-                    });
-                }
-            }
-            Store::Postgres(s) => {
-                let rows = sqlx::query(sql).bind(budget).fetch_all(s.pool()).await?;
-                for r in rows {
-                    out.push(FiredAlert {
-                        budget: r.try_get(0)?,
-                        period_key: r.try_get(1)?,
-                        threshold_key: r.try_get(2)?,
-                        actual: r.try_get::<Decimal, _>(3)?.normalize(),
-                        forecast: r.try_get::<Decimal, _>(4)?.normalize(),
-                        amount: r.try_get::<Decimal, _>(5)?.normalize(),
-                        currency: r.try_get(6)?,
-                        fired_at: r.try_get(7)?,
-                    });
-                }
-            }
-        }
-        Ok(out)
+                    })
+                })
+                .collect()
+        })
     }
 
     /// Claims up to `limit` pending rows due at `now` (next attempt ≤ now, no live lease)
@@ -609,42 +385,41 @@ impl Store {
         let until = now + lease(lease_for);
         let pick = "SELECT id FROM alert_outbox WHERE state = 'pending' AND next_attempt_at <= $2 \
              AND (claimed_until IS NULL OR claimed_until < $2) ORDER BY next_attempt_at, id LIMIT $3";
-        let mut rows = match self {
-            Store::Sqlite(_) => fetch_all!(
-                self,
-                outbox_from_row,
-                &format!(
-                    "UPDATE alert_outbox SET claimed_until = $1 WHERE id IN ({pick}) RETURNING {OUTBOX_COLS}"
-                ),
-                until,
-                now,
-                limit
-            ),
-            Store::Postgres(_) => fetch_all!(
-                self,
-                outbox_from_row,
-                &format!(
-                    "UPDATE alert_outbox SET claimed_until = $1 WHERE id IN ({pick} FOR UPDATE SKIP LOCKED) \
-                     RETURNING {OUTBOX_COLS}"
-                ),
-                until,
-                now,
-                limit
-            ),
+        // The one difference: Postgres skips rows another claimer has locked; SQLite's
+        // single writer makes the UPDATE atomic as it is.
+        let lock = match self {
+            Store::Sqlite(_) => "",
+            Store::Postgres(_) => " FOR UPDATE SKIP LOCKED",
         };
+        let sql = format!(
+            "UPDATE alert_outbox SET claimed_until = $1 WHERE id IN ({pick}{lock}) \
+             RETURNING {OUTBOX_COLS}"
+        );
+        let mut rows: Vec<OutboxRow> = both!(self, Store, |s, spell| {
+            let rows = sqlx::query(&spell(&sql))
+                .bind(until)
+                .bind(now)
+                .bind(limit)
+                .fetch_all(s.pool())
+                .await?;
+            rows.iter()
+                .map(|r| Ok::<_, StoreError>(outbox_from_row!(r)))
+                .collect::<Result<_, _>>()?
+        });
         rows.sort_by_key(|r| (r.next_attempt_at, r.id));
         Ok(rows)
     }
 
     /// Marks a pending row delivered (counting the attempt) and releases its lease.
     pub async fn mark_delivered(&self, id: i64, at: DateTime<Utc>) -> Result<(), StoreError> {
-        execute!(
-            self,
-            "UPDATE alert_outbox SET state = 'delivered', delivered_at = $2, attempts = attempts + 1, \
-             claimed_until = NULL WHERE id = $1 AND state = 'pending'",
-            id,
-            at,
-        );
+        const SQL: &str = "UPDATE alert_outbox SET state = 'delivered', delivered_at = $2, \
+             attempts = attempts + 1, claimed_until = NULL WHERE id = $1 AND state = 'pending'";
+        both!(self, Store, |s, spell| sqlx::query(&spell(SQL))
+            .bind(id)
+            .bind(at)
+            .execute(s.pool())
+            .await?
+            .rows_affected());
         Ok(())
     }
 
@@ -656,48 +431,45 @@ impl Store {
         error: &str,
         next_attempt_at: DateTime<Utc>,
     ) -> Result<(), StoreError> {
+        const SQL: &str = "UPDATE alert_outbox SET attempts = attempts + 1, last_error = $2, \
+             next_attempt_at = $3, claimed_until = NULL WHERE id = $1 AND state = 'pending'";
         let error: String = error.chars().take(MAX_ERROR).collect();
-        execute!(
-            self,
-            "UPDATE alert_outbox SET attempts = attempts + 1, last_error = $2, next_attempt_at = $3, \
-             claimed_until = NULL WHERE id = $1 AND state = 'pending'",
-            id,
-            error,
-            next_attempt_at,
-        );
+        both!(self, Store, |s, spell| sqlx::query(&spell(SQL))
+            .bind(id)
+            .bind(&error)
+            .bind(next_attempt_at)
+            .execute(s.pool())
+            .await?
+            .rows_affected());
         Ok(())
     }
 
     /// Rows not yet delivered.
     pub async fn outbox_pending_count(&self) -> Result<u64, StoreError> {
-        macro_rules! count {
-            ($r:expr) => {
-                $r.try_get::<i64, _>(0)?
-            };
-        }
-        let n = fetch_all!(
-            self,
-            count,
-            "SELECT COUNT(*) FROM alert_outbox WHERE state = 'pending'"
-        );
-        Ok(n.first().copied().unwrap_or(0) as u64)
+        const SQL: &str = "SELECT COUNT(*) FROM alert_outbox WHERE state = 'pending'";
+        let n: i64 = both!(self, Store, |s, spell| sqlx::query_scalar(&spell(SQL))
+            .fetch_one(s.pool())
+            .await?);
+        Ok(n as u64)
     }
 
     /// Outbox rows (all, or one budget's), by id — for tests and the CLI. Rows carry their
     /// targets: show them to the operator who asked, never log them.
     pub async fn list_outbox(&self, budget: Option<&str>) -> Result<Vec<OutboxRow>, StoreError> {
-        Ok(match budget {
-            Some(b) => fetch_all!(
-                self,
-                outbox_from_row,
-                &format!("SELECT {OUTBOX_COLS} FROM alert_outbox WHERE budget = $1 ORDER BY id"),
-                b
-            ),
-            None => fetch_all!(
-                self,
-                outbox_from_row,
-                &format!("SELECT {OUTBOX_COLS} FROM alert_outbox ORDER BY id")
-            ),
+        let sql = match budget {
+            Some(_) => {
+                format!("SELECT {OUTBOX_COLS} FROM alert_outbox WHERE budget = $1 ORDER BY id")
+            }
+            None => format!("SELECT {OUTBOX_COLS} FROM alert_outbox ORDER BY id"),
+        };
+        both!(self, Store, |s, spell| {
+            let spelled = spell(&sql);
+            let mut q = sqlx::query(&spelled);
+            if let Some(b) = budget {
+                q = q.bind(b);
+            }
+            let rows = q.fetch_all(s.pool()).await?;
+            rows.iter().map(|r| Ok(outbox_from_row!(r))).collect()
         })
     }
 
@@ -705,38 +477,22 @@ impl Store {
 
     /// Appends one evaluation to `budget_evaluation`.
     pub async fn record_evaluation(&self, e: &BudgetEvaluation) -> Result<(), StoreError> {
-        let sql = "INSERT INTO budget_evaluation (budget, evaluated_at, period_key, period_start, \
-             period_end, amount, currency, actual, forecast) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)";
-        match self {
-            Store::Sqlite(s) => {
-                sqlx::query(&sql.replace('$', "?"))
-                    .bind(&e.budget)
-                    .bind(e.evaluated_at)
-                    .bind(&e.period_key)
-                    .bind(e.period_start)
-                    .bind(e.period_end)
-                    .bind(money_text(e.amount))
-                    .bind(&e.currency)
-                    .bind(money_text(e.actual))
-                    .bind(e.forecast.map(money_text))
-                    .execute(s.pool())
-                    .await?;
-            }
-            Store::Postgres(s) => {
-                sqlx::query(sql)
-                    .bind(&e.budget)
-                    .bind(e.evaluated_at)
-                    .bind(&e.period_key)
-                    .bind(e.period_start)
-                    .bind(e.period_end)
-                    .bind(e.amount.normalize())
-                    .bind(&e.currency)
-                    .bind(e.actual.normalize())
-                    .bind(e.forecast.map(|d| d.normalize()))
-                    .execute(s.pool())
-                    .await?;
-            }
-        }
+        const SQL: &str = "INSERT INTO budget_evaluation (budget, evaluated_at, period_key, \
+             period_start, period_end, amount, currency, actual, forecast) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)";
+        both!(self, Store, |s, spell| sqlx::query(&spell(SQL))
+            .bind(&e.budget)
+            .bind(e.evaluated_at)
+            .bind(&e.period_key)
+            .bind(e.period_start)
+            .bind(e.period_end)
+            .bind_money(e.amount)
+            .bind(&e.currency)
+            .bind_money(e.actual)
+            .bind_opt_money(e.forecast)
+            .execute(s.pool())
+            .await?
+            .rows_affected());
         Ok(())
     }
 
@@ -746,67 +502,39 @@ impl Store {
         budget: &str,
         limit: i64,
     ) -> Result<Vec<BudgetEvaluation>, StoreError> {
-        let sql = "SELECT budget, evaluated_at, period_key, period_start, period_end, amount, \
-             currency, actual, forecast FROM budget_evaluation WHERE budget = $1 \
+        const SQL: &str = "SELECT budget, evaluated_at, period_key, period_start, period_end, \
+             amount, currency, actual, forecast FROM budget_evaluation WHERE budget = $1 \
              ORDER BY evaluated_at DESC, id DESC LIMIT $2";
-        let mut out = Vec::new();
-        match self {
-            Store::Sqlite(s) => {
-                let rows = sqlx::query(&sql.replace('$', "?"))
-                    .bind(budget)
-                    .bind(limit)
-                    .fetch_all(s.pool())
-                    .await?;
-                for r in rows {
-                    let dec = |i: usize| -> Result<Decimal, StoreError> {
-                        parse_dec("budget_evaluation", r.try_get::<&str, _>(i)?)
-                    };
-                    let forecast = match r.try_get::<Option<&str>, _>(8)? {
-                        Some(f) => Some(parse_dec("budget_evaluation", f)?),
-                        None => None,
-                    };
-                    out.push(BudgetEvaluation {
+        const T: &str = "budget_evaluation";
+        both!(self, Store, |s, spell| {
+            let rows = sqlx::query(&spell(SQL))
+                .bind(budget)
+                .bind(limit)
+                .fetch_all(s.pool())
+                .await?;
+            rows.iter()
+                .map(|r| {
+                    Ok(BudgetEvaluation {
                         budget: r.try_get(0)?,
                         evaluated_at: r.try_get(1)?,
                         period_key: r.try_get(2)?,
                         period_start: r.try_get(3)?,
                         period_end: r.try_get(4)?,
-                        amount: dec(5)?,
+                        amount: r.money(5, T)?,
                         currency: r.try_get(6)?,
-                        actual: dec(7)?,
-                        forecast,
-                    });
-                }
-            }
-            Store::Postgres(s) => {
-                let rows = sqlx::query(sql)
-                    .bind(budget)
-                    .bind(limit)
-                    .fetch_all(s.pool())
-                    .await?;
-                for r in rows {
-                    out.push(BudgetEvaluation {
-                        budget: r.try_get(0)?,
-                        evaluated_at: r.try_get(1)?,
-                        period_key: r.try_get(2)?,
-                        period_start: r.try_get(3)?,
-                        period_end: r.try_get(4)?,
-                        amount: r.try_get::<Decimal, _>(5)?.normalize(),
-                        currency: r.try_get(6)?,
-                        actual: r.try_get::<Decimal, _>(7)?.normalize(),
-                        forecast: r.try_get::<Option<Decimal>, _>(8)?.map(|d| d.normalize()),
-                    });
-                }
-            }
-        }
-        Ok(out)
+                        actual: r.money(7, T)?,
+                        forecast: r.opt_money(8, T)?,
+                    })
+                })
+                .collect()
+        })
     }
 
     // ---- spend for evaluation -------------------------------------------------------------
 
     /// Exact spend of the lines matching `f` with a charge period starting in [start, end),
     /// summed per (charge period start, charge category, currency), with the GB of egress
-    /// lines ([`is_egress_line`]). The caller buckets into days in the budget's timezone.
+    /// lines ([`egress_gb_per_unit`]). The caller buckets into days in the budget's timezone.
     pub async fn budget_spend(
         &self,
         f: &BudgetSpendFilter,
@@ -842,7 +570,7 @@ impl Store {
                     let svc_cat: Option<&str> = r.try_get(6)?;
                     let qty: Option<&str> = r.try_get(7)?;
                     let unit: Option<&str> = r.try_get(8)?;
-                    let gb = match (qty, is_egress_line(&cat, svc_cat, billed, list, unit)) {
+                    let gb = match (qty, egress_gb_per_unit(&cat, svc_cat, billed, list, unit)) {
                         (Some(q), Some(factor)) => parse_dec("cost_line", q)? * factor,
                         _ => Decimal::ZERO,
                     };
@@ -1070,100 +798,5 @@ fn push_filter_pg(
             .push("::text, ")
             .push_bind(v.clone())
             .push("::text)");
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn d(s: &str) -> Decimal {
-        s.parse().unwrap()
-    }
-
-    #[test]
-    fn volume_units_convert_exactly_and_time_integrated_units_are_not_volume() {
-        assert_eq!(egress_unit_factor("GB"), Some(Decimal::ONE));
-        assert_eq!(egress_unit_factor("gibibyte"), Some(d("1.073741824")));
-        assert_eq!(egress_unit_factor("GiB"), Some(d("1.073741824")));
-        assert_eq!(egress_unit_factor("TB"), Some(d("1000")));
-        assert_eq!(egress_unit_factor("TiB"), Some(d("1099.511627776")));
-        assert_eq!(egress_unit_factor("bytes"), Some(d("0.000000001")));
-        assert_eq!(egress_unit_factor("10 GB"), Some(d("10")));
-        for u in [
-            "GB-Mo",
-            "GB-Months",
-            "GB Hours",
-            "GB Months",
-            "Lambda-GB-Seconds",
-            "GiB/Second-Months",
-            "Gigabyte Per Hour",
-            "Hours",
-            "Requests",
-            "",
-        ] {
-            assert_eq!(egress_unit_factor(u), None, "{u}");
-        }
-    }
-
-    #[test]
-    fn the_egress_rule() {
-        let gb = Some("GB");
-        let z = Decimal::ZERO;
-        let c = d("0.01");
-        assert_eq!(
-            is_egress_line("Usage", Some("Compute"), c, None, gb),
-            Some(Decimal::ONE)
-        );
-        assert_eq!(
-            is_egress_line("Usage", None, z, Some(c), gb),
-            Some(Decimal::ONE)
-        );
-        // Free inbound transfer, credits, non-volume units and processing categories are not.
-        assert_eq!(
-            is_egress_line("Usage", Some("Networking"), z, Some(z), gb),
-            None
-        );
-        assert_eq!(is_egress_line("Credit", None, c, None, gb), None);
-        assert_eq!(is_egress_line("Usage", None, c, None, Some("GB-Mo")), None);
-        assert_eq!(is_egress_line("Usage", None, c, None, None), None);
-        assert_eq!(
-            is_egress_line("Usage", Some("Management and Governance"), c, None, gb),
-            None
-        );
-    }
-
-    #[test]
-    fn debug_of_messages_and_rows_never_shows_the_target() {
-        let m = OutboxMessage {
-            channel: "slack".into(),
-            target: "https://hooks.slack.com/services/T000/B000/SECRETPATH".into(),
-            subject: "s".into(),
-            body_text: String::new(),
-            body_html: String::new(),
-            slack_payload: "{}".into(),
-        };
-        assert!(!format!("{m:?}").contains("SECRETPATH"));
-        let now = Utc::now();
-        let r = OutboxRow {
-            id: 1,
-            budget: "b".into(),
-            period_key: "p".into(),
-            threshold_key: "t".into(),
-            channel: "email".into(),
-            target: "cfo@example.com".into(),
-            subject: "s".into(),
-            body_text: String::new(),
-            body_html: String::new(),
-            slack_payload: String::new(),
-            state: "pending".into(),
-            attempts: 0,
-            next_attempt_at: now,
-            claimed_until: None,
-            last_error: None,
-            created_at: now,
-            delivered_at: None,
-        };
-        assert!(!format!("{r:?}").contains("cfo@example.com"));
     }
 }

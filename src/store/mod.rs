@@ -1,13 +1,18 @@
-//! Persistence: one `Store` with an implementation per backend (`sqlite.rs`, `postgres.rs`)
-//! and per-backend migrations under `migrations/{sqlite,postgres}`, applied by `migrate`.
-//! The same story tests (tests/store.rs) run against both.
+//! Persistence: one `Store` over two backends, with per-backend migrations under
+//! `migrations/{sqlite,postgres}`, applied by `migrate`. SQL is shared one way (`sql.rs`:
+//! written once in Postgres spelling, run per backend by `both!`): `catalog.rs`,
+//! `billing.rs` and `budgets.rs` write each query once; `sqlite.rs` and `postgres.rs` keep
+//! only connecting and the bulk writes whose SQL really differs. The same story tests
+//! (tests/store.rs) run against both.
 //!
 //! Invariant: money is exact on both backends (SQLite TEXT decimal strings, Postgres NUMERIC).
 //! Invariant: re-writing an unchanged price adds no `price_observation` row.
 pub mod billing;
 pub mod budgets;
+mod catalog;
 pub mod pgcopy;
 pub mod postgres;
+mod sql;
 pub mod sqlite;
 
 use std::collections::HashMap;
@@ -16,7 +21,6 @@ use std::time::Duration;
 use chrono::{DateTime, Utc};
 use rust_decimal::Decimal;
 
-use crate::domain::KnownInstances;
 use crate::domain::egress::Units;
 use crate::domain::placement::AvailabilityMark;
 use crate::domain::{InstanceAttrs, Market, Offer, OfferKey, Provider, SpotBand};
@@ -329,6 +333,10 @@ pub enum Store {
     Postgres(postgres::PgStore),
 }
 
+/// How long a SQLite statement waits for another connection's write lock before failing
+/// (the pool's connections; an ingest's own connection after it holds the lock).
+pub const SQLITE_BUSY_TIMEOUT_MS: u64 = 10_000;
+
 /// Pause between a background writer's tries (a poll's write, a decision-log batch) while
 /// another writer holds a SQLite database; each try also waits out the busy timeout first.
 pub const BUSY_RETRY: Duration = Duration::from_secs(1);
@@ -434,10 +442,6 @@ impl Store {
         })
     }
 
-    pub async fn current_prices(&self) -> Result<CurrentPrices, StoreError> {
-        dispatch!(self, s => s.current_prices().await)
-    }
-
     /// Writes a batch in one transaction: current view (insert or confirm), a history row
     /// for each new or changed price, and instance attributes when the batch has them.
     pub async fn upsert_offers(
@@ -466,66 +470,9 @@ impl Store {
         dispatch!(self, s => s.upsert_bands(bands, at).await)
     }
 
-    /// Every current offer with its instance attributes, plus spot bands.
-    pub async fn load_catalog(&self) -> Result<(Vec<Offer>, Vec<SpotBand>), StoreError> {
-        dispatch!(self, s => s.load_catalog().await)
-    }
-
-    pub async fn known_instances(&self) -> Result<KnownInstances, StoreError> {
-        dispatch!(self, s => s.known_instances().await)
-    }
-
-    pub async fn count_current(&self) -> Result<u64, StoreError> {
-        dispatch!(self, s => s.count("price_current").await)
-    }
-
-    pub async fn count_observations(&self) -> Result<u64, StoreError> {
-        dispatch!(self, s => s.count("price_observation").await)
-    }
-
-    pub async fn record_source_success(
-        &self,
-        name: &str,
-        rows: u64,
-        at: DateTime<Utc>,
-    ) -> Result<(), StoreError> {
-        dispatch!(self, s => s.record_source(name, Ok(rows), at).await)
-    }
-
-    pub async fn record_source_failure(
-        &self,
-        name: &str,
-        error: &str,
-        at: DateTime<Utc>,
-    ) -> Result<(), StoreError> {
-        dispatch!(self, s => s.record_source(name, Err(error), at).await)
-    }
-
-    pub async fn source_statuses(&self) -> Result<Vec<SourceStatusRow>, StoreError> {
-        dispatch!(self, s => s.source_statuses().await)
-    }
-
-    pub async fn insert_mark(&self, m: &AvailabilityMark) -> Result<(), StoreError> {
-        dispatch!(self, s => s.insert_mark(m).await)
-    }
-
-    /// Every stored mark, expired or not, oldest first.
-    pub async fn list_marks(&self) -> Result<Vec<AvailabilityMark>, StoreError> {
-        dispatch!(self, s => s.list_marks().await)
-    }
-
-    /// Deletes a mark; `false` if there was none with that id.
-    pub async fn delete_mark(&self, id: &str) -> Result<bool, StoreError> {
-        dispatch!(self, s => s.delete_mark(id).await)
-    }
-
     /// Appends decision log rows in one transaction.
     pub async fn insert_decisions(&self, rows: &[DecisionRow<'_>]) -> Result<u64, StoreError> {
         dispatch!(self, s => s.insert_decisions(rows).await)
-    }
-
-    pub async fn count_decisions(&self) -> Result<u64, StoreError> {
-        dispatch!(self, s => s.count("placement_decision").await)
     }
 
     pub async fn close(&self) {

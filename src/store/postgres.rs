@@ -1,20 +1,17 @@
-//! Postgres backend: for teams and several replicas. Money as NUMERIC; batches are written
-//! with one `INSERT ... SELECT FROM UNNEST($1::text[], ...)` per chunk, so a chunk of any size
-//! is one round trip with one prepared statement.
+//! Postgres backend: for teams and several replicas. Money as NUMERIC. What only Postgres
+//! spells this way: connecting, and the bulk writes of prices, hardware, bands (one
+//! `INSERT ... SELECT FROM UNNEST($1::text[], ...)` per chunk, so a chunk of any size is one
+//! round trip with one prepared statement) and decisions.
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
 use rust_decimal::Decimal;
 use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
-use sqlx::{PgPool, Postgres, QueryBuilder, Row};
+use sqlx::{PgPool, Postgres, QueryBuilder};
 
-use super::{
-    CurrentPrices, DecisionRow, OfferRow, SourceStatusRow, StoreError, UpsertStats, redact_url,
-};
-use crate::domain::KnownInstances;
+use super::{DecisionRow, StoreError, UpsertStats, redact_url};
 use crate::domain::egress::{Units, units_to_decimal};
-use crate::domain::placement::AvailabilityMark;
-use crate::domain::{InstanceAttrs, Offer, OfferKey, Provider, SpotBand};
+use crate::domain::{InstanceAttrs, Offer, Provider, SpotBand};
 
 static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/postgres");
 
@@ -27,13 +24,6 @@ pub struct PgStore {
     pub(crate) ingest_lock_wait: std::time::Duration,
     /// How often an ingest renews its run's lease (`Store::with_ingest_heartbeat`).
     pub(crate) ingest_heartbeat: std::time::Duration,
-}
-
-fn corrupt(table: &'static str, e: impl std::fmt::Display) -> StoreError {
-    StoreError::Corrupt {
-        table,
-        detail: e.to_string(),
-    }
 }
 
 /// Column vectors of a chunk of offers, for UNNEST.
@@ -116,40 +106,6 @@ impl PgStore {
 
     pub async fn close(&self) {
         self.pool.close().await
-    }
-
-    pub async fn count(&self, table: &'static str) -> Result<u64, StoreError> {
-        let n: i64 = sqlx::query_scalar(&format!("SELECT COUNT(*) FROM {table}"))
-            .fetch_one(&self.pool)
-            .await?;
-        Ok(n as u64)
-    }
-
-    pub async fn current_prices(&self) -> Result<CurrentPrices, StoreError> {
-        let rows = sqlx::query(
-            "SELECT provider, region, zone, instance_type, market, price_per_hour FROM price_current",
-        )
-        .fetch_all(&self.pool)
-        .await?;
-        let mut out = CurrentPrices::with_capacity(rows.len());
-        for r in rows {
-            let key = OfferKey {
-                provider: r
-                    .get::<&str, _>(0)
-                    .parse()
-                    .map_err(|e| corrupt("price_current", e))?,
-                region: r.get(1),
-                zone: r.get(2),
-                instance_type: r.get(3),
-                market: r
-                    .get::<&str, _>(4)
-                    .parse()
-                    .map_err(|e| corrupt("price_current", e))?,
-            };
-            let price: Decimal = r.get(5);
-            out.insert(key, price.normalize());
-        }
-        Ok(out)
     }
 
     pub(crate) async fn write_offers(
@@ -281,194 +237,6 @@ impl PgStore {
         super::bump_catalog_generation(&mut tx).await?;
         tx.commit().await?;
         Ok(bands.len() as u64)
-    }
-
-    pub async fn load_catalog(&self) -> Result<(Vec<Offer>, Vec<SpotBand>), StoreError> {
-        let mut rows = sqlx::query(
-            "SELECT c.provider, c.region, c.zone, c.instance_type, c.market, c.price_per_hour, \
-             c.currency, c.source, c.observed_at, i.vcpus, i.memory_gib, i.gpu_model, i.gpu_count, \
-             i.gpu_memory_gib, i.arch \
-             FROM price_current c LEFT JOIN instance_type i \
-             ON i.provider = c.provider AND i.instance_type = c.instance_type",
-        )
-        .fetch(&self.pool);
-        // Streamed row by row: the catalog is large and fetch_all would hold every row
-        // twice (decoded rows and offers) at the peak.
-        let mut offers = Vec::new();
-        while let Some(r) = futures::TryStreamExt::try_next(&mut rows).await? {
-            let row = OfferRow {
-                provider: r.try_get(0)?,
-                region: r.try_get(1)?,
-                zone: r.try_get(2)?,
-                instance_type: r.try_get(3)?,
-                market: r.try_get(4)?,
-                price: r.try_get(5)?,
-                currency: r.try_get(6)?,
-                source: r.try_get(7)?,
-                observed_at: r.try_get(8)?,
-                vcpus: r.try_get(9)?,
-                memory_gib: r.try_get(10)?,
-                gpu_model: r.try_get(11)?,
-                gpu_count: r.try_get(12)?,
-                gpu_memory_gib: r.try_get(13)?,
-                arch: r.try_get(14)?,
-            };
-            offers.push(row.into_offer()?);
-        }
-        drop(rows);
-        let band_rows = sqlx::query(
-            "SELECT provider, region, instance_type, band, label, savings_pct FROM spot_band",
-        )
-        .fetch_all(&self.pool)
-        .await?;
-        let mut bands = Vec::with_capacity(band_rows.len());
-        for r in band_rows {
-            bands.push(SpotBand {
-                provider: r
-                    .try_get::<&str, _>(0)?
-                    .parse()
-                    .map_err(|e| corrupt("spot_band", e))?,
-                region: r.try_get(1)?,
-                instance_type: r.try_get(2)?,
-                band: r.try_get::<i32, _>(3)? as u8,
-                label: r.try_get(4)?,
-                savings_pct: r.try_get::<i32, _>(5)? as u8,
-            });
-        }
-        Ok((offers, bands))
-    }
-
-    pub async fn known_instances(&self) -> Result<KnownInstances, StoreError> {
-        let rows = sqlx::query(
-            "SELECT provider, instance_type, vcpus, memory_gib, gpu_model, gpu_count, gpu_memory_gib, arch \
-             FROM instance_type",
-        )
-        .fetch_all(&self.pool)
-        .await?;
-        let mut out = KnownInstances::with_capacity(rows.len());
-        for r in rows {
-            let p: Provider = r
-                .try_get::<&str, _>(0)?
-                .parse()
-                .map_err(|e| corrupt("instance_type", e))?;
-            out.insert(
-                (p, r.try_get(1)?),
-                InstanceAttrs {
-                    vcpus: r.try_get(2)?,
-                    memory_gib: r.try_get(3)?,
-                    gpu_model: r.try_get(4)?,
-                    gpu_count: r.try_get(5)?,
-                    gpu_memory_gib: r.try_get(6)?,
-                    arch: r.try_get(7)?,
-                },
-            );
-        }
-        Ok(out)
-    }
-
-    pub async fn record_source(
-        &self,
-        name: &str,
-        outcome: Result<u64, &str>,
-        at: DateTime<Utc>,
-    ) -> Result<(), StoreError> {
-        match outcome {
-            Ok(rows) => {
-                sqlx::query(
-                    "INSERT INTO source_status (name, state, last_attempt_at, last_success_at, rows) \
-                     VALUES ($1, 'ok', $2, $2, $3) ON CONFLICT (name) DO UPDATE SET state = 'ok', \
-                     last_attempt_at = excluded.last_attempt_at, \
-                     last_success_at = excluded.last_success_at, rows = excluded.rows",
-                )
-                .bind(name)
-                .bind(at)
-                .bind(rows as i64)
-                .execute(&self.pool)
-                .await?;
-            }
-            Err(error) => {
-                sqlx::query(
-                    "INSERT INTO source_status (name, state, last_attempt_at, last_error, last_error_at) \
-                     VALUES ($1, 'failed', $2, $3, $2) ON CONFLICT (name) DO UPDATE SET state = 'failed', \
-                     last_attempt_at = excluded.last_attempt_at, last_error = excluded.last_error, \
-                     last_error_at = excluded.last_error_at",
-                )
-                .bind(name)
-                .bind(at)
-                .bind(error)
-                .execute(&self.pool)
-                .await?;
-            }
-        }
-        Ok(())
-    }
-
-    pub async fn source_statuses(&self) -> Result<Vec<SourceStatusRow>, StoreError> {
-        let rows = sqlx::query(
-            "SELECT name, state, last_attempt_at, last_success_at, last_error, last_error_at, rows \
-             FROM source_status ORDER BY name",
-        )
-        .fetch_all(&self.pool)
-        .await?;
-        let mut out = Vec::with_capacity(rows.len());
-        for r in rows {
-            out.push(SourceStatusRow {
-                name: r.try_get(0)?,
-                state: r.try_get(1)?,
-                last_attempt_at: r.try_get(2)?,
-                last_success_at: r.try_get(3)?,
-                last_error: r.try_get(4)?,
-                last_error_at: r.try_get(5)?,
-                rows: r.try_get::<i64, _>(6)? as u64,
-            });
-        }
-        Ok(out)
-    }
-    pub async fn insert_mark(&self, m: &AvailabilityMark) -> Result<(), StoreError> {
-        sqlx::query(
-            "INSERT INTO availability_mark (id, provider, region, zone, reason, created_at, expires_at) \
-             VALUES ($1, $2, $3, $4, $5, $6, $7)",
-        )
-        .bind(&m.id)
-        .bind(m.provider.as_str())
-        .bind(m.region.as_deref())
-        .bind(m.zone.as_deref())
-        .bind(&m.reason)
-        .bind(m.created_at)
-        .bind(m.expires_at)
-        .execute(&self.pool)
-        .await?;
-        Ok(())
-    }
-
-    pub async fn list_marks(&self) -> Result<Vec<AvailabilityMark>, StoreError> {
-        let rows = sqlx::query(
-            "SELECT id, provider, region, zone, reason, created_at, expires_at \
-             FROM availability_mark ORDER BY created_at, id",
-        )
-        .fetch_all(&self.pool)
-        .await?;
-        rows.into_iter()
-            .map(|r| {
-                super::mark_from_row(
-                    r.try_get(0)?,
-                    r.try_get::<&str, _>(1)?,
-                    r.try_get(2)?,
-                    r.try_get(3)?,
-                    r.try_get(4)?,
-                    r.try_get(5)?,
-                    r.try_get(6)?,
-                )
-            })
-            .collect()
-    }
-
-    pub async fn delete_mark(&self, id: &str) -> Result<bool, StoreError> {
-        let r = sqlx::query("DELETE FROM availability_mark WHERE id = $1")
-            .bind(id)
-            .execute(&self.pool)
-            .await?;
-        Ok(r.rows_affected() > 0)
     }
 
     pub async fn insert_decisions(&self, rows: &[DecisionRow<'_>]) -> Result<u64, StoreError> {

@@ -13,8 +13,8 @@ use chrono::{DateTime, Utc};
 use futures::StreamExt;
 use tokio::sync::watch;
 
+use crate::notify::outbox::OutboxRow;
 use crate::notify::{AlertsConfig, Notifier, NotifyError};
-use crate::store::budgets::OutboxRow;
 use crate::store::{Store, StoreError};
 
 /// Sends in flight at once within one round.

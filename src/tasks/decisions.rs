@@ -394,7 +394,7 @@ mod tests {
         }
         // Past the 10 s busy timeout: the first try has failed and the rows are held.
         tokio::time::sleep(Duration::from_millis(
-            crate::store::sqlite::SQLITE_BUSY_TIMEOUT_MS + 1500,
+            crate::store::SQLITE_BUSY_TIMEOUT_MS + 1500,
         ))
         .await;
         assert_eq!((log.written(), log.dropped()), (0, 0));

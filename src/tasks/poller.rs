@@ -275,7 +275,7 @@ mod tests {
         };
         // Past the 10 s busy timeout: the first write has failed and is being retried.
         tokio::time::sleep(Duration::from_millis(
-            crate::store::sqlite::SQLITE_BUSY_TIMEOUT_MS + 1500,
+            crate::store::SQLITE_BUSY_TIMEOUT_MS + 1500,
         ))
         .await;
         assert!(!poll.is_finished(), "the poll waits instead of failing");
