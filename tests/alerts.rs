@@ -16,6 +16,7 @@ use bursar::notify::render::{AlertContext, outbox_messages, render_email};
 use bursar::notify::slack::SlackNotifier;
 use bursar::notify::{AlertsConfig, Notifier, NotifyError, SmtpConfig, SmtpTls};
 use bursar::store::Store;
+use bursar::store::budgets::BudgetOrigin;
 use bursar::store::budgets::{
     BudgetEvaluation, BudgetSpendFilter, Contributor, FiredAlert, NO_VALUE,
 };
@@ -110,76 +111,75 @@ async fn budgets_crud_on_both_backends() {
     for db in common::both_backends().await {
         let store = Store::open(&db.url).await.unwrap();
         let b = db.backend;
+        let api = BudgetOrigin::Api;
+        let ml = |amount: &str| common::budget("ml", &format!(r#"{{"amount":"{amount}"}}"#));
         assert!(store.list_budgets().await.unwrap().is_empty(), "{b}");
+        assert!(store.create_budget(&ml("100"), api).await.unwrap());
         assert!(
-            store
-                .create_budget("ml", r#"{"amount":"100"}"#, "api")
-                .await
-                .unwrap()
-        );
-        assert!(
-            !store
-                .create_budget("ml", r#"{"amount":"999"}"#, "api")
-                .await
-                .unwrap(),
+            !store.create_budget(&ml("999"), api).await.unwrap(),
             "{b}: duplicate create"
         );
         let row = store.get_budget("ml").await.unwrap().unwrap();
         assert_eq!(
-            row.spec, r#"{"amount":"100"}"#,
+            row.budget,
+            ml("100"),
             "{b}: duplicate create changed nothing"
         );
-        assert_eq!(row.origin, "api");
+        assert_eq!(row.origin, api);
         assert_eq!(row.created_at, row.updated_at);
 
-        assert!(
-            !store.update_budget("nope", "{}", "api").await.unwrap(),
-            "{b}"
-        );
-        assert!(
-            store
-                .update_budget("ml", r#"{"amount":"200"}"#, "api")
-                .await
-                .unwrap()
-        );
+        let nope = common::budget("nope", r#"{"amount":"1"}"#);
+        assert!(!store.update_budget(&nope, api).await.unwrap(), "{b}");
+        assert!(store.update_budget(&ml("200"), api).await.unwrap());
         let row2 = store.get_budget("ml").await.unwrap().unwrap();
-        assert_eq!(row2.spec, r#"{"amount":"200"}"#);
+        assert_eq!(row2.budget, ml("200"));
         assert_eq!(row2.created_at, row.created_at);
         assert!(row2.updated_at >= row.updated_at);
 
         // Upsert: creates, then replaces; an unchanged spec keeps updated_at.
-        store
-            .upsert_budget("egress", r#"{"gb":"10"}"#, "config")
-            .await
-            .unwrap();
+        let egress = |gb: &str| {
+            common::budget(
+                "egress",
+                &format!(r#"{{"amount":"{gb}","metric":"egress_gb"}}"#),
+            )
+        };
+        let config = BudgetOrigin::Config;
+        store.upsert_budget(&egress("10"), config).await.unwrap();
         let e1 = store.get_budget("egress").await.unwrap().unwrap();
         tokio::time::sleep(Duration::from_millis(5)).await;
-        store
-            .upsert_budget("egress", r#"{"gb":"10"}"#, "config")
-            .await
-            .unwrap();
+        store.upsert_budget(&egress("10"), config).await.unwrap();
         assert_eq!(
             store.get_budget("egress").await.unwrap().unwrap(),
             e1,
             "{b}"
         );
-        store
-            .upsert_budget("egress", r#"{"gb":"20"}"#, "config")
-            .await
-            .unwrap();
+        store.upsert_budget(&egress("20"), config).await.unwrap();
         let e3 = store.get_budget("egress").await.unwrap().unwrap();
-        assert_eq!(e3.spec, r#"{"gb":"20"}"#);
+        assert_eq!(e3.budget, egress("20"));
         assert!(e3.updated_at > e1.updated_at, "{b}");
 
-        // A bad origin is refused by the schema.
-        assert!(store.create_budget("x", "{}", "yaml").await.is_err(), "{b}");
+        // A bad origin cannot be passed (`BudgetOrigin` is api or config), and the schema
+        // refuses one written by hand.
+        let bad_origin = "INSERT INTO budget (name, spec, origin, created_at, updated_at) \
+             VALUES ('x', '{}', 'yaml', CURRENT_TIMESTAMP, CURRENT_TIMESTAMP)";
+        let refused = match &store {
+            Store::Sqlite(s) => sqlx::query(bad_origin).execute(s.pool()).await.err(),
+            Store::Postgres(s) => sqlx::query(bad_origin).execute(s.pool()).await.err(),
+        };
+        let refused = refused.map(|e| e.to_string().to_lowercase());
+        assert!(
+            refused
+                .as_deref()
+                .is_some_and(|e| e.contains("check constraint")),
+            "{b}: {refused:?}"
+        );
 
         let names: Vec<String> = store
             .list_budgets()
             .await
             .unwrap()
             .into_iter()
-            .map(|r| r.name)
+            .map(|r| r.unwrap().budget.name)
             .collect();
         assert_eq!(names, ["egress", "ml"], "{b}: ordered by name");
         assert!(store.delete_budget("ml").await.unwrap());

@@ -2197,7 +2197,7 @@ async fn egress_volume_budget_fires_once_on_the_focus_sample() {
         b.validate().unwrap();
         assert!(
             store
-                .create_budget(&b.name, &serde_json::to_string(&b).unwrap(), "api")
+                .create_budget(&b, bursar::store::budgets::BudgetOrigin::Api)
                 .await
                 .unwrap()
         );

@@ -12,6 +12,7 @@ use std::sync::{Arc, Mutex, OnceLock};
 use bursar::domain::budget::{Budget, Threshold, ThresholdOn};
 use bursar::proto;
 use bursar::store::Store;
+use bursar::store::budgets::BudgetOrigin;
 use bursar::tasks::ingest::ingest_file;
 use rust_decimal::Decimal;
 use tonic::Code;
@@ -485,7 +486,7 @@ async fn webhook_secrets_are_never_returned_or_logged() {
         // The stored definition keeps the real URL (alerts need it).
         let store = Store::open(&db.url).await.unwrap();
         let row = store.get_budget("from-api").await.unwrap().unwrap();
-        assert!(row.spec.contains(SECRET));
+        assert!(serde_json::to_string(&row.budget).unwrap().contains(SECRET));
         store.close().await;
         server.stop().await.unwrap();
     }
@@ -796,8 +797,7 @@ async fn spend_generation_moves_with_ingests_and_budget_writes_only() {
 
         let mut b = Budget::new("cap", dec("20"), "USD");
         b.thresholds = vec![Threshold::amount(dec("10"), ThresholdOn::Actual)];
-        let spec = serde_json::to_string(&b).unwrap();
-        assert!(store.create_budget("cap", &spec, "api").await.unwrap());
+        assert!(store.create_budget(&b, BudgetOrigin::Api).await.unwrap());
         let g1 = store.spend_generation().await.unwrap();
         assert!(g1 > g0, "{be}: a created budget moves it");
         let ev = engine
@@ -844,7 +844,7 @@ async fn spend_generation_moves_with_ingests_and_budget_writes_only() {
             "{be}: a failed ingest"
         );
 
-        assert!(store.update_budget("cap", &spec, "api").await.unwrap());
+        assert!(store.update_budget(&b, BudgetOrigin::Api).await.unwrap());
         let g3 = store.spend_generation().await.unwrap();
         assert!(g3 > g2, "{be}: an updated budget moves it");
         assert!(store.delete_budget("cap").await.unwrap());

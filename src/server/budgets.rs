@@ -30,13 +30,8 @@ use crate::domain::tags::{tag_key_problem, valid_tag_key};
 use crate::proto;
 use crate::proto::budget_service_server::BudgetService;
 use crate::store::Store;
-use crate::store::budgets::BudgetRow;
+use crate::store::budgets::BudgetOrigin;
 use crate::tasks::budgets::{BudgetEngine, EngineError, Evaluated};
-
-/// `origin` of budgets created through the API.
-pub const ORIGIN_API: &str = "api";
-/// `origin` of budgets declared in the config file.
-pub const ORIGIN_CONFIG: &str = "config";
 
 pub struct BudgetApi {
     pub store: Store,
@@ -51,18 +46,16 @@ pub async fn apply_config_budgets(
     budgets: &[Budget],
 ) -> Result<usize, crate::store::StoreError> {
     for b in budgets {
-        store
-            .upsert_budget(&b.name, &spec_json(b), ORIGIN_CONFIG)
-            .await?;
+        store.upsert_budget(b, BudgetOrigin::Config).await?;
     }
     let mut removed = 0;
-    for row in store.list_budgets().await? {
-        if row.origin == ORIGIN_CONFIG && !budgets.iter().any(|b| b.name == row.name) {
-            if store.delete_budget(&row.name).await? {
+    for (name, origin) in store.budget_origins().await? {
+        if origin == BudgetOrigin::Config && !budgets.iter().any(|b| b.name == name) {
+            if store.delete_budget(&name).await? {
                 removed += 1;
             }
             tracing::info!(
-                budget = %row.name,
+                budget = %name,
                 "budget removed: it was declared in the config file, which no longer names it"
             );
         }
@@ -84,14 +77,18 @@ impl BudgetApi {
         }
     }
 
-    /// The stored row of `name`, or NOT_FOUND.
-    async fn existing(&self, name: &str) -> Result<BudgetRow, Status> {
+    /// The origin of the stored budget `name`, or NOT_FOUND.
+    async fn existing(&self, name: &str) -> Result<BudgetOrigin, Status> {
         self.store
-            .get_budget(name)
+            .budget_origin(name)
             .await
             .map_err(store_status)?
-            .ok_or_else(|| Status::not_found(format!("no budget named {}", quote(name))))
+            .ok_or_else(|| not_found(name))
     }
+}
+
+fn not_found(name: &str) -> Status {
+    Status::not_found(format!("no budget named {}", quote(name)))
 }
 
 fn config_owned(name: &str) -> Status {
@@ -126,18 +123,16 @@ impl BudgetService for BudgetApi {
         tracing::Span::current().record("budget", budget.name.as_str());
         let created = self
             .store
-            .create_budget(&budget.name, &spec_json(&budget), ORIGIN_API)
+            .create_budget(&budget, BudgetOrigin::Api)
             .await
             .map_err(store_status)?;
         if !created {
             let origin = self
                 .store
-                .get_budget(&budget.name)
+                .budget_origin(&budget.name)
                 .await
-                .map_err(store_status)?
-                .map(|r| r.origin)
-                .unwrap_or_default();
-            let whence = if origin == ORIGIN_CONFIG {
+                .map_err(store_status)?;
+            let whence = if origin == Some(BudgetOrigin::Config) {
                 " (declared in the config file)"
             } else {
                 ""
@@ -149,7 +144,7 @@ impl BudgetService for BudgetApi {
         }
         tracing::info!("budget created");
         self.reevaluate().await;
-        Ok(Response::new(budget_to_proto(&budget, ORIGIN_API)))
+        Ok(Response::new(budget_to_proto(&budget, BudgetOrigin::Api)))
     }
 
     #[tracing::instrument(skip_all, fields(budget = tracing::field::Empty))]
@@ -159,24 +154,20 @@ impl BudgetService for BudgetApi {
     ) -> Result<Response<proto::Budget>, Status> {
         let budget = budget_from_request(request.get_ref().budget.as_ref())?;
         tracing::Span::current().record("budget", budget.name.as_str());
-        let row = self.existing(&budget.name).await?;
-        if row.origin == ORIGIN_CONFIG {
+        if self.existing(&budget.name).await? == BudgetOrigin::Config {
             return Err(config_owned(&budget.name));
         }
         let updated = self
             .store
-            .update_budget(&budget.name, &spec_json(&budget), ORIGIN_API)
+            .update_budget(&budget, BudgetOrigin::Api)
             .await
             .map_err(store_status)?;
         if !updated {
-            return Err(Status::not_found(format!(
-                "no budget named {}",
-                quote(&budget.name)
-            )));
+            return Err(not_found(&budget.name));
         }
         tracing::info!("budget updated");
         self.reevaluate().await;
-        Ok(Response::new(budget_to_proto(&budget, ORIGIN_API)))
+        Ok(Response::new(budget_to_proto(&budget, BudgetOrigin::Api)))
     }
 
     #[tracing::instrument(skip_all, fields(budget = tracing::field::Empty))]
@@ -190,15 +181,11 @@ impl BudgetService for BudgetApi {
         }
         limited(name, limits::BUDGET_NAME, "name")?;
         tracing::Span::current().record("budget", name);
-        let row = self.existing(name).await?;
-        if row.origin == ORIGIN_CONFIG {
+        if self.existing(name).await? == BudgetOrigin::Config {
             return Err(config_owned(name));
         }
         if !self.store.delete_budget(name).await.map_err(store_status)? {
-            return Err(Status::not_found(format!(
-                "no budget named {}",
-                quote(name)
-            )));
+            return Err(not_found(name));
         }
         tracing::info!("budget deleted");
         self.reevaluate().await;
@@ -212,9 +199,10 @@ impl BudgetService for BudgetApi {
     ) -> Result<Response<proto::ListBudgetsResponse>, Status> {
         let rows = self.store.list_budgets().await.map_err(store_status)?;
         let budgets = rows
-            .iter()
-            .map(|r| Ok(budget_to_proto(&stored_budget(r)?, &r.origin)))
-            .collect::<Result<Vec<_>, Status>>()?;
+            .into_iter()
+            .map(|r| r.map(|r| budget_to_proto(&r.budget, r.origin)))
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(store_status)?;
         Ok(Response::new(proto::ListBudgetsResponse { budgets }))
     }
 
@@ -234,11 +222,12 @@ impl BudgetService for BudgetApi {
         } else {
             limited(name, limits::BUDGET_NAME, "name")?;
             tracing::Span::current().record("budget", name);
-            vec![self.existing(name).await?]
+            let found = self.store.get_budget(name).await.transpose();
+            vec![found.ok_or_else(|| not_found(name))?]
         };
         let mut statuses = Vec::with_capacity(rows.len());
-        for r in &rows {
-            let budget = stored_budget(r)?;
+        for r in rows {
+            let budget = r.map_err(store_status)?.budget;
             let evaluated = self
                 .engine
                 .status(&budget, now)
@@ -256,31 +245,6 @@ impl BudgetService for BudgetApi {
 
 fn invalid(field: impl std::fmt::Display, message: impl std::fmt::Display) -> Status {
     Status::invalid_argument(format!("{field}: {}", clip(&message.to_string())))
-}
-
-/// The JSON stored as a budget's `spec` (the same serde shape as `[[budgets]]`).
-pub fn spec_json(b: &Budget) -> String {
-    // A Budget is plain data (strings, decimals as text, enums): serialising cannot fail.
-    serde_json::to_string(b).unwrap_or_default()
-}
-
-/// Reads a stored spec. The serde error is not passed on: it may quote a value, and values
-/// include webhook URLs.
-pub fn stored_budget(row: &BudgetRow) -> Result<Budget, Status> {
-    serde_json::from_str::<Budget>(&row.spec).map_err(|e| {
-        tracing::error!(
-            budget = %row.name,
-            line = e.line(),
-            column = e.column(),
-            "stored budget definition cannot be read"
-        );
-        Status::internal(format!(
-            "the stored definition of budget {} cannot be read (line {}, column {})",
-            quote(&row.name),
-            e.line(),
-            e.column()
-        ))
-    })
 }
 
 /// The proto field path of a `BudgetError` field (`channels.emails[0]` → `budget.emails[0]`).
@@ -435,7 +399,7 @@ pub fn budget_from_proto(b: &proto::Budget) -> Result<Budget, Status> {
 }
 
 /// A budget as the API returns it: always redacted (webhook URLs → `scheme://host/…`).
-pub fn budget_to_proto(b: &Budget, origin: &str) -> proto::Budget {
+pub fn budget_to_proto(b: &Budget, origin: BudgetOrigin) -> proto::Budget {
     let b = b.redacted();
     proto::Budget {
         name: b.name.clone(),
@@ -496,7 +460,7 @@ pub fn budget_to_proto(b: &Budget, origin: &str) -> proto::Budget {
             GatePolicy::Deny => proto::GatePolicy::GateDeny,
             GatePolicy::Downgrade => proto::GatePolicy::GateDowngrade,
         } as i32,
-        origin: origin.to_string(),
+        origin: origin.as_str().to_string(),
     }
 }
 
@@ -552,6 +516,7 @@ pub fn status_to_proto(e: &Evaluated) -> proto::BudgetStatus {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::store::budgets::read_spec;
 
     fn d(s: &str) -> Decimal {
         s.parse().unwrap()
@@ -605,7 +570,7 @@ mod tests {
             ]
         );
         assert_eq!(b.scope.tag.as_ref().unwrap().value, "ml");
-        let p = budget_to_proto(&b, ORIGIN_API);
+        let p = budget_to_proto(&b, BudgetOrigin::Api);
         assert_eq!(p.origin, "api");
         assert_eq!(p.amount.as_ref().unwrap().amount, "5000.50");
         assert_eq!(p.scope.as_ref().unwrap().tag, "team=ml");
@@ -705,7 +670,10 @@ mod tests {
         let b = budget_from_request(Some(&p)).unwrap();
         assert_eq!((b.metric, b.unit()), (BudgetMetric::EgressGb, "GB"));
         assert_eq!(
-            budget_to_proto(&b, ORIGIN_API).amount.unwrap().currency,
+            budget_to_proto(&b, BudgetOrigin::Api)
+                .amount
+                .unwrap()
+                .currency,
             "GB"
         );
     }
@@ -713,20 +681,10 @@ mod tests {
     #[test]
     fn stored_specs_round_trip_and_bad_ones_do_not_leak() {
         let b = budget_from_request(Some(&proto_budget())).unwrap();
-        let row = BudgetRow {
-            name: b.name.clone(),
-            spec: spec_json(&b),
-            origin: "api".into(),
-            created_at: Utc::now(),
-            updated_at: Utc::now(),
-        };
-        assert_eq!(stored_budget(&row).unwrap(), b);
-        let bad = BudgetRow {
-            spec: r#"{"name":"ml","amount":"1","channels":{"slack_webhooks":"https://h/SECRET"}}"#
-                .into(),
-            ..row
-        };
-        let s = stored_budget(&bad).unwrap_err();
+        let spec = serde_json::to_string(&b).unwrap();
+        assert_eq!(read_spec(&b.name, &spec).unwrap(), b);
+        let bad = r#"{"name":"ml","amount":"1","channels":{"slack_webhooks":"https://h/SECRET"}}"#;
+        let s = store_status(read_spec(&b.name, bad).unwrap_err());
         assert_eq!(s.code(), tonic::Code::Internal);
         assert!(!s.message().contains("SECRET"), "{}", s.message());
     }

@@ -1,5 +1,6 @@
-//! Budget persistence: budget definitions (name + opaque JSON spec), fired alerts, the alert
-//! outbox, the evaluation history, and the spend reads a budget evaluation needs.
+//! Budget persistence: budget definitions (`domain::budget::Budget` in, `StoredBudget` out;
+//! the `spec` column holds the budget's JSON, written and read only here), fired alerts, the
+//! alert outbox, the evaluation history, and the spend reads a budget evaluation needs.
 //!
 //! Invariant: a (budget, period, threshold) fires at most once — `budget_alert`'s primary key
 //! decides, and its outbox rows are written in the same transaction, so an alert is either
@@ -9,6 +10,8 @@
 //! Invariant: `target` (an email address or a webhook URL) is a secret: the `Debug` of the
 //! outbox types (`notify::outbox`) redacts it, and nothing here logs it.
 use std::collections::BTreeMap;
+use std::fmt;
+use std::str::FromStr;
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
@@ -18,22 +21,76 @@ use sqlx::{Postgres, QueryBuilder, Row, Sqlite};
 use super::billing::{SQLITE_LINES, from_sqlite_micros, sqlite_micros};
 use super::sql::{BindMoney, MoneyRow, both};
 use super::{Store, StoreError};
+use crate::domain::budget::Budget;
 use crate::domain::egress_lines::{
     NON_TRANSFER_CATEGORIES, egress_gb_per_unit, egress_unit_factor,
 };
 use crate::domain::tags::valid_tag_key;
 use crate::notify::outbox::{OutboxMessage, OutboxRow};
 
-/// One row of `budget`.
+/// Where a budget was declared (the `origin` column).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum BudgetOrigin {
+    /// Created through the BudgetService API.
+    Api,
+    /// Declared in the config file (read-only through the API).
+    Config,
+}
+
+impl BudgetOrigin {
+    /// The stored (and API) spelling: `api` or `config`.
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            BudgetOrigin::Api => "api",
+            BudgetOrigin::Config => "config",
+        }
+    }
+}
+
+impl fmt::Display for BudgetOrigin {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl FromStr for BudgetOrigin {
+    type Err = StoreError;
+
+    fn from_str(s: &str) -> Result<Self, StoreError> {
+        match s {
+            "api" => Ok(BudgetOrigin::Api),
+            "config" => Ok(BudgetOrigin::Config),
+            other => Err(StoreError::Corrupt {
+                table: "budget",
+                detail: format!("unknown origin {other:?}"),
+            }),
+        }
+    }
+}
+
+/// One row of `budget`, its spec read back as a [`Budget`] (whose `name` is the row's).
 #[derive(Debug, Clone, PartialEq)]
-pub struct BudgetRow {
-    pub name: String,
-    /// JSON, validated by `domain::budget`; opaque here.
-    pub spec: String,
-    /// `api` or `config`.
-    pub origin: String,
+pub struct StoredBudget {
+    pub budget: Budget,
+    pub origin: BudgetOrigin,
     pub created_at: DateTime<Utc>,
     pub updated_at: DateTime<Utc>,
+}
+
+/// The JSON stored as a budget's `spec` (the same serde shape as `[[budgets]]`).
+fn spec_json(b: &Budget) -> String {
+    // A Budget is plain data (strings, decimals as text, enums): serialising cannot fail.
+    serde_json::to_string(b).unwrap_or_default()
+}
+
+/// Reads the stored spec of budget `name`. The serde error is not passed on: it may quote a
+/// value, and values include webhook URLs.
+pub(crate) fn read_spec(name: &str, spec: &str) -> Result<Budget, StoreError> {
+    serde_json::from_str::<Budget>(spec).map_err(|e| StoreError::BudgetSpec {
+        budget: name.to_string(),
+        line: e.line(),
+        column: e.column(),
+    })
 }
 
 /// A threshold crossing to record (one row of `budget_alert`).
@@ -127,17 +184,22 @@ const INSERT_OUTBOX: &str = "INSERT INTO alert_outbox (budget, period_key, thres
      channel, target, subject, body_text, body_html, slack_payload, state, attempts, \
      next_attempt_at, created_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, 'pending', 0, $10, $10)";
 
-/// The same code over a `SqliteRow` or a `PgRow` (columns in `BUDGET_COLS` order).
+/// The same code over a `SqliteRow` or a `PgRow` (columns in `BUDGET_COLS` order): the
+/// outer `Result` a failed column read, the inner one a spec that does not parse.
 macro_rules! budget_from_row {
-    ($r:expr) => {
-        BudgetRow {
-            name: $r.try_get(0)?,
-            spec: $r.try_get(1)?,
-            origin: $r.try_get(2)?,
-            created_at: $r.try_get(3)?,
-            updated_at: $r.try_get(4)?,
-        }
-    };
+    ($r:expr) => {{
+        let name: String = $r.try_get(0)?;
+        let spec: &str = $r.try_get(1)?;
+        let origin: &str = $r.try_get(2)?;
+        let origin: BudgetOrigin = origin.parse()?;
+        let (created_at, updated_at) = ($r.try_get(3)?, $r.try_get(4)?);
+        read_spec(&name, spec).map(|budget| StoredBudget {
+            budget,
+            origin,
+            created_at,
+            updated_at,
+        })
+    }};
 }
 
 /// Columns in `OUTBOX_COLS` order.
@@ -174,20 +236,21 @@ fn bad_tag_key(k: &str) -> StoreError {
 impl Store {
     // ---- budgets ----------------------------------------------------------------------
 
-    /// Creates a budget; `false` if one with that name exists (nothing changes).
+    /// Creates a budget (named by `budget.name`); `false` if one with that name exists
+    /// (nothing changes).
     pub async fn create_budget(
         &self,
-        name: &str,
-        spec: &str,
-        origin: &str,
+        budget: &Budget,
+        origin: BudgetOrigin,
     ) -> Result<bool, StoreError> {
         const SQL: &str = "INSERT INTO budget (name, spec, origin, created_at, updated_at) \
              VALUES ($1, $2, $3, $4, $4) ON CONFLICT (name) DO NOTHING";
+        let spec = spec_json(budget);
         let now = Utc::now();
         let n = both!(self, Store, |s, spell| sqlx::query(&spell(SQL))
-            .bind(name)
-            .bind(spec)
-            .bind(origin)
+            .bind(&budget.name)
+            .bind(&spec)
+            .bind(origin.as_str())
             .bind(now)
             .execute(s.pool())
             .await?
@@ -195,20 +258,21 @@ impl Store {
         Ok(n == 1)
     }
 
-    /// Replaces the spec and origin of a budget; `false` if there is none with that name.
+    /// Replaces the spec and origin of the budget named `budget.name`; `false` if there is
+    /// none with that name.
     pub async fn update_budget(
         &self,
-        name: &str,
-        spec: &str,
-        origin: &str,
+        budget: &Budget,
+        origin: BudgetOrigin,
     ) -> Result<bool, StoreError> {
         const SQL: &str =
             "UPDATE budget SET spec = $2, origin = $3, updated_at = $4 WHERE name = $1";
+        let spec = spec_json(budget);
         let now = Utc::now();
         let n = both!(self, Store, |s, spell| sqlx::query(&spell(SQL))
-            .bind(name)
-            .bind(spec)
-            .bind(origin)
+            .bind(&budget.name)
+            .bind(&spec)
+            .bind(origin.as_str())
             .bind(now)
             .execute(s.pool())
             .await?
@@ -220,20 +284,20 @@ impl Store {
     /// the spec or origin changed.
     pub async fn upsert_budget(
         &self,
-        name: &str,
-        spec: &str,
-        origin: &str,
+        budget: &Budget,
+        origin: BudgetOrigin,
     ) -> Result<(), StoreError> {
         const SQL: &str = "INSERT INTO budget (name, spec, origin, created_at, updated_at) \
              VALUES ($1, $2, $3, $4, $4) \
              ON CONFLICT (name) DO UPDATE SET spec = excluded.spec, origin = excluded.origin, \
              updated_at = CASE WHEN budget.spec <> excluded.spec OR budget.origin <> excluded.origin \
                  THEN excluded.updated_at ELSE budget.updated_at END";
+        let spec = spec_json(budget);
         let now = Utc::now();
         both!(self, Store, |s, spell| sqlx::query(&spell(SQL))
-            .bind(name)
-            .bind(spec)
-            .bind(origin)
+            .bind(&budget.name)
+            .bind(&spec)
+            .bind(origin.as_str())
             .bind(now)
             .execute(s.pool())
             .await?
@@ -252,7 +316,8 @@ impl Store {
         Ok(n > 0)
     }
 
-    pub async fn get_budget(&self, name: &str) -> Result<Option<BudgetRow>, StoreError> {
+    /// The budget named `name`; [`StoreError::BudgetSpec`] if its stored spec does not parse.
+    pub async fn get_budget(&self, name: &str) -> Result<Option<StoredBudget>, StoreError> {
         let sql = format!("SELECT {BUDGET_COLS} FROM budget WHERE name = $1");
         both!(self, Store, |s, spell| {
             match sqlx::query(&spell(&sql))
@@ -260,19 +325,43 @@ impl Store {
                 .fetch_optional(s.pool())
                 .await?
             {
-                Some(r) => Ok(Some(budget_from_row!(r))),
+                Some(r) => budget_from_row!(r).map(Some),
                 None => Ok(None),
             }
         })
     }
 
-    /// Every budget, ordered by name.
-    pub async fn list_budgets(&self) -> Result<Vec<BudgetRow>, StoreError> {
+    /// Every budget, ordered by name. A budget whose stored spec does not parse is an
+    /// `Err(StoreError::BudgetSpec)` in its place, so a caller may fail or skip it.
+    pub async fn list_budgets(&self) -> Result<Vec<Result<StoredBudget, StoreError>>, StoreError> {
         let sql = format!("SELECT {BUDGET_COLS} FROM budget ORDER BY name");
         both!(self, Store, |s, spell| {
             let rows = sqlx::query(&spell(&sql)).fetch_all(s.pool()).await?;
             rows.iter().map(|r| Ok(budget_from_row!(r))).collect()
         })
+    }
+
+    /// The origin of the budget named `name`, without reading its spec (so a budget whose
+    /// spec does not parse can still be replaced or deleted).
+    pub async fn budget_origin(&self, name: &str) -> Result<Option<BudgetOrigin>, StoreError> {
+        const SQL: &str = "SELECT origin FROM budget WHERE name = $1";
+        let origin: Option<String> = both!(self, Store, |s, spell| sqlx::query_scalar(&spell(SQL))
+            .bind(name)
+            .fetch_optional(s.pool())
+            .await?);
+        origin.map(|o| o.parse()).transpose()
+    }
+
+    /// Every budget's name and origin, ordered by name, without reading the specs.
+    pub async fn budget_origins(&self) -> Result<Vec<(String, BudgetOrigin)>, StoreError> {
+        const SQL: &str = "SELECT name, origin FROM budget ORDER BY name";
+        let rows: Vec<(String, String)> =
+            both!(self, Store, |s, spell| sqlx::query_as(&spell(SQL))
+                .fetch_all(s.pool())
+                .await?);
+        rows.into_iter()
+            .map(|(name, origin)| Ok((name, origin.parse()?)))
+            .collect()
     }
 
     // ---- alerts and the outbox ------------------------------------------------------------
@@ -798,5 +887,31 @@ fn push_filter_pg(
             .push("::text, ")
             .push_bind(v.clone())
             .push("::text)");
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn stored_specs_round_trip_and_bad_ones_do_not_leak() {
+        let mut b = Budget::new("ml", "100".parse().unwrap(), "USD");
+        b.channels.slack_webhooks = vec!["https://h/SECRET".into()];
+        assert_eq!(read_spec("ml", &spec_json(&b)).unwrap(), b);
+        let bad = r#"{"name":"ml","amount":"1","channels":{"slack_webhooks":"https://h/SECRET"}}"#;
+        let e = read_spec("ml", bad).unwrap_err();
+        assert!(matches!(e, StoreError::BudgetSpec { .. }), "{e:?}");
+        let msg = e.to_string();
+        assert!(msg.contains("budget \"ml\""), "{msg}");
+        assert!(!msg.contains("SECRET"), "{msg}");
+    }
+
+    #[test]
+    fn origins_read_back_as_written() {
+        for o in [BudgetOrigin::Api, BudgetOrigin::Config] {
+            assert_eq!(o.as_str().parse::<BudgetOrigin>().unwrap(), o);
+        }
+        assert!("yaml".parse::<BudgetOrigin>().is_err());
     }
 }

@@ -37,6 +37,17 @@ pub enum StoreError {
     Query(#[from] sqlx::Error),
     #[error("corrupt row in {table}: {detail}")]
     Corrupt { table: &'static str, detail: String },
+    /// A budget's stored spec does not parse as a `Budget`. Only the position is kept: the
+    /// parser's message may quote a value, and values include webhook URLs.
+    #[error(
+        "the stored definition of budget {} cannot be read (line {line}, column {column})",
+        crate::domain::quote::quote(budget)
+    )]
+    BudgetSpec {
+        budget: String,
+        line: usize,
+        column: usize,
+    },
     /// Another writer kept the lock an ingest needs for longer than it was allowed to wait.
     #[error(
         "another ingest (or writer) kept the database's ingest lock for over {}; nothing was stored, try again when it has finished or wait longer (--lock-wait)",

@@ -20,9 +20,7 @@ use crate::domain::budget::{
 use crate::domain::forecast::{CostKind, bucket, classify, forecast};
 use crate::notify::AlertsConfig;
 use crate::notify::render::{AlertContext, outbox_messages};
-use crate::store::budgets::{
-    BudgetEvaluation, BudgetRow, BudgetSpendFilter, Contributor, FiredAlert,
-};
+use crate::store::budgets::{BudgetEvaluation, BudgetSpendFilter, Contributor, FiredAlert};
 use crate::store::{Store, StoreError};
 
 #[derive(Debug, thiserror::Error)]
@@ -54,19 +52,6 @@ pub struct BudgetEngine {
     /// `spend_generation` as read before the last evaluation that swapped the snapshot;
     /// the lock also keeps evaluations in turn, so an older one never swaps in last.
     evaluated_at_generation: tokio::sync::Mutex<Option<i64>>,
-}
-
-/// Parses a stored budget definition.
-pub fn parse_spec(row: &BudgetRow) -> Result<Budget, EngineError> {
-    // serde's message may quote a value (a webhook URL is a secret): report the position only.
-    serde_json::from_str::<Budget>(&row.spec).map_err(|e| EngineError::Spec {
-        budget: row.name.clone(),
-        detail: format!(
-            "stored definition does not parse (line {}, column {})",
-            e.line(),
-            e.column()
-        ),
-    })
 }
 
 /// The cost lines a budget covers.
@@ -227,9 +212,9 @@ impl BudgetEngine {
         let mut out = Vec::with_capacity(rows.len());
         let mut snaps = Vec::new();
         let mut failures = 0usize;
-        for row in &rows {
-            let b = match parse_spec(row) {
-                Ok(b) => b,
+        for row in rows {
+            let b = match row {
+                Ok(stored) => stored.budget,
                 Err(e) => {
                     tracing::warn!(error = %e, "skipping budget");
                     continue;

@@ -14,8 +14,17 @@ use axum::body::Bytes;
 use axum::http::{HeaderMap, Method, StatusCode, Uri};
 use axum::response::{IntoResponse, Response};
 use bursar::config::Config;
+use bursar::domain::budget::Budget;
 use sqlx::Connection;
 use tokio::sync::oneshot;
+
+/// A budget named `name` from the JSON of its other fields (`{"amount":"100"}`), the shape
+/// the store keeps.
+pub fn budget(name: &str, json: &str) -> Budget {
+    let mut spec: serde_json::Value = serde_json::from_str(json).unwrap();
+    spec["name"] = name.into();
+    serde_json::from_value(spec).unwrap()
+}
 
 /// Path of a file under ../shared/data.
 pub fn shared(path: &str) -> PathBuf {
