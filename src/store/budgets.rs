@@ -10,7 +10,6 @@
 //! Invariant: `target` (an email address or a webhook URL) is a secret: the `Debug` of the
 //! outbox types (`notify::outbox`) redacts it, and nothing here logs it.
 use std::collections::BTreeMap;
-use std::fmt;
 use std::str::FromStr;
 use std::time::Duration;
 
@@ -44,12 +43,6 @@ impl BudgetOrigin {
             BudgetOrigin::Api => "api",
             BudgetOrigin::Config => "config",
         }
-    }
-}
-
-impl fmt::Display for BudgetOrigin {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.as_str())
     }
 }
 
@@ -245,16 +238,7 @@ impl Store {
     ) -> Result<bool, StoreError> {
         const SQL: &str = "INSERT INTO budget (name, spec, origin, created_at, updated_at) \
              VALUES ($1, $2, $3, $4, $4) ON CONFLICT (name) DO NOTHING";
-        let spec = spec_json(budget);
-        let now = Utc::now();
-        let n = both!(self, Store, |s, spell| sqlx::query(&spell(SQL))
-            .bind(&budget.name)
-            .bind(&spec)
-            .bind(origin.as_str())
-            .bind(now)
-            .execute(s.pool())
-            .await?
-            .rows_affected());
+        let n = self.write_budget(SQL, budget, origin).await?;
         Ok(n == 1)
     }
 
@@ -267,16 +251,7 @@ impl Store {
     ) -> Result<bool, StoreError> {
         const SQL: &str =
             "UPDATE budget SET spec = $2, origin = $3, updated_at = $4 WHERE name = $1";
-        let spec = spec_json(budget);
-        let now = Utc::now();
-        let n = both!(self, Store, |s, spell| sqlx::query(&spell(SQL))
-            .bind(&budget.name)
-            .bind(&spec)
-            .bind(origin.as_str())
-            .bind(now)
-            .execute(s.pool())
-            .await?
-            .rows_affected());
+        let n = self.write_budget(SQL, budget, origin).await?;
         Ok(n > 0)
     }
 
@@ -292,17 +267,28 @@ impl Store {
              ON CONFLICT (name) DO UPDATE SET spec = excluded.spec, origin = excluded.origin, \
              updated_at = CASE WHEN budget.spec <> excluded.spec OR budget.origin <> excluded.origin \
                  THEN excluded.updated_at ELSE budget.updated_at END";
+        self.write_budget(SQL, budget, origin).await?;
+        Ok(())
+    }
+
+    /// Runs a budget write whose parameters are `$1` name, `$2` spec (the budget's JSON),
+    /// `$3` origin and `$4` now; the rows it affected.
+    async fn write_budget(
+        &self,
+        sql: &str,
+        budget: &Budget,
+        origin: BudgetOrigin,
+    ) -> Result<u64, StoreError> {
         let spec = spec_json(budget);
         let now = Utc::now();
-        both!(self, Store, |s, spell| sqlx::query(&spell(SQL))
+        Ok(both!(self, Store, |s, spell| sqlx::query(&spell(sql))
             .bind(&budget.name)
             .bind(&spec)
             .bind(origin.as_str())
             .bind(now)
             .execute(s.pool())
             .await?
-            .rows_affected());
-        Ok(())
+            .rows_affected()))
     }
 
     /// Deletes a budget; `false` if there was none. Its fired alerts and history stay.
