@@ -48,6 +48,33 @@ impl BillingFormat {
             BillingFormat::Azure => "azure",
         }
     }
+
+    /// The format's column table (its file: `focus.rs`, `cur.rs`, `gcp.rs`, `azure.rs`).
+    pub fn table(self) -> &'static mapping::Table {
+        match self {
+            BillingFormat::Focus => &focus::TABLE,
+            BillingFormat::Cur => &cur::TABLE,
+            BillingFormat::Gcp => &gcp::TABLE,
+            BillingFormat::Azure => &azure::TABLE,
+        }
+    }
+
+    /// One cost line from a row's mapped values, by the format's rules.
+    #[inline]
+    pub fn build_line(
+        self,
+        v: mapping::Values<'_>,
+        line: u64,
+        dev: &mut mapping::Deviations,
+        dims: &mut DimsCache,
+    ) -> Result<CostLine, String> {
+        match self {
+            BillingFormat::Focus => focus::build(v, line, dev, dims),
+            BillingFormat::Cur => cur::build(v, line, dev, dims),
+            BillingFormat::Gcp => gcp::build(v, line, dev, dims),
+            BillingFormat::Azure => azure::build(v, line, dev, dims),
+        }
+    }
 }
 
 impl std::str::FromStr for BillingFormat {
