@@ -23,7 +23,8 @@ use std::collections::{BinaryHeap, HashMap, HashSet};
 use chrono::{DateTime, Utc};
 use rust_decimal::Decimal;
 
-use super::egress::{EgressKind, EgressTable, Units, continent_of, to_nanos};
+use super::egress::{EgressKind, EgressTable, continent_of};
+use super::money::{Units, to_nanos};
 use super::offer::{Market, Offer, Provider};
 use super::regions::{Continent, Jurisdiction, region_info};
 
@@ -1371,7 +1372,7 @@ pub fn milli(d: Decimal) -> Option<i64> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::domain::egress::units_to_decimal;
+    use crate::domain::money::units_to_decimal;
     use crate::domain::{Catalog, Currency, InstanceAttrs, OfferKey, SpotBand};
     use proptest::prelude::*;
     use rust_decimal::RoundingStrategy;
