@@ -1,6 +1,6 @@
 //! Billing exports → one FOCUS-shaped cost line. One parser per source format (`focus.rs`,
-//! `cur.rs`, `gcp.rs`, `azure.rs`), all driven by the column tables in `mapping.rs` and the
-//! readers in `read.rs` (CSV, CSV.gz, JSON lines, Parquet); `detect.rs` tells the format
+//! `cur.rs`, `gcp.rs`, `azure.rs`), all driven by the column tables in `mapping/` and the
+//! readers in `read/` (CSV, CSV.gz, JSON lines, Parquet); `detect.rs` tells the format
 //! (and FOCUS version) from the columns.
 //!
 //! Invariant: money is exact (`Decimal`, up to 28 significant digits; Parquet doubles are

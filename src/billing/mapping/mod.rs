@@ -8,8 +8,10 @@
 //! The format module then derives the few fields that need provider logic (charge
 //! category from a line item type, amortized cost, billing period from an invoice month).
 //!
-//! Value parsers here are lenient in documented ways; every tolerated deviation is
-//! counted in [`Deviations`] by kind.
+//! The value parsers (`parse.rs`) are lenient in documented ways; every tolerated deviation
+//! is counted in [`Deviations`] by kind. Files: `table.rs` (the model), `plan.rs`,
+//! `values.rs` (`convert`), `parse.rs`, `lit.rs` (JSON/Python literals); the deviations and
+//! the reader interface (`Row`, `Cell`) are here.
 use std::collections::BTreeMap;
 
 use chrono::{DateTime, NaiveDate, Utc};

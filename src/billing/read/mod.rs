@@ -3,7 +3,8 @@
 //! Parquet (only the mapped columns are read). Each yields rows against a header; the
 //! format is detected from the header (or taken from the hint) and the mapping applied.
 //!
-//! Entry points: [`parse_file`] and [`parse_bytes`].
+//! Entry points: [`parse_file`] and [`parse_bytes`]. One reader per file (`csv.rs`,
+//! `jsonl.rs`, `parquet.rs`); what they share once a header is read is in `emit.rs`.
 use std::fs::File;
 use std::io::{BufRead, BufReader, Read, Seek, SeekFrom};
 use std::path::Path;

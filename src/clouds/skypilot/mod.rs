@@ -17,6 +17,9 @@
 //! the file (and line or column). A row with an unparseable number or price is, by default,
 //! skipped, counted as `BadValue` and listed (file, line, column, value) in the report;
 //! with `ImportOptions::strict` it is a `CatalogError::BadValue` instead.
+//!
+//! Here: the entry points and the dispatch to one `RowHandler` per provider (`aws.rs`,
+//! `gcp.rs`, `azure.rs`); what they share is in `rows.rs`, the report types in `report.rs`.
 use std::collections::HashSet;
 use std::error::Error as StdError;
 use std::path::{Path, PathBuf};

@@ -5,7 +5,8 @@
 //! and stored as JSON; both use the same serde shape (amounts are decimal strings so they
 //! stay exact). [`Budget::validate`] names the offending field. [`period_window`] finds the
 //! current period in the budget's timezone, [`evaluate`] compares actual and forecast spend
-//! (see [`crate::domain::forecast`]) with the thresholds.
+//! (see [`crate::domain::forecast`]) with the thresholds. One file each: `spec.rs` (the
+//! definition and its validation), `period.rs`, `evaluate.rs`, `gate.rs`.
 //!
 //! # The budget gate ([`apply_gate`])
 //! Only cost budgets with `gate` other than `none` take part, and only those that apply to
