@@ -965,19 +965,25 @@ impl<'a> Search<'a> {
         }
     }
 
-    /// The checks that look at the offer itself, and its interruption band.
-    #[inline]
-    fn late(&self, c: &Class, i: usize, spot: bool) -> (Reason, u8) {
-        let (req, model) = (self.req, self.model);
-        let band = if spot {
+    /// An offer's interruption band (the model's default for a spot offer without one).
+    #[inline(always)]
+    fn band(&self, c: &Class, i: usize, spot: bool) -> u8 {
+        if spot {
             if c.band[i] == NO_BAND {
-                model.default_spot_band.min(4)
+                self.model.default_spot_band.min(4)
             } else {
                 c.band[i]
             }
         } else {
             NO_BAND
-        };
+        }
+    }
+
+    /// The checks that look at the offer itself, and its interruption band.
+    #[inline]
+    fn late(&self, c: &Class, i: usize, spot: bool) -> (Reason, u8) {
+        let (req, model) = (self.req, self.model);
+        let band = self.band(c, i, spot);
         if !self.zone_marked.is_empty() && self.zone_marked.contains(&c.zone[i]) {
             return (Reason::Unavailable, band);
         }
@@ -1021,7 +1027,7 @@ impl<'a> Search<'a> {
 
     /// Whether the heap is full and its worst total is below `bound`: nothing from `bound`
     /// up can enter it.
-    #[inline]
+    #[inline(always)]
     fn full_below(&self, bound: Units) -> bool {
         self.heap.len() >= self.k && self.heap.peek().is_some_and(|top| bound > top.0)
     }
@@ -1075,7 +1081,8 @@ impl<'a> Search<'a> {
     /// Without per-offer checks: the top k searched group by group from the cheapest egress,
     /// each group in price order, visiting only offers that could still enter it.
     fn search_groups(&mut self, c: &Class, by_egress: &[u128]) {
-        let cheapest = i128::from(c.cheapest_nanos) * self.hn;
+        let hn = self.hn;
+        let cheapest = i128::from(c.cheapest_nanos) * hn;
         for &packed in by_egress {
             let (egress, g) = ((packed >> 16) as Units, (packed & 0xFFFF) as u16);
             // Groups come in egress order: once the class's cheapest compute plus this
@@ -1089,7 +1096,7 @@ impl<'a> Search<'a> {
             }
             for &row in &c.group_rows[at as usize].1 {
                 let row = row as usize;
-                if self.full_below(i128::from(c.price_nanos[row]) * self.hn + egress) {
+                if self.full_below(i128::from(c.price_nanos[row]) * hn + egress) {
                     break;
                 }
                 let (ty, _, spot) = unpack(c.key[row]);
@@ -1098,7 +1105,8 @@ impl<'a> Search<'a> {
                 {
                     continue;
                 }
-                let (_, band) = self.late(c, row, spot);
+                // Without per-offer checks `late` finds nothing: only the band is needed.
+                let band = self.band(c, row, spot);
                 let total = self.total_of(c, row, g as usize, spot, band);
                 self.keep(total, c.offer[row], band, g as usize);
             }
