@@ -1,6 +1,6 @@
 //! Billing exports → one FOCUS-shaped cost line. One parser per source format (`focus.rs`,
-//! `cur.rs`, `gcp.rs`, `azure.rs`), all driven by the column tables in `mapping.rs` and the
-//! readers in `read.rs` (CSV, CSV.gz, JSON lines, Parquet); `detect.rs` tells the format
+//! `cur.rs`, `gcp.rs`, `azure.rs`), all driven by the column tables in `mapping/` and the
+//! readers in `read/` (CSV, CSV.gz, JSON lines, Parquet); `detect.rs` tells the format
 //! (and FOCUS version) from the columns.
 //!
 //! Invariant: money is exact (`Decimal`, up to 28 significant digits; Parquet doubles are
@@ -47,6 +47,33 @@ impl BillingFormat {
             BillingFormat::Cur => "cur",
             BillingFormat::Gcp => "gcp",
             BillingFormat::Azure => "azure",
+        }
+    }
+
+    /// The format's column table (its file: `focus.rs`, `cur.rs`, `gcp.rs`, `azure.rs`).
+    pub fn table(self) -> &'static mapping::Table {
+        match self {
+            BillingFormat::Focus => &focus::TABLE,
+            BillingFormat::Cur => &cur::TABLE,
+            BillingFormat::Gcp => &gcp::TABLE,
+            BillingFormat::Azure => &azure::TABLE,
+        }
+    }
+
+    /// One cost line from a row's mapped values, by the format's rules.
+    #[inline]
+    pub fn build_line(
+        self,
+        v: mapping::Values<'_>,
+        line: u64,
+        dev: &mut mapping::Deviations,
+        dims: &mut DimsCache,
+    ) -> Result<CostLine, String> {
+        match self {
+            BillingFormat::Focus => focus::build(v, line, dev, dims),
+            BillingFormat::Cur => cur::build(v, line, dev, dims),
+            BillingFormat::Gcp => gcp::build(v, line, dev, dims),
+            BillingFormat::Azure => azure::build(v, line, dev, dims),
         }
     }
 }

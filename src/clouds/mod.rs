@@ -1,6 +1,6 @@
 //! Cloud adapters. Each price feed implements one small trait, `PriceSource`, in a file of
 //! its own: `aws/{ondemand,spot,advisor}.rs`, `azure/retail.rs`, `gcp/catalog.rs`; offline
-//! inputs live in `skypilot.rs` (SkyPilot v8 catalog import) and `seed.rs` (the shipped
+//! inputs live in `skypilot/` (SkyPilot v8 catalog import) and `seed.rs` (the shipped
 //! snapshot). `registry.rs` is the one table of live sources (`SOURCES`: name, provider,
 //! defaults, constructor). What they share with the billing sources — `HttpSettings`,
 //! `SourceError`, the retry/backoff/pagination-guard helper, the AWS SDK configuration —

@@ -182,7 +182,14 @@ impl Catalog {
             placement: PlacementIndex::default(),
             lists: ListIndex::default(),
         };
-        let ix = PlacementIndex::build(&c.offers, &c);
+        let ix = PlacementIndex::build(
+            &c.offers,
+            |o| {
+                c.band(o.key.provider, &o.key.region, &o.key.instance_type)
+                    .map(|b| b.band)
+            },
+            |i| c.suspicion_at(i).is_some(),
+        );
         c.placement = ix;
         c.lists = ListIndex::build(&c.offers);
         c

@@ -8,71 +8,19 @@
 //! `Units` is 1e-12 USD. `EgressTable::default()` carries the providers' public list prices
 //! (source and date in `EgressTable::source`); users override them in config.
 use rust_decimal::Decimal;
-use rust_decimal::prelude::ToPrimitive;
 
 use super::offer::Provider;
 use super::regions::{Continent, region_info};
 
-/// 1e-12 USD.
-pub type Units = i128;
-pub const UNITS_PER_USD: i128 = 1_000_000_000_000;
-
-/// Decimal dollars from integer units (exact).
-pub fn units_to_decimal(u: Units) -> Decimal {
-    Decimal::from_i128_with_scale(u, 12).normalize()
-}
-
-/// The exact decimal text of `u` units, as `units_to_decimal(u).to_string()` writes it
-/// (no trailing zeros), without going through `Decimal`: the request path writes several
-/// amounts per placement.
-pub fn units_to_string(u: Units) -> String {
-    let mut s = String::with_capacity(24);
-    push_units(&mut s, u);
-    s
-}
-
-/// Appends `u` as exact decimal text (no trailing zeros), as `units_to_string` writes it.
-/// Digits come from `itoa`: `u128`'s `Display` was a visible share of SelectProvider's
-/// response building.
-pub fn push_units(s: &mut String, u: Units) {
-    let a = u.unsigned_abs();
-    let per = UNITS_PER_USD as u128;
-    let (int, frac) = (a / per, (a % per) as u64);
-    if u < 0 {
-        s.push('-');
-    }
-    let mut digits = itoa::Buffer::new();
-    s.push_str(digits.format(int));
-    if frac != 0 {
-        // 12 fractional digits: leading zeros restored, trailing zeros dropped.
-        let f = digits.format(frac);
-        s.push('.');
-        s.extend(std::iter::repeat_n('0', 12 - f.len()));
-        s.push_str(f.trim_end_matches('0'));
-    }
-}
+// `Units` and its conversions live with the other exact money (`domain::money`); they
+// are re-exported here for the callers that name them through `egress`.
+pub use super::money::{
+    UNITS_PER_USD, Units, push_units, to_milli, to_nanos, units_to_decimal, units_to_string,
+};
 
 /// The continent of `provider`'s `region`, if the region table knows it.
 pub fn continent_of(provider: Provider, region: &str) -> Option<Continent> {
     region_info(provider, region).map(|r| r.continent)
-}
-
-/// Nano-dollars from a decimal amount; `None` if it has more than 9 decimal places or is
-/// out of range.
-pub fn to_nanos(d: Decimal) -> Option<i64> {
-    let scaled = d.checked_mul(Decimal::from(1_000_000_000i64))?;
-    if scaled.fract() != Decimal::ZERO {
-        return None;
-    }
-    scaled.to_i64()
-}
-
-/// Milli-units (GB, hours) from a decimal, rounded half away from zero to 3 places.
-pub fn to_milli(d: Decimal) -> Option<i64> {
-    let r = d
-        .checked_mul(Decimal::from(1000))?
-        .round_dp_with_strategy(0, rust_decimal::RoundingStrategy::MidpointAwayFromZero);
-    r.to_i64()
 }
 
 /// One volume tier: this rate applies to the GB up to `up_to_gb` (cumulative), or to all

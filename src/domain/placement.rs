@@ -23,8 +23,8 @@ use std::collections::{BinaryHeap, HashMap, HashSet};
 use chrono::{DateTime, Utc};
 use rust_decimal::Decimal;
 
-use super::catalog::Catalog;
-use super::egress::{EgressKind, EgressTable, Units, continent_of, to_nanos};
+use super::egress::{EgressKind, EgressTable, continent_of};
+use super::money::{Units, to_nanos};
 use super::offer::{Market, Offer, Provider};
 use super::regions::{Continent, Jurisdiction, region_info};
 
@@ -480,7 +480,14 @@ impl std::fmt::Debug for PlacementIndex {
 }
 
 impl PlacementIndex {
-    pub fn build(offers: &[Offer], catalog: &Catalog) -> PlacementIndex {
+    /// Indexes `offers` (a catalog's, in its order): `band_of` gives a spot offer's
+    /// interruption band, `suspect` whether the offer at a position is priced suspiciously
+    /// (`Catalog::band`, `Catalog::suspicion_at`).
+    pub fn build(
+        offers: &[Offer],
+        band_of: impl Fn(&Offer) -> Option<u8>,
+        suspect: impl Fn(usize) -> bool,
+    ) -> PlacementIndex {
         let mut ix = PlacementIndex::default();
         let mut type_ids: HashMap<(Provider, &str), u32> = HashMap::new();
         ix.classes.push(Class::default());
@@ -563,10 +570,7 @@ impl PlacementIndex {
                     .or_insert(price);
             }
             let band = if spot {
-                catalog
-                    .band(o.key.provider, &o.key.region, &o.key.instance_type)
-                    .map(|b| b.band.min(4))
-                    .unwrap_or(NO_BAND)
+                band_of(o).map(|b| b.min(4)).unwrap_or(NO_BAND)
             } else {
                 NO_BAND
             };
@@ -580,7 +584,7 @@ impl PlacementIndex {
                 price,
                 band,
                 observed: o.observed_at.timestamp(),
-                suspect: catalog.suspicion_at(i).is_some(),
+                suspect: suspect(i),
             });
         }
         for p in pending {
@@ -632,211 +636,28 @@ impl PlacementIndex {
     }
 
     /// The cheapest feasible placements for `req`, with exclusion counts.
+    ///
+    /// Phases: the accelerator classes to scan (`classes_for`); the request's constraints
+    /// per region group, with its egress (`Search::new`); then per class either the search
+    /// group by group from the cheapest egress with counts from the class's aggregates
+    /// (without per-offer constraints: `search_groups`, `count_from_aggregates`), or one
+    /// price-ordered scan that keeps the top k and counts every offer (`scan`); last, the
+    /// kept offers become `Choice`s.
     pub fn select(
         &self,
         req: &PlacementRequest,
         model: &CostModel,
         cond: &Conditions<'_>,
     ) -> Result<Decision, PlacementError> {
-        let mut counts = [0u64; REASONS];
-        counts[Reason::UnknownHardware as usize] = self.unknown_hardware;
-        // Accelerator classes to scan.
-        let classes: Vec<usize> = if req.accelerators.is_empty() {
-            (0..self.classes.len()).collect()
-        } else {
-            let mut v = Vec::new();
-            for a in &req.accelerators {
-                match self.class_ids.get(&a.to_ascii_lowercase()) {
-                    Some(c) => {
-                        if !v.contains(c) {
-                            v.push(*c)
-                        }
-                    }
-                    None => {
-                        return Err(PlacementError::UnknownAccelerator {
-                            given: a.clone(),
-                            known: self.accelerators.clone(),
-                        });
-                    }
-                }
-            }
-            v
-        };
+        let classes = self.classes_for(req)?;
+        let mut s = Search::new(self, req, model, cond);
+        s.counts[Reason::UnknownHardware as usize] = self.unknown_hardware;
         let scanned: u64 = classes
             .iter()
             .map(|c| self.classes[*c].offer.len() as u64)
             .sum();
-        counts[Reason::Accelerator as usize] = self.indexed() - scanned;
-
-        // Hardware, once per type.
-        let gpu_req = !req.accelerators.is_empty();
-        // (Evaluated per type on demand: a GPU request only ever asks about its classes'
-        // types, and the whole type table is thousands of entries.)
-        let type_reason = |ty: usize| -> Reason {
-            let t = &self.types[ty];
-            if t.vcpus < req.min_vcpus {
-                Reason::Vcpus
-            } else if t.memory_gib < req.min_memory_gib {
-                Reason::Memory
-            } else if gpu_req && t.gpu_count < f64::from(req.accelerator_count) {
-                Reason::AcceleratorCount
-            } else if gpu_req && t.gpu_memory_gib < req.min_gpu_memory_gib {
-                Reason::GpuMemory
-            } else {
-                Reason::Feasible
-            }
-        };
-
-        // Region groups: constraints, availability, egress — once per group.
-        let now = cond.now.timestamp();
-        let live_marks: Vec<&AvailabilityMark> = cond
-            .marks
-            .iter()
-            .filter(|m| m.expires_at > cond.now)
-            .collect();
-        let egress = RequestEgress::new(req, model);
-        let mut zone_marked: HashSet<u32> = HashSet::new();
-        let mut group_reason = Vec::with_capacity(self.groups.len());
-        let mut group_egress: Vec<Units> = Vec::with_capacity(self.groups.len());
-        for (gi, g) in self.groups.iter().enumerate() {
-            let r = if !req.allowed_providers.is_empty()
-                && !req.allowed_providers.contains(&g.provider)
-                || req.denied_providers.contains(&g.provider)
-            {
-                Reason::Provider
-            } else if !req.allowed_regions.is_empty() && !req.allowed_regions.contains(&g.region)
-                || req.denied_regions.contains(&g.region)
-            {
-                Reason::Region
-            } else if !req.jurisdictions.is_empty()
-                && !g
-                    .country
-                    .as_deref()
-                    .is_some_and(|c| req.jurisdictions.iter().any(|j| j.contains(c)))
-            {
-                Reason::Jurisdiction
-            } else if live_marks.iter().any(|m| {
-                m.provider == g.provider
-                    && m.zone.is_none()
-                    && m.region.as_deref().is_none_or(|r| r == g.region)
-            }) {
-                Reason::Unavailable
-            } else if model.skip_stale && cond.failing[pidx(g.provider)] {
-                Reason::Stale
-            } else {
-                Reason::Feasible
-            };
-            for m in &live_marks {
-                if let (Some(z), Some(r)) = (&m.zone, &m.region)
-                    && m.provider == g.provider
-                    && r == &g.region
-                    && let Some(id) = self.zone_ids.get(&(gi as u16, z.clone()))
-                {
-                    zone_marked.insert(*id);
-                }
-            }
-            group_reason.push(r);
-            group_egress.push(egress.to_group(g));
-        }
-        let home = req
-            .inputs
-            .iter()
-            .max_by_key(|i| i.gb_milli)
-            .and_then(|i| self.group_ids.get(&(i.provider, i.region.clone())).copied());
-
-        let nodes = i128::from(req.nodes.max(1));
-        let hours = i128::from(req.hours_milli);
-        // Hours lost per interruption, in half-thousandths of an hour (exact).
-        let lost_half_milli = i128::from(
-            2 * model.restart_hours_milli + model.checkpoint_hours_milli.min(req.hours_milli),
-        );
-        let stale_cutoff = now - model.max_price_age_secs;
-        // With `distinct`, each heap entry is the cheapest of its key (the region group or
-        // the provider) and there are at most as many entries as keys: once every key has
-        // one, a candidate above the worst kept total cannot enter either, so the searches
-        // below stop as they do without it.
-        let distinct = req.distinct.is_some();
-        let distinct_key = |g: usize| -> u16 {
-            match req.distinct {
-                Some(Distinct::Provider) => pidx(self.groups[g].provider) as u16,
-                _ => g as u16,
-            }
-        };
-        let keys = match req.distinct {
-            None => usize::MAX,
-            Some(Distinct::Region) => self.groups.len().max(1),
-            Some(Distinct::Provider) => Provider::ALL.len(),
-        };
-        let k = req.top_k.max(2).min(keys);
-        // Max-heap on (total, offer): the worst kept choice on top. The last field is the
-        // `distinct` key (0 without it).
-        let mut heap: BinaryHeap<Kept> = BinaryHeap::with_capacity(k + 1);
-        let mut baseline: Option<Units> = None;
-        let mut considered = self.unknown_hardware + counts[Reason::Accelerator as usize];
-
-        let hn = hours * nodes;
-        let min_egress: Units = group_egress.iter().copied().min().unwrap_or(0);
-        let market_reason = |spot: bool| match (req.market, spot) {
-            (MarketPolicy::OnDemandOnly, true) | (MarketPolicy::SpotOnly, false) => Reason::Market,
-            _ => Reason::Feasible,
-        };
-        let skip_suspect = req.skip_suspect || model.skip_suspect;
-        // Checks after the region group that look at the offer itself.
-        let per_offer_checks = !zone_marked.is_empty()
-            || model.skip_stale
-            || skip_suspect
-            || req.max_price_nanos.is_some()
-            || req.max_band.is_some()
-            || req.min_savings_milli_pct > 0
-            || req.max_total.is_some();
-        let late = |c: &Class, i: usize, spot: bool| -> (Reason, u8) {
-            let band = if spot {
-                if c.band[i] == NO_BAND {
-                    model.default_spot_band.min(4)
-                } else {
-                    c.band[i]
-                }
-            } else {
-                NO_BAND
-            };
-            if !zone_marked.is_empty() && zone_marked.contains(&c.zone[i]) {
-                return (Reason::Unavailable, band);
-            }
-            if model.skip_stale && c.observed_at[i] < stale_cutoff {
-                return (Reason::Stale, band);
-            }
-            if skip_suspect && c.suspect[i] {
-                return (Reason::Suspect, band);
-            }
-            if req.max_price_nanos.is_some_and(|m| c.price_nanos[i] > m) {
-                return (Reason::MaxPricePerHour, band);
-            }
-            if spot {
-                if req.max_band.is_some_and(|m| band > m) {
-                    return (Reason::InterruptionBand, band);
-                }
-                if req.min_savings_milli_pct > 0 {
-                    let od = i128::from(c.ondemand_nanos[i]);
-                    // spot <= od × (1 - pct/100), pct in thousandths of a percent
-                    if od > 0
-                        && i128::from(c.price_nanos[i]) * 100_000
-                            > od * (100_000 - i128::from(req.min_savings_milli_pct))
-                    {
-                        return (Reason::SpotSavings, band);
-                    }
-                }
-            }
-            (Reason::Feasible, band)
-        };
-        let total_of = |c: &Class, i: usize, g: usize, spot: bool, band: u8| -> Units {
-            let compute = i128::from(c.price_nanos[i]) * hn;
-            let overhead = if spot {
-                spot_overhead(compute, nodes, band, lost_half_milli)
-            } else {
-                0
-            };
-            compute + group_egress[g] + overhead
-        };
+        s.counts[Reason::Accelerator as usize] = self.indexed() - scanned;
+        let mut considered = self.unknown_hardware + s.counts[Reason::Accelerator as usize];
 
         // Region groups from the cheapest egress up: once the heap holds k choices, a group
         // whose egress plus its cheapest offer's compute exceeds the k-th total is skipped.
@@ -844,225 +665,52 @@ impl PlacementIndex {
         // Each entry packs (egress, group) into one u128 — egress above the group's 16 bits —
         // which sorts in the same order as the pair at half the width. Egress is never
         // negative: the egress table rejects negative prices when it is loaded.
-        let mut by_egress: Vec<u128> = if per_offer_checks {
+        let mut by_egress: Vec<u128> = if s.per_offer_checks {
             Vec::new()
         } else {
-            group_egress
+            s.group_egress
                 .iter()
                 .enumerate()
-                .filter(|(g, _)| group_reason[*g] == Reason::Feasible)
+                .filter(|(g, _)| s.group_reason[*g] == Reason::Feasible)
                 .map(|(g, e)| ((*e).max(0) as u128) << 16 | g as u128)
                 .collect()
         };
         by_egress.sort_unstable();
         for &ci in &classes {
             let c = &self.classes[ci];
-            let n = c.offer.len();
-            considered += n as u64;
-            let mut baseline_found = false;
-            if !per_offer_checks {
-                // Without per-offer checks an offer's reason depends only on its (type,
-                // market, group): count from the class's aggregates (phase 2 below, with
-                // nothing visited) and search the top k group by group, each in price order,
-                // visiting only offers that could still enter it.
-                let cheapest = i128::from(c.cheapest_nanos) * hn;
-                for &packed in &by_egress {
-                    let (egress, g) = ((packed >> 16) as Units, (packed & 0xFFFF) as u16);
-                    // Groups come in egress order: once the class's cheapest compute plus
-                    // this group's egress exceeds the k-th total, so does every later group.
-                    if heap.len() >= k
-                        && let Some(top) = heap.peek()
-                        && cheapest + egress > top.0
-                    {
-                        break;
-                    }
-                    let at = c.group_pos.get(usize::from(g)).copied().unwrap_or(NO_ROWS);
-                    if at == NO_ROWS {
-                        continue;
-                    }
-                    let rows = &c.group_rows[at as usize].1;
-                    for &row in rows {
-                        let row = row as usize;
-                        if heap.len() >= k
-                            && let Some(top) = heap.peek()
-                            && i128::from(c.price_nanos[row]) * hn + egress > top.0
-                        {
-                            break;
-                        }
-                        let (ty, _, spot) = unpack(c.key[row]);
-                        if type_reason(ty) != Reason::Feasible
-                            || market_reason(spot) != Reason::Feasible
-                        {
-                            continue;
-                        }
-                        let (_, band) = late(c, row, spot);
-                        let total = total_of(c, row, g as usize, spot, band);
-                        if distinct {
-                            keep_best_distinct(
-                                &mut heap,
-                                k,
-                                (total, c.offer[row], band, distinct_key(g as usize)),
-                            );
-                        } else {
-                            keep_best(&mut heap, k, (total, c.offer[row], band, 0));
-                        }
-                    }
-                }
-            }
-            // Phase 1's offers by their first-three-stage reason, to subtract from the
-            // class aggregates in phase 2.
-            let mut stage3 = [0u64; REASONS];
-            let mut i = 0;
-            // Phase 1 (with per-offer checks): offers that may still enter the top k (the
-            // class is in price order, so once compute + the smallest egress exceeds the
-            // k-th total, none can).
-            while per_offer_checks && i < n {
-                if heap.len() >= k
-                    && let Some(top) = heap.peek()
-                    && i128::from(c.price_nanos[i]) * hn + min_egress > top.0
-                {
-                    break;
-                }
-                let (ty, g, spot) = unpack(c.key[i]);
-                let tr = type_reason(ty);
-                if !baseline_found && home == Some(g as u16) && !spot && tr == Reason::Feasible {
-                    let t = i128::from(c.price_nanos[i]) * hn + group_egress[g];
-                    baseline = Some(baseline.map_or(t, |b: Units| b.min(t)));
-                    baseline_found = true;
-                }
-                let mut r = tr;
-                if r == Reason::Feasible {
-                    r = market_reason(spot);
-                }
-                if r == Reason::Feasible {
-                    r = group_reason[g];
-                }
-                stage3[r as usize] += 1;
-                let mut band = NO_BAND;
-                if r == Reason::Feasible {
-                    (r, band) = late(c, i, spot);
-                }
-                if r == Reason::Feasible {
-                    let total = total_of(c, i, g, spot, band);
-                    if req.max_total.is_some_and(|m| total > m) {
-                        r = Reason::MaxTotalCost;
-                    } else if distinct {
-                        keep_best_distinct(
-                            &mut heap,
-                            k,
-                            (total, c.offer[i], band, distinct_key(g)),
-                        );
-                    } else {
-                        keep_best(&mut heap, k, (total, c.offer[i], band, 0));
-                    }
-                }
-                counts[r as usize] += 1;
-                i += 1;
-            }
-            // Phase 2: the rest can only be counted. Without per-offer checks the reason of
-            // an offer depends only on (type, market, group), so count from the class's
-            // aggregates instead of visiting offers.
-            if !per_offer_checks && i < n {
-                let od_ok = market_reason(false) == Reason::Feasible;
-                let spot_ok = market_reason(true) == Reason::Feasible;
-                let mut agg = [0u64; REASONS];
-                let mut feasible = 0u64;
-                for &(ty, od, sp) in &c.type_counts {
-                    let tr = type_reason(ty as usize);
-                    if tr != Reason::Feasible {
-                        agg[tr as usize] += u64::from(od + sp);
-                        continue;
-                    }
-                    let (od, sp) = (u64::from(od), u64::from(sp));
-                    agg[Reason::Market as usize] +=
-                        if od_ok { 0 } else { od } + if spot_ok { 0 } else { sp };
-                    feasible += if od_ok { od } else { 0 } + if spot_ok { sp } else { 0 };
-                }
-                for (g, combos) in &c.group_counts {
-                    let gr = group_reason[*g as usize];
-                    if gr == Reason::Feasible {
-                        continue;
-                    }
-                    for &(ty, od, sp) in combos {
-                        if type_reason(ty as usize) == Reason::Feasible {
-                            let m = if od_ok { u64::from(od) } else { 0 }
-                                + if spot_ok { u64::from(sp) } else { 0 };
-                            agg[gr as usize] += m;
-                            feasible -= m;
-                        }
-                    }
-                }
-                agg[Reason::Feasible as usize] += feasible;
-                for r in 0..REASONS {
-                    counts[r] += agg[r] - stage3[r];
-                }
-                if !baseline_found
-                    && let Some(h) = home
-                    && let Some(rows) = c.group_on_demand.get(&h)
-                    && let Some(&row) = rows.iter().find(|&&row| {
-                        type_reason(unpack(c.key[row as usize]).0) == Reason::Feasible
-                    })
-                {
-                    let t = i128::from(c.price_nanos[row as usize]) * hn + group_egress[h as usize];
-                    baseline = Some(baseline.map_or(t, |b: Units| b.min(t)));
-                }
-                continue;
-            }
-            while i < n {
-                let (ty, g, spot) = unpack(c.key[i]);
-                let tr = type_reason(ty);
-                if !baseline_found && home == Some(g as u16) && !spot && tr == Reason::Feasible {
-                    let t = i128::from(c.price_nanos[i]) * hn + group_egress[g];
-                    baseline = Some(baseline.map_or(t, |b: Units| b.min(t)));
-                    baseline_found = true;
-                }
-                let mut r = tr;
-                if r == Reason::Feasible {
-                    r = market_reason(spot);
-                }
-                if r == Reason::Feasible {
-                    r = group_reason[g];
-                }
-                if per_offer_checks && r == Reason::Feasible {
-                    let band;
-                    (r, band) = late(c, i, spot);
-                    if r == Reason::Feasible
-                        && req
-                            .max_total
-                            .is_some_and(|m| total_of(c, i, g, spot, band) > m)
-                    {
-                        r = Reason::MaxTotalCost;
-                    }
-                }
-                counts[r as usize] += 1;
-                i += 1;
+            considered += c.offer.len() as u64;
+            if s.per_offer_checks {
+                s.scan(c);
+            } else {
+                s.search_groups(c, &by_egress);
+                s.count_from_aggregates(c);
             }
         }
-        let mut kept = heap.into_sorted_vec();
-        kept.truncate(req.top_k.max(1));
-        let choices = kept
-            .into_iter()
-            .map(|(total, offer, band, _)| {
-                self.choice(
-                    offer as usize,
-                    total,
-                    band,
-                    req,
-                    model,
-                    cond,
-                    &group_egress,
-                    nodes,
-                    hours,
-                    lost_half_milli,
-                )
-            })
-            .collect();
-        Ok(Decision {
-            choices,
-            counts,
-            considered,
-            baseline,
-        })
+        Ok(s.decision(req, model, cond, considered))
+    }
+
+    /// The accelerator classes a request may use (every class when it names none).
+    fn classes_for(&self, req: &PlacementRequest) -> Result<Vec<usize>, PlacementError> {
+        if req.accelerators.is_empty() {
+            return Ok((0..self.classes.len()).collect());
+        }
+        let mut v = Vec::new();
+        for a in &req.accelerators {
+            match self.class_ids.get(&a.to_ascii_lowercase()) {
+                Some(c) => {
+                    if !v.contains(c) {
+                        v.push(*c)
+                    }
+                }
+                None => {
+                    return Err(PlacementError::UnknownAccelerator {
+                        given: a.clone(),
+                        known: self.accelerators.clone(),
+                    });
+                }
+            }
+        }
+        Ok(v)
     }
 
     fn egress_to(
@@ -1141,6 +789,458 @@ impl PlacementIndex {
             stale: age > model.max_price_age_secs || cond.failing[pidx(self.groups[g].provider)],
             suspect: c.suspect[i],
             age_secs: age.max(0),
+        }
+    }
+}
+
+/// One request's search: its constraints resolved once (hardware per type on demand,
+/// provider/region/jurisdiction/availability and egress per region group up front), the
+/// running top k, the baseline and the per-`Reason` counts.
+struct Search<'a> {
+    ix: &'a PlacementIndex,
+    req: &'a PlacementRequest,
+    model: &'a CostModel,
+    gpu_req: bool,
+    group_reason: Vec<Reason>,
+    group_egress: Vec<Units>,
+    zone_marked: HashSet<u32>,
+    /// The region group holding most of the inputs: the baseline's on-demand home.
+    home: Option<u16>,
+    nodes: i128,
+    hours: i128,
+    /// hours × nodes.
+    hn: i128,
+    /// Hours lost per interruption, in half-thousandths of an hour (exact).
+    lost_half_milli: i128,
+    stale_cutoff: i64,
+    min_egress: Units,
+    skip_suspect: bool,
+    /// Checks after the region group that look at the offer itself.
+    per_offer_checks: bool,
+    distinct: bool,
+    k: usize,
+    /// Max-heap on (total, offer): the worst kept choice on top. The last field is the
+    /// `distinct` key (0 without it).
+    heap: BinaryHeap<Kept>,
+    baseline: Option<Units>,
+    counts: [u64; REASONS],
+}
+
+impl<'a> Search<'a> {
+    /// Region groups: constraints, availability, egress — once per group.
+    fn new(
+        ix: &'a PlacementIndex,
+        req: &'a PlacementRequest,
+        model: &'a CostModel,
+        cond: &Conditions<'_>,
+    ) -> Self {
+        let now = cond.now.timestamp();
+        let live_marks: Vec<&AvailabilityMark> = cond
+            .marks
+            .iter()
+            .filter(|m| m.expires_at > cond.now)
+            .collect();
+        let egress = RequestEgress::new(req, model);
+        let mut zone_marked: HashSet<u32> = HashSet::new();
+        let mut group_reason = Vec::with_capacity(ix.groups.len());
+        let mut group_egress: Vec<Units> = Vec::with_capacity(ix.groups.len());
+        for (gi, g) in ix.groups.iter().enumerate() {
+            let r = if !req.allowed_providers.is_empty()
+                && !req.allowed_providers.contains(&g.provider)
+                || req.denied_providers.contains(&g.provider)
+            {
+                Reason::Provider
+            } else if !req.allowed_regions.is_empty() && !req.allowed_regions.contains(&g.region)
+                || req.denied_regions.contains(&g.region)
+            {
+                Reason::Region
+            } else if !req.jurisdictions.is_empty()
+                && !g
+                    .country
+                    .as_deref()
+                    .is_some_and(|c| req.jurisdictions.iter().any(|j| j.contains(c)))
+            {
+                Reason::Jurisdiction
+            } else if live_marks.iter().any(|m| {
+                m.provider == g.provider
+                    && m.zone.is_none()
+                    && m.region.as_deref().is_none_or(|r| r == g.region)
+            }) {
+                Reason::Unavailable
+            } else if model.skip_stale && cond.failing[pidx(g.provider)] {
+                Reason::Stale
+            } else {
+                Reason::Feasible
+            };
+            for m in &live_marks {
+                if let (Some(z), Some(r)) = (&m.zone, &m.region)
+                    && m.provider == g.provider
+                    && r == &g.region
+                    && let Some(id) = ix.zone_ids.get(&(gi as u16, z.clone()))
+                {
+                    zone_marked.insert(*id);
+                }
+            }
+            group_reason.push(r);
+            group_egress.push(egress.to_group(g));
+        }
+        let home = req
+            .inputs
+            .iter()
+            .max_by_key(|i| i.gb_milli)
+            .and_then(|i| ix.group_ids.get(&(i.provider, i.region.clone())).copied());
+
+        let nodes = i128::from(req.nodes.max(1));
+        let hours = i128::from(req.hours_milli);
+        let lost_half_milli = i128::from(
+            2 * model.restart_hours_milli + model.checkpoint_hours_milli.min(req.hours_milli),
+        );
+        // With `distinct`, each heap entry is the cheapest of its key (the region group or
+        // the provider) and there are at most as many entries as keys: once every key has
+        // one, a candidate above the worst kept total cannot enter either, so the searches
+        // stop as they do without it.
+        let keys = match req.distinct {
+            None => usize::MAX,
+            Some(Distinct::Region) => ix.groups.len().max(1),
+            Some(Distinct::Provider) => Provider::ALL.len(),
+        };
+        let k = req.top_k.max(2).min(keys);
+        let skip_suspect = req.skip_suspect || model.skip_suspect;
+        let per_offer_checks = !zone_marked.is_empty()
+            || model.skip_stale
+            || skip_suspect
+            || req.max_price_nanos.is_some()
+            || req.max_band.is_some()
+            || req.min_savings_milli_pct > 0
+            || req.max_total.is_some();
+        Search {
+            ix,
+            req,
+            model,
+            gpu_req: !req.accelerators.is_empty(),
+            min_egress: group_egress.iter().copied().min().unwrap_or(0),
+            group_reason,
+            group_egress,
+            zone_marked,
+            home,
+            nodes,
+            hours,
+            hn: hours * nodes,
+            lost_half_milli,
+            stale_cutoff: now - model.max_price_age_secs,
+            skip_suspect,
+            per_offer_checks,
+            distinct: req.distinct.is_some(),
+            k,
+            heap: BinaryHeap::with_capacity(k + 1),
+            baseline: None,
+            counts: [0u64; REASONS],
+        }
+    }
+
+    /// Hardware, once per type (evaluated on demand: a GPU request only ever asks about its
+    /// classes' types, and the whole type table is thousands of entries).
+    #[inline]
+    fn type_reason(&self, ty: usize) -> Reason {
+        let t = &self.ix.types[ty];
+        let req = self.req;
+        if t.vcpus < req.min_vcpus {
+            Reason::Vcpus
+        } else if t.memory_gib < req.min_memory_gib {
+            Reason::Memory
+        } else if self.gpu_req && t.gpu_count < f64::from(req.accelerator_count) {
+            Reason::AcceleratorCount
+        } else if self.gpu_req && t.gpu_memory_gib < req.min_gpu_memory_gib {
+            Reason::GpuMemory
+        } else {
+            Reason::Feasible
+        }
+    }
+
+    #[inline]
+    fn market_reason(&self, spot: bool) -> Reason {
+        match (self.req.market, spot) {
+            (MarketPolicy::OnDemandOnly, true) | (MarketPolicy::SpotOnly, false) => Reason::Market,
+            _ => Reason::Feasible,
+        }
+    }
+
+    /// An offer's interruption band (the model's default for a spot offer without one).
+    #[inline(always)]
+    fn band(&self, c: &Class, i: usize, spot: bool) -> u8 {
+        if spot {
+            if c.band[i] == NO_BAND {
+                self.model.default_spot_band.min(4)
+            } else {
+                c.band[i]
+            }
+        } else {
+            NO_BAND
+        }
+    }
+
+    /// The checks that look at the offer itself, and its interruption band.
+    #[inline]
+    fn late(&self, c: &Class, i: usize, spot: bool) -> (Reason, u8) {
+        let (req, model) = (self.req, self.model);
+        let band = self.band(c, i, spot);
+        if !self.zone_marked.is_empty() && self.zone_marked.contains(&c.zone[i]) {
+            return (Reason::Unavailable, band);
+        }
+        if model.skip_stale && c.observed_at[i] < self.stale_cutoff {
+            return (Reason::Stale, band);
+        }
+        if self.skip_suspect && c.suspect[i] {
+            return (Reason::Suspect, band);
+        }
+        if req.max_price_nanos.is_some_and(|m| c.price_nanos[i] > m) {
+            return (Reason::MaxPricePerHour, band);
+        }
+        if spot {
+            if req.max_band.is_some_and(|m| band > m) {
+                return (Reason::InterruptionBand, band);
+            }
+            if req.min_savings_milli_pct > 0 {
+                let od = i128::from(c.ondemand_nanos[i]);
+                // spot <= od × (1 - pct/100), pct in thousandths of a percent
+                if od > 0
+                    && i128::from(c.price_nanos[i]) * 100_000
+                        > od * (100_000 - i128::from(req.min_savings_milli_pct))
+                {
+                    return (Reason::SpotSavings, band);
+                }
+            }
+        }
+        (Reason::Feasible, band)
+    }
+
+    #[inline]
+    fn total_of(&self, c: &Class, i: usize, g: usize, spot: bool, band: u8) -> Units {
+        let compute = i128::from(c.price_nanos[i]) * self.hn;
+        let overhead = if spot {
+            spot_overhead(compute, self.nodes, band, self.lost_half_milli)
+        } else {
+            0
+        };
+        compute + self.group_egress[g] + overhead
+    }
+
+    /// Whether the heap is full and its worst total is below `bound`: nothing from `bound`
+    /// up can enter it.
+    #[inline(always)]
+    fn full_below(&self, bound: Units) -> bool {
+        self.heap.len() >= self.k && self.heap.peek().is_some_and(|top| bound > top.0)
+    }
+
+    /// Offers `total` for a place in the top k (`distinct`: one per key).
+    #[inline]
+    fn keep(&mut self, total: Units, offer: u32, band: u8, g: usize) {
+        if self.distinct {
+            let key = match self.req.distinct {
+                Some(Distinct::Provider) => pidx(self.ix.groups[g].provider) as u16,
+                _ => g as u16,
+            };
+            keep_best_distinct(&mut self.heap, self.k, (total, offer, band, key));
+        } else {
+            keep_best(&mut self.heap, self.k, (total, offer, band, 0));
+        }
+    }
+
+    /// The baseline: the cheapest feasible on-demand offer in the home group, per class.
+    #[inline]
+    fn note_baseline(&mut self, c: &Class, row: usize, g: usize) {
+        let t = i128::from(c.price_nanos[row]) * self.hn + self.group_egress[g];
+        self.baseline = Some(self.baseline.map_or(t, |b: Units| b.min(t)));
+    }
+
+    /// An offer's first reason by hardware, market and region group (the checks that do not
+    /// look at the offer itself), noting the class's baseline on the way.
+    #[inline]
+    fn first_reason(
+        &mut self,
+        c: &Class,
+        i: usize,
+        baseline_found: &mut bool,
+    ) -> (usize, bool, Reason) {
+        let (ty, g, spot) = unpack(c.key[i]);
+        let tr = self.type_reason(ty);
+        if !*baseline_found && self.home == Some(g as u16) && !spot && tr == Reason::Feasible {
+            self.note_baseline(c, i, g);
+            *baseline_found = true;
+        }
+        let mut r = tr;
+        if r == Reason::Feasible {
+            r = self.market_reason(spot);
+        }
+        if r == Reason::Feasible {
+            r = self.group_reason[g];
+        }
+        (g, spot, r)
+    }
+
+    /// Without per-offer checks: the top k searched group by group from the cheapest egress,
+    /// each group in price order, visiting only offers that could still enter it.
+    fn search_groups(&mut self, c: &Class, by_egress: &[u128]) {
+        let hn = self.hn;
+        let cheapest = i128::from(c.cheapest_nanos) * hn;
+        for &packed in by_egress {
+            let (egress, g) = ((packed >> 16) as Units, (packed & 0xFFFF) as u16);
+            // Groups come in egress order: once the class's cheapest compute plus this
+            // group's egress exceeds the k-th total, so does every later group.
+            if self.full_below(cheapest + egress) {
+                break;
+            }
+            let at = c.group_pos.get(usize::from(g)).copied().unwrap_or(NO_ROWS);
+            if at == NO_ROWS {
+                continue;
+            }
+            for &row in &c.group_rows[at as usize].1 {
+                let row = row as usize;
+                if self.full_below(i128::from(c.price_nanos[row]) * hn + egress) {
+                    break;
+                }
+                let (ty, _, spot) = unpack(c.key[row]);
+                if self.type_reason(ty) != Reason::Feasible
+                    || self.market_reason(spot) != Reason::Feasible
+                {
+                    continue;
+                }
+                // Without per-offer checks `late` finds nothing: only the band is needed.
+                let band = self.band(c, row, spot);
+                let total = self.total_of(c, row, g as usize, spot, band);
+                self.keep(total, c.offer[row], band, g as usize);
+            }
+        }
+    }
+
+    /// Without per-offer checks an offer's reason depends only on its (type, market,
+    /// group): the class's offers are counted from its aggregates instead of visited, and
+    /// its baseline found among the home group's on-demand rows.
+    fn count_from_aggregates(&mut self, c: &Class) {
+        if c.offer.is_empty() {
+            return;
+        }
+        let od_ok = self.market_reason(false) == Reason::Feasible;
+        let spot_ok = self.market_reason(true) == Reason::Feasible;
+        let mut agg = [0u64; REASONS];
+        let mut feasible = 0u64;
+        for &(ty, od, sp) in &c.type_counts {
+            let tr = self.type_reason(ty as usize);
+            if tr != Reason::Feasible {
+                agg[tr as usize] += u64::from(od + sp);
+                continue;
+            }
+            let (od, sp) = (u64::from(od), u64::from(sp));
+            agg[Reason::Market as usize] +=
+                if od_ok { 0 } else { od } + if spot_ok { 0 } else { sp };
+            feasible += if od_ok { od } else { 0 } + if spot_ok { sp } else { 0 };
+        }
+        for (g, combos) in &c.group_counts {
+            let gr = self.group_reason[*g as usize];
+            if gr == Reason::Feasible {
+                continue;
+            }
+            for &(ty, od, sp) in combos {
+                if self.type_reason(ty as usize) == Reason::Feasible {
+                    let m = if od_ok { u64::from(od) } else { 0 }
+                        + if spot_ok { u64::from(sp) } else { 0 };
+                    agg[gr as usize] += m;
+                    feasible -= m;
+                }
+            }
+        }
+        agg[Reason::Feasible as usize] += feasible;
+        for (count, a) in self.counts.iter_mut().zip(agg) {
+            *count += a;
+        }
+        if let Some(h) = self.home
+            && let Some(rows) = c.group_on_demand.get(&h)
+            && let Some(&row) = rows
+                .iter()
+                .find(|&&row| self.type_reason(unpack(c.key[row as usize]).0) == Reason::Feasible)
+        {
+            self.note_baseline(c, row as usize, h as usize);
+        }
+    }
+
+    /// With per-offer checks: one scan of the class in price order. Offers that may still
+    /// enter the top k are judged in full and kept (once compute + the smallest egress
+    /// exceeds the k-th total, none can); the rest are only counted.
+    fn scan(&mut self, c: &Class) {
+        let n = c.offer.len();
+        let mut baseline_found = false;
+        let mut i = 0;
+        while i < n {
+            if self.full_below(i128::from(c.price_nanos[i]) * self.hn + self.min_egress) {
+                break;
+            }
+            let (g, spot, mut r) = self.first_reason(c, i, &mut baseline_found);
+            let mut band = NO_BAND;
+            if r == Reason::Feasible {
+                (r, band) = self.late(c, i, spot);
+            }
+            if r == Reason::Feasible {
+                let total = self.total_of(c, i, g, spot, band);
+                if self.req.max_total.is_some_and(|m| total > m) {
+                    r = Reason::MaxTotalCost;
+                } else {
+                    self.keep(total, c.offer[i], band, g);
+                }
+            }
+            self.counts[r as usize] += 1;
+            i += 1;
+        }
+        while i < n {
+            let (g, spot, mut r) = self.first_reason(c, i, &mut baseline_found);
+            if r == Reason::Feasible {
+                let band;
+                (r, band) = self.late(c, i, spot);
+                if r == Reason::Feasible
+                    && self
+                        .req
+                        .max_total
+                        .is_some_and(|m| self.total_of(c, i, g, spot, band) > m)
+                {
+                    r = Reason::MaxTotalCost;
+                }
+            }
+            self.counts[r as usize] += 1;
+            i += 1;
+        }
+    }
+
+    /// The kept offers, cheapest first, as `Choice`s.
+    fn decision(
+        self,
+        req: &PlacementRequest,
+        model: &CostModel,
+        cond: &Conditions<'_>,
+        considered: u64,
+    ) -> Decision {
+        let mut kept = self.heap.into_sorted_vec();
+        kept.truncate(req.top_k.max(1));
+        let choices = kept
+            .into_iter()
+            .map(|(total, offer, band, _)| {
+                self.ix.choice(
+                    offer as usize,
+                    total,
+                    band,
+                    req,
+                    model,
+                    cond,
+                    &self.group_egress,
+                    self.nodes,
+                    self.hours,
+                    self.lost_half_milli,
+                )
+            })
+            .collect();
+        Decision {
+            choices,
+            counts: self.counts,
+            considered,
+            baseline: self.baseline,
         }
     }
 }
@@ -1280,8 +1380,8 @@ pub fn milli(d: Decimal) -> Option<i64> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::domain::egress::units_to_decimal;
-    use crate::domain::{Currency, InstanceAttrs, OfferKey, SpotBand};
+    use crate::domain::money::units_to_decimal;
+    use crate::domain::{Catalog, Currency, InstanceAttrs, OfferKey, SpotBand};
     use proptest::prelude::*;
     use rust_decimal::RoundingStrategy;
 
