@@ -1,12 +1,13 @@
 //! bursar: cost-aware placement and FinOps for jobs on AWS, GCP and Azure.
 //!
-//! Codemap (see ARCHITECTURE.md): `domain` is pure (money, offers, the in-memory catalog);
-//! `clouds` adapts price feeds behind `PriceSource` and `billing` reads cost exports, both
-//! over `remote` (HTTP and AWS SDK settings, retries, `SourceError`); `store` persists to
-//! SQLite or Postgres behind one `Store`; `tasks` runs the polling loops; `server` is the
-//! gRPC glue (validate, convert, map errors); `config` reads TOML + BURSAR_* overrides;
-//! `wiring` builds the enabled sources from it for the server and the CLI; `cli` is the
-//! command line.
+//! Codemap (see ARCHITECTURE.md), from the bottom layer up: `domain` is pure (money, offers,
+//! the catalog, placement, budgets, forecasts); `remote` holds what cloud clients share
+//! (HTTP and AWS SDK settings, retries, `SourceError`); `clouds` adapts price feeds behind
+//! `PriceSource` and `billing` reads cost exports; `notify` sends alerts (email, Slack) from
+//! the outbox; `store` persists to SQLite or Postgres behind one `Store`; `config` reads TOML
+//! and BURSAR_* overrides; `tasks` runs the long-running loops (polling, ingest, budget
+//! evaluation, alert delivery); `wiring` builds the enabled sources from config; `server` is
+//! the gRPC glue (validate, convert, map errors); `cli` is the command line.
 #![forbid(unsafe_code)]
 // Standard output goes through `cli::out` (`outln!`), which ends quietly on a closed pipe.
 #![warn(clippy::print_stdout)]

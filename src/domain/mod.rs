@@ -1,5 +1,12 @@
-//! Pure domain: money, offers and the in-memory price catalog. Nothing here knows about
-//! tonic, sqlx, reqwest or cloud SDKs; everything here is unit-tested without I/O.
+//! Pure domain: the types and rules the rest of bursar is built on, unit-tested without I/O.
+//! Nothing here knows about tonic, sqlx, reqwest or cloud SDKs.
+//!
+//! Codemap: `money` (exact `Money`, `Units`), `offer` (`Provider` and its one name matcher,
+//! `Offer`, `KnownInstances`, `SpotBand`); `catalog` (the in-memory price catalog) and
+//! `sanity` (the `suspect` rule); `placement` (`PlacementIndex::select`, the cost model),
+//! `egress` (egress price tables), `regions` (continents, jurisdictions); `budget/` (spec and
+//! validation, period windows, threshold evaluation, the placement gate) and `forecast`;
+//! `egress_lines` and `tags` (billing-line rules); `limits` and `quote` (input safety).
 pub mod budget;
 pub mod catalog;
 pub mod egress;

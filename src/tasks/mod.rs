@@ -1,6 +1,8 @@
-//! Long-running work: price polling loops (`poller`), catalog refresh, seeding and the
-//! SkyPilot catalog import (`import`). Every loop `select!`s on its work and the shutdown
-//! signal, so `server::run` can wait for all of them.
+//! Long-running work: price polling, catalog refresh and seeding (`poller`), the SkyPilot
+//! catalog import (`import`), the placement decision log (`decisions`), billing ingest
+//! (`ingest`, `watch`, `cost_explorer`), budget evaluation (`budgets`) and alert delivery
+//! (`alerts`). Every loop `select!`s on its work and the shutdown signal, so `server::run`
+//! can wait for all of them.
 pub mod alerts;
 pub mod budgets;
 pub mod cost_explorer;
