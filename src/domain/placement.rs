@@ -800,18 +800,14 @@ struct Search<'a> {
     ix: &'a PlacementIndex,
     req: &'a PlacementRequest,
     model: &'a CostModel,
-    gpu_req: bool,
+    /// What the hot loops read per offer, copied into a local there (see [`Rules`]).
+    rules: Rules<'a>,
     group_reason: Vec<Reason>,
     group_egress: Vec<Units>,
     zone_marked: HashSet<u32>,
     /// The region group holding most of the inputs: the baseline's on-demand home.
     home: Option<u16>,
-    nodes: i128,
     hours: i128,
-    /// hours × nodes.
-    hn: i128,
-    /// Hours lost per interruption, in half-thousandths of an hour (exact).
-    lost_half_milli: i128,
     stale_cutoff: i64,
     min_egress: Units,
     skip_suspect: bool,
@@ -917,16 +913,25 @@ impl<'a> Search<'a> {
             ix,
             req,
             model,
-            gpu_req: !req.accelerators.is_empty(),
+            rules: Rules {
+                types: &ix.types,
+                min_vcpus: req.min_vcpus,
+                min_memory_gib: req.min_memory_gib,
+                gpu_req: !req.accelerators.is_empty(),
+                accelerator_count: f64::from(req.accelerator_count),
+                min_gpu_memory_gib: req.min_gpu_memory_gib,
+                market: req.market,
+                default_spot_band: model.default_spot_band.min(4),
+                nodes,
+                hn: hours * nodes,
+                lost_half_milli,
+            },
             min_egress: group_egress.iter().copied().min().unwrap_or(0),
             group_reason,
             group_egress,
             zone_marked,
             home,
-            nodes,
             hours,
-            hn: hours * nodes,
-            lost_half_milli,
             stale_cutoff: now - model.max_price_age_secs,
             skip_suspect,
             per_offer_checks,
@@ -938,52 +943,11 @@ impl<'a> Search<'a> {
         }
     }
 
-    /// Hardware, once per type (evaluated on demand: a GPU request only ever asks about its
-    /// classes' types, and the whole type table is thousands of entries).
-    #[inline]
-    fn type_reason(&self, ty: usize) -> Reason {
-        let t = &self.ix.types[ty];
-        let req = self.req;
-        if t.vcpus < req.min_vcpus {
-            Reason::Vcpus
-        } else if t.memory_gib < req.min_memory_gib {
-            Reason::Memory
-        } else if self.gpu_req && t.gpu_count < f64::from(req.accelerator_count) {
-            Reason::AcceleratorCount
-        } else if self.gpu_req && t.gpu_memory_gib < req.min_gpu_memory_gib {
-            Reason::GpuMemory
-        } else {
-            Reason::Feasible
-        }
-    }
-
-    #[inline]
-    fn market_reason(&self, spot: bool) -> Reason {
-        match (self.req.market, spot) {
-            (MarketPolicy::OnDemandOnly, true) | (MarketPolicy::SpotOnly, false) => Reason::Market,
-            _ => Reason::Feasible,
-        }
-    }
-
-    /// An offer's interruption band (the model's default for a spot offer without one).
-    #[inline(always)]
-    fn band(&self, c: &Class, i: usize, spot: bool) -> u8 {
-        if spot {
-            if c.band[i] == NO_BAND {
-                self.model.default_spot_band.min(4)
-            } else {
-                c.band[i]
-            }
-        } else {
-            NO_BAND
-        }
-    }
-
     /// The checks that look at the offer itself, and its interruption band.
     #[inline]
     fn late(&self, c: &Class, i: usize, spot: bool) -> (Reason, u8) {
         let (req, model) = (self.req, self.model);
-        let band = self.band(c, i, spot);
+        let band = self.rules.band(c, i, spot);
         if !self.zone_marked.is_empty() && self.zone_marked.contains(&c.zone[i]) {
             return (Reason::Unavailable, band);
         }
@@ -1014,26 +978,8 @@ impl<'a> Search<'a> {
         (Reason::Feasible, band)
     }
 
-    #[inline]
-    fn total_of(&self, c: &Class, i: usize, g: usize, spot: bool, band: u8) -> Units {
-        let compute = i128::from(c.price_nanos[i]) * self.hn;
-        let overhead = if spot {
-            spot_overhead(compute, self.nodes, band, self.lost_half_milli)
-        } else {
-            0
-        };
-        compute + self.group_egress[g] + overhead
-    }
-
-    /// Whether the heap is full and its worst total is below `bound`: nothing from `bound`
-    /// up can enter it.
-    #[inline(always)]
-    fn full_below(&self, bound: Units) -> bool {
-        self.heap.len() >= self.k && self.heap.peek().is_some_and(|top| bound > top.0)
-    }
-
     /// Offers `total` for a place in the top k (`distinct`: one per key).
-    #[inline]
+    #[inline(always)]
     fn keep(&mut self, total: Units, offer: u32, band: u8, g: usize) {
         if self.distinct {
             let key = match self.req.distinct {
@@ -1049,7 +995,7 @@ impl<'a> Search<'a> {
     /// The baseline: the cheapest feasible on-demand offer in the home group, per class.
     #[inline]
     fn note_baseline(&mut self, c: &Class, row: usize, g: usize) {
-        let t = i128::from(c.price_nanos[row]) * self.hn + self.group_egress[g];
+        let t = i128::from(c.price_nanos[row]) * self.rules.hn + self.group_egress[g];
         self.baseline = Some(self.baseline.map_or(t, |b: Units| b.min(t)));
     }
 
@@ -1063,14 +1009,14 @@ impl<'a> Search<'a> {
         baseline_found: &mut bool,
     ) -> (usize, bool, Reason) {
         let (ty, g, spot) = unpack(c.key[i]);
-        let tr = self.type_reason(ty);
+        let tr = self.rules.type_reason(ty);
         if !*baseline_found && self.home == Some(g as u16) && !spot && tr == Reason::Feasible {
             self.note_baseline(c, i, g);
             *baseline_found = true;
         }
         let mut r = tr;
         if r == Reason::Feasible {
-            r = self.market_reason(spot);
+            r = self.rules.market_reason(spot);
         }
         if r == Reason::Feasible {
             r = self.group_reason[g];
@@ -1081,13 +1027,13 @@ impl<'a> Search<'a> {
     /// Without per-offer checks: the top k searched group by group from the cheapest egress,
     /// each group in price order, visiting only offers that could still enter it.
     fn search_groups(&mut self, c: &Class, by_egress: &[u128]) {
-        let hn = self.hn;
-        let cheapest = i128::from(c.cheapest_nanos) * hn;
+        let (rules, k) = (self.rules, self.k);
+        let cheapest = i128::from(c.cheapest_nanos) * rules.hn;
         for &packed in by_egress {
             let (egress, g) = ((packed >> 16) as Units, (packed & 0xFFFF) as u16);
             // Groups come in egress order: once the class's cheapest compute plus this
             // group's egress exceeds the k-th total, so does every later group.
-            if self.full_below(cheapest + egress) {
+            if full_below(&self.heap, k, cheapest + egress) {
                 break;
             }
             let at = c.group_pos.get(usize::from(g)).copied().unwrap_or(NO_ROWS);
@@ -1096,18 +1042,22 @@ impl<'a> Search<'a> {
             }
             for &row in &c.group_rows[at as usize].1 {
                 let row = row as usize;
-                if self.full_below(i128::from(c.price_nanos[row]) * hn + egress) {
+                if full_below(
+                    &self.heap,
+                    k,
+                    i128::from(c.price_nanos[row]) * rules.hn + egress,
+                ) {
                     break;
                 }
                 let (ty, _, spot) = unpack(c.key[row]);
-                if self.type_reason(ty) != Reason::Feasible
-                    || self.market_reason(spot) != Reason::Feasible
+                if rules.type_reason(ty) != Reason::Feasible
+                    || rules.market_reason(spot) != Reason::Feasible
                 {
                     continue;
                 }
                 // Without per-offer checks `late` finds nothing: only the band is needed.
-                let band = self.band(c, row, spot);
-                let total = self.total_of(c, row, g as usize, spot, band);
+                let band = rules.band(c, row, spot);
+                let total = rules.total_of(c, row, spot, band, self.group_egress[g as usize]);
                 self.keep(total, c.offer[row], band, g as usize);
             }
         }
@@ -1120,12 +1070,13 @@ impl<'a> Search<'a> {
         if c.offer.is_empty() {
             return;
         }
-        let od_ok = self.market_reason(false) == Reason::Feasible;
-        let spot_ok = self.market_reason(true) == Reason::Feasible;
+        let rules = self.rules;
+        let od_ok = rules.market_reason(false) == Reason::Feasible;
+        let spot_ok = rules.market_reason(true) == Reason::Feasible;
         let mut agg = [0u64; REASONS];
         let mut feasible = 0u64;
         for &(ty, od, sp) in &c.type_counts {
-            let tr = self.type_reason(ty as usize);
+            let tr = rules.type_reason(ty as usize);
             if tr != Reason::Feasible {
                 agg[tr as usize] += u64::from(od + sp);
                 continue;
@@ -1141,7 +1092,7 @@ impl<'a> Search<'a> {
                 continue;
             }
             for &(ty, od, sp) in combos {
-                if self.type_reason(ty as usize) == Reason::Feasible {
+                if rules.type_reason(ty as usize) == Reason::Feasible {
                     let m = if od_ok { u64::from(od) } else { 0 }
                         + if spot_ok { u64::from(sp) } else { 0 };
                     agg[gr as usize] += m;
@@ -1157,7 +1108,7 @@ impl<'a> Search<'a> {
             && let Some(rows) = c.group_on_demand.get(&h)
             && let Some(&row) = rows
                 .iter()
-                .find(|&&row| self.type_reason(unpack(c.key[row as usize]).0) == Reason::Feasible)
+                .find(|&&row| rules.type_reason(unpack(c.key[row as usize]).0) == Reason::Feasible)
         {
             self.note_baseline(c, row as usize, h as usize);
         }
@@ -1167,11 +1118,16 @@ impl<'a> Search<'a> {
     /// enter the top k are judged in full and kept (once compute + the smallest egress
     /// exceeds the k-th total, none can); the rest are only counted.
     fn scan(&mut self, c: &Class) {
+        let (rules, k, min_egress) = (self.rules, self.k, self.min_egress);
         let n = c.offer.len();
         let mut baseline_found = false;
         let mut i = 0;
         while i < n {
-            if self.full_below(i128::from(c.price_nanos[i]) * self.hn + self.min_egress) {
+            if full_below(
+                &self.heap,
+                k,
+                i128::from(c.price_nanos[i]) * rules.hn + min_egress,
+            ) {
                 break;
             }
             let (g, spot, mut r) = self.first_reason(c, i, &mut baseline_found);
@@ -1180,7 +1136,7 @@ impl<'a> Search<'a> {
                 (r, band) = self.late(c, i, spot);
             }
             if r == Reason::Feasible {
-                let total = self.total_of(c, i, g, spot, band);
+                let total = rules.total_of(c, i, spot, band, self.group_egress[g]);
                 if self.req.max_total.is_some_and(|m| total > m) {
                     r = Reason::MaxTotalCost;
                 } else {
@@ -1199,7 +1155,7 @@ impl<'a> Search<'a> {
                     && self
                         .req
                         .max_total
-                        .is_some_and(|m| self.total_of(c, i, g, spot, band) > m)
+                        .is_some_and(|m| rules.total_of(c, i, spot, band, self.group_egress[g]) > m)
                 {
                     r = Reason::MaxTotalCost;
                 }
@@ -1230,9 +1186,9 @@ impl<'a> Search<'a> {
                     model,
                     cond,
                     &self.group_egress,
-                    self.nodes,
+                    self.rules.nodes,
                     self.hours,
-                    self.lost_half_milli,
+                    self.rules.lost_half_milli,
                 )
             })
             .collect();
@@ -1245,9 +1201,93 @@ impl<'a> Search<'a> {
     }
 }
 
+/// The per-request values the per-offer checks and totals read. The hot loops copy it into a
+/// local (`let rules = self.rules;`): a local stays in registers across `keep`, which takes
+/// `&mut self`, where fields of `self` (and what `self.req` points to) are read again after
+/// every call.
+#[derive(Clone, Copy)]
+struct Rules<'a> {
+    types: &'a [TypeInfo],
+    min_vcpus: f64,
+    min_memory_gib: f64,
+    gpu_req: bool,
+    accelerator_count: f64,
+    min_gpu_memory_gib: f64,
+    market: MarketPolicy,
+    /// The model's band for a spot offer without one (at most 4).
+    default_spot_band: u8,
+    nodes: i128,
+    /// hours × nodes.
+    hn: i128,
+    /// Hours lost per interruption, in half-thousandths of an hour (exact).
+    lost_half_milli: i128,
+}
+
+impl Rules<'_> {
+    /// Hardware, once per type (evaluated on demand: a GPU request only ever asks about its
+    /// classes' types, and the whole type table is thousands of entries).
+    #[inline]
+    fn type_reason(&self, ty: usize) -> Reason {
+        let t = &self.types[ty];
+        if t.vcpus < self.min_vcpus {
+            Reason::Vcpus
+        } else if t.memory_gib < self.min_memory_gib {
+            Reason::Memory
+        } else if self.gpu_req && t.gpu_count < self.accelerator_count {
+            Reason::AcceleratorCount
+        } else if self.gpu_req && t.gpu_memory_gib < self.min_gpu_memory_gib {
+            Reason::GpuMemory
+        } else {
+            Reason::Feasible
+        }
+    }
+
+    #[inline]
+    fn market_reason(&self, spot: bool) -> Reason {
+        match (self.market, spot) {
+            (MarketPolicy::OnDemandOnly, true) | (MarketPolicy::SpotOnly, false) => Reason::Market,
+            _ => Reason::Feasible,
+        }
+    }
+
+    /// An offer's interruption band (the model's default for a spot offer without one).
+    #[inline(always)]
+    fn band(&self, c: &Class, i: usize, spot: bool) -> u8 {
+        if spot {
+            if c.band[i] == NO_BAND {
+                self.default_spot_band
+            } else {
+                c.band[i]
+            }
+        } else {
+            NO_BAND
+        }
+    }
+
+    /// An offer's total: compute, its region group's `egress` and any spot overhead.
+    #[inline]
+    fn total_of(&self, c: &Class, i: usize, spot: bool, band: u8, egress: Units) -> Units {
+        let compute = i128::from(c.price_nanos[i]) * self.hn;
+        let overhead = if spot {
+            spot_overhead(compute, self.nodes, band, self.lost_half_milli)
+        } else {
+            0
+        };
+        compute + egress + overhead
+    }
+}
+
+/// Whether the heap holds `k` choices and its worst total is below `bound`: nothing from
+/// `bound` up can enter it.
+#[inline(always)]
+fn full_below(heap: &BinaryHeap<Kept>, k: usize, bound: Units) -> bool {
+    heap.len() >= k && heap.peek().is_some_and(|top| bound > top.0)
+}
+
 /// Egress of a request's inputs (and output) to or from region group `g`, without building
 /// the per-item lines (the request path prices every group; only chosen ones need lines).
 /// Keeps the `k` best (total, offer) choices: `heap` is a max-heap with the worst on top.
+#[inline]
 fn keep_best(heap: &mut BinaryHeap<Kept>, k: usize, item: Kept) {
     if heap.len() < k {
         heap.push(item);
