@@ -34,22 +34,6 @@ fn text(b: &[u8]) -> String {
     String::from_utf8_lossy(b).to_string()
 }
 
-/// The first `rows` rows of each real SkyPilot file.
-fn small_catalog(dir: &Path, rows: usize) {
-    for p in ["aws", "gcp", "azure"] {
-        std::fs::create_dir_all(dir.join(p)).unwrap();
-        let t = common::read_shared(&format!("skypilot-catalog/{p}/vms.csv"));
-        let head: Vec<&str> = t.lines().take(rows + 1).collect();
-        std::fs::write(dir.join(p).join("vms.csv"), head.join("\n") + "\n").unwrap();
-    }
-    std::fs::create_dir_all(dir.join("common")).unwrap();
-    std::fs::copy(
-        common::shared("skypilot-catalog/common/metadata.csv"),
-        dir.join("common/metadata.csv"),
-    )
-    .unwrap();
-}
-
 /// The real Azure catalog's rows, unchanged, for every 8-vCPU size and the whole
 /// `Standard_F…ams_v6` family (the family of the $0.0166/h offer): a tenth of the file, so
 /// the import stays quick in a debug build.
@@ -121,7 +105,7 @@ async fn list_all(server: &common::TestServer, req: proto::ListPricesRequest) ->
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_import_dated_with_observed_at_goes_stale_in_list_prices_and_select_provider() {
     let cat = tempfile::tempdir().unwrap();
-    small_catalog(cat.path(), 150);
+    common::small_catalog(cat.path(), 150);
     // A bad date is bad usage, named.
     let o = bursar(&[
         "import-catalog",

@@ -92,26 +92,10 @@ fn bad_usage_exits_2_and_unreachable_server_exits_1() {
     assert_eq!(o.status.code(), Some(1), "{}", stderr(&o));
 }
 
-/// A small catalog: the first rows of each real SkyPilot file.
-fn small_catalog(dir: &std::path::Path, rows: usize) {
-    for p in ["aws", "gcp", "azure"] {
-        std::fs::create_dir_all(dir.join(p)).unwrap();
-        let text = common::read_shared(&format!("skypilot-catalog/{p}/vms.csv"));
-        let head: Vec<&str> = text.lines().take(rows + 1).collect();
-        std::fs::write(dir.join(p).join("vms.csv"), head.join("\n") + "\n").unwrap();
-    }
-    std::fs::create_dir_all(dir.join("common")).unwrap();
-    std::fs::copy(
-        common::shared("skypilot-catalog/common/metadata.csv"),
-        dir.join("common/metadata.csv"),
-    )
-    .unwrap();
-}
-
 #[tokio::test]
 async fn import_catalog_then_serve_then_prices_json() {
     let cat = tempfile::tempdir().unwrap();
-    small_catalog(cat.path(), 200);
+    common::small_catalog(cat.path(), 200);
     for db in common::both_backends().await {
         let o = bursar(&[
             "import-catalog",

@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use bursar::clouds::skypilot::{ImportOptions, load_catalog_dir};
 use bursar::domain::Catalog;
-use bursar::domain::egress::units_to_decimal;
+use bursar::domain::money::units_to_decimal;
 use bursar::domain::placement::{Conditions, CostModel, DataItem, PlacementRequest};
 use bursar::domain::{Market, Provider};
 use bursar::proto;

@@ -9,14 +9,9 @@
 //! (source and date in `EgressTable::source`); users override them in config.
 use rust_decimal::Decimal;
 
+use super::money::{Units, to_milli, to_nanos, units_to_decimal};
 use super::offer::Provider;
 use super::regions::{Continent, region_info};
-
-// `Units` and its conversions live with the other exact money (`domain::money`); they
-// are re-exported here for the callers that name them through `egress`.
-pub use super::money::{
-    UNITS_PER_USD, Units, push_units, to_milli, to_nanos, units_to_decimal, units_to_string,
-};
 
 /// The continent of `provider`'s `region`, if the region table knows it.
 pub fn continent_of(provider: Provider, region: &str) -> Option<Continent> {
@@ -248,6 +243,7 @@ impl EgressTable {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::domain::money::{UNITS_PER_USD, units_to_string};
 
     #[test]
     fn units_text_matches_decimal_text() {

@@ -146,8 +146,15 @@ impl CostModel {
     /// provider's price source is failing (`failing` per aws, gcp, azure). SelectProvider's
     /// choices and ListPrices both flag by it.
     pub fn is_stale(&self, o: &Offer, now: DateTime<Utc>, failing: [bool; 3]) -> bool {
-        now.timestamp() - o.observed_at.timestamp() > self.max_price_age_secs
-            || failing[pidx(o.key.provider)]
+        self.stale_by(
+            now.timestamp() - o.observed_at.timestamp(),
+            failing[pidx(o.key.provider)],
+        )
+    }
+
+    /// The stale rule itself, on a price's age in seconds and its provider's health.
+    fn stale_by(&self, age_secs: i64, provider_failing: bool) -> bool {
+        age_secs > self.max_price_age_secs || provider_failing
     }
 }
 
@@ -786,7 +793,7 @@ impl PlacementIndex {
             total,
             band: spot.then_some(band),
             band_known: spot && c.band[i] != NO_BAND,
-            stale: age > model.max_price_age_secs || cond.failing[pidx(self.groups[g].provider)],
+            stale: model.stale_by(age, cond.failing[pidx(self.groups[g].provider)]),
             suspect: c.suspect[i],
             age_secs: age.max(0),
         }
@@ -1414,7 +1421,7 @@ pub fn spot_overhead(compute: Units, nodes: i128, band: u8, lost_half_milli: i12
 
 /// Decimal hours, GB or percent → thousandths (validation helper for callers).
 pub fn milli(d: Decimal) -> Option<i64> {
-    super::egress::to_milli(d)
+    super::money::to_milli(d)
 }
 
 #[cfg(test)]

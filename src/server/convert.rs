@@ -247,7 +247,7 @@ pub fn source_status(
 // ---------------------------------------------------------------------------------------
 // Placement
 
-use crate::domain::egress::{Units, push_units, to_nanos, units_to_string};
+use crate::domain::money::{Units, push_units, to_nanos, units_to_string};
 use crate::domain::placement::{
     AvailabilityMark, BAND_LABELS, Choice, DataItem, Distinct, MarketPolicy, PlacementIndex,
     PlacementRequest, band_from_label, milli,

@@ -15,8 +15,8 @@ use crate::clouds::source_kind;
 use crate::domain::Provider;
 use crate::domain::budget::{BudgetSnapshot, GateDecision, PlacementCost, apply_gate};
 use crate::domain::catalog::CatalogHandle;
-use crate::domain::egress::units_to_decimal;
 use crate::domain::limits;
+use crate::domain::money::units_to_decimal;
 use crate::domain::placement::{AvailabilityMark, Conditions, CostModel, PlacementError};
 use crate::domain::quote::quote;
 use crate::domain::regions::region_info;
@@ -78,7 +78,7 @@ pub struct PlacementApi {
 /// What the budget gate sees of a placement (catalog prices are USD).
 fn placement_cost(
     o: &crate::domain::Offer,
-    total: crate::domain::egress::Units,
+    total: crate::domain::money::Units,
 ) -> PlacementCost<'_> {
     PlacementCost {
         provider: o.key.provider.as_str(),

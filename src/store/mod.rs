@@ -21,7 +21,7 @@ use std::time::Duration;
 use chrono::{DateTime, Utc};
 use rust_decimal::Decimal;
 
-use crate::domain::egress::Units;
+use crate::domain::money::Units;
 use crate::domain::placement::AvailabilityMark;
 use crate::domain::{InstanceAttrs, Market, Offer, OfferKey, Provider, SpotBand};
 

@@ -10,7 +10,7 @@ use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
 use sqlx::{PgPool, Postgres, QueryBuilder};
 
 use super::{DecisionRow, StoreError, UpsertStats, redact_url};
-use crate::domain::egress::{Units, units_to_decimal};
+use crate::domain::money::{Units, units_to_decimal};
 use crate::domain::{InstanceAttrs, Offer, Provider, SpotBand};
 
 static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/postgres");

@@ -11,7 +11,7 @@ use sqlx::{QueryBuilder, Sqlite, SqlitePool};
 
 use super::sql::money_text;
 use super::{DecisionRow, SQLITE_BUSY_TIMEOUT_MS, StoreError, UpsertStats, redact_url};
-use crate::domain::egress::{Units, units_to_string};
+use crate::domain::money::{Units, units_to_string};
 use crate::domain::{InstanceAttrs, Offer, Provider, SpotBand};
 
 static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/sqlite");

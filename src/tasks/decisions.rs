@@ -14,7 +14,7 @@ use tokio::sync::{Notify, watch};
 use chrono::{DateTime, Utc};
 
 use crate::domain::catalog::Catalog;
-use crate::domain::egress::{Units, units_to_string};
+use crate::domain::money::{Units, units_to_string};
 use crate::domain::placement::PlacementRequest;
 use crate::store::{DecisionChoice, DecisionRow, Store};
 

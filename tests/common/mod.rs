@@ -37,6 +37,22 @@ pub fn read_shared(path: &str) -> String {
     std::fs::read_to_string(shared(path)).unwrap_or_else(|e| panic!("reading {path}: {e}"))
 }
 
+/// A small SkyPilot catalog in `dir`: the first `rows` rows of each real provider file.
+pub fn small_catalog(dir: &std::path::Path, rows: usize) {
+    for p in ["aws", "gcp", "azure"] {
+        std::fs::create_dir_all(dir.join(p)).unwrap();
+        let text = read_shared(&format!("skypilot-catalog/{p}/vms.csv"));
+        let head: Vec<&str> = text.lines().take(rows + 1).collect();
+        std::fs::write(dir.join(p).join("vms.csv"), head.join("\n") + "\n").unwrap();
+    }
+    std::fs::create_dir_all(dir.join("common")).unwrap();
+    std::fs::copy(
+        shared("skypilot-catalog/common/metadata.csv"),
+        dir.join("common/metadata.csv"),
+    )
+    .unwrap();
+}
+
 /// The Postgres server tests create their databases on.
 pub fn pg_admin_url() -> String {
     std::env::var("DATABASE_URL")
