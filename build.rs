@@ -8,6 +8,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         "proto/bursar/v1/placement.proto",
         "proto/bursar/v1/spend.proto",
         "proto/bursar/v1/budgets.proto",
+        "proto/bursar/v1/fleet.proto",
     ];
     for p in &protos {
         println!("cargo:rerun-if-changed={p}");

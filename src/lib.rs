@@ -17,6 +17,7 @@ pub mod cli;
 pub mod clouds;
 pub mod config;
 pub mod domain;
+pub mod fleet;
 pub mod notify;
 pub mod remote;
 pub mod serde_duration;

@@ -6,12 +6,15 @@
 //! `sanity` (the `suspect` rule); `placement` (`PlacementIndex::select`, the cost model),
 //! `egress` (egress price tables), `regions` (continents, jurisdictions); `budget/` (spec and
 //! validation, period windows, threshold evaluation, the placement gate) and `forecast`;
-//! `egress_lines` and `tags` (billing-line rules); `limits` and `quote` (input safety).
+//! `egress_lines` and `tags` (billing-line rules); `limits` and `quote` (input safety);
+//! `fleet` (GPU machines and utilisation samples) and `idle/` (the idle-GPU policy).
 pub mod budget;
 pub mod catalog;
 pub mod egress;
 pub mod egress_lines;
+pub mod fleet;
 pub mod forecast;
+pub mod idle;
 pub mod limits;
 pub mod money;
 pub mod offer;

@@ -7,6 +7,9 @@ use std::time::Duration;
 
 use serde::Deserialize;
 
+pub mod fleet;
+pub use fleet::{FleetConfig, IdleGpuConfig};
+
 use crate::billing::accept::BadRowShare;
 use crate::clouds::{HttpSettings, SOURCES, SourceSettings, source_kind};
 use crate::domain::budget::Budget;
@@ -56,6 +59,10 @@ pub struct Config {
     pub cost_explorer: CostExplorerConfig,
     /// `[ingest]`: how billing ingests treat bad rows and renew their runs' leases.
     pub ingest: IngestConfig,
+    /// `[idle_gpu]`: the idle-GPU policy and where utilisation comes from.
+    pub idle_gpu: IdleGpuConfig,
+    /// `[fleet.aws|gcp|azure]`: where the GPU fleet runs.
+    pub fleet: FleetConfig,
 }
 
 /// `[ingest]`.
@@ -128,6 +135,8 @@ impl fmt::Debug for Config {
             .field("budget_evaluation", &self.budget_evaluation)
             .field("cost_explorer", &self.cost_explorer)
             .field("ingest", &self.ingest)
+            .field("idle_gpu", &self.idle_gpu)
+            .field("fleet", &self.fleet)
             .finish()
     }
 }
@@ -374,6 +383,8 @@ impl Default for Config {
             budget_evaluation: BudgetEvalConfig::default(),
             cost_explorer: CostExplorerConfig::default(),
             ingest: IngestConfig::default(),
+            idle_gpu: IdleGpuConfig::default(),
+            fleet: FleetConfig::default(),
         }
     }
 }
@@ -649,6 +660,18 @@ impl Config {
         if let Some(v) = get("BURSAR_INGEST_HEARTBEAT") {
             self.ingest.heartbeat = parse_dur("BURSAR_INGEST_HEARTBEAT", &v)?;
         }
+        if let Some(v) = get("BURSAR_IDLE_GPU_ENABLED") {
+            self.idle_gpu.enabled = parse_bool("BURSAR_IDLE_GPU_ENABLED", &v)?;
+        }
+        if let Some(v) = get("BURSAR_IDLE_GPU_MODE") {
+            self.idle_gpu.mode = v;
+        }
+        if let (Some(v), Some(g)) = (get("BURSAR_GCP_ACCESS_TOKEN"), self.fleet.gcp.as_mut()) {
+            g.access_token = v;
+        }
+        if let (Some(v), Some(a)) = (get("BURSAR_AZURE_ACCESS_TOKEN"), self.fleet.azure.as_mut()) {
+            a.access_token = v;
+        }
         if let Some(v) = get("BURSAR_BUDGET_EVALUATION_POLL") {
             self.budget_evaluation.poll = parse_dur("BURSAR_BUDGET_EVALUATION_POLL", &v)?;
         }
@@ -717,6 +740,7 @@ impl Config {
             }
         }
         self.placement.cost_model()?;
+        self.idle_gpu.policy()?;
         if self.sources.gcp.enabled && self.sources.gcp.api_key.trim().is_empty() {
             return Err(ConfigError::Field {
                 field: "sources.gcp.api_key".into(),

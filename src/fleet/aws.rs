@@ -1,0 +1,1 @@
+//! The aws fleet adapter (in progress).
