@@ -98,6 +98,11 @@ pub struct FleetInstance {
     /// The cloud's own protection, when set: `disableApiStop`, `disableApiTermination`,
     /// `deletionProtection`. The policy never acts on a protected machine.
     pub cloud_protection: Option<String>,
+    /// What the cloud itself says owns the machine, when the adapter can tell from more than
+    /// tags/labels: a GCE managed instance group (metadata `created-by`), an Azure scale set
+    /// (`virtualMachineScaleSet`). Tag/label rules (Auto Scaling groups, EKS/GKE/AKS nodes,
+    /// `kubernetes.io/cluster/*`) are applied by the policy (`domain::idle`) on top.
+    pub managed_by: Option<String>,
 }
 
 impl FleetInstance {
