@@ -42,14 +42,14 @@ CREATE TABLE gpu_sample (
 CREATE INDEX gpu_sample_instance_at ON gpu_sample (instance_id, at);
 CREATE INDEX gpu_sample_at ON gpu_sample (at);
 
--- An instance the policy found idle and is taking down the ladder: the notice it sent and
--- when the action is due. Deleted when the case ends (acted, cancelled, kept).
+-- An instance the policy found idle and is taking down the ladder (notice sent, action
+-- due, what was audited): the policy's `Case` as JSON, read back at the next pass and after a
+-- restart. Deleted when the case ends (acted, cancelled, kept).
 CREATE TABLE fleet_case (
     provider      TEXT NOT NULL,
     instance_id   TEXT NOT NULL,
     opened_at     TEXT NOT NULL,
-    notified_at   TEXT,
-    due_at        TEXT NOT NULL,
+    detail        TEXT NOT NULL,       -- JSON
     PRIMARY KEY (provider, instance_id)
 );
 

@@ -8,6 +8,7 @@ pub mod bench;
 pub mod budgets;
 pub mod client;
 pub mod display;
+pub mod fleet;
 pub mod import_catalog;
 pub mod ingest;
 pub mod ingest_cost_explorer;
@@ -71,6 +72,10 @@ pub enum Command {
     /// Budgets on a running server: list, status, create, update, delete.
     #[command(subcommand)]
     Budgets(budgets::BudgetsCommand),
+    /// The GPU fleet on a running server: instances (idle state and evidence), actions (the
+    /// audit log), keep (snooze one machine), savings (the ledger).
+    #[command(subcommand)]
+    Fleet(fleet::FleetCommand),
     /// Measurements for BENCHMARKS.md.
     #[command(subcommand)]
     Bench(bench::BenchCommand),
@@ -163,6 +168,10 @@ pub async fn dispatch(cli: Cli) -> Result<(), CliError> {
         Command::Budgets(cmd) => {
             init_logging("text", "warn");
             budgets::run(cmd).await
+        }
+        Command::Fleet(cmd) => {
+            init_logging("text", "warn");
+            fleet::run(cmd).await
         }
         Command::Bench(cmd) => {
             init_logging("text", "warn");

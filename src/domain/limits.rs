@@ -95,6 +95,18 @@ pub const FILTER: Limit = Limit {
     max_bytes: 256,
 };
 
+/// Instance ids (EC2 `i-…`, GCE numeric ids, Azure vmIds) and names, and GPU ids.
+pub const INSTANCE: Limit = Limit {
+    what: "instance id or name",
+    fields: "FleetService Keep/ListActions instance, ReportGpuUtilization instance_id/gpu, `bursar fleet keep`",
+    max_bytes: 256,
+};
+pub const KEEP_REASON: Limit = Limit {
+    what: "keep reason or requester",
+    fields: "FleetService Keep reason/requested_by, `bursar fleet keep --reason`",
+    max_bytes: 500,
+};
+
 pub const LABELS: CountLimit = CountLimit {
     what: "labels",
     fields: "SelectProvider labels",
@@ -131,6 +143,8 @@ pub const ALL: &[Limit] = &[
     LABEL_KEY,
     LABEL_VALUE,
     FILTER,
+    INSTANCE,
+    KEEP_REASON,
 ];
 
 /// Every count limit, in README's order.

@@ -7,7 +7,8 @@
 //! `egress` (egress price tables), `regions` (continents, jurisdictions); `budget/` (spec and
 //! validation, period windows, threshold evaluation, the placement gate) and `forecast`;
 //! `egress_lines` and `tags` (billing-line rules); `limits` and `quote` (input safety);
-//! `fleet` (GPU machines and utilisation samples) and `idle/` (the idle-GPU policy).
+//! `fleet` (GPU machines and utilisation samples), `idle/` (the idle-GPU policy) and
+//! `savings` (the savings ledger's arithmetic).
 pub mod budget;
 pub mod catalog;
 pub mod egress;
@@ -22,6 +23,7 @@ pub mod placement;
 pub mod quote;
 pub mod regions;
 pub mod sanity;
+pub mod savings;
 pub mod tags;
 
 pub use catalog::{Catalog, PriceFilter, PricePage};

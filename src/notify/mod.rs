@@ -1,12 +1,14 @@
 //! Alert notifiers: the `[alerts]` configuration, one small `Notifier` trait with one file per
 //! channel (`email.rs`: SMTP via lettre; `slack.rs`: incoming webhooks via reqwest), and
 //! `render.rs`, which turns an alert into the subject, text, HTML and Block Kit payload
-//! that the outbox stores. Delivery (claim, send, retry) is `tasks::alerts`.
+//! that the outbox stores; `idle_notice.rs` renders the idle-GPU notice the same ways.
+//! Delivery (claim, send, retry) is `tasks::alerts`.
 //!
 //! Invariant: secrets — the SMTP password, webhook URLs, recipient addresses — never appear
 //! in a `NotifyError`, a `Debug` of the configuration, or a log line.
 //! API boundary: a notifier sends one stored outbox row; it knows nothing of budgets.
 pub mod email;
+pub mod idle_notice;
 pub mod outbox;
 pub mod render;
 pub mod slack;

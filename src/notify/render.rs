@@ -87,7 +87,7 @@ pub fn html_escape(s: &str) -> String {
 }
 
 /// Slack mrkdwn / plain text escaping (`&`, `<`, `>` are control characters there).
-fn slack_escape(s: &str) -> String {
+pub(crate) fn slack_escape(s: &str) -> String {
     s.replace('&', "&amp;")
         .replace('<', "&lt;")
         .replace('>', "&gt;")

@@ -173,7 +173,7 @@ const OUTBOX_COLS: &str = "id, budget, period_key, threshold_key, channel, targe
      body_text, body_html, slack_payload, state, attempts, next_attempt_at, claimed_until, \
      last_error, created_at, delivered_at";
 
-const INSERT_OUTBOX: &str = "INSERT INTO alert_outbox (budget, period_key, threshold_key, \
+pub(super) const INSERT_OUTBOX: &str = "INSERT INTO alert_outbox (budget, period_key, threshold_key, \
      channel, target, subject, body_text, body_html, slack_payload, state, attempts, \
      next_attempt_at, created_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, 'pending', 0, $10, $10)";
 

@@ -10,6 +10,7 @@
 pub mod billing;
 pub mod budgets;
 mod catalog;
+pub mod fleet;
 pub mod pgcopy;
 pub mod postgres;
 mod sql;
