@@ -12,8 +12,7 @@ use bursar::domain::Provider;
 use bursar::domain::fleet::{FleetInstance, InstanceState, SampleSource};
 use bursar::remote::SourceError;
 use bursar::utilization::{
-    DcgmTarget, InstanceHint, PrometheusConfig, RawSample, query_prometheus, resolve,
-    scrape_dcgm,
+    DcgmTarget, InstanceHint, PrometheusConfig, RawSample, query_prometheus, resolve, scrape_dcgm,
 };
 use chrono::Utc;
 use common::prometheus::{Prometheus, ScrapeJob};
@@ -175,7 +174,11 @@ fn instance(provider: Provider, id: &str, host: &str) -> FleetInstance {
 fn inventory() -> Vec<FleetInstance> {
     vec![
         instance(Provider::Aws, "i-0aaa", HOST_A),
-        instance(Provider::Gcp, "4711", "gke-gpu-node-b.us-central1-a.c.proj.internal"),
+        instance(
+            Provider::Gcp,
+            "4711",
+            "gke-gpu-node-b.us-central1-a.c.proj.internal",
+        ),
         instance(Provider::Aws, "i-0bbb", "ip-10-0-0-9.ec2.internal"),
     ]
 }
@@ -201,18 +204,25 @@ async fn scraping_dcgm_reads_each_gpu_as_the_exporter_serves_it() {
     let client = reqwest::Client::new();
     let at = Utc::now();
 
-    let ra = scrape_dcgm(&client, &DcgmTarget::new(a.url()), at).await.unwrap();
+    let ra = scrape_dcgm(&client, &DcgmTarget::new(a.url()), at)
+        .await
+        .unwrap();
     assert_eq!((ra.bad, ra.samples.len()), (0, 2), "{:?}", ra.problems);
     let g0 = by_gpu(&ra.samples, HOST_A, "0");
     // GR_ENGINE_ACTIVE 0.004656 → 0.4656 %, preferred to GPU_UTIL's 55.
     assert!(close(g0.utilization_percent, 0.4656), "{g0:?}");
-    assert_eq!((g0.power_watts, g0.memory_used_mib, g0.at), (Some(40.979), Some(1.0), at));
+    assert_eq!(
+        (g0.power_watts, g0.memory_used_mib, g0.at),
+        (Some(40.979), Some(1.0), at)
+    );
     let g1 = by_gpu(&ra.samples, HOST_A, "1");
     assert!(close(g1.utilization_percent, 2.0), "{g1:?}");
     assert_eq!(g1.memory_used_mib, Some(74166.0));
 
     // No GR_ENGINE_ACTIVE: GPU_UTIL, and the host from the lower-case `hostname` label.
-    let rb = scrape_dcgm(&client, &DcgmTarget::new(b.url()), at).await.unwrap();
+    let rb = scrape_dcgm(&client, &DcgmTarget::new(b.url()), at)
+        .await
+        .unwrap();
     assert_eq!(rb.bad, 0, "{:?}", rb.problems);
     assert_eq!(by_gpu(&rb.samples, HOST_B, "0").utilization_percent, 37.0);
 
@@ -222,12 +232,21 @@ async fn scraping_dcgm_reads_each_gpu_as_the_exporter_serves_it() {
         ..DcgmTarget::new(a.url())
     };
     let rn = scrape_dcgm(&client, &named, at).await.unwrap();
-    assert!(rn.samples.iter().all(|s| s.hint == InstanceHint::Id("i-0bbb".into())));
+    assert!(
+        rn.samples
+            .iter()
+            .all(|s| s.hint == InstanceHint::Id("i-0bbb".into()))
+    );
 
     // What is read is what the exporter serves now.
     a.set(1, |g| g.gr_engine = Some(0.91));
-    let ra2 = scrape_dcgm(&client, &DcgmTarget::new(a.url()), at).await.unwrap();
-    assert!(close(by_gpu(&ra2.samples, HOST_A, "1").utilization_percent, 91.0));
+    let ra2 = scrape_dcgm(&client, &DcgmTarget::new(a.url()), at)
+        .await
+        .unwrap();
+    assert!(close(
+        by_gpu(&ra2.samples, HOST_A, "1").utilization_percent,
+        91.0
+    ));
 
     // Matched to the inventory: A by its FQDN, B's short name to the GCE FQDN, the named
     // target by id; a host outside the inventory is unknown.
@@ -270,12 +289,20 @@ async fn a_scrape_with_bad_lines_keeps_the_rest() {
         }
     })
     .await;
-    let r = scrape_dcgm(&reqwest::Client::new(), &DcgmTarget::new(&f.base), Utc::now())
-        .await
-        .unwrap();
+    let r = scrape_dcgm(
+        &reqwest::Client::new(),
+        &DcgmTarget::new(&f.base),
+        Utc::now(),
+    )
+    .await
+    .unwrap();
     assert_eq!(r.bad, 2, "{:?}", r.problems);
     assert!(r.problems[0].contains("NaN"), "{:?}", r.problems);
-    assert!(r.problems[1].contains("expected , or }"), "{:?}", r.problems);
+    assert!(
+        r.problems[1].contains("expected , or }"),
+        "{:?}",
+        r.problems
+    );
     let mut gpus: Vec<&str> = r.samples.iter().map(|s| s.gpu.as_str()).collect();
     gpus.sort();
     assert_eq!(gpus, ["0", "3"]);
@@ -293,8 +320,14 @@ async fn failed_scrapes_are_errors_naming_the_url_without_its_credentials() {
         .unwrap_err();
     assert!(matches!(e, SourceError::Http { status: 500, .. }), "{e:?}");
     let shown = e.to_string();
-    assert!(shown.contains(&format!("{}/metrics", broken.addr)), "{shown}");
-    assert!(shown.contains("exporter crashed") && !shown.contains("s3cret"), "{shown}");
+    assert!(
+        shown.contains(&format!("{}/metrics", broken.addr)),
+        "{shown}"
+    );
+    assert!(
+        shown.contains("exporter crashed") && !shown.contains("s3cret"),
+        "{shown}"
+    );
 
     let slow = Fixture::start(|_| FixtureResponse::json("").delayed(Duration::from_secs(5))).await;
     let target = DcgmTarget {
@@ -303,7 +336,10 @@ async fn failed_scrapes_are_errors_naming_the_url_without_its_credentials() {
     };
     let started = std::time::Instant::now();
     let e = scrape_dcgm(&client, &target, at).await.unwrap_err();
-    assert!(started.elapsed() < Duration::from_secs(4), "the timeout was not applied");
+    assert!(
+        started.elapsed() < Duration::from_secs(4),
+        "the timeout was not applied"
+    );
     assert!(matches!(e, SourceError::Transport { .. }), "{e:?}");
     assert!(e.to_string().contains("timed out after 300ms"), "{e}");
     assert!(e.to_string().contains(&slow.base), "{e}");
@@ -353,8 +389,13 @@ async fn prometheus_gives_each_gpu_s_max_over_the_range() {
     prom.wait_targets_up(2).await;
     prom.wait_for("three GPUs", "DCGM_FI_DEV_GPU_UTIL", |r| r.len() == 3)
         .await;
-    let b_series = prom.query("DCGM_FI_DEV_GPU_UTIL{hostname=\"gke-gpu-node-b\"}").await;
-    assert_eq!(b_series[0]["metric"]["exported_pod"], "nvidia-dcgm-exporter-9v4gs");
+    let b_series = prom
+        .query("DCGM_FI_DEV_GPU_UTIL{hostname=\"gke-gpu-node-b\"}")
+        .await;
+    assert_eq!(
+        b_series[0]["metric"]["exported_pod"],
+        "nvidia-dcgm-exporter-9v4gs"
+    );
     let t0 = Utc::now();
 
     // A's GPU 1 gets busy under a workload (its pod label changes, so a new series), then
@@ -365,7 +406,8 @@ async fn prometheus_gives_each_gpu_s_max_over_the_range() {
         g.pod = "trainer-7f9c".into();
     });
     let busy = r#"DCGM_FI_PROF_GR_ENGINE_ACTIVE{Hostname="ip-10-0-0-5.ec2.internal",gpu="1"}"#;
-    prom.wait_for("GPU 1 busy", busy, |r| only_value(r) == 0.85).await;
+    prom.wait_for("GPU 1 busy", busy, |r| only_value(r) == 0.85)
+        .await;
     a.set(1, |g| {
         g.gr_engine = Some(0.02);
         g.power = 70.0;
@@ -385,20 +427,38 @@ async fn prometheus_gives_each_gpu_s_max_over_the_range() {
     assert_eq!(r.bad, 0, "{:?}", r.problems);
     assert_eq!(r.samples.len(), 3, "one sample per GPU: {:#?}", r.samples);
     let a0 = by_gpu(&r.samples, HOST_A, "0");
-    assert!(close(a0.utilization_percent, 0.4656), "GR_ENGINE_ACTIVE, not 55: {a0:?}");
-    assert_eq!((a0.power_watts, a0.memory_used_mib), (Some(40.979), Some(1.0)));
+    assert!(
+        close(a0.utilization_percent, 0.4656),
+        "GR_ENGINE_ACTIVE, not 55: {a0:?}"
+    );
+    assert_eq!(
+        (a0.power_watts, a0.memory_used_mib),
+        (Some(40.979), Some(1.0))
+    );
     let a1 = by_gpu(&r.samples, HOST_A, "1");
     assert!(close(a1.utilization_percent, 85.0), "the spike: {a1:?}");
     assert_eq!(a1.power_watts, Some(250.5));
     let b0 = by_gpu(&r.samples, HOST_B, "0");
-    assert_eq!(b0.utilization_percent, 37.0, "GPU_UTIL where GR_ENGINE_ACTIVE is absent");
+    assert_eq!(
+        b0.utilization_percent, 37.0,
+        "GPU_UTIL where GR_ENGINE_ACTIVE is absent"
+    );
     assert_eq!((b0.power_watts, b0.at), (Some(67.25), at));
 
     let resolved = resolve(r.samples, &inventory(), SampleSource::Prometheus);
     assert_eq!((resolved.unknown, resolved.bad), (0, 0));
-    let ids: Vec<&str> = resolved.samples.iter().map(|s| s.instance_id.as_str()).collect();
+    let ids: Vec<&str> = resolved
+        .samples
+        .iter()
+        .map(|s| s.instance_id.as_str())
+        .collect();
     assert_eq!(ids, ["4711", "i-0aaa", "i-0aaa"]);
-    assert!(resolved.samples.iter().all(|s| s.source == SampleSource::Prometheus));
+    assert!(
+        resolved
+            .samples
+            .iter()
+            .all(|s| s.source == SampleSource::Prometheus)
+    );
 
     // A range that ends after the spike does not see it.
     tokio::time::sleep(Duration::from_secs(3)).await;
@@ -443,7 +503,10 @@ async fn prometheus_gives_each_gpu_s_max_over_the_range() {
         .unwrap_err();
     assert!(matches!(e, SourceError::Http { status: 400, .. }), "{e:?}");
     let shown = e.to_string();
-    assert!(shown.contains(&format!("{}/api/v1/query", prom.url)), "{shown}");
+    assert!(
+        shown.contains(&format!("{}/api/v1/query", prom.url)),
+        "{shown}"
+    );
     assert!(shown.contains("bad_data"), "{shown}");
 }
 
@@ -460,7 +523,8 @@ async fn an_unreachable_or_slow_prometheus_is_an_error_naming_it() {
     assert!(matches!(e, SourceError::Transport { .. }), "{e:?}");
     assert!(e.to_string().contains(&down.url), "{e}");
 
-    let slow = Fixture::start(|_| FixtureResponse::json("{}").delayed(Duration::from_secs(5))).await;
+    let slow =
+        Fixture::start(|_| FixtureResponse::json("{}").delayed(Duration::from_secs(5))).await;
     let cfg = PrometheusConfig {
         url: slow.base.clone(),
         timeout: Duration::from_millis(300),
@@ -473,7 +537,10 @@ async fn an_unreachable_or_slow_prometheus_is_an_error_naming_it() {
 
     // The request is an instant query at the read's time, with the built-in PromQL.
     let seen = slow.requests.lock().unwrap()[0].clone();
-    assert_eq!((seen.method.as_str(), seen.path.as_str()), ("POST", "/api/v1/query"));
+    assert_eq!(
+        (seen.method.as_str(), seen.path.as_str()),
+        ("POST", "/api/v1/query")
+    );
     assert!(seen.param("query").unwrap().contains("[15s]"));
     assert!(seen.param("time").is_some());
 

@@ -353,13 +353,28 @@ DCGM_FI_DEV_FB_USED{gpu="7",Hostname="h"} 100
         assert_eq!(r.problems.len(), 9);
         let all = r.problems.join("\n");
         for needle in [
-            format!("line {}: DCGM_FI_DEV_GPU_UTIL{{gpu=\"1\"}}: NaN is not", lines + 1),
-            format!("line {}: DCGM_FI_DEV_GPU_UTIL{{gpu=\"2\"}}: -4 is not", lines + 2),
-            format!("line {}: {GR_ENGINE_ACTIVE}{{gpu=\"3\"}}: 1.7 is not a ratio", lines + 3),
+            format!(
+                "line {}: DCGM_FI_DEV_GPU_UTIL{{gpu=\"1\"}}: NaN is not",
+                lines + 1
+            ),
+            format!(
+                "line {}: DCGM_FI_DEV_GPU_UTIL{{gpu=\"2\"}}: -4 is not",
+                lines + 2
+            ),
+            format!(
+                "line {}: {GR_ENGINE_ACTIVE}{{gpu=\"3\"}}: 1.7 is not a ratio",
+                lines + 3
+            ),
             format!("line {}: {POWER_USAGE}{{gpu=\"4\"}}: -1", lines + 5),
-            format!("line {}: DCGM_FI_DEV_GPU_UTIL{{gpu=\"5\"}}: no Hostname", lines + 6),
+            format!(
+                "line {}: DCGM_FI_DEV_GPU_UTIL{{gpu=\"5\"}}: no Hostname",
+                lines + 6
+            ),
             format!("line {}: DCGM_FI_DEV_GPU_UTIL: no gpu or UUID", lines + 7),
-            format!("line {}: DCGM_FI_DEV_GPU_UTIL: after label Hostname", lines + 8),
+            format!(
+                "line {}: DCGM_FI_DEV_GPU_UTIL: after label Hostname",
+                lines + 8
+            ),
             format!("line {}: garbage: ", lines + 9),
             format!("line {}: GPU \"7\" of host h: neither", lines + 10),
         ] {

@@ -80,7 +80,12 @@ fn parse_value(s: &str) -> Option<f64> {
         "+Inf" | "Inf" => Some(f64::INFINITY),
         "-Inf" => Some(f64::NEG_INFINITY),
         // Rust's parser would also take "inf", "infinity" and "nan" in any case.
-        _ if s.bytes().any(|b| b.is_ascii_alphabetic() && b != b'e' && b != b'E') => None,
+        _ if s
+            .bytes()
+            .any(|b| b.is_ascii_alphabetic() && b != b'e' && b != b'E') =>
+        {
+            None
+        }
         _ => s.parse().ok(),
     }
 }
@@ -199,7 +204,10 @@ mod tests {
         let s = parse_line(r#"m{a="1",} 2 1700000000000"#).unwrap().unwrap();
         assert_eq!((s.label("a"), s.value), (Some("1"), 2.0));
         let s = parse_line(r#"m { a = "x" , b="y" }  3e2"#);
-        assert!(s.is_err(), "a space between name and labels is not the format");
+        assert!(
+            s.is_err(),
+            "a space between name and labels is not the format"
+        );
         let s = parse_line(r#"m{ a = "x" , b="y" }  3e2"#).unwrap().unwrap();
         assert_eq!((s.label("b"), s.value), (Some("y"), 300.0));
         let s = parse_line("m{} -1.5").unwrap().unwrap();
@@ -210,7 +218,9 @@ mod tests {
 
     #[test]
     fn escaped_label_values_are_unescaped() {
-        let s = parse_line(r#"m{a="q\"b\\s\nx}",b="}"} 1"#).unwrap().unwrap();
+        let s = parse_line(r#"m{a="q\"b\\s\nx}",b="}"} 1"#)
+            .unwrap()
+            .unwrap();
         assert_eq!(s.label("a"), Some("q\"b\\s\nx}"));
         assert_eq!(s.label("b"), Some("}"));
     }

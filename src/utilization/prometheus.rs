@@ -45,7 +45,11 @@ pub fn evidence_query(range: &str) -> String {
              \"{FIELD_LABEL}\", \"{field}\", \"\", \"\")"
         )
     };
-    format!("{} or {}", one(POWER_USAGE, "power"), one(FB_USED, "memory"))
+    format!(
+        "{} or {}",
+        one(POWER_USAGE, "power"),
+        one(FB_USED, "memory")
+    )
 }
 
 /// A duration in PromQL: whole seconds, rounded up, at least `1s`.
@@ -65,7 +69,9 @@ pub async fn query_prometheus(
     at: DateTime<Utc>,
 ) -> Result<ReadReport, SourceError> {
     if cfg.url.trim().is_empty() {
-        return Err(SourceError::Config("idle_gpu.prometheus.url is empty".into()));
+        return Err(SourceError::Config(
+            "idle_gpu.prometheus.url is empty".into(),
+        ));
     }
     let endpoint = format!("{}/api/v1/query", cfg.url.trim().trim_end_matches('/'));
     let range_text = promql_range(range);
@@ -76,7 +82,14 @@ pub async fn query_prometheus(
     };
     let body = instant_query(client, &endpoint, &query, at, cfg.timeout).await?;
     let mut report = read_utilization(&body, &shown_url(&endpoint), at)?;
-    match instant_query(client, &endpoint, &evidence_query(&range_text), at, cfg.timeout).await
+    match instant_query(
+        client,
+        &endpoint,
+        &evidence_query(&range_text),
+        at,
+        cfg.timeout,
+    )
+    .await
     {
         Ok(body) => match read_evidence(&body, &shown_url(&endpoint), &mut report) {
             Ok(()) => {}
@@ -210,12 +223,7 @@ fn points(result: Vec<serde_json::Value>, report: &mut ReadReport) -> Vec<Point>
                 continue;
             }
         };
-        let label = |k: &str| {
-            s.metric
-                .get(k)
-                .map(|v| v.trim())
-                .filter(|v| !v.is_empty())
-        };
+        let label = |k: &str| s.metric.get(k).map(|v| v.trim()).filter(|v| !v.is_empty());
         let hint = if let Some(id) = label("instance_id") {
             InstanceHint::Id(id.to_string())
         } else if let Some(h) = label("Hostname").or_else(|| label("hostname")) {
@@ -298,11 +306,7 @@ pub fn read_utilization(
 /// of each). A series says its field by `bursar_field`, else by its metric name
 /// (`DCGM_FI_DEV_POWER_USAGE`, `DCGM_FI_DEV_FB_USED`). Evidence for a GPU without a
 /// utilisation sample is dropped (it says nothing about activity).
-pub fn read_evidence(
-    body: &[u8],
-    url: &str,
-    report: &mut ReadReport,
-) -> Result<(), SourceError> {
+pub fn read_evidence(body: &[u8], url: &str, report: &mut ReadReport) -> Result<(), SourceError> {
     let result = vector(body, url)?;
     let mut power: BTreeMap<(InstanceHint, String), f64> = BTreeMap::new();
     let mut memory: BTreeMap<(InstanceHint, String), f64> = BTreeMap::new();
@@ -316,12 +320,8 @@ pub fn read_evidence(
             Some("power") | Some(POWER_USAGE) => &mut power,
             Some("memory") | Some(FB_USED) => &mut memory,
             _ => {
-                report.refuse(|| {
-                    format!(
-                        "series {}: neither power nor memory",
-                        describe(&p.metric)
-                    )
-                });
+                report
+                    .refuse(|| format!("series {}: neither power nor memory", describe(&p.metric)));
                 continue;
             }
         };
@@ -356,8 +356,8 @@ mod tests {
 
     #[test]
     fn the_recorded_h100_answer_gives_eight_gpus_of_one_host() {
-        let r = read_utilization(&recorded("prometheus-query-dcgm-gpu-util.json"), "u", at())
-            .unwrap();
+        let r =
+            read_utilization(&recorded("prometheus-query-dcgm-gpu-util.json"), "u", at()).unwrap();
         assert_eq!(r.bad, 0, "{:?}", r.problems);
         let gpus: Vec<&str> = r.samples.iter().map(|s| s.gpu.as_str()).collect();
         assert_eq!(gpus, ["0", "1", "2", "3", "4", "5", "6", "7"]);
@@ -369,8 +369,8 @@ mod tests {
 
     #[test]
     fn evidence_sets_power_and_memory_per_gpu_and_memory_is_not_activity() {
-        let mut r2 = read_utilization(&recorded("prometheus-query-dcgm-gpu-util.json"), "u", at())
-            .unwrap();
+        let mut r2 =
+            read_utilization(&recorded("prometheus-query-dcgm-gpu-util.json"), "u", at()).unwrap();
         let both = merged_evidence();
         read_evidence(&both, "u", &mut r2).unwrap();
         assert_eq!(r2.bad, 0, "{:?}", r2.problems);
@@ -471,6 +471,8 @@ mod tests {
         assert!(q.contains(" or max by (Hostname, hostname, instance_id, gpu)"));
         assert!(!q.contains("pod"));
         let e = evidence_query("30s");
-        assert!(e.contains("DCGM_FI_DEV_POWER_USAGE[30s]") && e.contains("DCGM_FI_DEV_FB_USED[30s]"));
+        assert!(
+            e.contains("DCGM_FI_DEV_POWER_USAGE[30s]") && e.contains("DCGM_FI_DEV_FB_USED[30s]")
+        );
     }
 }

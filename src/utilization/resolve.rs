@@ -62,11 +62,7 @@ fn first_label(host: &str) -> &str {
 }
 
 /// Matches `raw` to `inventory` and validates each into a `GpuSample` from `source`.
-pub fn resolve(
-    raw: Vec<RawSample>,
-    inventory: &[FleetInstance],
-    source: SampleSource,
-) -> Resolved {
+pub fn resolve(raw: Vec<RawSample>, inventory: &[FleetInstance], source: SampleSource) -> Resolved {
     let mut ids = Index::default();
     // Full hostnames (and short ones, as written) …
     let mut hosts = Index::default();
@@ -103,7 +99,13 @@ pub fn resolve(
             Some(Some(id)) => id,
             Some(None) => {
                 out.unknown = out.unknown.saturating_add(1);
-                out.note(|| format!("{} (GPU {}): matches more than one instance", r.hint, quote(&r.gpu)));
+                out.note(|| {
+                    format!(
+                        "{} (GPU {}): matches more than one instance",
+                        r.hint,
+                        quote(&r.gpu)
+                    )
+                });
                 continue;
             }
             None => {
@@ -200,15 +202,30 @@ mod tests {
 
     #[test]
     fn hints_match_ids_and_hostnames_case_insensitively_and_short_to_long() {
-        assert_eq!(matched(InstanceHint::Id("i-0aaa".into())).as_deref(), Some("i-0aaa"));
-        assert_eq!(matched(InstanceHint::Id("I-0AAA".into())).as_deref(), Some("i-0aaa"));
-        assert_eq!(matched(host("ip-10-0-0-5.ec2.internal")).as_deref(), Some("i-0aaa"));
-        assert_eq!(matched(host("ip-10-0-0-6.EC2.internal")).as_deref(), Some("i-0bbb"));
+        assert_eq!(
+            matched(InstanceHint::Id("i-0aaa".into())).as_deref(),
+            Some("i-0aaa")
+        );
+        assert_eq!(
+            matched(InstanceHint::Id("I-0AAA".into())).as_deref(),
+            Some("i-0aaa")
+        );
+        assert_eq!(
+            matched(host("ip-10-0-0-5.ec2.internal")).as_deref(),
+            Some("i-0aaa")
+        );
+        assert_eq!(
+            matched(host("ip-10-0-0-6.EC2.internal")).as_deref(),
+            Some("i-0bbb")
+        );
         assert_eq!(matched(host("ip-10-0-0-5")).as_deref(), Some("i-0aaa"));
         assert_eq!(matched(host("IP-10-0-0-6")).as_deref(), Some("i-0bbb"));
         assert_eq!(matched(host("gpu-box")).as_deref(), Some("4711"));
         // A FQDN against an inventory entry that is only a short name.
-        assert_eq!(matched(host("gpu-box.c.proj.internal")).as_deref(), Some("4711"));
+        assert_eq!(
+            matched(host("gpu-box.c.proj.internal")).as_deref(),
+            Some("4711")
+        );
     }
 
     #[test]
@@ -230,7 +247,11 @@ mod tests {
         assert_eq!(r.samples[0].instance_id, "i-0ccc");
         assert_eq!(r.samples[0].source, SampleSource::Prometheus);
         assert!(r.problems[0].contains("host ip-10-0-0-9 (GPU \"0\"): not in the inventory"));
-        assert!(r.problems[1].contains("more than one instance"), "{:?}", r.problems);
+        assert!(
+            r.problems[1].contains("more than one instance"),
+            "{:?}",
+            r.problems
+        );
     }
 
     #[test]
@@ -259,7 +280,11 @@ mod tests {
                 source: SampleSource::Dcgm,
             }]
         );
-        assert!(r.problems[0].contains("utilization_percent"), "{:?}", r.problems);
+        assert!(
+            r.problems[0].contains("utilization_percent"),
+            "{:?}",
+            r.problems
+        );
         assert!(r.problems[1].contains("power_watts"));
         assert!(r.problems[2].contains("gpu"));
     }

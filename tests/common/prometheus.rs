@@ -33,7 +33,10 @@ fn config(jobs: &[ScrapeJob]) -> String {
         "global:\n  scrape_interval: 1s\n  scrape_timeout: 900ms\n  evaluation_interval: 1s\nscrape_configs:\n",
     );
     for j in jobs {
-        y.push_str(&format!("  - job_name: {:?}\n    static_configs:\n      - targets: [", j.name));
+        y.push_str(&format!(
+            "  - job_name: {:?}\n    static_configs:\n      - targets: [",
+            j.name
+        ));
         let t: Vec<String> = j.targets.iter().map(|t| format!("{t:?}")).collect();
         y.push_str(&t.join(", "));
         y.push_str("]\n");
@@ -60,7 +63,10 @@ impl Prometheus {
         let bin = binary();
         let child = Command::new(&bin)
             .arg(format!("--config.file={}", cfg.display()))
-            .arg(format!("--storage.tsdb.path={}", dir.path().join("data").display()))
+            .arg(format!(
+                "--storage.tsdb.path={}",
+                dir.path().join("data").display()
+            ))
             .arg(format!("--web.listen-address=127.0.0.1:{port}"))
             .stdout(Stdio::null())
             .stderr(log)
@@ -93,7 +99,10 @@ impl Prometheus {
             }
             tokio::time::sleep(Duration::from_millis(100)).await;
         }
-        panic!("prometheus did not become ready within {START_DEADLINE:?}:\n{}", p.log());
+        panic!(
+            "prometheus did not become ready within {START_DEADLINE:?}:\n{}",
+            p.log()
+        );
     }
 
     /// Its log (stderr), for a failure message.
@@ -113,7 +122,10 @@ impl Prometheus {
             .await
             .expect("prometheus answers JSON");
         assert_eq!(resp["status"], "success", "{promql}: {resp}");
-        resp["data"]["result"].as_array().cloned().unwrap_or_default()
+        resp["data"]["result"]
+            .as_array()
+            .cloned()
+            .unwrap_or_default()
     }
 
     /// Waits until the instant query `promql` satisfies `ok` (polled), or panics with the
