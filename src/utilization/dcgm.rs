@@ -20,7 +20,7 @@ pub const GPU_UTIL: &str = "DCGM_FI_DEV_GPU_UTIL";
 pub const FB_USED: &str = "DCGM_FI_DEV_FB_USED";
 pub const POWER_USAGE: &str = "DCGM_FI_DEV_POWER_USAGE";
 
-/// The largest scrape read (a 8-GPU node's full output is ~100 KB).
+/// The largest scrape read (an 8-GPU node's full output is ~100 KB).
 pub const MAX_SCRAPE_BYTES: usize = 16 << 20;
 
 #[derive(Clone, Copy, PartialEq, Eq)]

@@ -71,3 +71,44 @@ impl Default for PrometheusConfig {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn targets_default_their_timeout_and_refuse_unknown_keys() {
+        #[derive(Deserialize)]
+        struct T {
+            dcgm_targets: Vec<DcgmTarget>,
+            prometheus: PrometheusConfig,
+        }
+        let t: T = toml::from_str(
+            r#"
+[[dcgm_targets]]
+url = "http://10.0.0.5:9400/metrics"
+[[dcgm_targets]]
+url = "http://10.0.0.6:9400/metrics"
+instance = " i-0abc "
+timeout = "2s"
+[prometheus]
+url = "http://prom:9090"
+"#,
+        )
+        .unwrap();
+        assert_eq!(
+            t.dcgm_targets[0],
+            DcgmTarget::new("http://10.0.0.5:9400/metrics")
+        );
+        assert_eq!(t.dcgm_targets[0].instance(), None);
+        assert_eq!(t.dcgm_targets[1].instance(), Some("i-0abc"));
+        assert_eq!(t.dcgm_targets[1].timeout, Duration::from_secs(2));
+        assert_eq!(t.prometheus.timeout, Duration::from_secs(10));
+        assert!(t.prometheus.query.is_empty());
+        let e =
+            toml::from_str::<T>("dcgm_targets = [{ url = \"u\", instace = \"x\" }]\n[prometheus]")
+                .err()
+                .unwrap();
+        assert!(e.to_string().contains("instace"), "{e}");
+    }
+}
