@@ -24,6 +24,7 @@ pub mod serde_duration;
 pub mod server;
 pub mod store;
 pub mod tasks;
+pub mod utilization;
 pub mod wiring;
 
 pub mod proto {

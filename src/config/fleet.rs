@@ -13,6 +13,7 @@ use crate::domain::budget::Channels;
 use crate::domain::idle::{IdleMode, IdlePolicy, Selectors, TagMatch};
 use crate::domain::quote::quote;
 use crate::serde_duration;
+pub use crate::utilization::settings::{DcgmTarget, PrometheusConfig};
 
 /// `[idle_gpu]`.
 #[derive(Clone, Debug, Deserialize, PartialEq)]
@@ -98,40 +99,6 @@ pub struct SelectorsConfig {
     /// `key=value` or `key`.
     pub tags: Vec<String>,
     pub exclude_tags: Vec<String>,
-}
-
-/// `[[idle_gpu.dcgm_targets]]`: a dcgm-exporter endpoint scraped directly.
-#[derive(Clone, Debug, Deserialize, PartialEq, Eq)]
-#[serde(deny_unknown_fields)]
-pub struct DcgmTarget {
-    pub url: String,
-    /// The instance id its samples belong to; empty = matched by the `Hostname` label
-    /// against the inventory's private hostnames.
-    #[serde(default)]
-    pub instance: String,
-}
-
-/// `[idle_gpu.prometheus]`: a Prometheus server that already scrapes dcgm-exporter.
-#[derive(Clone, Debug, Deserialize, PartialEq, Eq)]
-#[serde(deny_unknown_fields, default)]
-pub struct PrometheusConfig {
-    /// Empty = not used.
-    pub url: String,
-    /// An instant query returning one series per GPU with a `Hostname`/`hostname` (or
-    /// `instance_id`) label and the utilisation in percent. Empty = the built-in query.
-    pub query: String,
-    #[serde(with = "serde_duration")]
-    pub timeout: Duration,
-}
-
-impl Default for PrometheusConfig {
-    fn default() -> Self {
-        PrometheusConfig {
-            url: String::new(),
-            query: String::new(),
-            timeout: Duration::from_secs(10),
-        }
-    }
 }
 
 /// `[fleet]`: the clouds whose GPU machines are inventoried.

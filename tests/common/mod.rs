@@ -1,7 +1,10 @@
 //! Shared test harness: a fresh database per test on each backend (SQLite file and a new
 //! Postgres database), the server started on port 0, local fixture HTTP servers that serve
-//! recorded responses, and a moto_server process. Nothing leaves loopback.
+//! recorded responses, a moto_server process, and a real Prometheus (`prometheus.rs`).
+//! Nothing leaves loopback.
 #![allow(dead_code)]
+
+pub mod prometheus;
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
