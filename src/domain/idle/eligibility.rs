@@ -179,7 +179,8 @@ mod tests {
 
     #[test]
     fn autoscalers_and_kubernetes_are_recognised_by_their_tags() {
-        let cases: &[(&[(&str, &str)], Option<&str>)] = &[
+        type Labels<'a> = &'a [(&'a str, &'a str)];
+        let cases: &[(Labels, Option<&str>)] = &[
             (&[("Name", "trainer"), ("team", "ml")], None),
             (
                 &[("aws:autoscaling:groupName", "gpu-asg")],

@@ -46,7 +46,7 @@ pub struct FleetView {
 /// How many machines the policy may keep stopped at once: `floor(fraction × fleet_size)`,
 /// at least 1 when the fraction is above 0 and the fleet is not empty; 0 when either is.
 pub fn fleet_cap(fraction: f64, fleet_size: u32) -> u32 {
-    if !(fraction > 0.0) || fleet_size == 0 {
+    if fraction.is_nan() || fraction <= 0.0 || fleet_size == 0 {
         return 0;
     }
     let cap = (fraction.min(1.0) * f64::from(fleet_size)).floor() as u32;

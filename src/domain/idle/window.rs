@@ -125,7 +125,14 @@ impl SampleWindow {
         };
         match self.readings.get_mut(at) {
             Some(r) if r.t == t => fold(r, &reading),
-            _ => self.readings.insert(at, reading),
+            _ => {
+                if self.readings.len() == self.readings.capacity() {
+                    // Grow by a quarter, not double: a window holds a steady number of
+                    // readings, and doubling would leave half of it empty.
+                    self.readings.reserve_exact(self.readings.len() / 4 + 16);
+                }
+                self.readings.insert(at, reading);
+            }
         }
         true
     }
@@ -136,6 +143,10 @@ impl SampleWindow {
         let cut = before.timestamp().saturating_sub(self.base);
         let n = self.readings.partition_point(|r| i64::from(r.t) < cut);
         self.readings.drain(..n);
+        let len = self.readings.len();
+        if self.readings.capacity() > 2 * len + 32 {
+            self.readings.shrink_to(len + len / 4 + 16);
+        }
         if self.readings.is_empty() {
             self.gpus.clear();
         }
@@ -423,10 +434,11 @@ mod tests {
         }
         assert_eq!(w.len(), 120);
         assert_eq!(size_of::<Reading>(), 24);
-        assert!(
-            w.heap_bytes() <= 128 * 24 + 8 * 16 + 8,
-            "{}",
-            w.heap_bytes()
-        );
+        // Capacity grows by a quarter: 16, 36, 61, 92, 131.
+        assert_eq!(w.heap_bytes(), 131 * 24 + 8 * 16 + 8);
+        // Pruning most of it gives the room back.
+        w.prune(t(100 * 15));
+        assert_eq!(w.len(), 20);
+        assert!(w.heap_bytes() <= 41 * 24 + 8 * 16 + 8, "{}", w.heap_bytes());
     }
 }
