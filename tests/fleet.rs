@@ -166,8 +166,8 @@ impl Dcgm {
 
     fn target(&self, instance: &str) -> DcgmTarget {
         DcgmTarget {
-            url: format!("{}/metrics", self.fixture.base),
             instance: instance.to_string(),
+            ..DcgmTarget::new(format!("{}/metrics", self.fixture.base))
         }
     }
 }

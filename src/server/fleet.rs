@@ -71,7 +71,7 @@ fn instance_message(s: &StoredInstance, status: Option<&InstanceStatus>) -> prot
         m.idle_state = st.state.clone();
         m.reason = st.reason.clone();
         m.samples = st.summary.samples;
-        m.max_utilization_percent = st.summary.max_utilization;
+        m.max_utilization_percent = st.summary.max_util_percent;
         m.max_power_watts = st.summary.max_power_watts;
         m.action_due_at = opt_ts(st.due_at);
         m.kept_until = opt_ts(st.kept_until);

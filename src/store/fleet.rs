@@ -450,9 +450,20 @@ impl Store {
         })
     }
 
-    /// Stops and terminations the policy made since `since` (the hourly rate limit).
-    pub async fn fleet_actions_since(&self, since: DateTime<Utc>) -> Result<u32, StoreError> {
-        let sql = format!("SELECT COUNT(*) FROM fleet_action WHERE decision IN {ACTED} AND at >= $1");
+    /// Stops and terminations the policy made since `since` (the hourly rate limit); with
+    /// `would`, the ones dry-run recorded it would have made.
+    pub async fn fleet_actions_since(
+        &self,
+        since: DateTime<Utc>,
+        would: bool,
+    ) -> Result<u32, StoreError> {
+        let decisions = if would {
+            "('would_stop', 'would_terminate')"
+        } else {
+            ACTED
+        };
+        let sql =
+            format!("SELECT COUNT(*) FROM fleet_action WHERE decision IN {decisions} AND at >= $1");
         let n: i64 = both!(self, Store, |s, spell| sqlx::query_scalar(&spell(&sql))
             .bind(since)
             .fetch_one(s.pool())
@@ -460,11 +471,14 @@ impl Store {
         Ok(n.max(0) as u32)
     }
 
-    /// Machines the policy stopped that have not run again (the fleet-fraction limit).
+    /// Machines of the inventory the policy stopped that have not run again, acts the
+    /// inventory has not seen yet included (the fleet-fraction limit). A deleted machine
+    /// has left the fleet and no longer counts.
     pub async fn fleet_stopped_by_policy(&self) -> Result<u32, StoreError> {
         let sql = format!(
-            "SELECT COUNT(DISTINCT instance_id) FROM fleet_action \
-             WHERE decision IN {ACTED} AND restarted_at IS NULL"
+            "SELECT COUNT(DISTINCT a.instance_id) FROM fleet_action a \
+             JOIN fleet_instance i ON i.provider = a.provider AND i.id = a.instance_id \
+             WHERE a.decision IN {ACTED} AND a.restarted_at IS NULL AND i.state <> 'terminated'"
         );
         let n: i64 = both!(self, Store, |s, spell| sqlx::query_scalar(&spell(&sql))
             .fetch_one(s.pool())

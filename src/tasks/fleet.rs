@@ -24,8 +24,8 @@ use crate::domain::Provider;
 use crate::domain::catalog::CatalogHandle;
 use crate::domain::fleet::{FleetInstance, GpuSample, SampleSource};
 use crate::domain::idle::{
-    Audit, Case, CaseChange, Command, FleetView, IdleMode, IdlePolicy, InstanceView, Outcome,
-    SampleWindow, Verdict, WindowSummary, evaluate, managed_by,
+    Action, Audit, Case, CaseChange, Command, FleetView, IdleMode, IdlePolicy, InstanceView,
+    Outcome, SampleWindow, Stage, Verdict, WindowSummary, evaluate, managed_by,
 };
 use crate::domain::Market;
 use crate::fleet::{Done, Fleet, FleetError};
@@ -135,8 +135,7 @@ impl FleetEngine {
 
     /// The window the policy reads at `now`: [now - lag - window, now - lag].
     pub fn window_at(&self, now: DateTime<Utc>) -> (DateTime<Utc>, DateTime<Utc>) {
-        let to = now - std_to_chrono(self.policy.lag);
-        (to - std_to_chrono(self.policy.window), to)
+        self.policy.window_at(now)
     }
 
     /// Loads the samples the policy's window needs from the store (after a restart).
@@ -303,12 +302,13 @@ impl FleetEngine {
         }
         for (report, source) in reports {
             summary.bad += report.bad;
-            for p in report.problems.iter().take(3) {
-                tracing::debug!(source = source.as_str(), problem = %p, "bad utilisation reading");
-            }
+            report.log_problems(source.as_str());
             let resolved = utilization::resolve(report.samples, &inventory, source);
             summary.unknown += resolved.unknown;
             summary.bad += resolved.bad;
+            for p in &resolved.problems {
+                tracing::debug!(source = source.as_str(), problem = %p, "utilisation reading skipped");
+            }
             if resolved.samples.is_empty() {
                 continue;
             }
@@ -363,7 +363,10 @@ impl FleetEngine {
         let fleet = FleetView {
             actions_last_hour: self
                 .store
-                .fleet_actions_since(now - chrono::Duration::hours(1))
+                .fleet_actions_since(
+                    now - chrono::Duration::hours(1),
+                    self.policy.mode == IdleMode::DryRun,
+                )
                 .await?,
             stopped_by_policy: self.store.fleet_stopped_by_policy().await?,
             fleet_size: 0,
@@ -379,7 +382,7 @@ impl FleetEngine {
                     st.windows
                         .get(&m.instance.id)
                         .map(|w| w.summary(from, to))
-                        .unwrap_or_default()
+                        .unwrap_or_else(|| WindowSummary::empty(from, to))
                 })
                 .collect();
             (machines, summaries, st.last_sample_at)
@@ -449,6 +452,10 @@ impl FleetEngine {
     ) -> Result<(), StoreError> {
         let inst = &m.instance;
         let evidence = serde_json::to_string(&o.evidence).unwrap_or_else(|_| "{}".into());
+        let (word, reason) = match &o.verdict {
+            Verdict::Skipped(r) => (r.as_str(), o.describe()),
+            v => (v.as_str(), o.describe()),
+        };
         let mut case_after: Option<Case> = None;
         match &o.case {
             CaseChange::Keep => {}
@@ -477,8 +484,8 @@ impl FleetEngine {
             st.status.insert(
                 inst.key(),
                 InstanceStatus {
-                    state: o.verdict.word().to_string(),
-                    reason: o.verdict.describe(),
+                    state: word.to_string(),
+                    reason,
                     summary: summary.clone(),
                     due_at,
                     kept_until: keeps.get(&(inst.provider, inst.id.clone())).copied(),
@@ -493,7 +500,8 @@ impl FleetEngine {
             return Ok(());
         }
         match command {
-            Command::Notify { due_at } => {
+            Command::Notify { planned } => {
+                let due_at = planned.map(|p| p.at);
                 let (emails, slack) = self.recipients(inst);
                 let notice = IdleNotice {
                     provider: inst.provider.as_str().to_string(),
@@ -508,14 +516,9 @@ impl FleetEngine {
                         .unwrap_or_default(),
                     window: humantime::format_duration(self.policy.window).to_string(),
                     threshold_percent: self.policy.threshold_percent,
-                    max_utilization_percent: summary.max_utilization,
+                    max_utilization_percent: summary.max_util_percent,
                     samples: summary.samples,
-                    action: match self.policy.mode {
-                        IdleMode::Stop => "stop",
-                        IdleMode::Terminate => "terminate",
-                        _ => "none",
-                    }
-                    .into(),
+                    action: planned.map_or("none", |p| p.action.as_str()).into(),
                     due_at,
                     price_per_hour: m.price_per_hour,
                     currency: m.currency.clone(),
@@ -536,8 +539,8 @@ impl FleetEngine {
                     .await?;
                 pass.notified += 1;
             }
-            Command::Stop | Command::Terminate => {
-                let terminate = matches!(command, Command::Terminate);
+            Command::Act(action) => {
+                let terminate = action == Action::Terminate;
                 let Some(fleet) = self.fleets.iter().find(|f| f.provider() == inst.provider)
                 else {
                     return Ok(());
@@ -547,17 +550,18 @@ impl FleetEngine {
                 } else {
                     fleet.stop(inst).await
                 };
-                let word = if terminate { "terminated" } else { "stopped" };
+                let word = action.done().as_str();
                 match result {
                     Ok(done) => {
                         let reason = match done {
                             Done::Now => format!("idle through the grace period; {word}"),
                             Done::Already => format!("idle through the grace period; was already {word}"),
                         };
+                        // The case stays (stage `acted`) until an inventory sees the machine
+                        // stopped: the policy closes it then.
                         self.store
                             .record_fleet_action(&self.action_row(m, word, &reason, &evidence, now))
                             .await?;
-                        self.store.close_fleet_case(inst.provider, &inst.id).await?;
                         pass.acted += 1;
                     }
                     Err(e) => {
@@ -570,7 +574,10 @@ impl FleetEngine {
                         );
                         row.error = e.to_string();
                         self.store.record_fleet_action(&row).await?;
+                        // Back to waiting: the act is due again after another grace period.
                         if let Some(mut c) = case_after {
+                            c.stage = Stage::Waiting;
+                            c.acted_at = None;
                             c.due_at = now + std_to_chrono(self.policy.grace);
                             self.store
                                 .put_fleet_case(

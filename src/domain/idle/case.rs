@@ -4,12 +4,13 @@
 use std::fmt;
 
 use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
 
 use super::IdleMode;
 
 /// One idle episode of one instance, from the pass that found it idle until it turns busy,
 /// stops running, is kept, or (stop/terminate) `grace` after the act.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Case {
     pub opened_at: DateTime<Utc>,
     /// When notice went out (dry_run: when "would notify" was recorded). `None` while the
@@ -25,7 +26,8 @@ pub struct Case {
 }
 
 /// Where the case is. Stored as [`Stage::as_str`].
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
 pub enum Stage {
     /// Notice given; waiting for `due_at` (notify mode: waiting for the machine to turn
     /// busy; it never acts).
@@ -40,7 +42,8 @@ pub enum Stage {
 }
 
 /// Why an act (or a notice) is held back.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
 pub enum Hold {
     /// The breaker: the utilisation feed is silent.
     FeedSilent,

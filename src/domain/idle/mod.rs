@@ -87,7 +87,8 @@ pub use outcome::{
 pub use window::{SampleWindow, WindowSummary};
 
 /// How far down the ladder the policy may go.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "snake_case")]
 pub enum IdleMode {
     /// Record "would notify" and "would stop"; touch nothing, send nothing. The default.
     DryRun,
