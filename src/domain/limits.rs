@@ -94,6 +94,18 @@ pub const FILTER: Limit = Limit {
     fields: "ListPrices region/instance_type/gpu_model, GetSpend provider/service/region/account",
     max_bytes: 256,
 };
+/// EC2 ids are 19 bytes, GCE ids 20 digits, Azure vmIds 36: room for other spellings.
+pub const GPU_INSTANCE_ID: Limit = Limit {
+    what: "GPU instance id",
+    fields: "ReportGpuUtilization samples[].instance_id, `bursar agent --instance-id`",
+    max_bytes: 128,
+};
+/// A GPU index or UUID (`GPU-…`, 40 bytes).
+pub const GPU_ID: Limit = Limit {
+    what: "GPU index or UUID",
+    fields: "ReportGpuUtilization samples[].gpu",
+    max_bytes: 64,
+};
 
 pub const LABELS: CountLimit = CountLimit {
     what: "labels",
@@ -115,6 +127,11 @@ pub const LIST_ITEMS: CountLimit = CountLimit {
     fields: "SelectProvider accelerators, inputs, regions, jurisdictions",
     max: 100,
 };
+pub const GPU_SAMPLES: CountLimit = CountLimit {
+    what: "GPU utilisation samples per call",
+    fields: "ReportGpuUtilization samples",
+    max: 10_000,
+};
 
 /// Every text limit, in README's order.
 pub const ALL: &[Limit] = &[
@@ -131,10 +148,12 @@ pub const ALL: &[Limit] = &[
     LABEL_KEY,
     LABEL_VALUE,
     FILTER,
+    GPU_INSTANCE_ID,
+    GPU_ID,
 ];
 
 /// Every count limit, in README's order.
-pub const COUNTS: &[CountLimit] = &[EMAILS, WEBHOOKS, LABELS, LIST_ITEMS];
+pub const COUNTS: &[CountLimit] = &[EMAILS, WEBHOOKS, LABELS, LIST_ITEMS, GPU_SAMPLES];
 
 impl Limit {
     /// `Err` with a message that gives the value's length and the limit (never the value)

@@ -6,9 +6,11 @@ pub mod budgets;
 pub mod coalesce;
 pub mod convert;
 pub mod errors;
+pub mod fleet;
 pub mod placement;
 pub mod pricing;
 pub mod spend;
+pub mod utilization;
 
 use std::future::Future;
 use std::sync::Arc;
@@ -212,6 +214,9 @@ pub async fn run(
         .set_serving::<proto::budget_service_server::BudgetServiceServer<budgets::BudgetApi>>()
         .await;
     health_reporter
+        .set_serving::<proto::fleet_service_server::FleetServiceServer<fleet::FleetApi>>()
+        .await;
+    health_reporter
         .set_service_status("", tonic_health::ServingStatus::Serving)
         .await;
     // Reflection v1, and v1alpha for the clients that only speak it (older grpcurl, grpcui,
@@ -264,6 +269,9 @@ pub async fn run(
         reporter
             .set_not_serving::<proto::budget_service_server::BudgetServiceServer<budgets::BudgetApi>>()
             .await;
+        reporter
+            .set_not_serving::<proto::fleet_service_server::FleetServiceServer<fleet::FleetApi>>()
+            .await;
     };
     let served = tonic::transport::Server::builder()
         .add_service(health_service)
@@ -282,6 +290,11 @@ pub async fn run(
             budgets::BudgetApi {
                 store: store.clone(),
                 engine: engine.clone(),
+            },
+        ))
+        .add_service(proto::fleet_service_server::FleetServiceServer::new(
+            fleet::FleetApi {
+                store: store.clone(),
             },
         ))
         .serve_with_incoming_shutdown(
