@@ -4,6 +4,7 @@
 //! themselves take `setup::DbArgs`; client commands talk to a running server through
 //! `client` (`--server`, `--json`) and print tables made by `display`, all through `out`'s
 //! `outln!`. A subcommand file uses those shared helpers; they never use a subcommand.
+pub mod agent;
 pub mod bench;
 pub mod budgets;
 pub mod client;
@@ -81,6 +82,9 @@ pub enum Command {
     Bench(bench::BenchCommand),
     /// Show the status of each price source on a running server.
     Sources(sources::SourcesArgs),
+    /// The node agent for GPU machines: reads each GPU's utilisation, memory and power
+    /// through NVML and pushes them to FleetService/ReportGpuUtilization every interval.
+    Agent(agent::AgentArgs),
 }
 
 /// A failed command, with its exit code.
@@ -180,6 +184,10 @@ pub async fn dispatch(cli: Cli) -> Result<(), CliError> {
         Command::Sources(a) => {
             init_logging("text", "warn");
             sources::run(a).await
+        }
+        Command::Agent(a) => {
+            init_logging("text", "info");
+            agent::run(a).await
         }
     }
 }

@@ -94,11 +94,23 @@ pub const FILTER: Limit = Limit {
     fields: "ListPrices region/instance_type/gpu_model, GetSpend provider/service/region/account",
     max_bytes: 256,
 };
+/// EC2 ids are 19 bytes, GCE ids 20 digits, Azure vmIds 36: room for other spellings.
+pub const GPU_INSTANCE_ID: Limit = Limit {
+    what: "GPU instance id",
+    fields: "ReportGpuUtilization samples[].instance_id, `bursar agent --instance-id`",
+    max_bytes: 128,
+};
+/// A GPU index or UUID (`GPU-…`, 40 bytes).
+pub const GPU_ID: Limit = Limit {
+    what: "GPU index or UUID",
+    fields: "ReportGpuUtilization samples[].gpu",
+    max_bytes: 64,
+};
 
 /// Instance ids (EC2 `i-…`, GCE numeric ids, Azure vmIds) and names, and GPU ids.
 pub const INSTANCE: Limit = Limit {
     what: "instance id or name",
-    fields: "FleetService Keep/ListActions instance, ReportGpuUtilization instance_id/gpu, `bursar fleet keep`",
+    fields: "FleetService Keep/ListActions instance, `bursar fleet keep`",
     max_bytes: 256,
 };
 pub const KEEP_REASON: Limit = Limit {
@@ -127,6 +139,11 @@ pub const LIST_ITEMS: CountLimit = CountLimit {
     fields: "SelectProvider accelerators, inputs, regions, jurisdictions",
     max: 100,
 };
+pub const GPU_SAMPLES: CountLimit = CountLimit {
+    what: "GPU utilisation samples per call",
+    fields: "ReportGpuUtilization samples",
+    max: 10_000,
+};
 
 /// Every text limit, in README's order.
 pub const ALL: &[Limit] = &[
@@ -145,10 +162,12 @@ pub const ALL: &[Limit] = &[
     FILTER,
     INSTANCE,
     KEEP_REASON,
+    GPU_INSTANCE_ID,
+    GPU_ID,
 ];
 
 /// Every count limit, in README's order.
-pub const COUNTS: &[CountLimit] = &[EMAILS, WEBHOOKS, LABELS, LIST_ITEMS];
+pub const COUNTS: &[CountLimit] = &[EMAILS, WEBHOOKS, LABELS, LIST_ITEMS, GPU_SAMPLES];
 
 impl Limit {
     /// `Err` with a message that gives the value's length and the limit (never the value)

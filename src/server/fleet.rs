@@ -332,6 +332,6 @@ impl proto::fleet_service_server::FleetService for FleetApi {
         if let Some(e) = &self.engine {
             e.feed(&stored);
         }
-        answer.map(Response::new)
+        utilization::rejection_status(answer).map(Response::new)
     }
 }

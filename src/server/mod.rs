@@ -6,9 +6,11 @@ pub mod budgets;
 pub mod coalesce;
 pub mod convert;
 pub mod errors;
+pub mod fleet;
 pub mod placement;
 pub mod pricing;
 pub mod spend;
+pub mod utilization;
 
 use std::future::Future;
 use std::sync::Arc;
@@ -68,6 +70,10 @@ pub async fn run(
         .map_err(|e| RunError::Config(e.to_string()))?;
     config
         .validate_budgets()
+        .map_err(|e| RunError::Config(e.to_string()))?;
+    let idle_policy = config
+        .idle_gpu
+        .policy()
         .map_err(|e| RunError::Config(e.to_string()))?;
     let notifiers = crate::notify::notifiers_from_config(&config.alerts)
         .map_err(|e| RunError::Config(e.to_string()))?;
@@ -191,6 +197,30 @@ pub async fn run(
             stop_rx.clone(),
         )));
     }
+    // Idle-GPU enforcement: the inventory, utilisation and policy loops.
+    let fleet_engine = if config.idle_gpu.enabled {
+        let fleets = crate::wiring::fleets_from_config(&config.fleet)
+            .await
+            .map_err(|e| RunError::Config(e.to_string()))?;
+        let e = Arc::new(tasks::fleet::FleetEngine::new(
+            store.clone(),
+            fleets,
+            idle_policy,
+            config.idle_gpu.clone(),
+            catalog.clone(),
+        ));
+        tracing::info!(
+            mode = config.idle_gpu.mode.as_str(),
+            clouds = config.fleet.aws.is_some() as u8
+                + config.fleet.gcp.is_some() as u8
+                + config.fleet.azure.is_some() as u8,
+            "idle-GPU enforcement enabled"
+        );
+        loops.push(tokio::spawn(tasks::fleet::run_fleet(e.clone(), stop_rx.clone())));
+        Some(e)
+    } else {
+        None
+    };
     loops.push(tokio::spawn(tasks::alerts::run_outbox(
         store.clone(),
         notifiers,
@@ -210,6 +240,9 @@ pub async fn run(
         .await;
     health_reporter
         .set_serving::<proto::budget_service_server::BudgetServiceServer<budgets::BudgetApi>>()
+        .await;
+    health_reporter
+        .set_serving::<proto::fleet_service_server::FleetServiceServer<fleet::FleetApi>>()
         .await;
     health_reporter
         .set_service_status("", tonic_health::ServingStatus::Serving)
@@ -264,6 +297,9 @@ pub async fn run(
         reporter
             .set_not_serving::<proto::budget_service_server::BudgetServiceServer<budgets::BudgetApi>>()
             .await;
+        reporter
+            .set_not_serving::<proto::fleet_service_server::FleetServiceServer<fleet::FleetApi>>()
+            .await;
     };
     let served = tonic::transport::Server::builder()
         .add_service(health_service)
@@ -282,6 +318,12 @@ pub async fn run(
             budgets::BudgetApi {
                 store: store.clone(),
                 engine: engine.clone(),
+            },
+        ))
+        .add_service(proto::fleet_service_server::FleetServiceServer::new(
+            fleet::FleetApi {
+                store: store.clone(),
+                engine: fleet_engine.clone(),
             },
         ))
         .serve_with_incoming_shutdown(

@@ -1,5 +1,5 @@
 //! Postgres binary COPY encoding (`COPY … FROM STDIN WITH (FORMAT binary)`) of cost lines
-//! (`cost_fact` rows):
+//! (`cost_fact` rows) and the field encoders other bulk loads share (`gpu_sample` rows):
 //! the server stores values without parsing text (no CSV splitting, no timestamp or numeric
 //! parsing), which is most of what a text COPY costs it.
 //!
@@ -25,13 +25,32 @@ pub fn trailer(out: &mut Vec<u8>) {
     out.extend_from_slice(&(-1i16).to_be_bytes());
 }
 
-fn null(out: &mut Vec<u8>) {
+pub(crate) fn null(out: &mut Vec<u8>) {
     out.extend_from_slice(&(-1i32).to_be_bytes());
 }
 
-fn int8(out: &mut Vec<u8>, v: i64) {
+pub(crate) fn int8(out: &mut Vec<u8>, v: i64) {
     out.extend_from_slice(&8i32.to_be_bytes());
     out.extend_from_slice(&v.to_be_bytes());
+}
+
+/// A `float8` (DOUBLE PRECISION): its IEEE 754 bits, big-endian.
+pub(crate) fn float8(out: &mut Vec<u8>, v: f64) {
+    out.extend_from_slice(&8i32.to_be_bytes());
+    out.extend_from_slice(&v.to_bits().to_be_bytes());
+}
+
+pub(crate) fn opt_float8(out: &mut Vec<u8>, v: Option<f64>) {
+    match v {
+        Some(v) => float8(out, v),
+        None => null(out),
+    }
+}
+
+/// A `text` value: its UTF-8 bytes.
+pub(crate) fn text(out: &mut Vec<u8>, s: &str) {
+    out.extend_from_slice(&(s.len() as i32).to_be_bytes());
+    out.extend_from_slice(s.as_bytes());
 }
 
 /// Microseconds since 2000-01-01T00:00:00Z, Postgres's timestamp epoch.

@@ -1,12 +1,13 @@
 //! Long-running work: price polling, catalog refresh and seeding (`poller`), the SkyPilot
 //! catalog import (`import`), the placement decision log (`decisions`), billing ingest
 //! (`ingest`, `watch`, `cost_explorer`), budget evaluation (`budgets`) and alert delivery
-//! (`alerts`). Every loop `select!`s on its work and the shutdown signal, so `server::run`
+//! (`alerts`), idle-GPU enforcement (`fleet`). Every loop `select!`s on its work and the shutdown signal, so `server::run`
 //! can wait for all of them.
 pub mod alerts;
 pub mod budgets;
 pub mod cost_explorer;
 pub mod decisions;
+pub mod fleet;
 pub mod import;
 pub mod ingest;
 pub mod poller;

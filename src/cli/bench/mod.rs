@@ -1,7 +1,8 @@
 //! `bursar bench …`: reproducible measurements recorded in BENCHMARKS.md. `BenchCommand`
-//! and its dispatch live here; one file per benchmark (`catalog`, `select`, `ingest`) and
-//! what they share (`load`).
+//! and its dispatch live here; one file per benchmark (`catalog`, `select`, `ingest`,
+//! `gpu_samples`) and what they share (`load`).
 pub mod catalog;
+pub mod gpu_samples;
 pub mod ingest;
 pub mod load;
 pub mod select;
@@ -68,6 +69,25 @@ pub enum BenchCommand {
         #[arg(long)]
         grpc_only: bool,
     },
+    /// GPU utilisation samples into each database: the store's batched insert against a
+    /// naive one-row-per-INSERT baseline in the same run, then ReportGpuUtilization over
+    /// loopback gRPC (samples/s).
+    GpuSamples {
+        /// Database to write into (repeat for SQLite and Postgres); its samples are deleted.
+        #[arg(long = "database-url", required = true)]
+        database_urls: Vec<String>,
+        #[arg(long, default_value_t = 1_000_000)]
+        samples: usize,
+        /// Samples the naive baseline writes.
+        #[arg(long, default_value_t = 100_000)]
+        naive: usize,
+        /// Samples per batch (per ReportGpuUtilization call; at most 10,000).
+        #[arg(long, default_value_t = 10_000)]
+        batch: usize,
+        /// Calls in flight over gRPC.
+        #[arg(long, default_value_t = 2)]
+        concurrency: usize,
+    },
 }
 
 /// Runs one benchmark; its error is the command's failure (exit 1).
@@ -103,6 +123,16 @@ pub async fn run(cmd: BenchCommand) -> Result<(), CliError> {
                 grpc_only,
             )
             .await
+        }
+        BenchCommand::GpuSamples {
+            database_urls,
+            samples,
+            naive,
+            batch,
+            concurrency,
+        } => {
+            gpu_samples::bench_gpu_samples(&database_urls, samples, naive, batch, concurrency)
+                .await
         }
     }
     .map_err(CliError::Failed)
