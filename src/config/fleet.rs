@@ -12,6 +12,9 @@ use crate::domain::Provider;
 use crate::domain::budget::Channels;
 use crate::domain::idle::{IdleMode, IdlePolicy, Selectors, TagMatch};
 use crate::domain::quote::quote;
+use crate::fleet::azure::AzureSettings;
+use crate::fleet::gcp::GcpSettings;
+use crate::remote::HttpSettings;
 use crate::serde_duration;
 pub use crate::utilization::settings::{DcgmTarget, PrometheusConfig};
 
@@ -120,8 +123,8 @@ pub struct AwsFleetConfig {
     pub endpoint: String,
 }
 
-/// `[fleet.gcp]`.
-#[derive(Clone, Default, Deserialize, PartialEq, Eq)]
+/// `[fleet.gcp]`: Compute Engine (`fleet::gcp`). Every key but `projects` has a default.
+#[derive(Clone, Deserialize, PartialEq, Eq)]
 #[serde(deny_unknown_fields, default)]
 pub struct GcpFleetConfig {
     pub projects: Vec<String>,
@@ -132,6 +135,48 @@ pub struct GcpFleetConfig {
     /// An OAuth2 access token (secret; `BURSAR_GCP_ACCESS_TOKEN` overrides it); "" = the
     /// metadata server's service-account token.
     pub access_token: String,
+    /// Where the token comes from when `access_token` is "" (header `Metadata-Flavor:
+    /// Google`). Default: the metadata server's default service account.
+    pub token_url: String,
+    /// Instances per list page (`maxResults`, 1–500). Default 500.
+    pub page_size: u32,
+    /// Each request's timeout. Default 30s.
+    #[serde(with = "serde_duration")]
+    pub timeout: Duration,
+    /// Retries of a call answered 429/5xx or failing in transport. Default 4.
+    pub max_retries: u32,
+    /// First backoff (doubling, with jitter, up to `max_backoff`). Default 500ms.
+    #[serde(with = "serde_duration")]
+    pub base_backoff: Duration,
+    /// Default 20s.
+    #[serde(with = "serde_duration")]
+    pub max_backoff: Duration,
+    /// How often a stop/delete operation is polled. Default 2s.
+    #[serde(with = "serde_duration")]
+    pub poll_interval: Duration,
+    /// How long a stop/delete may take before it is reported failed. Default 10m.
+    #[serde(with = "serde_duration")]
+    pub operation_timeout: Duration,
+}
+
+impl Default for GcpFleetConfig {
+    fn default() -> Self {
+        let s = GcpSettings::default();
+        GcpFleetConfig {
+            projects: s.projects,
+            zones: s.zones,
+            endpoint: String::new(),
+            access_token: String::new(),
+            token_url: s.token_url,
+            page_size: s.page_size,
+            timeout: s.http.timeout,
+            max_retries: s.http.max_retries,
+            base_backoff: s.http.base_backoff,
+            max_backoff: s.http.max_backoff,
+            poll_interval: s.poll_interval,
+            operation_timeout: s.operation_timeout,
+        }
+    }
 }
 
 impl fmt::Debug for GcpFleetConfig {
@@ -144,12 +189,64 @@ impl fmt::Debug for GcpFleetConfig {
                 "access_token",
                 &(!self.access_token.is_empty()).then_some("<redacted>"),
             )
+            .field("token_url", &self.token_url)
+            .field("page_size", &self.page_size)
+            .field("timeout", &self.timeout)
+            .field("max_retries", &self.max_retries)
+            .field("base_backoff", &self.base_backoff)
+            .field("max_backoff", &self.max_backoff)
+            .field("poll_interval", &self.poll_interval)
+            .field("operation_timeout", &self.operation_timeout)
             .finish()
     }
 }
 
-/// `[fleet.azure]`.
-#[derive(Clone, Default, Deserialize, PartialEq, Eq)]
+impl GcpFleetConfig {
+    /// The validated settings of `fleet::gcp::GcpFleet`; an error names the key
+    /// (`fleet.gcp.projects`).
+    pub fn settings(&self) -> Result<GcpSettings, ConfigError> {
+        let field = |f: &str, detail: String| ConfigError::Field {
+            field: format!("fleet.gcp.{f}"),
+            detail,
+        };
+        if self.projects.is_empty() {
+            return Err(field("projects", "name at least one project".into()));
+        }
+        names(&self.projects, "fleet.gcp.projects")?;
+        names(&self.zones, "fleet.gcp.zones")?;
+        if !(1..=500).contains(&self.page_size) {
+            return Err(field(
+                "page_size",
+                format!("{} is outside 1–500", self.page_size),
+            ));
+        }
+        let calls = Calls {
+            section: "fleet.gcp",
+            endpoint: &self.endpoint,
+            token_url: &self.token_url,
+            timeout: self.timeout,
+            max_retries: self.max_retries,
+            base_backoff: self.base_backoff,
+            max_backoff: self.max_backoff,
+            poll_interval: self.poll_interval,
+            operation_timeout: self.operation_timeout,
+        };
+        Ok(GcpSettings {
+            projects: self.projects.clone(),
+            zones: self.zones.clone(),
+            http: calls.http()?,
+            access_token: self.access_token.clone(),
+            token_url: self.token_url.clone(),
+            page_size: self.page_size,
+            poll_interval: self.poll_interval,
+            operation_timeout: self.operation_timeout,
+        })
+    }
+}
+
+/// `[fleet.azure]`: Azure Resource Manager (`fleet::azure`). Every key but
+/// `subscriptions` has a default.
+#[derive(Clone, Deserialize, PartialEq, Eq)]
 #[serde(deny_unknown_fields, default)]
 pub struct AzureFleetConfig {
     pub subscriptions: Vec<String>,
@@ -158,6 +255,48 @@ pub struct AzureFleetConfig {
     /// An ARM bearer token (secret; `BURSAR_AZURE_ACCESS_TOKEN` overrides it); "" = the
     /// managed identity's token (IMDS).
     pub access_token: String,
+    /// Where the token comes from when `access_token` is "" (header `Metadata: true`).
+    /// Default: IMDS's managed-identity token for https://management.azure.com/.
+    pub token_url: String,
+    /// The Microsoft.Compute api-version. Default "2024-11-01".
+    pub api_version: String,
+    /// Each request's timeout. Default 30s.
+    #[serde(with = "serde_duration")]
+    pub timeout: Duration,
+    /// Retries of a call answered 429/5xx or failing in transport. Default 4.
+    pub max_retries: u32,
+    /// First backoff (doubling, with jitter, up to `max_backoff`). Default 500ms.
+    #[serde(with = "serde_duration")]
+    pub base_backoff: Duration,
+    /// Default 20s.
+    #[serde(with = "serde_duration")]
+    pub max_backoff: Duration,
+    /// How often a deallocate/delete operation is polled when Azure names no Retry-After.
+    /// Default 5s.
+    #[serde(with = "serde_duration")]
+    pub poll_interval: Duration,
+    /// How long a deallocate/delete may take before it is reported failed. Default 15m.
+    #[serde(with = "serde_duration")]
+    pub operation_timeout: Duration,
+}
+
+impl Default for AzureFleetConfig {
+    fn default() -> Self {
+        let s = AzureSettings::default();
+        AzureFleetConfig {
+            subscriptions: s.subscriptions,
+            endpoint: String::new(),
+            access_token: String::new(),
+            token_url: s.token_url,
+            api_version: s.api_version,
+            timeout: s.http.timeout,
+            max_retries: s.http.max_retries,
+            base_backoff: s.http.base_backoff,
+            max_backoff: s.http.max_backoff,
+            poll_interval: s.poll_interval,
+            operation_timeout: s.operation_timeout,
+        }
+    }
 }
 
 impl fmt::Debug for AzureFleetConfig {
@@ -169,8 +308,157 @@ impl fmt::Debug for AzureFleetConfig {
                 "access_token",
                 &(!self.access_token.is_empty()).then_some("<redacted>"),
             )
+            .field("token_url", &self.token_url)
+            .field("api_version", &self.api_version)
+            .field("timeout", &self.timeout)
+            .field("max_retries", &self.max_retries)
+            .field("base_backoff", &self.base_backoff)
+            .field("max_backoff", &self.max_backoff)
+            .field("poll_interval", &self.poll_interval)
+            .field("operation_timeout", &self.operation_timeout)
             .finish()
     }
+}
+
+impl AzureFleetConfig {
+    /// The validated settings of `fleet::azure::AzureFleet`; an error names the key
+    /// (`fleet.azure.api_version`).
+    pub fn settings(&self) -> Result<AzureSettings, ConfigError> {
+        let field = |f: &str, detail: String| ConfigError::Field {
+            field: format!("fleet.azure.{f}"),
+            detail,
+        };
+        if self.subscriptions.is_empty() {
+            return Err(field(
+                "subscriptions",
+                "name at least one subscription id".into(),
+            ));
+        }
+        names(&self.subscriptions, "fleet.azure.subscriptions")?;
+        if !api_version_ok(&self.api_version) {
+            return Err(field(
+                "api_version",
+                format!(
+                    "{}: expected a date like \"2024-11-01\"",
+                    quote(&self.api_version)
+                ),
+            ));
+        }
+        let calls = Calls {
+            section: "fleet.azure",
+            endpoint: &self.endpoint,
+            token_url: &self.token_url,
+            timeout: self.timeout,
+            max_retries: self.max_retries,
+            base_backoff: self.base_backoff,
+            max_backoff: self.max_backoff,
+            poll_interval: self.poll_interval,
+            operation_timeout: self.operation_timeout,
+        };
+        Ok(AzureSettings {
+            subscriptions: self.subscriptions.clone(),
+            http: calls.http()?,
+            access_token: self.access_token.clone(),
+            token_url: self.token_url.clone(),
+            api_version: self.api_version.clone(),
+            poll_interval: self.poll_interval,
+            operation_timeout: self.operation_timeout,
+        })
+    }
+}
+
+/// The call settings `[fleet.gcp]` and `[fleet.azure]` share, for validation.
+struct Calls<'a> {
+    section: &'static str,
+    endpoint: &'a str,
+    token_url: &'a str,
+    timeout: Duration,
+    max_retries: u32,
+    base_backoff: Duration,
+    max_backoff: Duration,
+    poll_interval: Duration,
+    operation_timeout: Duration,
+}
+
+impl Calls<'_> {
+    fn http(&self) -> Result<HttpSettings, ConfigError> {
+        let field = |f: &str, detail: String| ConfigError::Field {
+            field: format!("{}.{f}", self.section),
+            detail,
+        };
+        let is_http = |u: &str| {
+            url::Url::parse(u).is_ok_and(|u| matches!(u.scheme(), "http" | "https") && u.has_host())
+        };
+        if !self.endpoint.is_empty() && !is_http(self.endpoint) {
+            return Err(field(
+                "endpoint",
+                format!("{} is not an http(s) URL", quote(self.endpoint)),
+            ));
+        }
+        if !is_http(self.token_url) {
+            return Err(field(
+                "token_url",
+                format!("{} is not an http(s) URL", quote(self.token_url)),
+            ));
+        }
+        for (k, d) in [
+            ("timeout", self.timeout),
+            ("poll_interval", self.poll_interval),
+            ("operation_timeout", self.operation_timeout),
+        ] {
+            if d.is_zero() {
+                return Err(field(k, "must be longer than 0s".into()));
+            }
+        }
+        if self.operation_timeout < self.poll_interval {
+            return Err(field(
+                "operation_timeout",
+                "must be at least poll_interval".into(),
+            ));
+        }
+        if self.base_backoff > self.max_backoff {
+            return Err(field(
+                "base_backoff",
+                "must not be longer than max_backoff".into(),
+            ));
+        }
+        Ok(HttpSettings {
+            endpoint: (!self.endpoint.is_empty()).then(|| self.endpoint.to_string()),
+            timeout: self.timeout,
+            max_retries: self.max_retries,
+            base_backoff: self.base_backoff,
+            max_backoff: self.max_backoff,
+        })
+    }
+}
+
+/// Project, zone and subscription names go into URL paths: no empty name, no `/`, `?`, `#`,
+/// `%` or whitespace.
+fn names(list: &[String], key: &str) -> Result<(), ConfigError> {
+    for (i, n) in list.iter().enumerate() {
+        let bad = n.is_empty()
+            || n
+                .chars()
+                .any(|c| c.is_whitespace() || matches!(c, '/' | '?' | '#' | '%' | '&'));
+        if bad {
+            return Err(ConfigError::Field {
+                field: format!("{key}[{i}]"),
+                detail: format!("{} is not a valid name", quote(n)),
+            });
+        }
+    }
+    Ok(())
+}
+
+/// `YYYY-MM-DD` with an optional `-preview`.
+fn api_version_ok(v: &str) -> bool {
+    let date = v.strip_suffix("-preview").unwrap_or(v);
+    let b = date.as_bytes();
+    b.len() == 10
+        && b.iter().enumerate().all(|(i, c)| match i {
+            4 | 7 => *c == b'-',
+            _ => c.is_ascii_digit(),
+        })
 }
 
 impl IdleGpuConfig {
@@ -349,6 +637,55 @@ subscriptions = ["s"]
         assert_eq!(c.fleet.aws.unwrap().regions, ["us-east-1"]);
         let d = IdleGpuConfig::default().policy().unwrap();
         assert_eq!(d, IdlePolicy::default());
+    }
+
+    #[test]
+    fn gcp_and_azure_sections_validate_into_settings_naming_their_keys() {
+        let c = Config::from_toml(
+            r#"
+[fleet.gcp]
+projects = ["p1"]
+zones = ["us-central1-a"]
+endpoint = "http://127.0.0.1:9/"
+poll_interval = "50ms"
+[fleet.azure]
+subscriptions = ["s1"]
+api_version = "2020-06-01"
+"#,
+        )
+        .unwrap();
+        let g = c.fleet.gcp.unwrap().settings().unwrap();
+        assert_eq!(g.http.endpoint.as_deref(), Some("http://127.0.0.1:9/"));
+        assert_eq!(g.poll_interval, Duration::from_millis(50));
+        assert_eq!(g.page_size, 500);
+        assert_eq!(g.operation_timeout, Duration::from_secs(600));
+        let a = c.fleet.azure.unwrap().settings().unwrap();
+        assert_eq!(a.api_version, "2020-06-01");
+        assert_eq!(a.http.endpoint, None);
+        assert!(a.token_url.starts_with("http://169.254.169.254/"));
+        for (toml, key) in [
+            ("[fleet.gcp]", "fleet.gcp.projects"),
+            ("[fleet.gcp]\nprojects = [\"a/b\"]", "fleet.gcp.projects[0]"),
+            ("[fleet.gcp]\nprojects = [\"p\"]\npage_size = 0", "fleet.gcp.page_size"),
+            ("[fleet.gcp]\nprojects = [\"p\"]\nendpoint = \"nope\"", "fleet.gcp.endpoint"),
+            ("[fleet.gcp]\nprojects = [\"p\"]\npoll_interval = \"0s\"", "fleet.gcp.poll_interval"),
+            ("[fleet.azure]", "fleet.azure.subscriptions"),
+            ("[fleet.azure]\nsubscriptions = [\"s\"]\napi_version = \"latest\"", "fleet.azure.api_version"),
+            ("[fleet.azure]\nsubscriptions = [\"s\"]\ntoken_url = \"\"", "fleet.azure.token_url"),
+        ] {
+            let c = Config::from_toml(toml).unwrap();
+            let e = match (c.fleet.gcp, c.fleet.azure) {
+                (Some(g), _) => g.settings().unwrap_err(),
+                (_, Some(a)) => a.settings().unwrap_err(),
+                _ => unreachable!(),
+            };
+            assert!(e.to_string().contains(key), "{toml}: {e}");
+        }
+        let secret = GcpFleetConfig {
+            access_token: "ya29.SECRET".into(),
+            ..Default::default()
+        };
+        assert!(!format!("{secret:?}").contains("SECRET"));
     }
 
     #[test]

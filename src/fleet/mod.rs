@@ -15,6 +15,7 @@ use crate::domain::fleet::FleetInstance;
 pub mod aws;
 pub mod azure;
 pub mod gcp;
+mod rest;
 
 /// What a stop or terminate call achieved.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

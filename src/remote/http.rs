@@ -1,6 +1,8 @@
-//! The one HTTP helper the REST sources share: GET with a timeout, retries on 429/5xx and
-//! transport errors with exponential backoff and full jitter (honouring Retry-After), and a
-//! guard that stops a pagination walk when a next-page token repeats.
+//! The one HTTP helper the REST clients share: any request (`send_with_retry`, for the
+//! fleet's POST/DELETE calls and their polls) or a GET of a body (`get_with_retry`) with a
+//! timeout, retries on 429/5xx and transport errors with exponential backoff and full jitter
+//! (honouring Retry-After), and a guard that stops a pagination walk when a next-page token
+//! repeats.
 use std::collections::HashSet;
 use std::time::Duration;
 
@@ -81,58 +83,76 @@ fn retryable(status: StatusCode) -> bool {
     status == StatusCode::TOO_MANY_REQUESTS || status.is_server_error()
 }
 
-fn retry_after(resp: &reqwest::Response) -> Option<Duration> {
-    let v = resp.headers().get(reqwest::header::RETRY_AFTER)?;
+fn retry_after_header(headers: &reqwest::header::HeaderMap) -> Option<Duration> {
+    let v = headers.get(reqwest::header::RETRY_AFTER)?;
     let secs: u64 = v.to_str().ok()?.trim().parse().ok()?;
     Some(Duration::from_secs(secs.min(60)))
 }
 
-/// GETs `url` and returns the body of the first 2xx answer. 4xx other than 429 fail at once
-/// (401/403 as `Auth`); 429, 5xx and transport errors are retried `max_retries` times.
-pub async fn get_with_retry(
-    client: &reqwest::Client,
+/// One HTTP answer that `send_with_retry` stopped at: any status the caller has to judge
+/// (2xx, 202 to poll, 404, 401, ...), or the last retryable one when the retries ran out.
+#[derive(Debug)]
+pub struct Answer {
+    pub status: StatusCode,
+    pub headers: reqwest::header::HeaderMap,
+    pub body: bytes::Bytes,
+    /// How many times the request was sent (1 = no retry).
+    pub attempts: u32,
+}
+
+impl Answer {
+    /// True when this is a 429 or 5xx: the retries ran out on it.
+    pub fn exhausted(&self) -> bool {
+        retryable(self.status)
+    }
+
+    /// `Retry-After` in seconds (at most 60), when present.
+    pub fn retry_after(&self) -> Option<Duration> {
+        retry_after_header(&self.headers)
+    }
+
+    /// The first 300 characters of the body, for an error message.
+    pub fn body_excerpt(&self) -> String {
+        String::from_utf8_lossy(&self.body).chars().take(300).collect()
+    }
+}
+
+/// Sends the request `make` builds (called once per attempt, so a retried call is the same
+/// call: keep any idempotency key outside the closure) and returns the first answer that is
+/// not 429 or 5xx, whatever its status; 429, 5xx and transport errors are retried
+/// `settings.max_retries` times with backoff (honouring Retry-After). When the retries run
+/// out on a status, that last answer is returned (`Answer::exhausted`); on a transport error,
+/// `SourceError::Transport` (after `max_retries + 1` attempts).
+pub async fn send_with_retry(
+    make: impl Fn() -> reqwest::RequestBuilder,
     url: &str,
     settings: &HttpSettings,
-) -> Result<bytes_body::Body, SourceError> {
+) -> Result<Answer, SourceError> {
     let mut attempt = 0u32;
     loop {
         attempt += 1;
         let last = attempt > settings.max_retries;
-        match client.get(url).send().await {
+        match make().send().await {
             Ok(resp) => {
                 let status = resp.status();
-                if status.is_success() {
-                    return resp.bytes().await.map(bytes_body::Body).map_err(|e| {
-                        SourceError::Transport {
-                            url: url.to_string(),
-                            detail: format!("reading body: {e}"),
-                        }
-                    });
-                }
                 if retryable(status) && !last {
-                    let wait = retry_after(&resp)
+                    let wait = retry_after_header(resp.headers())
                         .map(|d| d.min(settings.max_backoff))
                         .unwrap_or_else(|| backoff(settings, attempt));
                     tracing::warn!(url = %loggable_url(url), status = status.as_u16(), attempt, ?wait, "retrying");
                     tokio::time::sleep(wait).await;
                     continue;
                 }
-                let body = resp.text().await.unwrap_or_default();
-                let body = redact_secrets(url, &body);
-                let body: String = body.chars().take(300).collect();
-                return Err(match status.as_u16() {
-                    401 | 403 => SourceError::Auth(format!("HTTP {status} from {url}: {body}")),
-                    429 => SourceError::Throttled {
-                        url: url.to_string(),
-                        status: 429,
-                        attempts: attempt,
-                    },
-                    s => SourceError::Http {
-                        url: url.to_string(),
-                        status: s,
-                        attempts: attempt,
-                        body,
-                    },
+                let headers = resp.headers().clone();
+                let body = resp.bytes().await.map_err(|e| SourceError::Transport {
+                    url: url.to_string(),
+                    detail: format!("reading body: {}", e.without_url()),
+                })?;
+                return Ok(Answer {
+                    status,
+                    headers,
+                    body,
+                    attempts: attempt,
                 });
             }
             Err(e) => {
@@ -148,6 +168,55 @@ pub async fn get_with_retry(
                 });
             }
         }
+    }
+}
+
+/// GETs `url` and returns the body of the first 2xx answer. 4xx other than 429 fail at once
+/// (401/403 as `Auth`); 429, 5xx and transport errors are retried `max_retries` times.
+pub async fn get_with_retry(
+    client: &reqwest::Client,
+    url: &str,
+    settings: &HttpSettings,
+) -> Result<bytes_body::Body, SourceError> {
+    let answer = send_with_retry(|| client.get(url), url, settings).await?;
+    let status = answer.status;
+    if status.is_success() {
+        return Ok(bytes_body::Body(answer.body));
+    }
+    let body = redact_secrets(url, &String::from_utf8_lossy(&answer.body));
+    let body: String = body.chars().take(300).collect();
+    Err(match status.as_u16() {
+        401 | 403 => SourceError::Auth(format!("HTTP {status} from {url}: {body}")),
+        429 => SourceError::Throttled {
+            url: url.to_string(),
+            status: 429,
+            attempts: answer.attempts,
+        },
+        s => SourceError::Http {
+            url: url.to_string(),
+            status: s,
+            attempts: answer.attempts,
+            body,
+        },
+    })
+}
+
+/// The reason in a Google or ARM error body (`{"error": {"code": …, "message": …}}`):
+/// `CODE: message` (ARM's string code, or Google's first `errors[].reason`), else the body's
+/// first 300 characters.
+pub fn error_message(body: &[u8]) -> String {
+    let v: serde_json::Value = serde_json::from_slice(body).unwrap_or_default();
+    let e = &v["error"];
+    let message = e["message"].as_str().or_else(|| e.as_str());
+    let code = e["code"]
+        .as_str()
+        .or_else(|| e["errors"][0]["reason"].as_str())
+        .or_else(|| e["status"].as_str());
+    match (code, message) {
+        (Some(c), Some(m)) => format!("{c}: {m}"),
+        (None, Some(m)) => m.to_string(),
+        (Some(c), None) => c.to_string(),
+        (None, None) => String::from_utf8_lossy(body).chars().take(300).collect(),
     }
 }
 
@@ -218,6 +287,18 @@ mod tests {
         assert!(!u.contains("SECRET123"), "{u}");
         assert!(u.contains("pageSize=5000"));
         assert_eq!(loggable_url("http://a/b?c=d"), "http://a/b?c=d");
+    }
+
+    #[test]
+    fn error_messages_of_google_and_arm_bodies() {
+        let arm = br#"{"error":{"code":"OperationNotAllowed","message":"locked"}}"#;
+        assert_eq!(error_message(arm), "OperationNotAllowed: locked");
+        let google = br#"{"error":{"code":400,"message":"protected","errors":[{"reason":"resourceInUseByAnotherResource"}]}}"#;
+        assert_eq!(
+            error_message(google),
+            "resourceInUseByAnotherResource: protected"
+        );
+        assert_eq!(error_message(b"plain text"), "plain text");
     }
 
     #[test]

@@ -1,10 +1,12 @@
 //! Talking to cloud APIs, for price sources (`clouds`) and billing sources (`billing`)
 //! alike: `HttpSettings` (endpoint override, timeout, retries, backoff) that every source
 //! takes, `SourceError`, the typed error the core branches on, `http.rs` (the one REST
-//! retry/backoff/jitter helper and the pagination `TokenGuard`) and `aws.rs` (the shared
+//! retry/backoff/jitter helper and the pagination `TokenGuard`), `token.rs` (bearer tokens,
+//! fixed or from a metadata service, cached) and `aws.rs` (the shared
 //! AWS SDK configuration and error mapping). Knows nothing of what the sources fetch.
 pub mod aws;
 pub mod http;
+pub mod token;
 
 use std::time::Duration;
 
