@@ -12,6 +12,7 @@ use crate::domain::Provider;
 use crate::domain::budget::Channels;
 use crate::domain::idle::{IdleMode, IdlePolicy, Selectors, TagMatch};
 use crate::domain::quote::quote;
+use crate::fleet::aws::AwsFleetSettings;
 use crate::fleet::azure::AzureSettings;
 use crate::fleet::gcp::GcpSettings;
 use crate::remote::HttpSettings;
@@ -114,13 +115,75 @@ pub struct FleetConfig {
 }
 
 /// `[fleet.aws]`. Credentials come from the AWS SDK's usual chain (environment, profile,
-/// instance role).
-#[derive(Clone, Debug, Default, Deserialize, PartialEq, Eq)]
+/// instance role). `settings` validates it into what `fleet::aws::AwsFleet` is built from.
+#[derive(Clone, Debug, Deserialize, PartialEq, Eq)]
 #[serde(deny_unknown_fields, default)]
 pub struct AwsFleetConfig {
     pub regions: Vec<String>,
     /// "" = AWS; a moto_server URL in tests.
     pub endpoint: String,
+    /// Instance families listed: the letters before the generation digit (`p` of
+    /// `p4d.24xlarge`). Default `["g", "gr", "p"]` (the NVIDIA GPU families); `[]` = every
+    /// instance.
+    pub families: Vec<String>,
+    /// DescribeInstances page size (MaxResults, 5–1000). Default 1000.
+    pub page_size: u32,
+    /// DescribeInstanceAttribute calls (stop/termination protection) in flight at once per
+    /// region. Default 4.
+    pub attribute_concurrency: u32,
+    /// Per-attempt timeout. Default 30s.
+    #[serde(with = "serde_duration")]
+    pub timeout: Duration,
+    /// Retries after the first attempt (throttling, 5xx, transport). Default 4.
+    pub max_retries: u32,
+    /// First backoff, doubled each retry with jitter. Default 500ms.
+    #[serde(with = "serde_duration")]
+    pub base_backoff: Duration,
+    /// Backoff cap. Default 20s.
+    #[serde(with = "serde_duration")]
+    pub max_backoff: Duration,
+}
+
+impl Default for AwsFleetConfig {
+    fn default() -> Self {
+        let s = AwsFleetSettings::default();
+        AwsFleetConfig {
+            regions: s.regions,
+            endpoint: String::new(),
+            families: s.families,
+            page_size: s.page_size,
+            attribute_concurrency: s.attribute_concurrency,
+            timeout: s.http.timeout,
+            max_retries: s.http.max_retries,
+            base_backoff: s.http.base_backoff,
+            max_backoff: s.http.max_backoff,
+        }
+    }
+}
+
+impl AwsFleetConfig {
+    /// The validated settings; an error names the key (`fleet.aws.page_size`).
+    pub fn settings(&self) -> Result<AwsFleetSettings, ConfigError> {
+        let endpoint = self.endpoint.trim();
+        let s = AwsFleetSettings {
+            regions: self.regions.iter().map(|r| r.trim().to_string()).collect(),
+            http: HttpSettings {
+                endpoint: (!endpoint.is_empty()).then(|| endpoint.to_string()),
+                timeout: self.timeout,
+                max_retries: self.max_retries,
+                base_backoff: self.base_backoff,
+                max_backoff: self.max_backoff,
+            },
+            families: self.families.iter().map(|f| f.trim().to_string()).collect(),
+            page_size: self.page_size,
+            attribute_concurrency: self.attribute_concurrency,
+        };
+        s.validate().map_err(|(key, detail)| ConfigError::Field {
+            field: format!("fleet.aws.{key}"),
+            detail,
+        })?;
+        Ok(s)
+    }
 }
 
 /// `[fleet.gcp]`: Compute Engine (`fleet::gcp`). Every key but `projects` has a default.
@@ -634,7 +697,12 @@ subscriptions = ["s"]
         assert_eq!(p.window, Duration::from_secs(1800));
         assert_eq!(p.protect_tag.key, "bursar.io/protect");
         assert_eq!(c.idle_gpu.dcgm_targets[0].instance, "i-0abc");
-        assert_eq!(c.fleet.aws.unwrap().regions, ["us-east-1"]);
+        let aws = c.fleet.aws.unwrap();
+        assert_eq!(aws.regions, ["us-east-1"]);
+        let s = aws.settings().unwrap();
+        assert_eq!(s.http.endpoint, None);
+        assert_eq!(s.families, ["g", "gr", "p"]);
+        assert_eq!(s.page_size, 1000);
         let d = IdleGpuConfig::default().policy().unwrap();
         assert_eq!(d, IdlePolicy::default());
     }
@@ -710,6 +778,35 @@ api_version = "2020-06-01"
             let c = Config::from_toml(&format!("[idle_gpu]\n{toml}")).unwrap();
             let e = c.idle_gpu.policy().unwrap_err().to_string();
             assert!(e.contains(key), "{toml}: {e}");
+        }
+        for (toml, key) in [
+            ("regions = []", "fleet.aws.regions"),
+            (
+                "regions = [\"us-east-1\"]\npage_size = 2",
+                "fleet.aws.page_size",
+            ),
+            (
+                "regions = [\"us-east-1\"]\nfamilies = [\"p4d\"]",
+                "fleet.aws.families",
+            ),
+            (
+                "regions = [\"us-east-1\"]\nendpoint = \"moto:5000\"",
+                "fleet.aws.endpoint",
+            ),
+            (
+                "regions = [\"us-east-1\"]\nattribute_concurrency = 0",
+                "fleet.aws.attribute_concurrency",
+            ),
+        ] {
+            let c = Config::from_toml(&format!("[fleet.aws]\n{toml}")).unwrap();
+            let e = c.fleet.aws.unwrap().settings().unwrap_err().to_string();
+            assert!(e.contains(key), "{toml}: {e}");
+            let e = Config::from_toml(&format!("[fleet.aws]\n{toml}"))
+                .unwrap()
+                .validate()
+                .unwrap_err()
+                .to_string();
+            assert!(e.contains(key), "validate, {toml}: {e}");
         }
         let e = Config::from_toml("[idle_gpu]\nwindow = \"soon\"").unwrap_err();
         assert!(e.contains("window"), "{e}");

@@ -741,6 +741,9 @@ impl Config {
         }
         self.placement.cost_model()?;
         self.idle_gpu.policy()?;
+        if let Some(aws) = &self.fleet.aws {
+            aws.settings()?;
+        }
         if self.sources.gcp.enabled && self.sources.gcp.api_key.trim().is_empty() {
             return Err(ConfigError::Field {
                 field: "sources.gcp.api_key".into(),
