@@ -5,7 +5,6 @@
 //! FleetService, and notices delivered to a real SMTP server (aiosmtpd).
 mod common;
 
-use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -256,7 +255,7 @@ async fn stop_mode_stops_only_the_idle_unprotected_machine_and_cancels_on_activi
             assert!(!ids.contains(&cpu.as_str()));
             read_between(&e, t0 - chrono::Duration::seconds(120), t0).await;
             let pass = e.run_policy(t0).await.unwrap();
-            assert_eq!((pass.notified, pass.acted), (2, 0), "{db:?} {mode}: {pass:?}");
+            assert_eq!((pass.notified, pass.acted), (2, 0), "{} {mode}: {pass:?}", db.backend);
             // During the grace period `wakes` becomes busy.
             d_wakes.set(55.0);
             let t1 = t0 + chrono::Duration::seconds(300);
@@ -283,14 +282,14 @@ async fn stop_mode_stops_only_the_idle_unprotected_machine_and_cancels_on_activi
             assert_eq!(acted.price_per_hour, Some("21.957642".parse().unwrap()));
             let evidence: serde_json::Value = serde_json::from_str(&acted.evidence).unwrap();
             let max = evidence["max_util_percent"].as_f64().unwrap();
-            assert!((max - 0.4656).abs() < 1e-9, "{evidence}");
+            assert!((max - 0.4656).abs() < 1e-6, "{evidence}");
             assert_eq!(evidence["gpus"], 8, "{evidence}");
             // The next inventory sees it stopped: one minute on the ledger.
             let t2 = t1 + chrono::Duration::seconds(60);
             e.poll_inventory(t2).await;
             let savings = store.fleet_savings(None, None).await.unwrap();
             let expected: Decimal = "21.957642".parse::<Decimal>().unwrap() / Decimal::from(60);
-            assert_eq!(savings.totals["USD"], expected, "{db:?}");
+            assert_eq!(savings.totals["USD"], expected, "{}", db.backend);
             assert_eq!(savings.actions, 1);
             // Statuses carry the reasons.
             let (machines, _) = e.machines();
@@ -328,7 +327,7 @@ async fn dry_run_touches_nothing_and_says_what_it_would_have_done() {
         e.run_policy(t1 + chrono::Duration::seconds(60)).await.unwrap();
         assert_eq!(state(&c, &idle).await, "running");
         let rows = store.list_fleet_actions(None, None, 1000).await.unwrap();
-        assert_eq!(decisions(&rows, &idle), ["would_notify", "would_stop"], "{db:?}");
+        assert_eq!(decisions(&rows, &idle), ["would_notify", "would_stop"], "{}", db.backend);
         assert!(rows.iter().all(|r| r.mode == "dry_run"));
         assert!(store.list_outbox(None).await.unwrap().is_empty());
     }
@@ -350,7 +349,7 @@ async fn young_machines_and_machines_without_samples_are_never_idle() {
         let pass = e.run_policy(t0).await.unwrap();
         assert_eq!((pass.notified, pass.acted), (0, 0));
         let (machines, _) = e.machines();
-        assert_eq!(machines[0].1.as_ref().unwrap().state, "young", "{db:?}");
+        assert_eq!(machines[0].1.as_ref().unwrap().state, "young", "{}", db.backend);
         assert_eq!(state(&c, &young).await, "running");
         assert!(
             store
@@ -398,8 +397,14 @@ async fn the_rate_limit_and_the_fleet_fraction_hold_actions_back() {
                 }
             }
             assert_eq!(stopped, 1);
-            let held = store.list_fleet_actions(None, Some("held"), 100).await.unwrap();
-            assert_eq!(held.len(), 3, "{db:?} {per_hour} {fraction}: {held:?}");
+            let held: Vec<_> = store
+                .list_fleet_actions(None, Some("held"), 100)
+                .await
+                .unwrap()
+                .into_iter()
+                .filter(|r| ids.contains(&r.instance_id))
+                .collect();
+            assert_eq!(held.len(), 3, "{} {per_hour} {fraction}: {held:?}", db.backend);
         }
     }
 }

@@ -744,6 +744,12 @@ impl Config {
         if let Some(aws) = &self.fleet.aws {
             aws.settings()?;
         }
+        if let Some(gcp) = &self.fleet.gcp {
+            gcp.settings()?;
+        }
+        if let Some(azure) = &self.fleet.azure {
+            azure.settings()?;
+        }
         if self.sources.gcp.enabled && self.sources.gcp.api_key.trim().is_empty() {
             return Err(ConfigError::Field {
                 field: "sources.gcp.api_key".into(),
