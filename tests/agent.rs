@@ -110,14 +110,27 @@ const GCP_ID: &str = "4567890123456789012";
 const AZURE_ID: &str = "5c08b38e-4d57-4c23-ac45-aca61037f084";
 const AWS_TOKEN: &str = "AQAEAFake-token==";
 
-fn metadata_answer(cloud: &str, method: &Method, uri: &Uri, h: &HeaderMap) -> (StatusCode, HeaderMap, String) {
-    let header = |k: &str| h.get(k).and_then(|v| v.to_str().ok()).unwrap_or("").to_string();
+fn metadata_answer(
+    cloud: &str,
+    method: &Method,
+    uri: &Uri,
+    h: &HeaderMap,
+) -> (StatusCode, HeaderMap, String) {
+    let header = |k: &str| {
+        h.get(k)
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or("")
+            .to_string()
+    };
     let mut out = HeaderMap::new();
     let path = uri.path();
     let query = uri.query().unwrap_or("");
     let answer = match (cloud, method.as_str(), path) {
         ("aws", "PUT", "/latest/api/token") => {
-            if header("x-aws-ec2-metadata-token-ttl-seconds").parse::<u32>().is_ok() {
+            if header("x-aws-ec2-metadata-token-ttl-seconds")
+                .parse::<u32>()
+                .is_ok()
+            {
                 (StatusCode::OK, AWS_TOKEN.to_string())
             } else {
                 (StatusCode::BAD_REQUEST, "missing TTL".into())
@@ -135,14 +148,20 @@ fn metadata_answer(cloud: &str, method: &Method, uri: &Uri, h: &HeaderMap) -> (S
             if header("metadata-flavor") == "Google" {
                 (StatusCode::OK, GCP_ID.to_string())
             } else {
-                (StatusCode::FORBIDDEN, "Missing Metadata-Flavor:Google header.".into())
+                (
+                    StatusCode::FORBIDDEN,
+                    "Missing Metadata-Flavor:Google header.".into(),
+                )
             }
         }
         ("azure", "GET", "/metadata/instance/compute/vmId") => {
             let api = query.split('&').any(|p| p == "api-version=2021-02-01");
             let text = query.split('&').any(|p| p == "format=text");
             if header("metadata") != "true" {
-                (StatusCode::BAD_REQUEST, "Required metadata header not specified".into())
+                (
+                    StatusCode::BAD_REQUEST,
+                    "Required metadata header not specified".into(),
+                )
             } else if !api || !text {
                 (StatusCode::BAD_REQUEST, "Bad api-version or format".into())
             } else {
@@ -150,6 +169,17 @@ fn metadata_answer(cloud: &str, method: &Method, uri: &Uri, h: &HeaderMap) -> (S
                 (StatusCode::OK, format!("{AZURE_ID}\n"))
             }
         }
+        // GCE's metadata server marks every answer, its 404s too.
+        ("gcp", _, _) => {
+            out.insert("metadata-flavor", "Google".parse().unwrap());
+            (StatusCode::NOT_FOUND, "not found".into())
+        }
+        // Azure IMDS refuses any request without its header with a 400 (AWS's token
+        // request among them), so a 400 is not yet a failure of the cloud being asked.
+        ("azure", _, _) if header("metadata") != "true" => (
+            StatusCode::BAD_REQUEST,
+            "Required metadata header not specified".into(),
+        ),
         _ => (StatusCode::NOT_FOUND, "not found".into()),
     };
     (answer.0, out, answer.1)
@@ -159,13 +189,14 @@ impl Metadata {
     async fn start(cloud: &'static str) -> Metadata {
         let seen = Arc::new(Mutex::new(Vec::new()));
         let log = seen.clone();
-        let app = axum::Router::new().fallback(move |method: Method, uri: Uri, headers: HeaderMap| {
-            let log = log.clone();
-            async move {
-                log.lock().unwrap().push(format!("{method} {}", uri.path()));
-                metadata_answer(cloud, &method, &uri, &headers)
-            }
-        });
+        let app =
+            axum::Router::new().fallback(move |method: Method, uri: Uri, headers: HeaderMap| {
+                let log = log.clone();
+                async move {
+                    log.lock().unwrap().push(format!("{method} {}", uri.path()));
+                    metadata_answer(cloud, &method, &uri, &headers)
+                }
+            });
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
         let (tx, rx) = oneshot::channel::<()>();
@@ -225,7 +256,12 @@ async fn samples_read_back_as_written_oldest_first_from_a_time_on() {
         );
         // `since` is inclusive.
         let later = store.gpu_samples_since(ms(3_000)).await.unwrap();
-        assert_eq!(later, vec![bare, sample("i-1", "0", 5_000, 12.5)], "{}", db.backend);
+        assert_eq!(
+            later,
+            vec![bare, sample("i-1", "0", 5_000, 12.5)],
+            "{}",
+            db.backend
+        );
         assert_eq!(store.latest_gpu_sample_at().await.unwrap(), Some(ms(5_000)));
         store.close().await;
     }
@@ -235,14 +271,27 @@ async fn samples_read_back_as_written_oldest_first_from_a_time_on() {
 async fn pruning_deletes_only_samples_older_than_the_cut() {
     for db in common::both_backends().await {
         let store = Store::open(&db.url).await.unwrap();
-        let written: Vec<GpuSample> = (0..10).map(|i| sample("i-1", "0", i * 1_000, 5.0)).collect();
+        let written: Vec<GpuSample> = (0..10)
+            .map(|i| sample("i-1", "0", i * 1_000, 5.0))
+            .collect();
         store.insert_gpu_samples(&written).await.unwrap();
-        assert_eq!(store.prune_gpu_samples(ms(4_000)).await.unwrap(), 4, "{}", db.backend);
+        assert_eq!(
+            store.prune_gpu_samples(ms(4_000)).await.unwrap(),
+            4,
+            "{}",
+            db.backend
+        );
         assert_eq!(store.prune_gpu_samples(ms(4_000)).await.unwrap(), 0);
         let left = store.gpu_samples_since(ms(0)).await.unwrap();
         assert_eq!(left, written[4..].to_vec(), "{}", db.backend);
         assert_eq!(store.latest_gpu_sample_at().await.unwrap(), Some(ms(9_000)));
-        assert_eq!(store.prune_gpu_samples(DateTime::<Utc>::MAX_UTC).await.unwrap(), 6);
+        assert_eq!(
+            store
+                .prune_gpu_samples(DateTime::<Utc>::MAX_UTC)
+                .await
+                .unwrap(),
+            6
+        );
         assert_eq!(store.latest_gpu_sample_at().await.unwrap(), None);
         store.close().await;
     }
@@ -256,7 +305,12 @@ async fn a_large_batch_is_stored_whole() {
         let store = Store::open(&db.url).await.unwrap();
         let written: Vec<GpuSample> = (0..25_003)
             .map(|i| {
-                let mut s = sample(&format!("i-{}", i % 97), &(i % 8).to_string(), i, (i % 1001) as f64 / 10.0);
+                let mut s = sample(
+                    &format!("i-{}", i % 97),
+                    &(i % 8).to_string(),
+                    i,
+                    (i % 1001) as f64 / 10.0,
+                );
                 s.power_watts = (i % 3 != 0).then_some(i as f64 / 4.0);
                 s
             })
@@ -278,7 +332,9 @@ async fn a_bad_sample_is_invalid_argument_naming_index_and_field_and_the_others_
         let server = TestServer::start(common::test_config(&db)).await;
         let mut client = fleet(&server).await;
         let mut late = pushed("i-1", "3", 5.0);
-        late.at = Some(bursar::server::convert::timestamp(Utc::now() + chrono::Duration::minutes(10)));
+        late.at = Some(bursar::server::convert::timestamp(
+            Utc::now() + chrono::Duration::minutes(10),
+        ));
         let mut no_time = pushed("i-1", "4", 6.0);
         no_time.at = None;
         let batch = vec![
@@ -293,17 +349,29 @@ async fn a_bad_sample_is_invalid_argument_naming_index_and_field_and_the_others_
             .report_gpu_utilization(proto::ReportGpuUtilizationRequest { samples: batch })
             .await
             .unwrap_err();
-        assert_eq!(status.code(), tonic::Code::InvalidArgument, "{}", db.backend);
+        assert_eq!(
+            status.code(),
+            tonic::Code::InvalidArgument,
+            "{}",
+            db.backend
+        );
         assert!(
-            status.message().starts_with("samples[2].utilization_percent: ")
-                && status.message().contains("3 of 5 samples stored, 2 rejected"),
+            status
+                .message()
+                .starts_with("samples[2].utilization_percent: ")
+                && status
+                    .message()
+                    .contains("3 of 5 samples stored, 2 rejected"),
             "{}",
             status.message()
         );
         let resp = response_in_status(&status).expect("the response in the details");
         assert_eq!(resp.accepted, 3);
-        let rejected: Vec<(u32, &str)> =
-            resp.rejected.iter().map(|r| (r.index, r.field.as_str())).collect();
+        let rejected: Vec<(u32, &str)> = resp
+            .rejected
+            .iter()
+            .map(|r| (r.index, r.field.as_str()))
+            .collect();
         assert_eq!(rejected, [(2, "utilization_percent"), (3, "at")]);
 
         let stored = all_samples(&db.url).await;
@@ -335,13 +403,17 @@ async fn more_than_ten_thousand_samples_in_one_call_are_refused_whole() {
         let mut client = fleet(&server).await;
         let status = client
             .report_gpu_utilization(proto::ReportGpuUtilizationRequest {
-                samples: (0..10_001).map(|i| pushed("i-1", &(i % 8).to_string(), 1.0)).collect(),
+                samples: (0..10_001)
+                    .map(|i| pushed("i-1", &(i % 8).to_string(), 1.0))
+                    .collect(),
             })
             .await
             .unwrap_err();
         assert_eq!(status.code(), tonic::Code::InvalidArgument);
         assert!(
-            status.message().starts_with("samples: 10001 GPU utilisation samples per call given: at most 10000"),
+            status.message().starts_with(
+                "samples: 10001 GPU utilisation samples per call given: at most 10000"
+            ),
             "{}",
             status.message()
         );
@@ -349,7 +421,9 @@ async fn more_than_ten_thousand_samples_in_one_call_are_refused_whole() {
         // Exactly the limit is fine.
         let ok = client
             .report_gpu_utilization(proto::ReportGpuUtilizationRequest {
-                samples: (0..10_000).map(|i| pushed("i-1", &(i % 8).to_string(), 1.0)).collect(),
+                samples: (0..10_000)
+                    .map(|i| pushed("i-1", &(i % 8).to_string(), 1.0))
+                    .collect(),
             })
             .await
             .unwrap()
@@ -371,14 +445,25 @@ async fn once_pushes_every_gpu_under_the_id_each_cloud_s_metadata_gives() {
         let server = TestServer::start(common::test_config(&db)).await;
         for (cloud, id) in [("aws", AWS_ID), ("gcp", GCP_ID), ("azure", AZURE_ID)] {
             let md = Metadata::start(cloud).await;
-            let a = agent_args(&["--server", &server.url, "--cloud", cloud, "--metadata-url", &md.base, "--once"]);
+            let a = agent_args(&[
+                "--server",
+                &server.url,
+                "--cloud",
+                cloud,
+                "--metadata-url",
+                &md.base,
+                "--once",
+            ]);
             let before = Utc::now();
             let summary = agent::run_with(&a, gpus(&[0.0, 97.0, 4.5]), std::future::pending())
                 .await
                 .unwrap_or_else(|e| panic!("{cloud} on {}: {e}", db.backend));
             assert_eq!(summary.instance_id, id);
             assert_eq!(summary.cloud.map(|c| c.as_str()), Some(cloud));
-            assert_eq!((summary.read, summary.accepted, summary.rejected), (3, 3, 0));
+            assert_eq!(
+                (summary.read, summary.accepted, summary.rejected),
+                (3, 3, 0)
+            );
             let mut mine: Vec<GpuSample> = all_samples(&db.url)
                 .await
                 .into_iter()
@@ -387,7 +472,14 @@ async fn once_pushes_every_gpu_under_the_id_each_cloud_s_metadata_gives() {
             mine.sort_by(|a, b| a.gpu.cmp(&b.gpu));
             let seen: Vec<(&str, f64, Option<f64>, Option<f64>)> = mine
                 .iter()
-                .map(|s| (s.gpu.as_str(), s.utilization_percent, s.memory_used_mib, s.power_watts))
+                .map(|s| {
+                    (
+                        s.gpu.as_str(),
+                        s.utilization_percent,
+                        s.memory_used_mib,
+                        s.power_watts,
+                    )
+                })
                 .collect();
             assert_eq!(
                 seen,
@@ -399,10 +491,16 @@ async fn once_pushes_every_gpu_under_the_id_each_cloud_s_metadata_gives() {
                 "{cloud} on {}",
                 db.backend
             );
-            assert!(mine.iter().all(|s| s.at >= before - chrono::Duration::milliseconds(1)));
+            assert!(
+                mine.iter()
+                    .all(|s| s.at >= before - chrono::Duration::milliseconds(1))
+            );
             let asked = md.seen();
             match cloud {
-                "aws" => assert_eq!(asked, ["PUT /latest/api/token", "GET /latest/meta-data/instance-id"]),
+                "aws" => assert_eq!(
+                    asked,
+                    ["PUT /latest/api/token", "GET /latest/meta-data/instance-id"]
+                ),
                 "gcp" => assert_eq!(asked, ["GET /computeMetadata/v1/instance/id"]),
                 _ => assert_eq!(asked, ["GET /metadata/instance/compute/vmId"]),
             }
@@ -418,37 +516,95 @@ async fn auto_takes_the_cloud_whose_metadata_service_answers() {
     let db = common::fresh_sqlite();
     let server = TestServer::start(common::test_config(&db)).await;
     let md = Metadata::start("azure").await;
-    let a = agent_args(&["--server", &server.url, "--metadata-url", &md.base, "--once", "--json"]);
-    let summary = agent::run_with(&a, gpus(&[3.0]), std::future::pending()).await.unwrap();
+    let a = agent_args(&[
+        "--server",
+        &server.url,
+        "--metadata-url",
+        &md.base,
+        "--once",
+        "--json",
+    ]);
+    let summary = agent::run_with(&a, gpus(&[3.0]), std::future::pending())
+        .await
+        .unwrap();
     assert_eq!(summary.instance_id, AZURE_ID);
     assert_eq!(summary.cloud.map(|c| c.as_str()), Some("azure"));
     assert_eq!(
         md.seen(),
-        ["PUT /latest/api/token", "GET /computeMetadata/v1/instance/id", "GET /metadata/instance/compute/vmId"]
+        [
+            "PUT /latest/api/token",
+            "GET /computeMetadata/v1/instance/id",
+            "GET /metadata/instance/compute/vmId"
+        ]
     );
 
     let gcp = Metadata::start("gcp").await;
-    let a = agent_args(&["--server", &server.url, "--metadata-url", &gcp.base, "--once"]);
-    let summary = agent::run_with(&a, gpus(&[3.0]), std::future::pending()).await.unwrap();
-    assert_eq!((summary.instance_id.as_str(), summary.cloud.map(|c| c.as_str())), (GCP_ID, Some("gcp")));
+    let a = agent_args(&[
+        "--server",
+        &server.url,
+        "--metadata-url",
+        &gcp.base,
+        "--once",
+    ]);
+    let summary = agent::run_with(&a, gpus(&[3.0]), std::future::pending())
+        .await
+        .unwrap();
+    assert_eq!(
+        (
+            summary.instance_id.as_str(),
+            summary.cloud.map(|c| c.as_str())
+        ),
+        (GCP_ID, Some("gcp"))
+    );
 
     // Nothing answers as a cloud: a usage error (exit 2) saying what to pass.
     let nobody = Metadata::start("none").await;
-    let a = agent_args(&["--server", &server.url, "--metadata-url", &nobody.base, "--once"]);
-    let e = agent::run_with(&a, gpus(&[3.0]), std::future::pending()).await.unwrap_err();
+    let a = agent_args(&[
+        "--server",
+        &server.url,
+        "--metadata-url",
+        &nobody.base,
+        "--once",
+    ]);
+    let e = agent::run_with(&a, gpus(&[3.0]), std::future::pending())
+        .await
+        .unwrap_err();
     assert_eq!(e.exit_code(), 2, "{e}");
     assert!(e.to_string().contains("pass --instance-id"), "{e}");
 
     // The named cloud's service failing is a failure (exit 1), naming the cloud.
-    let a = agent_args(&["--server", &server.url, "--cloud", "gcp", "--metadata-url", &md.base, "--once"]);
-    let e = agent::run_with(&a, gpus(&[3.0]), std::future::pending()).await.unwrap_err();
+    let a = agent_args(&[
+        "--server",
+        &server.url,
+        "--cloud",
+        "gcp",
+        "--metadata-url",
+        &md.base,
+        "--once",
+    ]);
+    let e = agent::run_with(&a, gpus(&[3.0]), std::future::pending())
+        .await
+        .unwrap_err();
     assert_eq!(e.exit_code(), 1, "{e}");
     assert!(e.to_string().starts_with("gcp instance metadata"), "{e}");
 
     let asked_before = md.seen().len();
-    let a = agent_args(&["--server", &server.url, "--instance-id", "i-given", "--metadata-url", &md.base, "--once"]);
-    let summary = agent::run_with(&a, gpus(&[3.0]), std::future::pending()).await.unwrap();
-    assert_eq!((summary.instance_id.as_str(), summary.cloud), ("i-given", None));
+    let a = agent_args(&[
+        "--server",
+        &server.url,
+        "--instance-id",
+        "i-given",
+        "--metadata-url",
+        &md.base,
+        "--once",
+    ]);
+    let summary = agent::run_with(&a, gpus(&[3.0]), std::future::pending())
+        .await
+        .unwrap();
+    assert_eq!(
+        (summary.instance_id.as_str(), summary.cloud),
+        ("i-given", None)
+    );
     assert_eq!(md.seen().len(), asked_before);
     server.stop().await.unwrap();
 }
@@ -471,9 +627,15 @@ async fn a_bad_reading_is_refused_by_index_and_field_and_the_other_gpus_are_stor
             "{text}"
         );
         let stored = all_samples(&db.url).await;
-        let gpus: Vec<(&str, f64)> = stored.iter().map(|s| (s.gpu.as_str(), s.utilization_percent)).collect();
+        let gpus: Vec<(&str, f64)> = stored
+            .iter()
+            .map(|s| (s.gpu.as_str(), s.utilization_percent))
+            .collect();
         assert_eq!(gpus.len(), 2, "{}", db.backend);
-        assert!(gpus.contains(&("0", 12.0)) && gpus.contains(&("2", 0.5)), "{gpus:?}");
+        assert!(
+            gpus.contains(&("0", 12.0)) && gpus.contains(&("2", 0.5)),
+            "{gpus:?}"
+        );
         server.stop().await.unwrap();
     }
 }
@@ -487,7 +649,14 @@ async fn readings_taken_while_the_server_is_away_arrive_once_it_is_up() {
         let store = Store::open(&db.url).await.unwrap();
         let port = common::free_port();
         let url = format!("http://127.0.0.1:{port}");
-        let a = agent_args(&["--server", &url, "--instance-id", "i-patient", "--interval", "200ms"]);
+        let a = agent_args(&[
+            "--server",
+            &url,
+            "--instance-id",
+            "i-patient",
+            "--interval",
+            "200ms",
+        ]);
         let (stop_agent, stopped) = oneshot::channel::<()>();
         let agent_task = tokio::spawn(async move {
             agent::run_with(&a, gpus(&[1.0, 2.0]), async move {
@@ -497,11 +666,17 @@ async fn readings_taken_while_the_server_is_away_arrive_once_it_is_up() {
         });
         // Several readings pile up with nowhere to go.
         tokio::time::sleep(Duration::from_millis(900)).await;
-        let listener = tokio::net::TcpListener::bind(("127.0.0.1", port)).await.unwrap();
+        let listener = tokio::net::TcpListener::bind(("127.0.0.1", port))
+            .await
+            .unwrap();
         let (stop_server, server_stopped) = oneshot::channel::<()>();
-        let server = tokio::spawn(bursar::server::run(common::test_config(&db), listener, async move {
-            let _ = server_stopped.await;
-        }));
+        let server = tokio::spawn(bursar::server::run(
+            common::test_config(&db),
+            listener,
+            async move {
+                let _ = server_stopped.await;
+            },
+        ));
         // Wait until at least 8 readings (4 intervals × 2 GPUs) are in, then stop the agent.
         let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
         loop {
@@ -509,7 +684,11 @@ async fn readings_taken_while_the_server_is_away_arrive_once_it_is_up() {
             if n >= 8 {
                 break;
             }
-            assert!(tokio::time::Instant::now() < deadline, "only {n} samples arrived on {}", db.backend);
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "only {n} samples arrived on {}",
+                db.backend
+            );
             tokio::time::sleep(Duration::from_millis(200)).await;
         }
         stop_agent.send(()).unwrap();
@@ -523,7 +702,10 @@ async fn readings_taken_while_the_server_is_away_arrive_once_it_is_up() {
         // Readings from before the server was up are among them.
         let first = stored.iter().map(|s| s.at).min().unwrap();
         let last = stored.iter().map(|s| s.at).max().unwrap();
-        assert!(last - first >= chrono::Duration::milliseconds(800), "{first} .. {last}");
+        assert!(
+            last - first >= chrono::Duration::milliseconds(800),
+            "{first} .. {last}"
+        );
         stop_server.send(()).unwrap();
         server.await.unwrap().unwrap();
     }
@@ -533,11 +715,47 @@ async fn readings_taken_while_the_server_is_away_arrive_once_it_is_up() {
 fn bad_agent_flags_are_usage_errors_naming_the_flag() {
     let rt = tokio::runtime::Runtime::new().unwrap();
     for (flags, names) in [
-        (vec!["--server", "127.0.0.1:1", "--instance-id", "i-1", "--interval", "soon"], "--interval"),
-        (vec!["--server", "127.0.0.1:1", "--instance-id", "i-1", "--interval", "1ms"], "--interval"),
-        (vec!["--server", "127.0.0.1:1", "--instance-id", " "], "--instance-id"),
-        (vec!["--server", "127.0.0.1:1", "--metadata-url", "not a url"], "--metadata-url"),
-        (vec!["--server", "127.0.0.1:1", "--instance-id", "i-1", "--buffer", "0"], "--buffer"),
+        (
+            vec![
+                "--server",
+                "127.0.0.1:1",
+                "--instance-id",
+                "i-1",
+                "--interval",
+                "soon",
+            ],
+            "--interval",
+        ),
+        (
+            vec![
+                "--server",
+                "127.0.0.1:1",
+                "--instance-id",
+                "i-1",
+                "--interval",
+                "1ms",
+            ],
+            "--interval",
+        ),
+        (
+            vec!["--server", "127.0.0.1:1", "--instance-id", " "],
+            "--instance-id",
+        ),
+        (
+            vec!["--server", "127.0.0.1:1", "--metadata-url", "not a url"],
+            "--metadata-url",
+        ),
+        (
+            vec![
+                "--server",
+                "127.0.0.1:1",
+                "--instance-id",
+                "i-1",
+                "--buffer",
+                "0",
+            ],
+            "--buffer",
+        ),
     ] {
         let a = agent_args(&flags);
         let e = rt
@@ -571,7 +789,10 @@ fn the_binary_without_an_nvidia_driver_says_so_in_one_line_and_exits_2() {
         Err(_) => {
             assert_eq!(out.status.code(), Some(2), "{stderr}");
             assert_eq!(stderr.lines().count(), 1, "{stderr}");
-            assert!(stderr.starts_with("bursar: NVML is not available"), "{stderr}");
+            assert!(
+                stderr.starts_with("bursar: NVML is not available"),
+                "{stderr}"
+            );
             assert!(stderr.contains("needs the NVIDIA driver"), "{stderr}");
             assert!(out.stdout.is_empty());
         }

@@ -45,7 +45,7 @@ pub struct Cli {
 #[derive(Subcommand, Debug)]
 pub enum Command {
     /// Run the gRPC service (PricingService, PlacementService, SpendService, BudgetService,
-    /// health, reflection) with the price pollers, the Cost Explorer poll, budget evaluation
+    /// FleetService, health, reflection) with the price pollers, the Cost Explorer poll, budget evaluation
     /// and alert delivery.
     Serve(serve::ServeArgs),
     /// Apply database migrations and exit.

@@ -111,7 +111,10 @@ pub async fn report(
             "ReportGpuUtilization: samples rejected"
         );
     }
-    let accepted = store.insert_gpu_samples(&good).await.map_err(store_status)? as u32;
+    let accepted = store
+        .insert_gpu_samples(&good)
+        .await
+        .map_err(store_status)? as u32;
     Ok((
         proto::ReportGpuUtilizationResponse { accepted, rejected },
         good,

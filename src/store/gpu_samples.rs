@@ -44,7 +44,8 @@ fn source_from_word(s: &str) -> Result<SampleSource, StoreError> {
 }
 
 fn from_millis(ms: i64) -> Result<DateTime<Utc>, StoreError> {
-    DateTime::from_timestamp_millis(ms).ok_or_else(|| corrupt(format!("at {ms} ms is out of range")))
+    DateTime::from_timestamp_millis(ms)
+        .ok_or_else(|| corrupt(format!("at {ms} ms is out of range")))
 }
 
 /// The SQLite INSERT for `rows` rows (a power of two up to `SQLITE_CHUNK`), built once per
@@ -103,7 +104,8 @@ impl Store {
                     let mut args = sqlx::sqlite::SqliteArguments::default();
                     args.reserve(chunk.len() * N_COLS, 0);
                     for x in chunk {
-                        let bad = |e| corrupt(format!("encoding a sample of {}: {e}", x.instance_id));
+                        let bad =
+                            |e| corrupt(format!("encoding a sample of {}: {e}", x.instance_id));
                         args.add(x.instance_id.as_str()).map_err(bad)?;
                         args.add(x.gpu.as_str()).map_err(bad)?;
                         args.add(x.at.timestamp_millis()).map_err(bad)?;
@@ -193,7 +195,11 @@ mod tests {
 
     #[test]
     fn every_stored_source_word_reads_back() {
-        for s in [SampleSource::Dcgm, SampleSource::Prometheus, SampleSource::Push] {
+        for s in [
+            SampleSource::Dcgm,
+            SampleSource::Prometheus,
+            SampleSource::Push,
+        ] {
             assert_eq!(source_from_word(s.as_str()).unwrap(), s);
         }
         assert!(source_from_word("carrier-pigeon").is_err());

@@ -77,7 +77,10 @@ pub async fn instance_id(
     base: Option<&str>,
     timeout: Duration,
 ) -> Result<(Cloud, String), MetadataError> {
-    let base = base.unwrap_or(DEFAULT_BASE).trim_end_matches('/').to_string();
+    let base = base
+        .unwrap_or(DEFAULT_BASE)
+        .trim_end_matches('/')
+        .to_string();
     let client = reqwest::Client::builder()
         .no_proxy()
         .connect_timeout(timeout)
@@ -136,14 +139,25 @@ fn checked_id(id: String) -> Result<String, Miss> {
     Ok(id)
 }
 
-/// The body of a 200 answer; a 404 (another cloud's service, or none) is `NotHere`.
-async fn body(r: reqwest::Response, what: &str) -> Result<String, Miss> {
+/// Whether an answer comes from the cloud being asked.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Known {
+    /// Not yet known: an error answer may be another cloud's service (Azure's answers 400
+    /// to AWS's token request), so it is `NotHere`.
+    Maybe,
+    /// That cloud's service answered before (AWS gave a token) or marked its answer (GCP's
+    /// `Metadata-Flavor`): an error answer is `Failed`.
+    Yes,
+}
+
+/// The body of a successful answer; otherwise why not.
+async fn body(r: reqwest::Response, what: &str, known: Known) -> Result<String, Miss> {
     let status = r.status();
     let text = r.text().await.map_err(http_error)?;
     if status.is_success() {
         Ok(text)
-    } else if status == reqwest::StatusCode::NOT_FOUND {
-        Err(Miss::NotHere(format!("{what}: 404")))
+    } else if known == Known::Maybe || status == reqwest::StatusCode::NOT_FOUND {
+        Err(Miss::NotHere(format!("{what}: HTTP {status}")))
     } else {
         Err(Miss::Failed(format!(
             "{what}: HTTP {status}: {}",
@@ -159,14 +173,14 @@ async fn aws(client: &reqwest::Client, base: &str) -> Result<String, Miss> {
         .send()
         .await
         .map_err(http_error)?;
-    let token = body(token, "PUT /latest/api/token").await?;
+    let token = body(token, "PUT /latest/api/token", Known::Maybe).await?;
     let id = client
         .get(format!("{base}/latest/meta-data/instance-id"))
         .header("X-aws-ec2-metadata-token", token.trim())
         .send()
         .await
         .map_err(http_error)?;
-    body(id, "GET /latest/meta-data/instance-id").await
+    body(id, "GET /latest/meta-data/instance-id", Known::Yes).await
 }
 
 async fn gcp(client: &reqwest::Client, base: &str) -> Result<String, Miss> {
@@ -177,18 +191,17 @@ async fn gcp(client: &reqwest::Client, base: &str) -> Result<String, Miss> {
         .await
         .map_err(http_error)?;
     // Only GCE's metadata server answers with this header.
-    let flavor = r
+    let google = r
         .headers()
         .get("Metadata-Flavor")
-        .and_then(|v| v.to_str().ok())
-        .map(str::to_string);
-    let text = body(r, "GET /computeMetadata/v1/instance/id").await?;
-    if flavor.as_deref() != Some("Google") {
-        return Err(Miss::NotHere(
-            "the answer lacks `Metadata-Flavor: Google`".into(),
-        ));
+        .is_some_and(|v| v.as_bytes() == b"Google");
+    if !google {
+        return Err(Miss::NotHere(format!(
+            "GET /computeMetadata/v1/instance/id: HTTP {}, without `Metadata-Flavor: Google`",
+            r.status()
+        )));
     }
-    Ok(text)
+    body(r, "GET /computeMetadata/v1/instance/id", Known::Yes).await
 }
 
 async fn azure(client: &reqwest::Client, base: &str) -> Result<String, Miss> {
@@ -199,5 +212,5 @@ async fn azure(client: &reqwest::Client, base: &str) -> Result<String, Miss> {
         .send()
         .await
         .map_err(http_error)?;
-    body(r, "GET /metadata/instance/compute/vmId").await
+    body(r, "GET /metadata/instance/compute/vmId", Known::Maybe).await
 }

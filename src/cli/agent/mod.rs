@@ -228,7 +228,9 @@ impl Agent<'_> {
             let rejected: Vec<serde_json::Value> = d
                 .rejected
                 .iter()
-                .map(|r| serde_json::json!({"index": r.index, "field": r.field, "reason": r.reason}))
+                .map(
+                    |r| serde_json::json!({"index": r.index, "field": r.field, "reason": r.reason}),
+                )
                 .collect();
             crate::outln!(
                 "{}",
@@ -273,13 +275,16 @@ impl Agent<'_> {
                 Ok(Some(d)) => {
                     self.record(&d);
                     return match d.message {
-                        Some(m) => Err(CliError::Failed(format!("the server rejected samples: {m}"))),
+                        Some(m) => Err(CliError::Failed(format!(
+                            "the server rejected samples: {m}"
+                        ))),
                         None => Ok(()),
                     };
                 }
                 Ok(None) => return Ok(()),
                 Err(e) if attempt + 1 < ONCE_TRIES => {
-                    let wait = push::backoff(attempt, Duration::from_millis(500), Duration::from_secs(4));
+                    let wait =
+                        push::backoff(attempt, Duration::from_millis(500), Duration::from_secs(4));
                     tracing::warn!(error = %e, retry_in = ?wait, "push failed; retrying");
                     tokio::time::sleep(wait).await;
                     attempt += 1;
@@ -353,8 +358,13 @@ impl Agent<'_> {
         if !self.buffer.is_empty() {
             match tokio::time::timeout(FINAL_FLUSH, self.deliver()).await {
                 Ok(Ok(())) => {}
-                Ok(Err(e)) => tracing::warn!(error = %e, held = self.buffer.len(), "stopping with samples undelivered"),
-                Err(_) => tracing::warn!(held = self.buffer.len(), "stopping with samples undelivered (no answer)"),
+                Ok(Err(e)) => {
+                    tracing::warn!(error = %e, held = self.buffer.len(), "stopping with samples undelivered")
+                }
+                Err(_) => tracing::warn!(
+                    held = self.buffer.len(),
+                    "stopping with samples undelivered (no answer)"
+                ),
             }
         }
         tracing::info!("agent stopped");

@@ -166,7 +166,10 @@ pub async fn bench_gpu_samples(
         let _ = stop.send(());
         let _ = server.await;
         if stats.errors > 0 {
-            return Err(format!("{backend}: {} ReportGpuUtilization calls failed", stats.errors));
+            return Err(format!(
+                "{backend}: {} ReportGpuUtilization calls failed",
+                stats.errors
+            ));
         }
         let store = Store::open(url).await.map_err(|e| e.to_string())?;
         count_and_clear(&store, samples, "ReportGpuUtilization").await?;

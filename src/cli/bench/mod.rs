@@ -131,8 +131,7 @@ pub async fn run(cmd: BenchCommand) -> Result<(), CliError> {
             batch,
             concurrency,
         } => {
-            gpu_samples::bench_gpu_samples(&database_urls, samples, naive, batch, concurrency)
-                .await
+            gpu_samples::bench_gpu_samples(&database_urls, samples, naive, batch, concurrency).await
         }
     }
     .map_err(CliError::Failed)
