@@ -288,8 +288,9 @@ async fn stop_mode_stops_only_the_idle_unprotected_machine_and_cancels_on_activi
             let t2 = t1 + chrono::Duration::seconds(60);
             e.poll_inventory(t2).await;
             let savings = store.fleet_savings(None, None).await.unwrap();
-            let expected: Decimal = "21.957642".parse::<Decimal>().unwrap() / Decimal::from(60);
-            assert_eq!(savings.totals["USD"], expected, "{}", db.backend);
+            // 21.957642 $/h for exactly one minute.
+            let expected: Decimal = "0.3659607".parse().unwrap();
+            assert_eq!(savings.totals["USD"].normalize(), expected, "{}", db.backend);
             assert_eq!(savings.actions, 1);
             // Statuses carry the reasons.
             let (machines, _) = e.machines();
@@ -407,4 +408,245 @@ async fn the_rate_limit_and_the_fleet_fraction_hold_actions_back() {
             assert_eq!(held.len(), 3, "{} {per_hour} {fraction}: {held:?}", db.backend);
         }
     }
+}
+
+/// A stop that the cloud keeps failing (HTTP 500, through a proxy in front of moto) is
+/// retried by the adapter, then audited `failed` with the cloud's answer — never `stopped`
+/// — and tried again after another grace period, when it succeeds.
+#[tokio::test]
+async fn a_failing_stop_is_retried_reported_and_never_recorded_as_done() {
+    for db in both_backends().await {
+        let moto = Moto::start().await;
+        let proxy = common::fault_proxy::FaultProxy::start(&moto.url).await;
+        let c = ec2(&moto.url).await;
+        let (id, host) = launch(&c, "g5.xlarge", &[("Name", "flaky")]).await;
+        let d = Dcgm::start(&host, 0.0, 1).await;
+        let cfg = idle_config("stop", vec![d.target("")]);
+        let (store, e) = engine(&db, &proxy.url, cfg).await;
+        let t0 = Utc::now() + chrono::Duration::hours(1);
+        e.poll_inventory(t0).await;
+        read_between(&e, t0 - chrono::Duration::seconds(120), t0).await;
+        e.run_policy(t0).await.unwrap();
+        proxy.fail("StopInstances", 500, "InternalError", 100);
+        let t1 = t0 + chrono::Duration::seconds(300);
+        read_between(&e, t0 + chrono::Duration::seconds(15), t1).await;
+        let pass = e.run_policy(t1).await.unwrap();
+        assert_eq!((pass.acted, pass.failed), (0, 1), "{}: {pass:?}", db.backend);
+        // 1 call + 2 retries (aws_settings' max_retries).
+        assert_eq!(proxy.calls("StopInstances").len(), 3);
+        assert_eq!(state(&c, &id).await, "running");
+        let rows = store.list_fleet_actions(Some(&id), None, 100).await.unwrap();
+        assert_eq!(decisions(&rows, &id), ["notified", "failed"]);
+        let failed = &rows[0];
+        assert!(failed.error.contains("InternalError"), "{}", failed.error);
+        assert!(store.fleet_savings(None, None).await.unwrap().actions == 0);
+        // Before the next grace period ends nothing is tried; after it, the stop goes through.
+        proxy.fail("StopInstances", 500, "InternalError", 0);
+        let t2 = t1 + chrono::Duration::seconds(60);
+        read_between(&e, t1 + chrono::Duration::seconds(15), t2).await;
+        assert_eq!(e.run_policy(t2).await.unwrap().acted, 0);
+        let t3 = t1 + chrono::Duration::seconds(300);
+        read_between(&e, t2 + chrono::Duration::seconds(15), t3).await;
+        assert_eq!(e.run_policy(t3).await.unwrap().acted, 1);
+        assert_eq!(state(&c, &id).await, "stopped");
+    }
+}
+
+/// `notify` mode: the notice goes through the alert outbox to the owner named by the
+/// machine's `owner` tag (a real SMTP server receives it), says what and how to keep it,
+/// and nothing is stopped.
+#[tokio::test]
+async fn notify_mode_emails_the_owner_and_never_acts() {
+    use bursar::notify::email::EmailNotifier;
+    use bursar::notify::{AlertsConfig, Notifier, SmtpConfig, SmtpTls};
+    for db in both_backends().await {
+        let smtp = common::SmtpServer::start().await;
+        let moto = Moto::start().await;
+        let c = ec2(&moto.url).await;
+        let (id, host) = launch(
+            &c,
+            "p4d.24xlarge",
+            &[("Name", "train-7"), ("owner", "alice@example.com")],
+        )
+        .await;
+        let d = Dcgm::start(&host, 0.0, 8).await;
+        let mut cfg = idle_config("notify", vec![d.target("")]);
+        cfg.channels.emails = vec!["oncall@example.com".into()];
+        let (store, e) = engine(&db, &moto.url, cfg).await;
+        let t0 = Utc::now() + chrono::Duration::hours(1);
+        e.poll_inventory(t0).await;
+        read_between(&e, t0 - chrono::Duration::seconds(120), t0).await;
+        let pass = e.run_policy(t0).await.unwrap();
+        assert_eq!((pass.notified, pass.acted), (1, 0));
+        // A second pass in the same idle episode sends nothing more.
+        read_between(&e, t0 + chrono::Duration::seconds(15), t0 + chrono::Duration::seconds(60)).await;
+        assert_eq!(e.run_policy(t0 + chrono::Duration::seconds(60)).await.unwrap().notified, 0);
+        let alerts = AlertsConfig {
+            smtp: SmtpConfig {
+                host: "127.0.0.1".into(),
+                port: Some(smtp.port),
+                tls: SmtpTls::None,
+                from: "bursar <bursar@example.com>".into(),
+                ..SmtpConfig::default()
+            },
+            ..AlertsConfig::default()
+        };
+        let notifiers: Vec<Arc<dyn Notifier>> =
+            vec![Arc::new(EmailNotifier::new(&alerts.smtp).unwrap())];
+        let report = bursar::tasks::alerts::deliver_due(&store, &notifiers, &alerts, t0)
+            .await
+            .unwrap();
+        assert_eq!(report.delivered, 1, "{}: {report:?}", db.backend);
+        let mut mails = smtp.messages();
+        for _ in 0..100 {
+            if !mails.is_empty() {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+            mails = smtp.messages();
+        }
+        assert_eq!(mails.len(), 1);
+        let m = &mails[0];
+        assert_eq!(m.rcpt_tos, ["alice@example.com"]);
+        assert!(m.subject.contains("train-7"), "{}", m.subject);
+        let text = m.text.clone().unwrap_or_default();
+        assert!(text.contains(&format!("bursar fleet keep {id} --for 4h")), "{text}");
+        assert!(text.contains("will not act on it"), "{text}");
+        assert_eq!(state(&c, &id).await, "running");
+    }
+}
+
+/// FleetService and `bursar fleet` over a running server with `[idle_gpu]` in dry_run:
+/// instances with their verdicts, Keep (and its errors), the audit log, the ledger.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn fleet_service_and_cli_over_a_running_server() {
+    use bursar::proto;
+    use bursar::proto::fleet_service_client::FleetServiceClient;
+    for db in both_backends().await {
+        let moto = Moto::start().await;
+        let c = ec2(&moto.url).await;
+        let (id, host) = launch(&c, "p4d.24xlarge", &[("Name", "kept-one")]).await;
+        let d = Dcgm::start(&host, 0.0, 8).await;
+        let mut config = common::test_config(&db);
+        config.idle_gpu = idle_config("dry_run", vec![d.target("")]);
+        config.idle_gpu.inventory_every = Duration::from_millis(200);
+        config.idle_gpu.scrape_every = Duration::from_millis(200);
+        config.idle_gpu.every = Duration::from_millis(200);
+        config.fleet.aws = Some(bursar::config::fleet::AwsFleetConfig {
+            regions: vec![REGION.into()],
+            endpoint: moto.url.clone(),
+            ..Default::default()
+        });
+        let server = common::TestServer::start(config).await;
+        let mut fleet = FleetServiceClient::new(server.channel().await);
+        // The inventory arrives within a few polls.
+        let mut listed = Vec::new();
+        for _ in 0..100 {
+            listed = fleet
+                .list_instances(proto::ListInstancesRequest::default())
+                .await
+                .unwrap()
+                .into_inner()
+                .instances;
+            if !listed.is_empty() && !listed[0].idle_state.is_empty() {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        assert_eq!(listed.len(), 1, "{}", db.backend);
+        let i = &listed[0];
+        assert_eq!((i.id.as_str(), i.gpu_model.as_str(), i.gpu_count), (id.as_str(), "A100", 8));
+        assert_eq!(i.price_per_hour.as_ref().unwrap().amount, "21.957642");
+        // Launched seconds ago: younger than min_age, whatever its GPUs say.
+        assert_eq!(i.idle_state, "young", "{i:?}");
+        // Keep: by name; unknown → NOT_FOUND; bad duration → INVALID_ARGUMENT naming `for`.
+        let kept = fleet
+            .keep(proto::KeepRequest {
+                instance: "kept-one".into(),
+                r#for: "4h".into(),
+                reason: "demo on Friday".into(),
+                requested_by: "alice".into(),
+            })
+            .await
+            .unwrap()
+            .into_inner();
+        assert_eq!(kept.instance_id, id);
+        let e = fleet
+            .keep(proto::KeepRequest {
+                instance: "nope".into(),
+                r#for: "4h".into(),
+                ..Default::default()
+            })
+            .await
+            .unwrap_err();
+        assert_eq!(e.code(), tonic::Code::NotFound);
+        let e = fleet
+            .keep(proto::KeepRequest {
+                instance: id.clone(),
+                r#for: "forever".into(),
+                ..Default::default()
+            })
+            .await
+            .unwrap_err();
+        assert_eq!(e.code(), tonic::Code::InvalidArgument);
+        assert!(e.message().starts_with("for:"), "{}", e.message());
+        let e = fleet
+            .list_actions(proto::ListActionsRequest {
+                decision: "exploded".into(),
+                ..Default::default()
+            })
+            .await
+            .unwrap_err();
+        assert_eq!(e.code(), tonic::Code::InvalidArgument);
+        // The CLI: the keep is in the audit log; JSON and table.
+        let out = tokio::process::Command::new(env!("CARGO_BIN_EXE_bursar"))
+            .args(["fleet", "actions", "--json", "--server", &server.url])
+            .output()
+            .await
+            .unwrap();
+        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+        let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+        let first = &v["actions"][0];
+        assert_eq!(first["decision"], "kept");
+        assert_eq!(first["instance_id"], id.as_str());
+        assert!(first["reason"].as_str().unwrap().contains("demo on Friday"));
+        let out = tokio::process::Command::new(env!("CARGO_BIN_EXE_bursar"))
+            .args(["fleet", "instances", "--server", &server.url])
+            .output()
+            .await
+            .unwrap();
+        let table = String::from_utf8_lossy(&out.stdout);
+        assert!(out.status.success() && table.contains("kept-one") && table.contains("8×A100"), "{table}");
+        let out = tokio::process::Command::new(env!("CARGO_BIN_EXE_bursar"))
+            .args(["fleet", "keep", "nope", "--for", "1h", "--server", &server.url])
+            .output()
+            .await
+            .unwrap();
+        assert_eq!(out.status.code(), Some(1), "NOT_FOUND fails the operation");
+        let out = tokio::process::Command::new(env!("CARGO_BIN_EXE_bursar"))
+            .args(["fleet", "savings", "--json", "--server", &server.url])
+            .output()
+            .await
+            .unwrap();
+        let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+        assert_eq!(v["actions"], 0);
+        server.stop().await.unwrap();
+    }
+}
+
+/// A bad `[idle_gpu]` key exits 2 with one line naming it.
+#[test]
+fn a_bad_idle_gpu_config_exits_2_naming_the_key() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("bursar.toml");
+    std::fs::write(&path, "[idle_gpu]\nenabled = true\nmode = \"nuke\"\n").unwrap();
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_bursar"))
+        .args(["serve", "--config", path.to_str().unwrap(), "--listen", "127.0.0.1:0"])
+        .env("BURSAR_DATABASE_URL", format!("sqlite://{}", dir.path().join("b.db").display()))
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{err}");
+    assert!(err.contains("idle_gpu.mode"), "{err}");
+    assert_eq!(err.trim().lines().count(), 1, "{err}");
 }

@@ -9,14 +9,25 @@ use rust_decimal::Decimal;
 /// Hours and dollars avoided on one UTC day.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct DayAvoided {
-    pub hours: Decimal,
+    /// Milliseconds stopped (whole; hours are derived for display).
+    pub millis: i64,
+    /// price × millis / 3,600,000: multiplied first, so whole seconds at a cent-exact price
+    /// stay exact.
     pub amount: Decimal,
 }
 
-/// Exact hours between two instants (to the millisecond); 0 when `to <= from`.
-pub fn hours_between(from: DateTime<Utc>, to: DateTime<Utc>) -> Decimal {
-    let ms = (to - from).num_milliseconds().max(0);
-    Decimal::from(ms) / Decimal::from(3_600_000)
+impl DayAvoided {
+    /// Hours, rounded to the millisecond's 1/3,600,000 at six decimals.
+    pub fn hours(&self) -> Decimal {
+        (Decimal::from(self.millis) / MS_PER_HOUR).round_dp(6)
+    }
+}
+
+const MS_PER_HOUR: Decimal = Decimal::from_parts(3_600_000, 0, 0, false, 0);
+
+/// The amount `price_per_hour` costs over `millis`, multiplied before it is divided.
+pub fn cost_of(price_per_hour: Decimal, millis: i64) -> Decimal {
+    price_per_hour * Decimal::from(millis) / MS_PER_HOUR
 }
 
 /// Adds one stopped interval to `days` (UTC day → hours and amount), clipped to
@@ -40,10 +51,10 @@ pub fn add_interval(
             .map(|d| d.and_utc())
             .unwrap_or(to);
         let end = next_midnight.min(to);
-        let h = hours_between(cur, end);
+        let ms = (end - cur).num_milliseconds().max(0);
         let e = days.entry(day).or_default();
-        e.hours += h;
-        e.amount += h * price_per_hour;
+        e.millis += ms;
+        e.amount += cost_of(price_per_hour, ms);
         cur = end;
     }
 }
@@ -70,9 +81,11 @@ mod tests {
         );
         let d5 = &days[&"2026-12-05".parse().unwrap()];
         let d6 = &days[&"2026-12-06".parse().unwrap()];
-        assert_eq!(d5.hours, Decimal::new(15, 1));
-        assert_eq!(d6.hours, Decimal::new(125, 2));
+        assert_eq!(d5.hours(), Decimal::new(15, 1));
+        assert_eq!(d6.hours(), Decimal::new(125, 2));
         assert_eq!(d5.amount, "49.15890".parse::<Decimal>().unwrap());
+        // One minute: exact, not a rounded 1/60 of an hour times the price.
+        assert_eq!(cost_of(price, 60_000), "0.54621".parse::<Decimal>().unwrap());
         assert_eq!(d6.amount + d5.amount, price * Decimal::new(275, 2));
     }
 
@@ -98,6 +111,6 @@ mod tests {
             None,
         );
         assert_eq!(days.len(), 1);
-        assert_eq!(days[&"2026-12-07".parse().unwrap()].hours, Decimal::from(24));
+        assert_eq!(days[&"2026-12-07".parse().unwrap()].hours(), Decimal::from(24));
     }
 }

@@ -311,7 +311,7 @@ impl proto::fleet_service_server::FleetService for FleetApi {
                 .map(|((day, currency), d)| proto::SavingsDay {
                     day: day.to_string(),
                     avoided: Some(as_money(d.amount, currency)),
-                    hours: d.hours.normalize().to_string(),
+                    hours: d.hours().normalize().to_string(),
                 })
                 .collect(),
             total: s

@@ -557,7 +557,7 @@ impl Store {
             for (day, d) in days {
                 *out.totals.entry(a.currency.clone()).or_default() += d.amount;
                 let e = out.days.entry((day, a.currency.clone())).or_default();
-                e.hours += d.hours;
+                e.millis += d.millis;
                 e.amount += d.amount;
             }
         }

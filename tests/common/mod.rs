@@ -4,6 +4,7 @@
 //! Nothing leaves loopback.
 #![allow(dead_code)]
 
+pub mod fault_proxy;
 pub mod prometheus;
 
 use std::net::SocketAddr;
