@@ -427,6 +427,23 @@ async fn gcp_without_a_configured_token_fetches_one_from_the_metadata_server_onc
             .all(|r| r.authorization.as_deref() == Some("Bearer ya29.from-metadata"))
     );
 
+    // The token is rotated: the cached one is answered 401, a new one is fetched once and
+    // the call sent again.
+    *md.token.lock().unwrap() = "ya29.rotated".into();
+    s.state.lock().unwrap().token = "ya29.rotated".into();
+    assert_eq!(f.list().await.unwrap().len(), 4);
+    assert_eq!(md.count(), 2);
+    let last = s.seen();
+    let n = last.len();
+    assert_eq!(
+        last[n - 3].authorization.as_deref(),
+        Some("Bearer ya29.from-metadata")
+    );
+    assert_eq!(
+        last[n - 2].authorization.as_deref(),
+        Some("Bearer ya29.rotated")
+    );
+
     // No metadata server: the error names the token URL and authentication.
     let settings = GcpSettings {
         access_token: String::new(),

@@ -1081,6 +1081,8 @@ fn arm_poll(st: &mut AzureState, req: &Seen, _sub: &str, op_id: &str) -> Answer 
 pub struct TokenStandIn {
     pub url: String,
     pub seen: Arc<Mutex<Vec<Seen>>>,
+    /// The token served from now on (a rotation).
+    pub token: Arc<Mutex<String>>,
     _stop: oneshot::Sender<()>,
 }
 
@@ -1093,7 +1095,8 @@ impl TokenStandIn {
     ) -> TokenStandIn {
         let (listener, base) = bind().await;
         let seen = Arc::new(Mutex::new(Vec::new()));
-        let token = token.to_string();
+        let token = Arc::new(Mutex::new(token.to_string()));
+        let current = token.clone();
         let stop = serve(
             listener,
             seen.clone(),
@@ -1104,13 +1107,14 @@ impl TokenStandIn {
                 }
                 Answer::json(
                     200,
-                    json!({"access_token": token, "expires_in": expires_in, "token_type": "Bearer"}),
+                    json!({"access_token": *current.lock().unwrap(), "expires_in": expires_in, "token_type": "Bearer"}),
                 )
             }),
         );
         TokenStandIn {
             url: format!("{base}{path}"),
             seen,
+            token,
             _stop: stop,
         }
     }
