@@ -500,8 +500,7 @@ impl Calls<'_> {
 fn names(list: &[String], key: &str) -> Result<(), ConfigError> {
     for (i, n) in list.iter().enumerate() {
         let bad = n.is_empty()
-            || n
-                .chars()
+            || n.chars()
                 .any(|c| c.is_whitespace() || matches!(c, '/' | '?' | '#' | '%' | '&'));
         if bad {
             return Err(ConfigError::Field {
@@ -734,12 +733,27 @@ api_version = "2020-06-01"
         for (toml, key) in [
             ("[fleet.gcp]", "fleet.gcp.projects"),
             ("[fleet.gcp]\nprojects = [\"a/b\"]", "fleet.gcp.projects[0]"),
-            ("[fleet.gcp]\nprojects = [\"p\"]\npage_size = 0", "fleet.gcp.page_size"),
-            ("[fleet.gcp]\nprojects = [\"p\"]\nendpoint = \"nope\"", "fleet.gcp.endpoint"),
-            ("[fleet.gcp]\nprojects = [\"p\"]\npoll_interval = \"0s\"", "fleet.gcp.poll_interval"),
+            (
+                "[fleet.gcp]\nprojects = [\"p\"]\npage_size = 0",
+                "fleet.gcp.page_size",
+            ),
+            (
+                "[fleet.gcp]\nprojects = [\"p\"]\nendpoint = \"nope\"",
+                "fleet.gcp.endpoint",
+            ),
+            (
+                "[fleet.gcp]\nprojects = [\"p\"]\npoll_interval = \"0s\"",
+                "fleet.gcp.poll_interval",
+            ),
             ("[fleet.azure]", "fleet.azure.subscriptions"),
-            ("[fleet.azure]\nsubscriptions = [\"s\"]\napi_version = \"latest\"", "fleet.azure.api_version"),
-            ("[fleet.azure]\nsubscriptions = [\"s\"]\ntoken_url = \"\"", "fleet.azure.token_url"),
+            (
+                "[fleet.azure]\nsubscriptions = [\"s\"]\napi_version = \"latest\"",
+                "fleet.azure.api_version",
+            ),
+            (
+                "[fleet.azure]\nsubscriptions = [\"s\"]\ntoken_url = \"\"",
+                "fleet.azure.token_url",
+            ),
         ] {
             let c = Config::from_toml(toml).unwrap();
             let e = match (c.fleet.gcp, c.fleet.azure) {

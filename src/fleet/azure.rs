@@ -402,7 +402,8 @@ fn scope_of(id: &str) -> Option<String> {
     let parts: Vec<&str> = id.split('/').collect();
     match parts[..] {
         ["", s, sub, r, rg, ..]
-            if s.eq_ignore_ascii_case("subscriptions") && r.eq_ignore_ascii_case("resourceGroups") =>
+            if s.eq_ignore_ascii_case("subscriptions")
+                && r.eq_ignore_ascii_case("resourceGroups") =>
         {
             Some(format!("{sub}/{rg}"))
         }
@@ -441,7 +442,8 @@ pub fn state_of(properties: &serde_json::Value) -> InstanceState {
 pub fn vm_from_json(v: &serde_json::Value) -> Result<FleetInstance, String> {
     let p = &v["properties"];
     let arm_id = v["id"].as_str().unwrap_or("").to_string();
-    let scope = scope_of(&arm_id).ok_or_else(|| format!("id: {} is not an ARM id", quote(&arm_id)))?;
+    let scope =
+        scope_of(&arm_id).ok_or_else(|| format!("id: {} is not an ARM id", quote(&arm_id)))?;
     let name = v["name"]
         .as_str()
         .filter(|n| !n.is_empty())
@@ -523,7 +525,11 @@ mod tests {
         assert_eq!(vm.private_hostname, "gpu1host");
         assert_eq!(vm.state, InstanceState::PoweredOff);
         assert!(!vm.state.not_billed(), "powered off is still billed");
-        assert!(vm.managed_by.unwrap().ends_with("virtualMachineScaleSets/pool"));
+        assert!(
+            vm.managed_by
+                .unwrap()
+                .ends_with("virtualMachineScaleSets/pool")
+        );
         assert_eq!(vm.launched_at.unwrap().timestamp(), 1714557600);
         assert!(is_vm_id(&vm.resource));
         let e = vm_from_json(&serde_json::json!({"id": v["id"], "name": "x", "properties": {}}))
@@ -549,6 +555,8 @@ mod tests {
             state_of(&serde_json::json!({"provisioningState": "Deleting"})),
             InstanceState::Terminated
         );
-        assert!(!is_vm_id("/subscriptions/s/resourceGroups/g/providers/Microsoft.Network/networkInterfaces/n"));
+        assert!(!is_vm_id(
+            "/subscriptions/s/resourceGroups/g/providers/Microsoft.Network/networkInterfaces/n"
+        ));
     }
 }

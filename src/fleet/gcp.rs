@@ -177,7 +177,10 @@ impl GcpFleet {
                 return Err(act.answer(&a, &instance_url));
             }
             let v: serde_json::Value = serde_json::from_slice(&a.body).map_err(|e| {
-                act.failed(a.attempts, format!("malformed answer from {instance_url}: {e}"))
+                act.failed(
+                    a.attempts,
+                    format!("malformed answer from {instance_url}: {e}"),
+                )
             })?;
             let status = v["status"].as_str().unwrap_or("");
             if matches!(
@@ -204,12 +207,8 @@ impl GcpFleet {
         if !a.status.is_success() {
             return Err(act.answer(&a, &url));
         }
-        let op: Operation = serde_json::from_slice(&a.body).map_err(|e| {
-            act.failed(
-                a.attempts,
-                format!("malformed operation from {url}: {e}"),
-            )
-        })?;
+        let op: Operation = serde_json::from_slice(&a.body)
+            .map_err(|e| act.failed(a.attempts, format!("malformed operation from {url}: {e}")))?;
         self.wait(op, &path, &act, a.attempts).await
     }
 
@@ -460,17 +459,16 @@ pub fn gpu_model(accelerator_type: &str) -> Option<&'static str> {
 
 /// One GCE instance resource (of `project`) as a `FleetInstance`; an error names the
 /// missing field.
-pub fn instance_from_json(
-    project: &str,
-    v: &serde_json::Value,
-) -> Result<FleetInstance, String> {
+pub fn instance_from_json(project: &str, v: &serde_json::Value) -> Result<FleetInstance, String> {
     let text = |f: &str| v[f].as_str().map(str::to_string);
     let id = match &v["id"] {
         serde_json::Value::String(s) if !s.is_empty() => s.clone(),
         serde_json::Value::Number(n) => n.to_string(),
         _ => return Err("id: missing".into()),
     };
-    let name = text("name").filter(|n| !n.is_empty()).ok_or("name: missing")?;
+    let name = text("name")
+        .filter(|n| !n.is_empty())
+        .ok_or("name: missing")?;
     let zone = text("zone")
         .as_deref()
         .and_then(|z| z.rsplit('/').next())
@@ -591,7 +589,10 @@ mod tests {
             i.resource,
             "projects/cloud-custodian/zones/us-central1-c/instances/instance-1"
         );
-        assert_eq!((i.region.as_str(), i.zone.as_str()), ("us-central1", "us-central1-c"));
+        assert_eq!(
+            (i.region.as_str(), i.zone.as_str()),
+            ("us-central1", "us-central1-c")
+        );
         assert_eq!(i.instance_type, "n1-standard-1");
         assert_eq!(i.state, InstanceState::Stopping);
         assert_eq!(
@@ -650,7 +651,10 @@ mod tests {
     fn states_and_models_are_normalised() {
         assert_eq!(state_of("TERMINATED"), InstanceState::Stopped);
         assert_eq!(state_of("STAGING"), InstanceState::Pending);
-        assert_eq!(state_of("REPAIRING"), InstanceState::Other("repairing".into()));
+        assert_eq!(
+            state_of("REPAIRING"),
+            InstanceState::Other("repairing".into())
+        );
         assert_eq!(gpu_model("nvidia-h100-80gb"), Some("H100"));
         assert_eq!(gpu_model("nvidia-tesla-t4-vws"), Some("T4"));
         assert_eq!(gpu_model("nvidia-future-9000"), None);

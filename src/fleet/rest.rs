@@ -128,6 +128,9 @@ pub(crate) fn describe(a: &Answer, url: &str) -> String {
     if s == 401 || s == 403 {
         format!("authentication rejected: HTTP {s} from {url}: {reason}")
     } else {
-        format!("HTTP {s} from {url} after {} attempts: {reason}", a.attempts)
+        format!(
+            "HTTP {s} from {url} after {} attempts: {reason}",
+            a.attempts
+        )
     }
 }

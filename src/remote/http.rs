@@ -113,7 +113,10 @@ impl Answer {
 
     /// The first 300 characters of the body, for an error message.
     pub fn body_excerpt(&self) -> String {
-        String::from_utf8_lossy(&self.body).chars().take(300).collect()
+        String::from_utf8_lossy(&self.body)
+            .chars()
+            .take(300)
+            .collect()
     }
 }
 

@@ -135,7 +135,10 @@ impl BearerToken {
             .map(Duration::from_secs)
             .unwrap_or(DEFAULT_LIFETIME);
         let margin = REFRESH_MARGIN.min(lifetime / 2);
-        *cache = Some((parsed.access_token.clone(), Instant::now() + lifetime - margin));
+        *cache = Some((
+            parsed.access_token.clone(),
+            Instant::now() + lifetime - margin,
+        ));
         Ok(parsed.access_token)
     }
 
