@@ -52,7 +52,9 @@ pub async fn fleets_from_config(cfg: &FleetConfig) -> Result<Vec<Arc<dyn Fleet>>
         out.push(Arc::new(f));
     }
     if let Some(g) = &cfg.gcp {
-        out.push(Arc::new(GcpFleet::new(g.settings()?).map_err(|e| built("gcp", e))?));
+        out.push(Arc::new(
+            GcpFleet::new(g.settings()?).map_err(|e| built("gcp", e))?,
+        ));
     }
     if let Some(z) = &cfg.azure {
         out.push(Arc::new(

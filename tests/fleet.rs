@@ -70,7 +70,12 @@ async fn launch(ec2: &aws_sdk_ec2::Client, itype: &str, tags: &[(&str, &str)]) -
 }
 
 async fn state(ec2: &aws_sdk_ec2::Client, id: &str) -> String {
-    let out = ec2.describe_instances().instance_ids(id).send().await.unwrap();
+    let out = ec2
+        .describe_instances()
+        .instance_ids(id)
+        .send()
+        .await
+        .unwrap();
     out.reservations()[0].instances()[0]
         .state()
         .unwrap()
@@ -216,8 +221,8 @@ fn decisions(rows: &[ActionRow], id: &str) -> Vec<String> {
 /// after the grace period; busy, protected, no samples, and busy-during-grace untouched.
 #[tokio::test]
 async fn stop_mode_stops_only_the_idle_unprotected_machine_and_cancels_on_activity() {
-    for db in both_backends().await {
-        for mode in ["stop", "terminate"] {
+    for mode in ["stop", "terminate"] {
+        for db in both_backends().await {
             let moto = Moto::start().await;
             let c = ec2(&moto.url).await;
             let (idle, idle_host) = launch(&c, "p4d.24xlarge", &[("Name", "idle")]).await;
@@ -255,14 +260,23 @@ async fn stop_mode_stops_only_the_idle_unprotected_machine_and_cancels_on_activi
             assert!(!ids.contains(&cpu.as_str()));
             read_between(&e, t0 - chrono::Duration::seconds(120), t0).await;
             let pass = e.run_policy(t0).await.unwrap();
-            assert_eq!((pass.notified, pass.acted), (2, 0), "{} {mode}: {pass:?}", db.backend);
+            assert_eq!(
+                (pass.notified, pass.acted),
+                (2, 0),
+                "{} {mode}: {pass:?}",
+                db.backend
+            );
             // During the grace period `wakes` becomes busy.
             d_wakes.set(55.0);
             let t1 = t0 + chrono::Duration::seconds(300);
             read_between(&e, t0 + chrono::Duration::seconds(15), t1).await;
             let pass = e.run_policy(t1).await.unwrap();
             assert_eq!(pass.acted, 1, "{mode}: {pass:?}");
-            let want = if mode == "stop" { "stopped" } else { "terminated" };
+            let want = if mode == "stop" {
+                "stopped"
+            } else {
+                "terminated"
+            };
             assert_eq!(state(&c, &idle).await, want);
             for id in [&busy, &prot, &silent, &wakes, &cpu] {
                 assert_eq!(state(&c, id).await, "running", "{id} was touched");
@@ -290,7 +304,12 @@ async fn stop_mode_stops_only_the_idle_unprotected_machine_and_cancels_on_activi
             let savings = store.fleet_savings(None, None).await.unwrap();
             // 21.957642 $/h for exactly one minute.
             let expected: Decimal = "0.3659607".parse().unwrap();
-            assert_eq!(savings.totals["USD"].normalize(), expected, "{}", db.backend);
+            assert_eq!(
+                savings.totals["USD"].normalize(),
+                expected,
+                "{}",
+                db.backend
+            );
             assert_eq!(savings.actions, 1);
             // Statuses carry the reasons.
             let (machines, _) = e.machines();
@@ -325,10 +344,17 @@ async fn dry_run_touches_nothing_and_says_what_it_would_have_done() {
         read_between(&e, t0 + chrono::Duration::seconds(15), t1).await;
         e.run_policy(t1).await.unwrap();
         // A steady state writes nothing more.
-        e.run_policy(t1 + chrono::Duration::seconds(60)).await.unwrap();
+        e.run_policy(t1 + chrono::Duration::seconds(60))
+            .await
+            .unwrap();
         assert_eq!(state(&c, &idle).await, "running");
         let rows = store.list_fleet_actions(None, None, 1000).await.unwrap();
-        assert_eq!(decisions(&rows, &idle), ["would_notify", "would_stop"], "{}", db.backend);
+        assert_eq!(
+            decisions(&rows, &idle),
+            ["would_notify", "would_stop"],
+            "{}",
+            db.backend
+        );
         assert!(rows.iter().all(|r| r.mode == "dry_run"));
         assert!(store.list_outbox(None).await.unwrap().is_empty());
     }
@@ -350,7 +376,12 @@ async fn young_machines_and_machines_without_samples_are_never_idle() {
         let pass = e.run_policy(t0).await.unwrap();
         assert_eq!((pass.notified, pass.acted), (0, 0));
         let (machines, _) = e.machines();
-        assert_eq!(machines[0].1.as_ref().unwrap().state, "young", "{}", db.backend);
+        assert_eq!(
+            machines[0].1.as_ref().unwrap().state,
+            "young",
+            "{}",
+            db.backend
+        );
         assert_eq!(state(&c, &young).await, "running");
         assert!(
             store
@@ -364,8 +395,8 @@ async fn young_machines_and_machines_without_samples_are_never_idle() {
 
 #[tokio::test]
 async fn the_rate_limit_and_the_fleet_fraction_hold_actions_back() {
-    for db in both_backends().await {
-        for (per_hour, fraction) in [(1u32, "1"), (10, "0.25")] {
+    for (per_hour, fraction) in [(1u32, "1"), (10, "0.25")] {
+        for db in both_backends().await {
             let moto = Moto::start().await;
             let c = ec2(&moto.url).await;
             let mut targets = Vec::new();
@@ -405,7 +436,12 @@ async fn the_rate_limit_and_the_fleet_fraction_hold_actions_back() {
                 .into_iter()
                 .filter(|r| ids.contains(&r.instance_id))
                 .collect();
-            assert_eq!(held.len(), 3, "{} {per_hour} {fraction}: {held:?}", db.backend);
+            assert_eq!(
+                held.len(),
+                3,
+                "{} {per_hour} {fraction}: {held:?}",
+                db.backend
+            );
         }
     }
 }
@@ -431,11 +467,19 @@ async fn a_failing_stop_is_retried_reported_and_never_recorded_as_done() {
         let t1 = t0 + chrono::Duration::seconds(300);
         read_between(&e, t0 + chrono::Duration::seconds(15), t1).await;
         let pass = e.run_policy(t1).await.unwrap();
-        assert_eq!((pass.acted, pass.failed), (0, 1), "{}: {pass:?}", db.backend);
+        assert_eq!(
+            (pass.acted, pass.failed),
+            (0, 1),
+            "{}: {pass:?}",
+            db.backend
+        );
         // 1 call + 2 retries (aws_settings' max_retries).
         assert_eq!(proxy.calls("StopInstances").len(), 3);
         assert_eq!(state(&c, &id).await, "running");
-        let rows = store.list_fleet_actions(Some(&id), None, 100).await.unwrap();
+        let rows = store
+            .list_fleet_actions(Some(&id), None, 100)
+            .await
+            .unwrap();
         assert_eq!(decisions(&rows, &id), ["notified", "failed"]);
         let failed = &rows[0];
         assert!(failed.error.contains("InternalError"), "{}", failed.error);
@@ -479,8 +523,19 @@ async fn notify_mode_emails_the_owner_and_never_acts() {
         let pass = e.run_policy(t0).await.unwrap();
         assert_eq!((pass.notified, pass.acted), (1, 0));
         // A second pass in the same idle episode sends nothing more.
-        read_between(&e, t0 + chrono::Duration::seconds(15), t0 + chrono::Duration::seconds(60)).await;
-        assert_eq!(e.run_policy(t0 + chrono::Duration::seconds(60)).await.unwrap().notified, 0);
+        read_between(
+            &e,
+            t0 + chrono::Duration::seconds(15),
+            t0 + chrono::Duration::seconds(60),
+        )
+        .await;
+        assert_eq!(
+            e.run_policy(t0 + chrono::Duration::seconds(60))
+                .await
+                .unwrap()
+                .notified,
+            0
+        );
         let alerts = AlertsConfig {
             smtp: SmtpConfig {
                 host: "127.0.0.1".into(),
@@ -510,7 +565,10 @@ async fn notify_mode_emails_the_owner_and_never_acts() {
         assert_eq!(m.rcpt_tos, ["alice@example.com"]);
         assert!(m.subject.contains("train-7"), "{}", m.subject);
         let text = m.text.clone().unwrap_or_default();
-        assert!(text.contains(&format!("bursar fleet keep {id} --for 4h")), "{text}");
+        assert!(
+            text.contains(&format!("bursar fleet keep {id} --for 4h")),
+            "{text}"
+        );
         assert!(text.contains("will not act on it"), "{text}");
         assert_eq!(state(&c, &id).await, "running");
     }
@@ -555,7 +613,10 @@ async fn fleet_service_and_cli_over_a_running_server() {
         }
         assert_eq!(listed.len(), 1, "{}", db.backend);
         let i = &listed[0];
-        assert_eq!((i.id.as_str(), i.gpu_model.as_str(), i.gpu_count), (id.as_str(), "A100", 8));
+        assert_eq!(
+            (i.id.as_str(), i.gpu_model.as_str(), i.gpu_count),
+            (id.as_str(), "A100", 8)
+        );
         assert_eq!(i.price_per_hour.as_ref().unwrap().amount, "21.957642");
         // Launched seconds ago: younger than min_age, whatever its GPUs say.
         assert_eq!(i.idle_state, "young", "{i:?}");
@@ -604,7 +665,11 @@ async fn fleet_service_and_cli_over_a_running_server() {
             .output()
             .await
             .unwrap();
-        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
         let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
         let first = &v["actions"][0];
         assert_eq!(first["decision"], "kept");
@@ -616,9 +681,20 @@ async fn fleet_service_and_cli_over_a_running_server() {
             .await
             .unwrap();
         let table = String::from_utf8_lossy(&out.stdout);
-        assert!(out.status.success() && table.contains("kept-one") && table.contains("8×A100"), "{table}");
+        assert!(
+            out.status.success() && table.contains("kept-one") && table.contains("8×A100"),
+            "{table}"
+        );
         let out = tokio::process::Command::new(env!("CARGO_BIN_EXE_bursar"))
-            .args(["fleet", "keep", "nope", "--for", "1h", "--server", &server.url])
+            .args([
+                "fleet",
+                "keep",
+                "nope",
+                "--for",
+                "1h",
+                "--server",
+                &server.url,
+            ])
             .output()
             .await
             .unwrap();
@@ -641,8 +717,17 @@ fn a_bad_idle_gpu_config_exits_2_naming_the_key() {
     let path = dir.path().join("bursar.toml");
     std::fs::write(&path, "[idle_gpu]\nenabled = true\nmode = \"nuke\"\n").unwrap();
     let out = std::process::Command::new(env!("CARGO_BIN_EXE_bursar"))
-        .args(["serve", "--config", path.to_str().unwrap(), "--listen", "127.0.0.1:0"])
-        .env("BURSAR_DATABASE_URL", format!("sqlite://{}", dir.path().join("b.db").display()))
+        .args([
+            "serve",
+            "--config",
+            path.to_str().unwrap(),
+            "--listen",
+            "127.0.0.1:0",
+        ])
+        .env(
+            "BURSAR_DATABASE_URL",
+            format!("sqlite://{}", dir.path().join("b.db").display()),
+        )
         .output()
         .unwrap();
     let err = String::from_utf8_lossy(&out.stderr);

@@ -147,8 +147,17 @@ pub async fn run(cmd: FleetCommand) -> Result<(), CliError> {
                 "{}",
                 display::list(
                     &[
-                        "PROVIDER", "ID", "NAME", "TYPE", "GPUS", "STATE", "IDLE", "MAX UTIL",
-                        "SAMPLES", "$/HOUR", "ACTION DUE"
+                        "PROVIDER",
+                        "ID",
+                        "NAME",
+                        "TYPE",
+                        "GPUS",
+                        "STATE",
+                        "IDLE",
+                        "MAX UTIL",
+                        "SAMPLES",
+                        "$/HOUR",
+                        "ACTION DUE"
                     ],
                     &rows,
                     "GPU machines"
@@ -275,7 +284,10 @@ pub async fn run(cmd: FleetCommand) -> Result<(), CliError> {
                     vec![
                         d.day.clone(),
                         display::cents(&amount(&d.avoided)),
-                        d.avoided.as_ref().map(|m| m.currency.clone()).unwrap_or_default(),
+                        d.avoided
+                            .as_ref()
+                            .map(|m| m.currency.clone())
+                            .unwrap_or_default(),
                         d.hours.clone(),
                     ]
                 })

@@ -85,7 +85,10 @@ mod tests {
         assert_eq!(d6.hours(), Decimal::new(125, 2));
         assert_eq!(d5.amount, "49.15890".parse::<Decimal>().unwrap());
         // One minute: exact, not a rounded 1/60 of an hour times the price.
-        assert_eq!(cost_of(price, 60_000), "0.54621".parse::<Decimal>().unwrap());
+        assert_eq!(
+            cost_of(price, 60_000),
+            "0.54621".parse::<Decimal>().unwrap()
+        );
         assert_eq!(d6.amount + d5.amount, price * Decimal::new(275, 2));
     }
 
@@ -111,6 +114,9 @@ mod tests {
             None,
         );
         assert_eq!(days.len(), 1);
-        assert_eq!(days[&"2026-12-07".parse().unwrap()].hours(), Decimal::from(24));
+        assert_eq!(
+            days[&"2026-12-07".parse().unwrap()].hours(),
+            Decimal::from(24)
+        );
     }
 }

@@ -74,12 +74,22 @@ impl IdleNotice {
 
     fn lines(&self) -> Vec<(&'static str, String)> {
         vec![
-            ("Machine", format!("{} ({})", self.instance_name, self.instance_id)),
+            (
+                "Machine",
+                format!("{} ({})", self.instance_name, self.instance_id),
+            ),
             (
                 "Where",
                 format!("{} {} {}", self.provider, self.region, self.instance_type),
             ),
-            ("GPUs", if self.gpus.is_empty() { "unknown".into() } else { self.gpus.clone() }),
+            (
+                "GPUs",
+                if self.gpus.is_empty() {
+                    "unknown".into()
+                } else {
+                    self.gpus.clone()
+                },
+            ),
             ("Costs", self.cost()),
             ("Evidence", self.evidence()),
             ("What happens", self.what_happens()),
@@ -90,9 +100,7 @@ impl IdleNotice {
     /// (subject, text, html).
     pub fn email(&self) -> (String, String, String) {
         let mut text = String::from("A GPU machine has been idle.\n\n");
-        let mut html = String::from(
-            "<html><body><p>A GPU machine has been idle.</p><table>",
-        );
+        let mut html = String::from("<html><body><p>A GPU machine has been idle.</p><table>");
         for (k, v) in self.lines() {
             text.push_str(&format!("{k}: {v}\n"));
             html.push_str(&format!(
@@ -179,7 +187,10 @@ mod tests {
     fn the_notice_says_what_when_why_and_how_to_keep_it() {
         let (subject, text, html) = notice().email();
         assert!(subject.contains("train<1>") && subject.contains("p4d.24xlarge"));
-        assert!(text.contains("bursar will stop it at 2026-12-06 10:15 UTC"), "{text}");
+        assert!(
+            text.contains("bursar will stop it at 2026-12-06 10:15 UTC"),
+            "{text}"
+        );
         assert!(text.contains("bursar fleet keep i-0abc --for 4h"));
         assert!(text.contains("highest GPU utilisation 0.5% over the last 30m"));
         assert!(text.contains("32.77 USD/hour"), "{text}");
@@ -189,7 +200,10 @@ mod tests {
         assert_eq!(slack["blocks"][1]["fields"].as_array().unwrap().len(), 7);
         let m = notice().messages(&["a@example.com".into()], &["http://hook".into()]);
         assert_eq!(m.len(), 2);
-        assert_eq!((m[0].channel.as_str(), m[1].channel.as_str()), ("email", "slack"));
+        assert_eq!(
+            (m[0].channel.as_str(), m[1].channel.as_str()),
+            ("email", "slack")
+        );
     }
 
     #[test]

@@ -120,7 +120,11 @@ impl proto::fleet_service_server::FleetService for FleetApi {
     ) -> Result<Response<proto::ListInstancesResponse>, Status> {
         let r = request.into_inner();
         let provider = provider_from_proto(r.provider, "provider")?;
-        let stored = self.store.list_fleet_instances().await.map_err(store_status)?;
+        let stored = self
+            .store
+            .list_fleet_instances()
+            .await
+            .map_err(store_status)?;
         let (statuses, inventory_at) = match &self.engine {
             Some(e) => {
                 let (machines, at) = e.machines();
@@ -156,7 +160,12 @@ impl proto::fleet_service_server::FleetService for FleetApi {
         } else {
             // A name is resolved to its id; an id the inventory no longer holds still has
             // its history.
-            match self.store.find_fleet_instance(key).await.map_err(store_status)? {
+            match self
+                .store
+                .find_fleet_instance(key)
+                .await
+                .map_err(store_status)?
+            {
                 Ok(Some(s)) => Some(s.instance.id),
                 Ok(None) => Some(key.to_string()),
                 Err(many) => {
@@ -185,7 +194,11 @@ impl proto::fleet_service_server::FleetService for FleetApi {
         if !decision.is_empty() && !DECISIONS.contains(&decision) {
             return Err(FieldError::new(
                 "decision",
-                format!("{}: expected one of {}", quote(decision), DECISIONS.join(", ")),
+                format!(
+                    "{}: expected one of {}",
+                    quote(decision),
+                    DECISIONS.join(", ")
+                ),
             )
             .into());
         }
@@ -222,7 +235,12 @@ impl proto::fleet_service_server::FleetService for FleetApi {
         let d = keep_duration(&r.r#for)?;
         let reason = limited(r.reason.trim(), limits::KEEP_REASON, "reason")?;
         let by = limited(r.requested_by.trim(), limits::KEEP_REASON, "requested_by")?;
-        let found = match self.store.find_fleet_instance(key).await.map_err(store_status)? {
+        let found = match self
+            .store
+            .find_fleet_instance(key)
+            .await
+            .map_err(store_status)?
+        {
             Ok(Some(s)) => s,
             Ok(None) => {
                 return Err(Status::not_found(format!(
@@ -257,7 +275,11 @@ impl proto::fleet_service_server::FleetService for FleetApi {
                 "kept until {} by {}{}",
                 until.to_rfc3339(),
                 if by.is_empty() { "an operator" } else { by },
-                if reason.is_empty() { String::new() } else { format!(": {reason}") }
+                if reason.is_empty() {
+                    String::new()
+                } else {
+                    format!(": {reason}")
+                }
             ),
             evidence: "{}".into(),
             price_per_hour: found.price_per_hour,
@@ -314,11 +336,7 @@ impl proto::fleet_service_server::FleetService for FleetApi {
                     hours: d.hours().normalize().to_string(),
                 })
                 .collect(),
-            total: s
-                .totals
-                .iter()
-                .map(|(c, a)| as_money(*a, c))
-                .collect(),
+            total: s.totals.iter().map(|(c, a)| as_money(*a, c)).collect(),
             actions: s.actions,
         }))
     }

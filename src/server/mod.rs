@@ -216,7 +216,10 @@ pub async fn run(
                 + config.fleet.azure.is_some() as u8,
             "idle-GPU enforcement enabled"
         );
-        loops.push(tokio::spawn(tasks::fleet::run_fleet(e.clone(), stop_rx.clone())));
+        loops.push(tokio::spawn(tasks::fleet::run_fleet(
+            e.clone(),
+            stop_rx.clone(),
+        )));
         Some(e)
     } else {
         None

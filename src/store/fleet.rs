@@ -109,7 +109,7 @@ macro_rules! instance_from_row {
         let gpu_model: String = r.try_get(8)?;
         let managed_by: String = r.try_get(14)?;
         let protection: String = r.try_get(15)?;
-        let gpu_count: i64 = r.try_get(9)?;
+        let gpu_count: i32 = r.try_get(9)?;
         let state: String = r.try_get(10)?;
         StoredInstance {
             instance: FleetInstance {
@@ -122,7 +122,7 @@ macro_rules! instance_from_row {
                 zone: r.try_get(6)?,
                 instance_type: r.try_get(7)?,
                 gpu_model: (!gpu_model.is_empty()).then_some(gpu_model),
-                gpu_count: gpu_count.clamp(0, u32::MAX as i64) as u32,
+                gpu_count: gpu_count.max(0) as u32,
                 labels: serde_json::from_str(&labels).map_err(|e| StoreError::Corrupt {
                     table: T,
                     detail: format!("labels: {e}"),
@@ -248,7 +248,7 @@ impl Store {
                     .bind(&i.zone)
                     .bind(&i.instance_type)
                     .bind(i.gpu_model.as_deref().unwrap_or(""))
-                    .bind(i64::from(i.gpu_count))
+                    .bind(i32::try_from(i.gpu_count).unwrap_or(i32::MAX))
                     .bind(i.state.as_str())
                     .bind(i.launched_at)
                     .bind(&i.private_hostname)
@@ -404,7 +404,10 @@ impl Store {
         const SQL: &str = "SELECT provider, instance_id, until_at, reason, requested_by \
              FROM fleet_keep WHERE until_at > $1 ORDER BY provider, instance_id";
         both!(self, Store, |s, spell| {
-            let rows = sqlx::query(&spell(SQL)).bind(now).fetch_all(s.pool()).await?;
+            let rows = sqlx::query(&spell(SQL))
+                .bind(now)
+                .fetch_all(s.pool())
+                .await?;
             rows.iter()
                 .map(|r| {
                     let p: String = r.try_get(0)?;
@@ -424,7 +427,11 @@ impl Store {
 
     /// Appends one audit row; returns its id.
     pub async fn record_fleet_action(&self, a: &ActionRow) -> Result<i64, StoreError> {
-        Ok(both!(self, Store, |s, spell| insert_action!(spell, a, s.pool())))
+        Ok(both!(self, Store, |s, spell| insert_action!(
+            spell,
+            a,
+            s.pool()
+        )))
     }
 
     /// Audit rows, newest first: all, or one machine's (by id), or one decision's.

@@ -20,6 +20,7 @@ use chrono::{DateTime, Utc};
 use rust_decimal::Decimal;
 
 use crate::config::IdleGpuConfig;
+use crate::domain::Market;
 use crate::domain::Provider;
 use crate::domain::catalog::CatalogHandle;
 use crate::domain::fleet::{FleetInstance, GpuSample, SampleSource};
@@ -27,7 +28,6 @@ use crate::domain::idle::{
     Action, Audit, Case, CaseChange, Command, FleetView, IdleMode, IdlePolicy, InstanceView,
     Outcome, SampleWindow, Stage, Verdict, WindowSummary, evaluate, managed_by,
 };
-use crate::domain::Market;
 use crate::fleet::{Done, Fleet, FleetError};
 use crate::notify::idle_notice::IdleNotice;
 use crate::store::fleet::ActionRow;
@@ -44,6 +44,9 @@ pub struct InstanceStatus {
     pub due_at: Option<DateTime<Utc>>,
     pub kept_until: Option<DateTime<Utc>>,
 }
+
+/// A machine and what the policy last said about it (`None` before its first pass).
+pub type MachineStatus = (Machine, Option<InstanceStatus>);
 
 /// One inventoried GPU machine with its hourly on-demand price.
 #[derive(Clone, Debug)]
@@ -177,10 +180,7 @@ impl FleetEngine {
                 && let Some(a) = &o.attrs
                 && a.gpu_count > 0.0
             {
-                gpus = a
-                    .gpu_model
-                    .clone()
-                    .map(|m| (m, a.gpu_count.round() as u32));
+                gpus = a.gpu_model.clone().map(|m| (m, a.gpu_count.round() as u32));
             }
             if k.market == Market::OnDemand
                 && k.region == region
@@ -236,7 +236,11 @@ impl FleetEngine {
             if let Err(e) = self.store.write_fleet_inventory(provider, &rows, now).await {
                 tracing::warn!(provider = provider.as_str(), error = %e, "storing the inventory failed");
             }
-            tracing::debug!(provider = provider.as_str(), gpu_machines = machines.len(), "fleet inventory");
+            tracing::debug!(
+                provider = provider.as_str(),
+                gpu_machines = machines.len(),
+                "fleet inventory"
+            );
             let mut st = self.state();
             st.machines.insert(provider, machines);
             st.inventory_at = Some(now);
@@ -244,8 +248,9 @@ impl FleetEngine {
         errors
     }
 
-    /// The machines of the last inventory, with the policy's last word on each.
-    pub fn machines(&self) -> (Vec<(Machine, Option<InstanceStatus>)>, Option<DateTime<Utc>>) {
+    /// The machines of the last inventory, with the policy's last word on each, and when
+    /// that inventory was taken.
+    pub fn machines(&self) -> (Vec<MachineStatus>, Option<DateTime<Utc>>) {
         let st = self.state();
         let mut out: Vec<_> = st
             .machines
@@ -357,7 +362,9 @@ impl FleetEngine {
                 Ok(c) => {
                     cases.insert(k, c);
                 }
-                Err(e) => tracing::warn!(instance = %k.1, error = %e, "unreadable fleet case dropped"),
+                Err(e) => {
+                    tracing::warn!(instance = %k.1, error = %e, "unreadable fleet case dropped")
+                }
             }
         }
         let fleet = FleetView {
@@ -405,6 +412,15 @@ impl FleetEngine {
                 }
             })
             .collect();
+        // Cases of machines the inventory no longer holds end with them.
+        for (provider, id) in cases.keys() {
+            if !machines
+                .iter()
+                .any(|m| m.instance.provider == *provider && &m.instance.id == id)
+            {
+                self.store.close_fleet_case(*provider, id).await?;
+            }
+        }
         let outcomes = evaluate(&self.policy, now, &views, &fleet);
         drop(views);
         let mut pass = PassSummary {
@@ -422,7 +438,14 @@ impl FleetEngine {
         Ok(pass)
     }
 
-    fn action_row(&self, m: &Machine, decision: &str, reason: &str, evidence: &str, now: DateTime<Utc>) -> ActionRow {
+    fn action_row(
+        &self,
+        m: &Machine,
+        decision: &str,
+        reason: &str,
+        evidence: &str,
+        now: DateTime<Utc>,
+    ) -> ActionRow {
         ActionRow {
             id: 0,
             at: now,
@@ -527,7 +550,10 @@ impl FleetEngine {
                 let reason = format!(
                     "idle; notice queued to {} recipient(s){}",
                     messages.len(),
-                    due_at.map_or(String::new(), |d| format!(", action due {}", d.to_rfc3339()))
+                    due_at.map_or(String::new(), |d| format!(
+                        ", action due {}",
+                        d.to_rfc3339()
+                    ))
                 );
                 let opened = case_after.as_ref().map_or(now, |c| c.opened_at);
                 self.store
@@ -541,8 +567,7 @@ impl FleetEngine {
             }
             Command::Act(action) => {
                 let terminate = action == Action::Terminate;
-                let Some(fleet) = self.fleets.iter().find(|f| f.provider() == inst.provider)
-                else {
+                let Some(fleet) = self.fleets.iter().find(|f| f.provider() == inst.provider) else {
                     return Ok(());
                 };
                 let result = if terminate {
@@ -555,7 +580,9 @@ impl FleetEngine {
                     Ok(done) => {
                         let reason = match done {
                             Done::Now => format!("idle through the grace period; {word}"),
-                            Done::Already => format!("idle through the grace period; was already {word}"),
+                            Done::Already => {
+                                format!("idle through the grace period; was already {word}")
+                            }
                         };
                         // The case stays (stage `acted`) until an inventory sees the machine
                         // stopped: the policy closes it then.
@@ -568,7 +595,10 @@ impl FleetEngine {
                         let mut row = self.action_row(
                             m,
                             "failed",
-                            &format!("{} failed; retried after the grace period", if terminate { "terminate" } else { "stop" }),
+                            &format!(
+                                "{} failed; retried after the grace period",
+                                if terminate { "terminate" } else { "stop" }
+                            ),
                             &evidence,
                             now,
                         );

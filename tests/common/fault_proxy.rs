@@ -136,4 +136,3 @@ async fn proxy(
     let bytes = answer.bytes().await.unwrap();
     (status, [("content-type", ctype)], bytes).into_response()
 }
-
