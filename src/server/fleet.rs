@@ -9,6 +9,8 @@ use crate::store::Store;
 
 pub struct FleetApi {
     pub store: Store,
+    /// Where pushed samples are stored (group commit).
+    pub samples: utilization::SampleWriter,
 }
 
 fn lands_later(rpc: &str) -> Status {
@@ -49,8 +51,10 @@ impl FleetService for FleetApi {
         &self,
         req: Request<proto::ReportGpuUtilizationRequest>,
     ) -> Result<Response<proto::ReportGpuUtilizationResponse>, Status> {
-        let (resp, _stored) =
-            utilization::report(&self.store, req.into_inner(), chrono::Utc::now()).await?;
+        let (resp, _stored) = self
+            .samples
+            .report(req.into_inner(), chrono::Utc::now())
+            .await?;
         utilization::rejection_status(resp).map(Response::new)
     }
 }

@@ -295,6 +295,7 @@ pub async fn run(
         .add_service(proto::fleet_service_server::FleetServiceServer::new(
             fleet::FleetApi {
                 store: store.clone(),
+                samples: utilization::SampleWriter::spawn(store.clone()),
             },
         ))
         .serve_with_incoming_shutdown(
