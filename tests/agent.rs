@@ -434,6 +434,39 @@ async fn more_than_ten_thousand_samples_in_one_call_are_refused_whole() {
     }
 }
 
+/// Many pushes at once go through the group-commit writer: each is answered with exactly
+/// its own samples, and all of them are stored.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn concurrent_pushes_are_stored_together_and_each_gets_its_own_answer() {
+    for db in common::both_backends().await {
+        let store = Store::open(&db.url).await.unwrap();
+        let writer = bursar::server::utilization::SampleWriter::spawn(store.clone());
+        let mut calls = Vec::new();
+        for m in 0..300 {
+            let writer = writer.clone();
+            calls.push(tokio::spawn(async move {
+                let id = format!("i-{m:04}");
+                let batch: Vec<GpuSample> = (0..8)
+                    .map(|g| sample(&id, &g.to_string(), 1_000 + m, g as f64))
+                    .collect();
+                let back = writer.write(batch.clone()).await.unwrap();
+                assert_eq!(back, batch);
+            }));
+        }
+        for c in calls {
+            c.await.unwrap();
+        }
+        assert_eq!(writer.write(Vec::new()).await.unwrap(), vec![]);
+        let stored = store.gpu_samples_since(ms(0)).await.unwrap();
+        assert_eq!(stored.len(), 2_400, "{}", db.backend);
+        for m in [0, 150, 299] {
+            let id = format!("i-{m:04}");
+            assert_eq!(stored.iter().filter(|s| s.instance_id == id).count(), 8);
+        }
+        store.close().await;
+    }
+}
+
 // ---------------------------------------------------------------------------------------
 // bursar agent
 

@@ -26,6 +26,8 @@ pub struct FleetApi {
     pub store: Store,
     /// `None` when `[idle_gpu]` is off: the inventory is read from the store, with no verdicts.
     pub engine: Option<Arc<FleetEngine>>,
+    /// Where pushed samples are stored (group commit).
+    pub samples: utilization::SampleWriter,
 }
 
 fn money(amount: Option<rust_decimal::Decimal>, currency: &str) -> Option<proto::Money> {
@@ -345,8 +347,7 @@ impl proto::fleet_service_server::FleetService for FleetApi {
         &self,
         request: Request<proto::ReportGpuUtilizationRequest>,
     ) -> Result<Response<proto::ReportGpuUtilizationResponse>, Status> {
-        let (answer, stored) =
-            utilization::report(&self.store, request.into_inner(), Utc::now()).await?;
+        let (answer, stored) = self.samples.report(request.into_inner(), Utc::now()).await?;
         if let Some(e) = &self.engine {
             e.feed(&stored);
         }

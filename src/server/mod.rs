@@ -327,6 +327,7 @@ pub async fn run(
             fleet::FleetApi {
                 store: store.clone(),
                 engine: fleet_engine.clone(),
+                samples: utilization::SampleWriter::spawn(store.clone()),
             },
         ))
         .serve_with_incoming_shutdown(

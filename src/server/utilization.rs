@@ -6,8 +6,15 @@
 //! the first bad sample's index and field and counts the stored ones, and its details are a
 //! `google.rpc.Status` (the gRPC rich error model, what `grpc-status-details-bin` carries)
 //! whose one `Any` is the `ReportGpuUtilizationResponse`. `response_in_status` reads it back.
+//!
+//! The server stores pushes through a `SampleWriter` (group commit): an agent pushes a few
+//! samples at a time, and one transaction per push would cost SQLite a WAL write of every
+//! page it touches for each push. The writer stores all the pushes waiting at once in one
+//! insert and answers each when it is stored; under light load a push is stored alone,
+//! without waiting.
 use chrono::{DateTime, Duration, Utc};
 use prost::Message as _;
+use tokio::sync::{mpsc, oneshot};
 use tonic::{Code, Status};
 
 use super::errors::store_status;
@@ -79,16 +86,12 @@ pub fn sample(s: &proto::GpuUtilizationSample, now: DateTime<Utc>) -> Result<Gpu
     Ok(sample)
 }
 
-/// Checks a batch, stores its good samples and answers how many were stored and which were
-/// rejected (with the stored samples, for the idle policy's in-memory windows). `Err` only
-/// for the whole batch: more than `limits::GPU_SAMPLES` samples (nothing stored), or the
-/// store failing. A response with rejections is turned into INVALID_ARGUMENT by
-/// `rejection_status` (the handler's answer).
-pub async fn report(
-    store: &Store,
-    req: proto::ReportGpuUtilizationRequest,
+/// Checks a batch: its good samples, and a rejection (index, field, reason) for each bad
+/// one. `Err` for more than `limits::GPU_SAMPLES` samples.
+pub fn check(
+    req: &proto::ReportGpuUtilizationRequest,
     now: DateTime<Utc>,
-) -> Result<(proto::ReportGpuUtilizationResponse, Vec<GpuSample>), Status> {
+) -> Result<(Vec<GpuSample>, Vec<proto::RejectedSample>), Status> {
     limits::GPU_SAMPLES
         .check(req.samples.len())
         .map_err(|e| Status::invalid_argument(format!("samples: {e}")))?;
@@ -111,6 +114,20 @@ pub async fn report(
             "ReportGpuUtilization: samples rejected"
         );
     }
+    Ok((good, rejected))
+}
+
+/// Checks a batch, stores its good samples and answers how many were stored and which were
+/// rejected (with the stored samples, for the idle policy's in-memory windows). `Err` only
+/// for the whole batch: more than `limits::GPU_SAMPLES` samples (nothing stored), or the
+/// store failing. A response with rejections is turned into INVALID_ARGUMENT by
+/// `rejection_status` (the handler's answer).
+pub async fn report(
+    store: &Store,
+    req: proto::ReportGpuUtilizationRequest,
+    now: DateTime<Utc>,
+) -> Result<(proto::ReportGpuUtilizationResponse, Vec<GpuSample>), Status> {
+    let (good, rejected) = check(&req, now)?;
     let accepted = store
         .insert_gpu_samples(&good)
         .await
@@ -119,6 +136,106 @@ pub async fn report(
         proto::ReportGpuUtilizationResponse { accepted, rejected },
         good,
     ))
+}
+
+/// Samples stored in one transaction at most by the `SampleWriter`.
+pub const GROUP_MAX: usize = 50_000;
+
+/// Pushes waiting for the writer; a handler waits for room beyond this.
+const QUEUE: usize = 1024;
+
+type Job = (
+    Vec<GpuSample>,
+    oneshot::Sender<Result<Vec<GpuSample>, Status>>,
+);
+
+/// Group commit of pushed samples: every push waiting when the previous insert ends goes
+/// into the next one, up to `GROUP_MAX` samples. Cheap to clone; the task ends when the
+/// last clone is dropped.
+#[derive(Clone)]
+pub struct SampleWriter {
+    jobs: mpsc::Sender<Job>,
+}
+
+impl SampleWriter {
+    /// Starts the writer's task on `store`.
+    pub fn spawn(store: Store) -> SampleWriter {
+        let (jobs, rx) = mpsc::channel(QUEUE);
+        tokio::spawn(write_groups(store, rx));
+        SampleWriter { jobs }
+    }
+
+    /// Stores `samples` (with others waiting, in one transaction) and gives them back.
+    pub async fn write(&self, samples: Vec<GpuSample>) -> Result<Vec<GpuSample>, Status> {
+        if samples.is_empty() {
+            return Ok(samples);
+        }
+        let gone = || Status::unavailable("the sample writer has stopped (server shutting down)");
+        let (tx, rx) = oneshot::channel();
+        self.jobs.send((samples, tx)).await.map_err(|_| gone())?;
+        rx.await.map_err(|_| gone())?
+    }
+
+    /// `report`, storing through the writer.
+    pub async fn report(
+        &self,
+        req: proto::ReportGpuUtilizationRequest,
+        now: DateTime<Utc>,
+    ) -> Result<(proto::ReportGpuUtilizationResponse, Vec<GpuSample>), Status> {
+        let (good, rejected) = check(&req, now)?;
+        let good = self.write(good).await?;
+        Ok((
+            proto::ReportGpuUtilizationResponse {
+                accepted: good.len() as u32,
+                rejected,
+            },
+            good,
+        ))
+    }
+}
+
+/// The writer's task: one insert per group of waiting jobs; each job gets its samples back
+/// once they are stored, or the error.
+async fn write_groups(store: Store, mut rx: mpsc::Receiver<Job>) {
+    while let Some(first) = rx.recv().await {
+        let mut n = first.0.len();
+        let mut jobs = vec![first];
+        while n < GROUP_MAX {
+            match rx.try_recv() {
+                Ok(job) => {
+                    n += job.0.len();
+                    jobs.push(job);
+                }
+                Err(_) => break,
+            }
+        }
+        if jobs.len() == 1 {
+            let (samples, reply) = jobs.pop().expect("one job");
+            let r = store.insert_gpu_samples(&samples).await;
+            let _ = reply.send(r.map(|_| samples).map_err(store_status));
+            continue;
+        }
+        let mut all = Vec::with_capacity(n);
+        let mut replies = Vec::with_capacity(jobs.len());
+        for (samples, reply) in jobs {
+            replies.push((samples.len(), reply));
+            all.extend(samples);
+        }
+        match store.insert_gpu_samples(&all).await {
+            Ok(_) => {
+                for (len, reply) in replies.into_iter().rev() {
+                    let mine = all.split_off(all.len() - len);
+                    let _ = reply.send(Ok(mine));
+                }
+            }
+            Err(e) => {
+                let status = store_status(e);
+                for (_, reply) in replies {
+                    let _ = reply.send(Err(status.clone()));
+                }
+            }
+        }
+    }
 }
 
 /// The answer to a batch: OK with the response when nothing was rejected, else

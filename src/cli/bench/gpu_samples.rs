@@ -95,17 +95,62 @@ async fn naive_insert(store: &Store, samples: &[GpuSample]) -> Result<(), String
     Ok(())
 }
 
+/// `samples` pushed to an in-process server on `url` in calls of `batch`, `concurrency` in
+/// flight.
+async fn grpc(
+    url: &str,
+    samples: &[GpuSample],
+    batch: usize,
+    concurrency: usize,
+) -> Result<super::load::LoadStats, String> {
+    let (addr, stop, server) = start_server(url.to_string()).await?;
+    let channel = crate::cli::agent::push::lazy_channel(&addr.to_string())?;
+    let client = proto::fleet_service_client::FleetServiceClient::new(channel)
+        .max_decoding_message_size(16 << 20)
+        .max_encoding_message_size(16 << 20);
+    let requests: std::sync::Arc<Vec<proto::ReportGpuUtilizationRequest>> = std::sync::Arc::new(
+        samples
+            .chunks(batch)
+            .map(|c| proto::ReportGpuUtilizationRequest {
+                samples: c.iter().map(to_proto).collect(),
+            })
+            .collect(),
+    );
+    let n = requests.len() as u64;
+    let stats = drive(concurrency.max(1), n, move |_, i| {
+        let (mut client, requests) = (client.clone(), requests.clone());
+        async move {
+            let req = requests[i as usize].clone();
+            client.report_gpu_utilization(req).await.is_ok()
+        }
+    })
+    .await;
+    let _ = stop.send(());
+    let _ = server.await;
+    if stats.errors > 0 {
+        return Err(format!(
+            "{} ReportGpuUtilization calls failed",
+            stats.errors
+        ));
+    }
+    Ok(stats)
+}
+
 /// `bursar bench gpu-samples`: per database, `samples` samples through the store in
-/// batches of `batch`, `naive` through the baseline, and `samples` pushed over gRPC with
-/// `concurrency` calls in flight.
+/// batches of `batch`, `naive` through the baseline, then over gRPC: `samples` in calls of
+/// `batch` with `concurrency` in flight, and a quarter as many in agent-sized pushes of
+/// `push` with `push_concurrency` in flight (the group commit at work).
 pub async fn bench_gpu_samples(
     urls: &[String],
     samples: usize,
     naive: usize,
     batch: usize,
     concurrency: usize,
+    push: usize,
+    push_concurrency: usize,
 ) -> Result<(), String> {
     let batch = batch.clamp(1, crate::domain::limits::GPU_SAMPLES.max);
+    let push = push.clamp(1, crate::domain::limits::GPU_SAMPLES.max);
     crate::outln!(
         "machine: {} cores; {samples} samples ({GPUS} GPUs per machine, 15 s apart) in batches of {batch}",
         cores()
@@ -142,44 +187,21 @@ pub async fn bench_gpu_samples(
         );
         store.close().await;
 
-        let (addr, stop, server) = start_server(url.clone()).await?;
-        let channel = crate::cli::agent::push::lazy_channel(&addr.to_string())?;
-        let client = proto::fleet_service_client::FleetServiceClient::new(channel)
-            .max_decoding_message_size(16 << 20)
-            .max_encoding_message_size(16 << 20);
-        let requests: std::sync::Arc<Vec<proto::ReportGpuUtilizationRequest>> = std::sync::Arc::new(
-            all.chunks(batch)
-                .map(|c| proto::ReportGpuUtilizationRequest {
-                    samples: c.iter().map(to_proto).collect(),
-                })
-                .collect(),
-        );
-        let n = requests.len() as u64;
-        let stats = drive(concurrency.max(1), n, move |_, i| {
-            let (mut client, requests) = (client.clone(), requests.clone());
-            async move {
-                let req = requests[i as usize].clone();
-                client.report_gpu_utilization(req).await.is_ok()
-            }
-        })
-        .await;
-        let _ = stop.send(());
-        let _ = server.await;
-        if stats.errors > 0 {
-            return Err(format!(
-                "{backend}: {} ReportGpuUtilization calls failed",
-                stats.errors
-            ));
+        for (what, batch, concurrency, n) in [
+            ("batches", batch, concurrency, samples),
+            ("agent pushes", push, push_concurrency, samples / 4),
+        ] {
+            let stats = grpc(url, &all[..n], batch, concurrency).await?;
+            let store = Store::open(url).await.map_err(|e| e.to_string())?;
+            count_and_clear(&store, n, "ReportGpuUtilization").await?;
+            store.close().await;
+            crate::outln!(
+                "{backend}: ReportGpuUtilization over loopback gRPC, {what} of {batch}, {concurrency} calls in flight: {:.0} samples/s (p50 {:.1} ms, p99 {:.1} ms per call)",
+                n as f64 / stats.seconds,
+                stats.p50.as_secs_f64() * 1e3,
+                stats.p99.as_secs_f64() * 1e3
+            );
         }
-        let store = Store::open(url).await.map_err(|e| e.to_string())?;
-        count_and_clear(&store, samples, "ReportGpuUtilization").await?;
-        store.close().await;
-        crate::outln!(
-            "{backend}: ReportGpuUtilization over loopback gRPC, {concurrency} calls in flight: {:.0} samples/s (p50 {:.1} ms, p99 {:.1} ms per call of {batch})",
-            samples as f64 / stats.seconds,
-            stats.p50.as_secs_f64() * 1e3,
-            stats.p99.as_secs_f64() * 1e3
-        );
     }
     Ok(())
 }

@@ -87,6 +87,12 @@ pub enum BenchCommand {
         /// Calls in flight over gRPC.
         #[arg(long, default_value_t = 2)]
         concurrency: usize,
+        /// Samples per agent-sized push (one machine's GPUs).
+        #[arg(long, default_value_t = 8)]
+        push: usize,
+        /// Agent pushes in flight over gRPC.
+        #[arg(long, default_value_t = 256)]
+        push_concurrency: usize,
     },
 }
 
@@ -130,8 +136,19 @@ pub async fn run(cmd: BenchCommand) -> Result<(), CliError> {
             naive,
             batch,
             concurrency,
+            push,
+            push_concurrency,
         } => {
-            gpu_samples::bench_gpu_samples(&database_urls, samples, naive, batch, concurrency).await
+            gpu_samples::bench_gpu_samples(
+                &database_urls,
+                samples,
+                naive,
+                batch,
+                concurrency,
+                push,
+                push_concurrency,
+            )
+            .await
         }
     }
     .map_err(CliError::Failed)
