@@ -347,7 +347,10 @@ impl proto::fleet_service_server::FleetService for FleetApi {
         &self,
         request: Request<proto::ReportGpuUtilizationRequest>,
     ) -> Result<Response<proto::ReportGpuUtilizationResponse>, Status> {
-        let (answer, stored) = self.samples.report(request.into_inner(), Utc::now()).await?;
+        let (answer, stored) = self
+            .samples
+            .report(request.into_inner(), Utc::now())
+            .await?;
         if let Some(e) = &self.engine {
             e.feed(&stored);
         }
