@@ -12,6 +12,7 @@ use tonic::{Request, Response, Status};
 use super::convert::{limited, provider_from_proto, provider_to_proto, timestamp};
 use super::errors::{FieldError, store_status};
 use super::utilization;
+use crate::domain::idle::Decision;
 use crate::domain::limits;
 use crate::domain::quote::quote;
 use crate::proto;
@@ -45,6 +46,19 @@ fn opt_ts(t: Option<DateTime<Utc>>) -> Option<prost_types::Timestamp> {
 fn from_ts(t: &prost_types::Timestamp, field: &'static str) -> Result<DateTime<Utc>, FieldError> {
     DateTime::from_timestamp(t.seconds, t.nanos.max(0) as u32)
         .ok_or_else(|| FieldError::new(field, "timestamp out of range"))
+}
+
+/// The machine whose id or name is `key`; a name several machines hold is
+/// INVALID_ARGUMENT listing them.
+async fn find_instance(store: &Store, key: &str) -> Result<Option<StoredInstance>, Status> {
+    match store.find_fleet_instance(key).await.map_err(store_status)? {
+        Ok(found) => Ok(found),
+        Err(many) => Err(Status::invalid_argument(format!(
+            "instance: the name {} is held by several machines ({}); give the id",
+            quote(key),
+            many.join(", ")
+        ))),
+    }
 }
 
 fn instance_message(s: &StoredInstance, status: Option<&InstanceStatus>) -> proto::GpuInstance {
@@ -162,45 +176,17 @@ impl proto::fleet_service_server::FleetService for FleetApi {
         } else {
             // A name is resolved to its id; an id the inventory no longer holds still has
             // its history.
-            match self
-                .store
-                .find_fleet_instance(key)
-                .await
-                .map_err(store_status)?
-            {
-                Ok(Some(s)) => Some(s.instance.id),
-                Ok(None) => Some(key.to_string()),
-                Err(many) => {
-                    return Err(Status::invalid_argument(format!(
-                        "instance: the name {} is held by several machines ({}); give the id",
-                        quote(key),
-                        many.join(", ")
-                    )));
-                }
+            match find_instance(&self.store, key).await? {
+                Some(s) => Some(s.instance.id),
+                None => Some(key.to_string()),
             }
         };
-        const DECISIONS: &[&str] = &[
-            "would_notify",
-            "would_stop",
-            "would_terminate",
-            "notified",
-            "cancelled",
-            "kept",
-            "stopped",
-            "terminated",
-            "failed",
-            "skipped",
-            "held",
-        ];
         let decision = r.decision.trim();
-        if !decision.is_empty() && !DECISIONS.contains(&decision) {
+        if !decision.is_empty() && Decision::parse(decision).is_none() {
+            let all: Vec<&str> = Decision::ALL.iter().map(|d| d.as_str()).collect();
             return Err(FieldError::new(
                 "decision",
-                format!(
-                    "{}: expected one of {}",
-                    quote(decision),
-                    DECISIONS.join(", ")
-                ),
+                format!("{}: expected one of {}", quote(decision), all.join(", ")),
             )
             .into());
         }
@@ -237,26 +223,11 @@ impl proto::fleet_service_server::FleetService for FleetApi {
         let d = keep_duration(&r.r#for)?;
         let reason = limited(r.reason.trim(), limits::KEEP_REASON, "reason")?;
         let by = limited(r.requested_by.trim(), limits::KEEP_REASON, "requested_by")?;
-        let found = match self
-            .store
-            .find_fleet_instance(key)
-            .await
-            .map_err(store_status)?
-        {
-            Ok(Some(s)) => s,
-            Ok(None) => {
-                return Err(Status::not_found(format!(
-                    "no machine with id or name {} in the fleet inventory",
-                    quote(key)
-                )));
-            }
-            Err(many) => {
-                return Err(Status::invalid_argument(format!(
-                    "instance: the name {} is held by several machines ({}); give the id",
-                    quote(key),
-                    many.join(", ")
-                )));
-            }
+        let Some(found) = find_instance(&self.store, key).await? else {
+            return Err(Status::not_found(format!(
+                "no machine with id or name {} in the fleet inventory",
+                quote(key)
+            )));
         };
         let now = Utc::now();
         let until = now + chrono::Duration::from_std(d).unwrap_or(chrono::Duration::MAX);
@@ -324,21 +295,21 @@ impl proto::fleet_service_server::FleetService for FleetApi {
             .fleet_savings(start, end)
             .await
             .map_err(store_status)?;
-        let as_money = |amount: rust_decimal::Decimal, currency: &str| proto::Money {
-            amount: amount.normalize().to_string(),
-            currency: currency.to_string(),
-        };
         Ok(Response::new(proto::GetSavingsResponse {
             days: s
                 .days
                 .iter()
                 .map(|((day, currency), d)| proto::SavingsDay {
                     day: day.to_string(),
-                    avoided: Some(as_money(d.amount, currency)),
+                    avoided: money(Some(d.amount), currency),
                     hours: d.hours().normalize().to_string(),
                 })
                 .collect(),
-            total: s.totals.iter().map(|(c, a)| as_money(*a, c)).collect(),
+            total: s
+                .totals
+                .iter()
+                .filter_map(|(c, a)| money(Some(*a), c))
+                .collect(),
             actions: s.actions,
         }))
     }

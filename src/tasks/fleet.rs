@@ -26,7 +26,7 @@ use crate::domain::catalog::CatalogHandle;
 use crate::domain::fleet::{FleetInstance, GpuSample, SampleSource};
 use crate::domain::idle::{
     Action, Audit, Case, CaseChange, Command, FleetView, IdleMode, IdlePolicy, InstanceView,
-    Outcome, SampleWindow, Stage, Verdict, WindowSummary, evaluate, managed_by,
+    Outcome, SampleWindow, Stage, Verdict, WindowSummary, evaluate, managed_by, minus, plus,
 };
 use crate::fleet::{Done, Fleet, FleetError};
 use crate::notify::idle_notice::IdleNotice;
@@ -99,10 +99,6 @@ pub struct FleetEngine {
     catalog: CatalogHandle,
     http: reqwest::Client,
     state: Mutex<State>,
-}
-
-fn std_to_chrono(d: Duration) -> chrono::Duration {
-    chrono::Duration::from_std(d).unwrap_or(chrono::Duration::MAX)
 }
 
 impl FleetEngine {
@@ -335,7 +331,7 @@ impl FleetEngine {
 
     /// Drops samples older than the retention, in memory and in the store.
     pub async fn prune(&self, now: DateTime<Utc>) -> Result<u64, StoreError> {
-        let keep_from = now - std_to_chrono(self.cfg.retention);
+        let keep_from = minus(now, self.cfg.retention);
         let window_from = self.window_at(now).0;
         {
             let mut st = self.state();
@@ -484,14 +480,7 @@ impl FleetEngine {
             CaseChange::Keep => {}
             CaseChange::Open(c) | CaseChange::Update(c) => {
                 case_after = Some(c.clone());
-                self.store
-                    .put_fleet_case(
-                        inst.provider,
-                        &inst.id,
-                        c.opened_at,
-                        &serde_json::to_string(c).unwrap_or_default(),
-                    )
-                    .await?;
+                self.put_case(inst, c).await?;
             }
             CaseChange::Close => self.store.close_fleet_case(inst.provider, &inst.id).await?,
         }
@@ -608,15 +597,8 @@ impl FleetEngine {
                         if let Some(mut c) = case_after {
                             c.stage = Stage::Waiting;
                             c.acted_at = None;
-                            c.due_at = now + std_to_chrono(self.policy.grace);
-                            self.store
-                                .put_fleet_case(
-                                    inst.provider,
-                                    &inst.id,
-                                    c.opened_at,
-                                    &serde_json::to_string(&c).unwrap_or_default(),
-                                )
-                                .await?;
+                            c.due_at = plus(now, self.policy.grace);
+                            self.put_case(inst, &c).await?;
                         }
                         pass.failed += 1;
                     }
@@ -624,6 +606,14 @@ impl FleetEngine {
             }
         }
         Ok(())
+    }
+
+    /// Stores a machine's case (as JSON) for the next pass.
+    async fn put_case(&self, inst: &FleetInstance, c: &Case) -> Result<(), StoreError> {
+        let json = serde_json::to_string(c).unwrap_or_default();
+        self.store
+            .put_fleet_case(inst.provider, &inst.id, c.opened_at, &json)
+            .await
     }
 
     /// The owners named by the owner tag (email addresses), else the policy's channels.
