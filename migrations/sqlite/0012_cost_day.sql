@@ -1,0 +1,118 @@
+-- Spend by day, for dashboards and the monthly report (issue 20).
+--
+-- Three FOCUS columns were not stored: ContractedCost (a line's cost at the negotiated
+-- rates, before commitment discounts), ChargeClass (NULL, or 'Correction' for a line that
+-- corrects an earlier billing period) and CommitmentDiscountCategory ('Spend' or 'Usage',
+-- NULL when no commitment discount applies). The cost belongs with the line (exact
+-- decimal text, like the other money), the other two with the line's descriptive fields.
+ALTER TABLE cost_fact ADD COLUMN contracted_cost TEXT;
+ALTER TABLE cost_dims ADD COLUMN charge_class TEXT;
+ALTER TABLE cost_dims ADD COLUMN commitment_discount_category TEXT;
+
+-- cost_daily: the lines summed per (range, UTC day of the charge period start as
+-- 'YYYY-MM-DD', the descriptive fields a dashboard groups or filters by). Everything a line
+-- carries but its resource, SKU and zone. The ingest computes it in Rust while it streams
+-- the lines (`store::daily`) and writes it in the same transaction; replacing a scope
+-- deletes it by range with the lines. Rows are partial sums: a large file may write the
+-- same key more than once, so always SUM (in Rust: money is exact decimal text). egress_gb:
+-- GB moved by the lines that are egress under `domain::egress_lines` (0 for others).
+CREATE TABLE cost_daily (
+    range_id                      INTEGER NOT NULL,
+    day                           TEXT NOT NULL,
+    billing_currency              TEXT NOT NULL,
+    charge_category               TEXT NOT NULL,
+    charge_class                  TEXT,
+    provider_name                 TEXT NOT NULL,
+    service_name                  TEXT,
+    service_category              TEXT,
+    region_id                     TEXT,
+    billing_account_id            TEXT,
+    sub_account_id                TEXT,
+    pricing_category              TEXT,
+    commitment_discount_category  TEXT,
+    consumed_unit                 TEXT,
+    tags                          TEXT NOT NULL DEFAULT '{}',
+    billed_cost                   TEXT NOT NULL,
+    effective_cost                TEXT NOT NULL,
+    list_cost                     TEXT,
+    contracted_cost               TEXT,
+    consumed_quantity             TEXT,
+    egress_gb                     TEXT NOT NULL,
+    lines                         INTEGER NOT NULL
+);
+CREATE INDEX cost_daily_range ON cost_daily (range_id);
+CREATE INDEX cost_daily_day ON cost_daily (day);
+
+-- Ranges stored before this migration are summarised by `Store::migrate` (the same Rust
+-- as the ingest, so the egress rule has one home).
+
+-- What dashboards and the report read: one row per cost_daily row, with its billing period.
+-- day_start: the day as a timestamp (00:00 UTC) in the text form the cost_line view uses.
+CREATE VIEW cost_day AS
+SELECT d.day AS day,
+       d.day || 'T00:00:00+00:00' AS day_start,
+       r.billing_period_start AS billing_period_start,
+       d.provider_name AS provider_name,
+       d.service_name AS service_name,
+       d.service_category AS service_category,
+       d.region_id AS region_id,
+       d.billing_account_id AS billing_account_id,
+       d.sub_account_id AS sub_account_id,
+       d.charge_category AS charge_category,
+       d.charge_class AS charge_class,
+       d.pricing_category AS pricing_category,
+       d.commitment_discount_category AS commitment_discount_category,
+       d.billing_currency AS billing_currency,
+       d.tags AS tags,
+       d.billed_cost AS billed_cost,
+       d.effective_cost AS effective_cost,
+       d.list_cost AS list_cost,
+       d.contracted_cost AS contracted_cost,
+       d.consumed_quantity AS consumed_quantity,
+       d.consumed_unit AS consumed_unit,
+       d.egress_gb AS egress_gb,
+       d.lines AS lines
+FROM cost_daily d
+JOIN cost_range r ON r.id = d.range_id;
+
+-- The lines as before, with the three new columns at the end.
+DROP VIEW cost_line;
+CREATE VIEW cost_line AS
+SELECT f.id AS id,
+       r.scope AS scope,
+       r.ingest_run_id AS ingest_run_id,
+       f.source_line AS source_line,
+       f.billed_cost AS billed_cost,
+       f.effective_cost AS effective_cost,
+       f.list_cost AS list_cost,
+       d.billing_currency AS billing_currency,
+       r.billing_period_start AS billing_period_start,
+       r.billing_period_end AS billing_period_end,
+       strftime('%Y-%m-%dT%H:%M:%S', f.charge_period_start / 1000000, 'unixepoch')
+           || CASE WHEN f.charge_period_start % 1000000 = 0 THEN ''
+                   WHEN f.charge_period_start % 1000 = 0 THEN printf('.%03d', (f.charge_period_start % 1000000) / 1000)
+                   ELSE printf('.%06d', f.charge_period_start % 1000000) END || '+00:00' AS charge_period_start,
+       strftime('%Y-%m-%dT%H:%M:%S', f.charge_period_end / 1000000, 'unixepoch')
+           || CASE WHEN f.charge_period_end % 1000000 = 0 THEN ''
+                   WHEN f.charge_period_end % 1000 = 0 THEN printf('.%03d', (f.charge_period_end % 1000000) / 1000)
+                   ELSE printf('.%06d', f.charge_period_end % 1000000) END || '+00:00' AS charge_period_end,
+       d.charge_category AS charge_category,
+       d.provider_name AS provider_name,
+       d.service_name AS service_name,
+       d.service_category AS service_category,
+       d.region_id AS region_id,
+       d.availability_zone AS availability_zone,
+       d.resource_id AS resource_id,
+       d.sku_id AS sku_id,
+       d.billing_account_id AS billing_account_id,
+       d.sub_account_id AS sub_account_id,
+       d.pricing_category AS pricing_category,
+       f.consumed_quantity AS consumed_quantity,
+       d.consumed_unit AS consumed_unit,
+       d.tags AS tags,
+       f.contracted_cost AS contracted_cost,
+       d.charge_class AS charge_class,
+       d.commitment_discount_category AS commitment_discount_category
+FROM cost_fact f
+LEFT JOIN cost_range r ON r.id = f.range_id
+LEFT JOIN cost_dims d ON d.id = f.dims_id;
