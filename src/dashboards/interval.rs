@@ -221,10 +221,7 @@ mod tests {
                 "{text}"
             );
         }
-        assert_eq!(
-            parse_interval("250ms", now),
-            Ok(Duration::from_millis(250))
-        );
+        assert_eq!(parse_interval("250ms", now), Ok(Duration::from_millis(250)));
         for bad in ["d", "1x", "1 d", "-1h", "1.d", "h1"] {
             assert!(parse_interval(bad, now).is_err(), "{bad}");
         }
@@ -251,10 +248,14 @@ mod tests {
     fn auto_interval_rounds_and_respects_the_minimum() {
         let from = t("2026-01-01T00:00:00Z");
         let to = t("2026-01-31T00:00:00Z");
-        // 30 days / 1000 points = 2,592 s: rounds to 1 h.
+        // 30 days / 1000 points = 2,592 s: rounds to 30 min; / 100 points to 6 h.
         assert_eq!(
             auto_interval(from, to, 1000, None),
-            Duration::from_secs(3600)
+            Duration::from_secs(1800)
+        );
+        assert_eq!(
+            auto_interval(from, to, 100, None),
+            Duration::from_secs(6 * 3600)
         );
         assert_eq!(
             auto_interval(from, to, 1000, Some(Duration::from_secs(86_400))),

@@ -231,10 +231,7 @@ mod tests {
                 "$__unixEpochGroupAlias(at_s, '5m')",
                 "floor((at_s)/300)*300 AS \"time\"",
             ),
-            (
-                "$__unixEpochNanoFrom()",
-                "1790812800000000000",
-            ),
+            ("$__unixEpochNanoFrom()", "1790812800000000000"),
             // Dollar-quoted text and parameters are not macros.
             ("SELECT $1, $$x$$, 'US$ (x)'", "SELECT $1, $$x$$, 'US$ (x)'"),
         ];
@@ -280,7 +277,10 @@ mod tests {
     #[test]
     fn rfc3339_nano_trims_trailing_zeros() {
         let t = |s: &str| s.parse::<DateTime<Utc>>().unwrap();
-        assert_eq!(rfc3339_nano(t("2026-01-02T03:04:05Z")), "2026-01-02T03:04:05Z");
+        assert_eq!(
+            rfc3339_nano(t("2026-01-02T03:04:05Z")),
+            "2026-01-02T03:04:05Z"
+        );
         assert_eq!(
             rfc3339_nano(t("2026-01-02T03:04:05.120Z")),
             "2026-01-02T03:04:05.12Z"

@@ -32,6 +32,6 @@ pub mod variables;
 pub use expand::{BUILTIN_VARIABLES, DEFAULT_RESOLUTION, ExpandError, QueryContext, expand};
 pub use interval::{auto_interval, format_interval, parse_interval};
 pub use macros::MacroError;
-pub use range::{TimeRange, relative_time};
 pub use model::{Dashboard, DataSource, LoadError, Panel, Target, Variable};
+pub use range::{TimeRange, relative_time};
 pub use variables::{Binding, Bindings, Selection, VarError, VarRef, references};

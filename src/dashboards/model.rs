@@ -269,9 +269,11 @@ impl Dashboard {
                 Selection::Values(vals) if vals.is_empty() => {
                     if v.include_all {
                         Selection::All
-                    } else if let Some(q) = v.query.clone().filter(|_| {
-                        matches!(v.kind.as_str(), "textbox" | "constant")
-                    }) {
+                    } else if let Some(q) = v
+                        .query
+                        .clone()
+                        .filter(|_| matches!(v.kind.as_str(), "textbox" | "constant"))
+                    {
                         Selection::one(q)
                     } else {
                         Selection::Values(options.iter().take(1).cloned().collect())
@@ -294,7 +296,11 @@ impl Dashboard {
     }
 }
 
-fn collect_panels(list: &[Value], row: Option<&str>, out: &mut Vec<Panel>) -> Result<(), LoadError> {
+fn collect_panels(
+    list: &[Value],
+    row: Option<&str>,
+    out: &mut Vec<Panel>,
+) -> Result<(), LoadError> {
     let mut current_row = row.map(String::from);
     for (i, p) in list.iter().enumerate() {
         let title = text(p, "title").unwrap_or_default();
@@ -381,7 +387,10 @@ fn variable(v: &Value) -> Result<Variable, String> {
         query,
         datasource: v.get("datasource").and_then(DataSource::from_json),
         multi: v.get("multi").and_then(Value::as_bool).unwrap_or(false),
-        include_all: v.get("includeAll").and_then(Value::as_bool).unwrap_or(false),
+        include_all: v
+            .get("includeAll")
+            .and_then(Value::as_bool)
+            .unwrap_or(false),
         all_value: text(v, "allValue").filter(|s| !s.is_empty()),
         current: values(v.pointer("/current/value")),
         options,
@@ -430,8 +439,14 @@ mod tests {
         assert_eq!(d.panels[1].row.as_deref(), Some("r"));
         assert_eq!(d.panels[1].interval.as_deref(), Some("1d"));
         // The Prometheus target is not SQL; the Postgres override is.
-        let sql: Vec<_> = d.sql_queries().map(|(p, t, s)| (p.id, t.ref_id.as_str(), s)).collect();
-        assert_eq!(sql, [(Some(1), "A", "SELECT 1"), (Some(3), "B", "SELECT 2")]);
+        let sql: Vec<_> = d
+            .sql_queries()
+            .map(|(p, t, s)| (p.id, t.ref_id.as_str(), s))
+            .collect();
+        assert_eq!(
+            sql,
+            [(Some(1), "A", "SELECT 1"), (Some(3), "B", "SELECT 2")]
+        );
         assert_eq!(d.panels[1].targets[0].other_text, ["up"]);
         assert_eq!(d.variable("q").unwrap().query.as_deref(), Some("SELECT 2"));
     }
@@ -453,8 +468,14 @@ mod tests {
             ("[]", "JSON object"),
             ("{", "not JSON"),
             ("{\"title\": \"x\"}", "no uid"),
-            ("{\"uid\": \"x\", \"panels\": [{\"id\": \"one\", \"title\": \"p\"}]}", "panel 0 (\"p\")"),
-            ("{\"uid\": \"x\", \"templating\": {\"list\": [{}]}}", "variable 0: no name"),
+            (
+                "{\"uid\": \"x\", \"panels\": [{\"id\": \"one\", \"title\": \"p\"}]}",
+                "panel 0 (\"p\")",
+            ),
+            (
+                "{\"uid\": \"x\", \"templating\": {\"list\": [{}]}}",
+                "variable 0: no name",
+            ),
         ] {
             let e = Dashboard::from_json(json).unwrap_err();
             assert!(e.to_string().contains(want), "{json}: {e}");

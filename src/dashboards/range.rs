@@ -23,7 +23,11 @@ impl TimeRange {
 /// One end of a range: `now`, then any `+N<unit>`/`-N<unit>`, then an optional `/<unit>`
 /// that rounds down to the unit's start (`round_up`: up to its last millisecond, as Grafana
 /// does for the range's end). Units: s, m, h, d, w, M, y.
-pub fn relative_time(text: &str, now: DateTime<Utc>, round_up: bool) -> Result<DateTime<Utc>, String> {
+pub fn relative_time(
+    text: &str,
+    now: DateTime<Utc>,
+    round_up: bool,
+) -> Result<DateTime<Utc>, String> {
     let bad = |why: &str| format!("{text:?}: {why}");
     let Some(mut rest) = text.strip_prefix("now") else {
         return DateTime::parse_from_rfc3339(text)
@@ -34,8 +38,15 @@ pub fn relative_time(text: &str, now: DateTime<Utc>, round_up: bool) -> Result<D
     while let Some(sign) = rest.chars().next().filter(|c| *c == '+' || *c == '-') {
         rest = &rest[1..];
         let n_len = rest.bytes().take_while(u8::is_ascii_digit).count();
-        let n: i64 = if n_len == 0 { 1 } else { rest[..n_len].parse().map_err(|_| bad("number"))? };
-        let unit = rest[n_len..].chars().next().ok_or_else(|| bad("missing unit"))?;
+        let n: i64 = if n_len == 0 {
+            1
+        } else {
+            rest[..n_len].parse().map_err(|_| bad("number"))?
+        };
+        let unit = rest[n_len..]
+            .chars()
+            .next()
+            .ok_or_else(|| bad("missing unit"))?;
         rest = &rest[n_len + unit.len_utf8()..];
         let n = if sign == '-' { -n } else { n };
         t = shift(t, n, unit).ok_or_else(|| bad("unknown unit or out of range"))?;
@@ -61,7 +72,11 @@ pub fn relative_time(text: &str, now: DateTime<Utc>, round_up: bool) -> Result<D
 fn shift(t: DateTime<Utc>, n: i64, unit: char) -> Option<DateTime<Utc>> {
     let months = |m: i64| -> Option<DateTime<Utc>> {
         let m32 = u32::try_from(m.unsigned_abs()).ok()?;
-        if m >= 0 { t.checked_add_months(Months::new(m32)) } else { t.checked_sub_months(Months::new(m32)) }
+        if m >= 0 {
+            t.checked_add_months(Months::new(m32))
+        } else {
+            t.checked_sub_months(Months::new(m32))
+        }
     };
     match unit {
         's' => t.checked_add_signed(Duration::try_seconds(n)?),
@@ -80,8 +95,12 @@ fn start_of(t: DateTime<Utc>, unit: char) -> Option<DateTime<Utc>> {
     let date = t.date_naive();
     Some(match unit {
         's' => t - Duration::nanoseconds(i64::from(t.timestamp_subsec_nanos())),
-        'm' => Utc.timestamp_opt(t.timestamp() - t.timestamp().rem_euclid(60), 0).single()?,
-        'h' => Utc.timestamp_opt(t.timestamp() - t.timestamp().rem_euclid(3600), 0).single()?,
+        'm' => Utc
+            .timestamp_opt(t.timestamp() - t.timestamp().rem_euclid(60), 0)
+            .single()?,
+        'h' => Utc
+            .timestamp_opt(t.timestamp() - t.timestamp().rem_euclid(3600), 0)
+            .single()?,
         'd' => day(date),
         // Grafana's weeks start on the browser locale's first day; Monday here (ISO).
         'w' => day(date - Duration::days(i64::from(date.weekday().num_days_from_monday()))),

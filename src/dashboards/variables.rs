@@ -263,7 +263,7 @@ fn value_text(
                 Some(all) => vec![all.clone()],
                 None if b.options.is_empty() => {
                     return Err(err(
-                        "\"All\" needs an allValue or the variable's options".into(),
+                        "\"All\" needs an allValue or the variable's options".into()
                     ));
                 }
                 None => b.options.clone(),
@@ -377,7 +377,10 @@ mod tests {
             ("$region", "'us-east-1'"),
             ("${region:json}", "\"us-east-1\""),
             // Not variables: left alone.
-            ("$__timeFilter(day) AND $nope ${nope:csv} [[nope]]", "$__timeFilter(day) AND $nope ${nope:csv} [[nope]]"),
+            (
+                "$__timeFilter(day) AND $nope ${nope:csv} [[nope]]",
+                "$__timeFilter(day) AND $nope ${nope:csv} [[nope]]",
+            ),
             ("$ 1 ${} [[ ]] $", "$ 1 ${} [[ ]] $"),
         ];
         for (sql, want) in cases {
