@@ -16,9 +16,11 @@ ALTER TABLE cost_dims ADD COLUMN commitment_discount_category TEXT;
 -- deletes it by range with the lines. Rows are partial sums: a large file may write the
 -- same key more than once, so always SUM (in Rust: money is exact decimal text). egress_gb:
 -- GB moved by the lines that are egress under `domain::egress_lines` (0 for others).
+-- day_start: the day as a timestamp (00:00 UTC) in the text form the cost_line view uses.
 CREATE TABLE cost_daily (
     range_id                      INTEGER NOT NULL,
     day                           TEXT NOT NULL,
+    day_start                     TEXT NOT NULL,
     billing_currency              TEXT NOT NULL,
     charge_category               TEXT NOT NULL,
     charge_class                  TEXT,
@@ -47,10 +49,9 @@ CREATE INDEX cost_daily_day ON cost_daily (day);
 -- as the ingest, so the egress rule has one home).
 
 -- What dashboards and the report read: one row per cost_daily row, with its billing period.
--- day_start: the day as a timestamp (00:00 UTC) in the text form the cost_line view uses.
 CREATE VIEW cost_day AS
 SELECT d.day AS day,
-       d.day || 'T00:00:00+00:00' AS day_start,
+       d.day_start AS day_start,
        r.billing_period_start AS billing_period_start,
        d.provider_name AS provider_name,
        d.service_name AS service_name,

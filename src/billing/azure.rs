@@ -114,17 +114,21 @@ pub fn build(
             }
         };
     let category = charge_category(v.text(F::ChargeType), dev);
-    let pricing_category = match v
-        .text(F::PricingModel)
-        .map(str::to_ascii_lowercase)
-        .as_deref()
-    {
+    let model = v.text(F::PricingModel).map(str::to_ascii_lowercase);
+    let pricing_category = match model.as_deref() {
         Some("spot") => Some("Dynamic"),
         Some("reservation") | Some("savingsplan") | Some("savings plan") => Some("Committed"),
         Some("ondemand") | Some("on demand") => Some("Standard"),
         Some(_) => Some("Other"),
         None if category == "Usage" => Some("Standard"),
         None => None,
+    };
+    // FOCUS CommitmentDiscountCategory: reservations are usage-based, savings plans
+    // spend-based.
+    let commitment_discount_category = match model.as_deref() {
+        Some("reservation") => Some("Usage"),
+        Some("savingsplan") | Some("savings plan") => Some("Spend"),
+        _ => None,
     };
     let billing_currency = match v.text(F::BillingCurrency) {
         Some(c) => c,
@@ -139,6 +143,7 @@ pub fn build(
         billed_cost: cost,
         effective_cost: cost,
         list_cost: v.dec(F::ListCost),
+        contracted_cost: None,
         billing_period_start: period_start,
         billing_period_end: period_end,
         charge_period_start: date,
@@ -146,6 +151,7 @@ pub fn build(
         consumed_quantity: v.dec(F::ConsumedQuantity),
         dims: dims.intern(DimsRef {
             pricing_category,
+            commitment_discount_category,
             ..v.dims(billing_currency, category, "Microsoft", tags)
         }),
     })

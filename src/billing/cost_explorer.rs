@@ -367,6 +367,7 @@ fn lines_from_result(
             billed_cost: billed,
             effective_cost: effective,
             list_cost: None,
+            contracted_cost: None,
             billing_period_start: billing_start,
             billing_period_end: billing_end,
             charge_period_start: start,

@@ -225,6 +225,19 @@ fn charge_category(line_item_type: &str) -> &'static str {
     }
 }
 
+/// FOCUS CommitmentDiscountCategory of a line item type: reservations are usage-based
+/// commitments, savings plans spend-based; other lines have no commitment discount.
+fn commitment_discount_category(line_item_type: &str) -> Option<&'static str> {
+    match line_item_type {
+        "DiscountedUsage" | "RIFee" => Some("Usage"),
+        "SavingsPlanCoveredUsage"
+        | "SavingsPlanRecurringFee"
+        | "SavingsPlanUpfrontFee"
+        | "SavingsPlanNegation" => Some("Spend"),
+        _ => None,
+    }
+}
+
 pub fn build(
     mut v: Values<'_>,
     line: u64,
@@ -290,6 +303,7 @@ pub fn build(
         billed_cost: billed,
         effective_cost: effective,
         list_cost: v.dec(F::ListCost),
+        contracted_cost: None,
         billing_period_start: time(F::BillingPeriodStart, "BillingPeriodStartDate")?,
         billing_period_end: time(F::BillingPeriodEnd, "BillingPeriodEndDate")?,
         charge_period_start: time(F::ChargePeriodStart, "UsageStartDate")?,
@@ -298,6 +312,7 @@ pub fn build(
         dims: dims.intern(DimsRef {
             service_name: v.text(F::ServiceName).or_else(|| v.text(F::ProductCode)),
             pricing_category,
+            commitment_discount_category: commitment_discount_category(lit),
             ..v.dims(billing_currency, category, "AWS", tags)
         }),
     })

@@ -27,11 +27,16 @@ pub struct LineDims {
     /// Standard, Dynamic (spot), Committed, Other.
     pub pricing_category: Option<String>,
     pub consumed_unit: Option<String>,
+    /// FOCUS ChargeClass: `Correction`, or `None`.
+    pub charge_class: Option<String>,
+    /// FOCUS CommitmentDiscountCategory: `Spend` (savings plans), `Usage` (reservations),
+    /// or `None` when no commitment discount applies.
+    pub commitment_discount_category: Option<String>,
     pub tags: BTreeMap<String, String>,
 }
 
 /// The number of text fields of [`LineDims`] besides the tags.
-pub const DIMS_FIELDS: usize = 13;
+pub const DIMS_FIELDS: usize = 15;
 
 impl LineDims {
     /// The text fields in `cost_dims` column order (currency, category and provider are
@@ -51,6 +56,8 @@ impl LineDims {
             self.sub_account_id.as_deref(),
             self.pricing_category.as_deref(),
             self.consumed_unit.as_deref(),
+            self.charge_class.as_deref(),
+            self.commitment_discount_category.as_deref(),
         ]
     }
 
@@ -78,6 +85,8 @@ pub struct DimsRef<'a> {
     pub sub_account_id: Option<&'a str>,
     pub pricing_category: Option<&'a str>,
     pub consumed_unit: Option<&'a str>,
+    pub charge_class: Option<&'a str>,
+    pub commitment_discount_category: Option<&'a str>,
     pub tags: BTreeMap<String, String>,
 }
 
@@ -97,6 +106,8 @@ impl DimsRef<'_> {
             self.sub_account_id,
             self.pricing_category,
             self.consumed_unit,
+            self.charge_class,
+            self.commitment_discount_category,
         ]
     }
 
@@ -116,6 +127,8 @@ impl DimsRef<'_> {
             sub_account_id: s(self.sub_account_id),
             pricing_category: s(self.pricing_category),
             consumed_unit: s(self.consumed_unit),
+            charge_class: s(self.charge_class),
+            commitment_discount_category: s(self.commitment_discount_category),
             tags: self.tags,
         }
     }
@@ -183,6 +196,8 @@ mod tests {
             sub_account_id: None,
             pricing_category: None,
             consumed_unit: None,
+            charge_class: None,
+            commitment_discount_category: None,
             tags: tags
                 .iter()
                 .map(|(k, v)| (k.to_string(), v.to_string()))

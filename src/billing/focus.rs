@@ -10,7 +10,7 @@
 //! billed cost is used and counted.
 use super::BillingFormat;
 use super::mapping::{
-    CHARGE_CATEGORIES, Column, Dev, Deviations, Field as F, Kind as K, NullStyle,
+    CHARGE_CATEGORIES, CHARGE_CLASSES, COMMITMENT_DISCOUNT_CATEGORIES, Column, Dev, Deviations, Field as F, Kind as K, NullStyle,
     PRICING_CATEGORIES, Table, Values, col, req,
 };
 use super::{CostLine, DimsCache};
@@ -50,6 +50,13 @@ const COLUMNS: &[Column] = &[
     col(F::ConsumedQuantity, &["ConsumedQuantity"], K::Number),
     col(F::ConsumedUnit, &["ConsumedUnit"], K::Text),
     col(F::Tags, &["Tags"], K::Tags),
+    col(F::ContractedCost, &["ContractedCost"], K::Money),
+    col(F::ChargeClass, &["ChargeClass"], K::Enum(CHARGE_CLASSES)),
+    col(
+        F::CommitmentDiscountCategory,
+        &["CommitmentDiscountCategory"],
+        K::Enum(COMMITMENT_DISCOUNT_CATEGORIES),
+    ),
 ];
 
 pub static TABLE: Table = Table {
@@ -106,6 +113,7 @@ pub fn build(
         billed_cost: billed,
         effective_cost: effective,
         list_cost: v.dec(F::ListCost),
+        contracted_cost: v.dec(F::ContractedCost),
         billing_period_start: time(F::BillingPeriodStart, "BillingPeriodStart")?,
         billing_period_end: time(F::BillingPeriodEnd, "BillingPeriodEnd")?,
         charge_period_start: time(F::ChargePeriodStart, "ChargePeriodStart")?,

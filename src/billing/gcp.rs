@@ -190,6 +190,7 @@ pub fn build(
         billed_cost: billed,
         effective_cost: effective,
         list_cost: v.dec(F::ListCost),
+        contracted_cost: None,
         billing_period_start: period_start,
         billing_period_end: period_end,
         charge_period_start: charge_start,

@@ -103,6 +103,9 @@ pub struct CostLine {
     pub billed_cost: Decimal,
     pub effective_cost: Decimal,
     pub list_cost: Option<Decimal>,
+    /// FOCUS ContractedCost: the cost at negotiated rates, before commitment discounts;
+    /// `None` when the source has no such column (native exports).
+    pub contracted_cost: Option<Decimal>,
     pub billing_period_start: DateTime<Utc>,
     pub billing_period_end: DateTime<Utc>,
     pub charge_period_start: DateTime<Utc>,

@@ -64,6 +64,20 @@ pub fn egress_gb_per_unit(
     list: Option<Decimal>,
     unit: Option<&str>,
 ) -> Option<Decimal> {
+    if !charged(billed, list) {
+        return None;
+    }
+    egress_factor(charge_category, service_category, unit)
+}
+
+/// Clauses 1, 2 and 4 of [`egress_gb_per_unit`], which depend only on a line's descriptive
+/// fields: GB per unit of quantity when lines with these fields are egress once charged.
+/// Whoever sums many lines computes it once per combination of fields.
+pub fn egress_factor(
+    charge_category: &str,
+    service_category: Option<&str>,
+    unit: Option<&str>,
+) -> Option<Decimal> {
     if charge_category != "Usage" {
         return None;
     }
@@ -72,10 +86,13 @@ pub fn egress_gb_per_unit(
     {
         return None;
     }
-    if !(billed > Decimal::ZERO || list.is_some_and(|l| l > Decimal::ZERO)) {
-        return None;
-    }
     egress_unit_factor(unit?)
+}
+
+/// Clause 3 of [`egress_gb_per_unit`]: the provider charges for the line (billed cost > 0
+/// or list cost > 0).
+pub fn charged(billed: Decimal, list: Option<Decimal>) -> bool {
+    billed > Decimal::ZERO || list.is_some_and(|l| l > Decimal::ZERO)
 }
 
 #[cfg(test)]
@@ -139,5 +156,20 @@ mod tests {
             egress_gb_per_unit("Usage", Some("Management and Governance"), c, None, gb),
             None
         );
+    }
+
+    #[test]
+    fn the_rule_splits_into_fields_and_money() {
+        assert_eq!(
+            egress_factor("Usage", Some("Networking"), Some("GiB")),
+            Some(d("1.073741824"))
+        );
+        assert_eq!(egress_factor("Tax", None, Some("GB")), None);
+        assert_eq!(egress_factor("Usage", Some("Security"), Some("GB")), None);
+        assert_eq!(egress_factor("Usage", None, None), None);
+        assert!(charged(d("0.01"), None));
+        assert!(charged(Decimal::ZERO, Some(d("0.01"))));
+        assert!(!charged(Decimal::ZERO, Some(Decimal::ZERO)));
+        assert!(!charged(d("-1"), None));
     }
 }

@@ -15,6 +15,7 @@ use rust_decimal::Decimal;
 use sqlx::sqlite::SqliteArguments;
 use sqlx::{Postgres, QueryBuilder, Row, Sqlite};
 
+use super::daily::{DAILY_CHUNK, DAILY_HELD, DAILY_INSERT, DailyTotals, push_daily};
 use super::sql::{both, money_text};
 use super::{SQLITE_BUSY_TIMEOUT_MS, Store, StoreError, is_sqlite_busy};
 use crate::billing::{CostLine, LineDims, Quarantined};
@@ -150,6 +151,8 @@ pub struct IngestTx {
     dims_held: usize,
     /// How long the run's first write waits for another ingest's turn (Postgres).
     lock_wait: std::time::Duration,
+    /// The lines' daily sums not yet written to `cost_daily`.
+    daily: DailyTotals,
 }
 
 /// The next free id of `cost_fact`, `cost_range` and `cost_dims` in this run's blocks.
@@ -288,9 +291,9 @@ fn push_dims<'a, DB: sqlx::Database>(
 const DIMS_INSERT: &str = "INSERT INTO cost_dims (id, ingest_run_id, billing_currency, \
      charge_category, provider_name, service_name, service_category, region_id, \
      availability_zone, resource_id, sku_id, billing_account_id, sub_account_id, \
-     pricing_category, consumed_unit, tags) ";
+     pricing_category, consumed_unit, charge_class, commitment_discount_category, tags) ";
 
-/// Rows per `cost_dims` insert: 16 parameters each, under both backends' limits.
+/// Rows per `cost_dims` insert: 18 parameters each, under both backends' limits.
 const DIMS_CHUNK: usize = 1000;
 
 /// Distinct combinations an ingest holds in memory (each a `LineDims`, ~1 KB) before it
@@ -523,6 +526,7 @@ fn sqlite_row_args(
     args.add(money_text(l.effective_cost)).map_err(bad)?;
     args.add(l.list_cost.map(money_text)).map_err(bad)?;
     args.add(l.consumed_quantity.map(money_text)).map_err(bad)?;
+    args.add(l.contracted_cost.map(money_text)).map_err(bad)?;
     args.add(l.charge_period_start.timestamp_micros())
         .map_err(bad)?;
     args.add(l.charge_period_end.timestamp_micros())
@@ -547,11 +551,11 @@ pub(crate) struct LineIds {
 }
 
 /// Columns of a `cost_fact` insert.
-const N_COLS: usize = 10;
+const N_COLS: usize = 11;
 
-/// Rows per INSERT: 10 parameters each, under SQLite's 32,766-parameter limit. Fewer,
+/// Rows per INSERT: 11 parameters each, under SQLite's 32,766-parameter limit. Fewer,
 /// larger statements mean fewer statement-journal rounds per file.
-const SQLITE_CHUNK: usize = 3000;
+const SQLITE_CHUNK: usize = 2900;
 
 /// Page cache of the connection an ingest runs on (KiB, negative as SQLite wants it: a
 /// ceiling of 1 GiB, allocated only as a large file's transaction touches pages — a
@@ -561,7 +565,7 @@ const SQLITE_INGEST_PRAGMAS: [&str; 2] =
     ["PRAGMA cache_size = -1048576", "PRAGMA temp_store = MEMORY"];
 
 const COLS: &str = "id, range_id, dims_id, source_line, billed_cost, effective_cost, list_cost, \
-     consumed_quantity, charge_period_start, charge_period_end";
+     consumed_quantity, contracted_cost, charge_period_start, charge_period_end";
 
 /// The same code over a `SqliteRow` or a `PgRow` (columns in `RUN_COLS` order).
 macro_rules! run_from_row {
@@ -691,6 +695,7 @@ impl IngestTx {
         const DELETE_LINES: &str =
             "DELETE FROM cost_fact WHERE id BETWEEN $1 AND $2 AND range_id = $3";
         const DELETE_RANGE: &str = "DELETE FROM cost_range WHERE id = $1";
+        const DELETE_DAILY: &str = "DELETE FROM cost_daily WHERE range_id = $1";
         const DELETE_DIMS: &str = "DELETE FROM cost_dims WHERE ingest_run_id = $1 \
              AND NOT EXISTS (SELECT 1 FROM cost_range WHERE ingest_run_id = $1)";
         both!(&mut self.backend, Backend, |st, spell| {
@@ -712,10 +717,12 @@ impl IngestTx {
                     .execute(&mut **tx)
                     .await?
                     .rows_affected();
-                sqlx::query(&spell(DELETE_RANGE))
-                    .bind(range)
-                    .execute(&mut **tx)
-                    .await?;
+                for sql in [DELETE_DAILY, DELETE_RANGE] {
+                    sqlx::query(&spell(sql))
+                        .bind(range)
+                        .execute(&mut **tx)
+                        .await?;
+                }
                 if !runs.contains(&run.as_str()) {
                     runs.push(run);
                 }
@@ -843,7 +850,11 @@ impl IngestTx {
         let lines = &sorted[..];
         let ids: Vec<LineIds> = lines
             .iter()
-            .map(|(scope, l)| self.take_ids(&mut next, scope, l))
+            .map(|(scope, l)| {
+                let ids = self.take_ids(&mut next, scope, l);
+                self.daily.add(ids.range, l);
+                ids
+            })
             .collect();
         self.next = Some(next);
         match &mut self.backend {
@@ -866,6 +877,32 @@ impl IngestTx {
         }
         if self.dims.held() >= self.dims_held {
             self.write_dims().await?;
+        }
+        if self.daily.len() >= DAILY_HELD {
+            self.write_daily().await?;
+        }
+        Ok(())
+    }
+
+    /// Writes the daily sums held so far to `cost_daily` and forgets them.
+    async fn write_daily(&mut self) -> Result<(), StoreError> {
+        if self.daily.is_empty() {
+            return Ok(());
+        }
+        let rows = self.daily.take_rows();
+        for chunk in rows.chunks(DAILY_CHUNK) {
+            match &mut self.backend {
+                Backend::Sqlite(st) => {
+                    let mut qb = QueryBuilder::<Sqlite>::new(DAILY_INSERT);
+                    push_daily(&mut qb, chunk, money_text, "");
+                    qb.build().execute(&mut **st.tx().await?).await?;
+                }
+                Backend::Postgres(pg) => {
+                    let mut qb = QueryBuilder::<Postgres>::new(DAILY_INSERT);
+                    push_daily(&mut qb, chunk, |d| d.normalize(), "::jsonb");
+                    qb.build().execute(&mut **pg.tx().await?).await?;
+                }
+            }
         }
         Ok(())
     }
@@ -916,6 +953,7 @@ impl IngestTx {
         };
         let run_id = run_id.as_str();
         self.write_dims().await?;
+        self.write_daily().await?;
         // One past the last dims id this block used; the next block starts afresh.
         let dims_next = self.dims.first_id;
         self.dims = DimsInterner::default();
@@ -995,6 +1033,119 @@ impl IngestTx {
         .await?
         .rows_affected());
         Ok(())
+    }
+
+    /// Sums into `cost_daily` the ranges that have no rows there: those stored before
+    /// migration 0012. Reads each range's lines back and adds them as an ingest does (the
+    /// same `DailyTotals`, so the egress rule has one home). Returns the ranges summed.
+    async fn summarize_missing_ranges(&mut self) -> Result<u64, StoreError> {
+        const MISSING: &str = "SELECT r.id, r.first_id, r.last_id FROM cost_range r \
+             WHERE NOT EXISTS (SELECT 1 FROM cost_daily d WHERE d.range_id = r.id) ORDER BY r.id";
+        const LINES: &str = "SELECT f.dims_id, f.billed_cost, f.effective_cost, f.list_cost, \
+             f.contracted_cost, f.consumed_quantity, f.charge_period_start, \
+             d.billing_currency, d.charge_category, d.provider_name, d.service_name, \
+             d.service_category, d.region_id, d.billing_account_id, d.sub_account_id, \
+             d.pricing_category, d.consumed_unit, d.charge_class, d.commitment_discount_category, \
+             CAST(d.tags AS TEXT) \
+             FROM cost_fact f JOIN cost_dims d ON d.id = f.dims_id \
+             WHERE f.id BETWEEN $1 AND $2 AND f.range_id = $3";
+        use super::sql::MoneyRow;
+        const T: &str = "cost_fact";
+        if let Backend::Postgres(pg) = &mut self.backend {
+            pg_ingest_lock(pg.tx().await?, self.lock_wait).await?;
+        }
+        let ranges: Vec<(i64, i64, i64)> = both!(&mut self.backend, Backend, |st, _spell| {
+            sqlx::query_as(MISSING)
+                .fetch_all(&mut **st.tx().await?)
+                .await?
+        });
+        for &(range, first, last) in &ranges {
+            let mut shared: std::collections::HashMap<i64, Arc<LineDims>> = Default::default();
+            // The descriptive fields (columns 7..=19) once per dims id.
+            macro_rules! line_of {
+                ($r:expr, $start:expr) => {{
+                    let r = $r;
+                    let dims_id: i64 = r.try_get(0)?;
+                    let dims = match shared.get(&dims_id) {
+                        Some(d) => d.clone(),
+                        None => {
+                            let text = |i: usize| r.try_get::<Option<String>, _>(i);
+                            let tags: String = r.try_get(19)?;
+                            let d = Arc::new(LineDims {
+                                billing_currency: r.try_get(7)?,
+                                charge_category: r.try_get(8)?,
+                                provider_name: r.try_get(9)?,
+                                service_name: text(10)?,
+                                service_category: text(11)?,
+                                region_id: text(12)?,
+                                billing_account_id: text(13)?,
+                                sub_account_id: text(14)?,
+                                pricing_category: text(15)?,
+                                consumed_unit: text(16)?,
+                                charge_class: text(17)?,
+                                commitment_discount_category: text(18)?,
+                                tags: serde_json::from_str(&tags).map_err(|e| {
+                                    StoreError::Corrupt {
+                                        table: "cost_dims",
+                                        detail: format!("tags of {dims_id}: {e}"),
+                                    }
+                                })?,
+                                ..LineDims::default()
+                            });
+                            shared.insert(dims_id, d.clone());
+                            d
+                        }
+                    };
+                    let start = $start;
+                    CostLine {
+                        line: 0,
+                        billed_cost: r.money(1, T)?,
+                        effective_cost: r.money(2, T)?,
+                        list_cost: r.opt_money(3, T)?,
+                        contracted_cost: r.opt_money(4, T)?,
+                        consumed_quantity: r.opt_money(5, T)?,
+                        billing_period_start: start,
+                        billing_period_end: start,
+                        charge_period_start: start,
+                        charge_period_end: start,
+                        dims,
+                    }
+                }};
+            }
+            let lines: Vec<CostLine> = match &mut self.backend {
+                Backend::Sqlite(st) => {
+                    let rows = sqlx::query(&super::sql::sqlite_spelling(LINES))
+                        .bind(first)
+                        .bind(last)
+                        .bind(range)
+                        .fetch_all(&mut **st.tx().await?)
+                        .await?;
+                    let mut out = Vec::with_capacity(rows.len());
+                    for r in &rows {
+                        out.push(line_of!(r, from_sqlite_micros(r.try_get(6)?)?));
+                    }
+                    out
+                }
+                Backend::Postgres(pg) => {
+                    let rows = sqlx::query(LINES)
+                        .bind(first)
+                        .bind(last)
+                        .bind(range)
+                        .fetch_all(&mut **pg.tx().await?)
+                        .await?;
+                    let mut out = Vec::with_capacity(rows.len());
+                    for r in &rows {
+                        out.push(line_of!(r, r.try_get::<DateTime<Utc>, _>(6)?));
+                    }
+                    out
+                }
+            };
+            for l in &lines {
+                self.daily.add(range, l);
+            }
+            self.write_daily().await?;
+        }
+        Ok(ranges.len() as u64)
     }
 
     /// Makes the run visible, moving `spend_generation` in the same transaction (last, so
@@ -1227,7 +1378,34 @@ impl Store {
             dims: DimsInterner::default(),
             dims_held: DIMS_HELD,
             lock_wait,
+            daily: DailyTotals::default(),
         })
+    }
+
+    /// Sums into `cost_daily` the stored ranges that have no rows there (lines stored before
+    /// migration 0012), in one transaction that takes its turn like an ingest. `migrate`
+    /// calls it; nothing to do costs one query.
+    pub async fn summarize_missing_ranges(&self) -> Result<u64, StoreError> {
+        const ANY: &str = "SELECT COUNT(*) FROM cost_range r \
+             WHERE NOT EXISTS (SELECT 1 FROM cost_daily d WHERE d.range_id = r.id)";
+        let missing: i64 = both!(self, Store, |s, _spell| sqlx::query_scalar(ANY)
+            .fetch_one(s.pool())
+            .await?);
+        if missing == 0 {
+            return Ok(0);
+        }
+        let mut tx = self.begin_ingest().await?;
+        match tx.summarize_missing_ranges().await {
+            Ok(n) => {
+                tx.commit().await?;
+                tracing::info!(ranges = n, "summed stored cost lines into cost_daily");
+                Ok(n)
+            }
+            Err(e) => {
+                let _ = tx.rollback().await;
+                Err(e)
+            }
+        }
     }
 
     /// Newest first.

@@ -10,6 +10,7 @@
 pub mod billing;
 pub mod budgets;
 mod catalog;
+pub mod daily;
 pub mod fleet;
 mod gpu_samples;
 pub mod pgcopy;
@@ -432,8 +433,12 @@ impl Store {
         }
     }
 
+    /// Applies pending migrations, then sums into `cost_daily` any lines stored before it
+    /// existed (`summarize_missing_ranges`).
     pub async fn migrate(&self) -> Result<(), StoreError> {
-        dispatch!(self, s => s.migrate().await)
+        dispatch!(self, s => s.migrate().await)?;
+        self.summarize_missing_ranges().await?;
+        Ok(())
     }
 
     /// The counter every write to the catalog's tables moves (`catalog_generation`): equal

@@ -106,7 +106,7 @@ fn opt_numeric(out: &mut Vec<u8>, d: Option<Decimal>) {
 /// One cost line as a binary COPY tuple of `cost_fact`, in the column order of
 /// `store::billing::COLS`.
 pub(crate) fn cost_fact(out: &mut Vec<u8>, ids: LineIds, l: &CostLine) {
-    out.extend_from_slice(&10i16.to_be_bytes());
+    out.extend_from_slice(&11i16.to_be_bytes());
     int8(out, ids.fact);
     int8(out, ids.range);
     int8(out, ids.dims);
@@ -115,6 +115,7 @@ pub(crate) fn cost_fact(out: &mut Vec<u8>, ids: LineIds, l: &CostLine) {
     numeric(out, l.effective_cost);
     opt_numeric(out, l.list_cost);
     opt_numeric(out, l.consumed_quantity);
+    opt_numeric(out, l.contracted_cost);
     timestamptz(out, l.charge_period_start);
     timestamptz(out, l.charge_period_end);
 }

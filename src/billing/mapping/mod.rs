@@ -178,6 +178,11 @@ pub fn fault_column(header: &[String], reason: &str) -> Option<String> {
 
 pub const CHARGE_CATEGORIES: &[&str] = &["Usage", "Purchase", "Tax", "Credit", "Adjustment"];
 pub const PRICING_CATEGORIES: &[&str] = &["Standard", "Dynamic", "Committed", "Other"];
+/// FOCUS ChargeClass: null, or a correction of an earlier billing period.
+pub const CHARGE_CLASSES: &[&str] = &["Correction"];
+/// FOCUS CommitmentDiscountCategory: spend-based (savings plans) or usage-based
+/// (reservations) commitments.
+pub const COMMITMENT_DISCOUNT_CATEGORIES: &[&str] = &["Spend", "Usage"];
 
 /// First day of the month of `t`, and of the next month (UTC).
 pub fn calendar_month(t: DateTime<Utc>) -> (DateTime<Utc>, DateTime<Utc>) {

@@ -38,6 +38,9 @@ fields! {
     ConsumedQuantity,
     ConsumedUnit,
     Tags,
+    ContractedCost,
+    ChargeClass,
+    CommitmentDiscountCategory,
     // AWS CUR helpers
     LineItemType,
     UsageType,

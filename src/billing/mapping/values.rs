@@ -92,6 +92,8 @@ impl<'a> Values<'a> {
             sub_account_id: self.text(Field::SubAccountId),
             pricing_category: self.text(Field::PricingCategory),
             consumed_unit: self.text(Field::ConsumedUnit),
+            charge_class: self.text(Field::ChargeClass),
+            commitment_discount_category: self.text(Field::CommitmentDiscountCategory),
             tags,
         }
     }

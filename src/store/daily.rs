@@ -1,0 +1,337 @@
+//! The daily summary of cost lines (`cost_daily`, read through the `cost_day` view; migration
+//! 0012): an ingest's lines summed per (range, UTC day of the charge period start, the
+//! descriptive fields a dashboard groups or filters by: everything but resource, SKU and
+//! zone), with the GB of egress lines (`domain::egress_lines`). `IngestTx` adds each line
+//! as it streams in ([`DailyTotals::add`]) and writes the rows in the same transaction, so
+//! the summary always matches the lines; replacing a scope deletes both by range.
+//!
+//! Rows are partial sums: once [`DAILY_HELD`] keys are held they are written and the next
+//! lines start afresh, so readers always `SUM`. Money is exact (`Decimal`), and a nullable
+//! column's sum is NULL only when every line's value was (as SQL's `SUM` does).
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use chrono::{DateTime, NaiveDate, Utc};
+use rust_decimal::Decimal;
+use sqlx::QueryBuilder;
+
+use crate::billing::{CostLine, LineDims};
+use crate::domain::egress_lines::{charged, egress_factor};
+
+/// Keys held in memory before they are written (each ~200 bytes plus a shared `LineDims`).
+pub const DAILY_HELD: usize = 100_000;
+
+const SECONDS_PER_DAY: i64 = 86_400;
+
+/// What the lines of one key add up to.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct Sums {
+    pub billed: Decimal,
+    pub effective: Decimal,
+    pub list: Option<Decimal>,
+    pub contracted: Option<Decimal>,
+    pub quantity: Option<Decimal>,
+    pub egress_gb: Decimal,
+    pub lines: i64,
+}
+
+/// `a + b` where a missing value counts as nothing, and both missing stay missing.
+fn add_opt(a: &mut Option<Decimal>, b: Option<Decimal>) {
+    if let Some(b) = b {
+        *a = Some(a.map_or(b, |a| a + b));
+    }
+}
+
+impl Sums {
+    /// Adds one line; `factor` is its fields' egress factor ([`egress_factor`]).
+    fn add_line(&mut self, l: &CostLine, factor: Option<Decimal>) {
+        self.billed += l.billed_cost;
+        self.effective += l.effective_cost;
+        add_opt(&mut self.list, l.list_cost);
+        add_opt(&mut self.contracted, l.contracted_cost);
+        add_opt(&mut self.quantity, l.consumed_quantity);
+        if let (Some(f), Some(q)) = (factor, l.consumed_quantity)
+            && charged(l.billed_cost, l.list_cost)
+        {
+            self.egress_gb += q * f;
+        }
+        self.lines += 1;
+    }
+
+    fn merge(&mut self, o: &Sums) {
+        self.billed += o.billed;
+        self.effective += o.effective;
+        add_opt(&mut self.list, o.list);
+        add_opt(&mut self.contracted, o.contracted);
+        add_opt(&mut self.quantity, o.quantity);
+        self.egress_gb += o.egress_gb;
+        self.lines += o.lines;
+    }
+}
+
+/// One key's sums as they accumulate: the line's shared fields (by `Arc` address, as the
+/// parser shares them) and their egress factor, computed once.
+struct Entry {
+    dims: Arc<LineDims>,
+    factor: Option<Decimal>,
+    sums: Sums,
+}
+
+/// The sums of the lines added since the last [`DailyTotals::take_rows`].
+#[derive(Default)]
+pub struct DailyTotals {
+    /// By (range id, day since the Unix epoch, address of the line's `LineDims`).
+    entries: hashbrown::HashMap<(i64, i64, usize), Entry>,
+}
+
+/// One `cost_daily` row.
+#[derive(Clone, Debug, PartialEq)]
+pub struct DailyRow {
+    pub range_id: i64,
+    pub day: NaiveDate,
+    pub dims: Arc<LineDims>,
+    pub sums: Sums,
+}
+
+/// The fields a `cost_daily` row keeps of a line's: all but resource, SKU and zone.
+type DayKey<'a> = ([Option<&'a str>; 12], &'a BTreeMap<String, String>);
+
+fn day_key(d: &LineDims) -> DayKey<'_> {
+    (
+        [
+            Some(d.billing_currency.as_str()),
+            Some(d.charge_category.as_str()),
+            d.charge_class.as_deref(),
+            Some(d.provider_name.as_str()),
+            d.service_name.as_deref(),
+            d.service_category.as_deref(),
+            d.region_id.as_deref(),
+            d.billing_account_id.as_deref(),
+            d.sub_account_id.as_deref(),
+            d.pricing_category.as_deref(),
+            d.commitment_discount_category.as_deref(),
+            d.consumed_unit.as_deref(),
+        ],
+        &d.tags,
+    )
+}
+
+/// The UTC day `t` falls in, as days since the Unix epoch.
+fn epoch_day(t: DateTime<Utc>) -> i64 {
+    t.timestamp().div_euclid(SECONDS_PER_DAY)
+}
+
+/// The first instant of an epoch day (UTC).
+pub fn day_start(day: NaiveDate) -> DateTime<Utc> {
+    day.and_time(chrono::NaiveTime::MIN).and_utc()
+}
+
+impl DailyTotals {
+    /// Adds line `l`, stored in range `range_id`.
+    pub fn add(&mut self, range_id: i64, l: &CostLine) {
+        let key = (
+            range_id,
+            epoch_day(l.charge_period_start),
+            Arc::as_ptr(&l.dims) as usize,
+        );
+        let e = self.entries.entry(key).or_insert_with(|| Entry {
+            dims: l.dims.clone(),
+            factor: egress_factor(
+                &l.dims.charge_category,
+                l.dims.service_category.as_deref(),
+                l.dims.consumed_unit.as_deref(),
+            ),
+            sums: Sums::default(),
+        });
+        e.sums.add_line(l, e.factor);
+    }
+
+    /// Keys held.
+    pub fn len(&self) -> usize {
+        self.entries.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.entries.is_empty()
+    }
+
+    /// The rows to write, one per (range, day, kept fields), in a stable order; empties the
+    /// totals.
+    pub fn take_rows(&mut self) -> Vec<DailyRow> {
+        let entries = std::mem::take(&mut self.entries);
+        let mut rows: hashbrown::HashMap<(i64, i64, DayKey<'_>), (&Arc<LineDims>, Sums)> =
+            hashbrown::HashMap::with_capacity(entries.len());
+        for ((range, day, _), e) in &entries {
+            rows.entry((*range, *day, day_key(&e.dims)))
+                .and_modify(|(_, s)| s.merge(&e.sums))
+                .or_insert_with(|| (&e.dims, e.sums.clone()));
+        }
+        let mut out: Vec<DailyRow> = rows
+            .into_iter()
+            .map(|((range_id, day, _), (dims, sums))| DailyRow {
+                range_id,
+                day: DateTime::from_timestamp(day * SECONDS_PER_DAY, 0)
+                    .map(|t| t.date_naive())
+                    .unwrap_or_default(),
+                dims: dims.clone(),
+                sums,
+            })
+            .collect();
+        out.sort_by(|a, b| {
+            (a.range_id, a.day, day_key(&a.dims)).cmp(&(b.range_id, b.day, day_key(&b.dims)))
+        });
+        out
+    }
+}
+
+pub const DAILY_INSERT: &str = "INSERT INTO cost_daily (range_id, day, day_start, \
+     billing_currency, charge_category, charge_class, provider_name, service_name, \
+     service_category, region_id, billing_account_id, sub_account_id, pricing_category, \
+     commitment_discount_category, consumed_unit, tags, billed_cost, effective_cost, list_cost, \
+     contracted_cost, consumed_quantity, egress_gb, lines) ";
+
+/// Rows per `cost_daily` insert: 23 parameters each, under both backends' limits.
+pub const DAILY_CHUNK: usize = 1000;
+
+/// The VALUES of a `cost_daily` insert, the same binds on either backend: `money` turns an
+/// amount into the backend's money value (exact text on SQLite), `json` follows the tags
+/// parameter (Postgres: a cast to JSONB).
+pub fn push_daily<'a, DB: sqlx::Database, M>(
+    qb: &mut QueryBuilder<'a, DB>,
+    chunk: &'a [DailyRow],
+    money: fn(Decimal) -> M,
+    json: &'static str,
+) where
+    M: 'a + sqlx::Encode<'a, DB> + sqlx::Type<DB>,
+    Option<M>: sqlx::Encode<'a, DB> + sqlx::Type<DB>,
+    Option<&'a str>: sqlx::Encode<'a, DB> + sqlx::Type<DB>,
+    String: sqlx::Encode<'a, DB> + sqlx::Type<DB>,
+    i64: sqlx::Encode<'a, DB> + sqlx::Type<DB>,
+    NaiveDate: sqlx::Encode<'a, DB> + sqlx::Type<DB>,
+    DateTime<Utc>: sqlx::Encode<'a, DB> + sqlx::Type<DB>,
+{
+    qb.push_values(chunk, |mut b, r| {
+        b.push_bind(r.range_id)
+            .push_bind(r.day)
+            .push_bind(day_start(r.day));
+        let (fields, tags) = day_key(&r.dims);
+        for v in fields {
+            b.push_bind(v);
+        }
+        b.push_bind(
+            serde_json::to_string(tags).unwrap_or_else(|_| "{}".into()),
+        )
+        .push_unseparated(json);
+        let s = &r.sums;
+        b.push_bind(money(s.billed))
+            .push_bind(money(s.effective))
+            .push_bind(s.list.map(money))
+            .push_bind(s.contracted.map(money))
+            .push_bind(s.quantity.map(money))
+            .push_bind(money(s.egress_gb))
+            .push_bind(s.lines);
+    });
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn d(s: &str) -> Decimal {
+        s.parse().unwrap()
+    }
+
+    fn line(
+        dims: &Arc<LineDims>,
+        start: &str,
+        billed: &str,
+        list: Option<&str>,
+        qty: Option<&str>,
+    ) -> CostLine {
+        let t: DateTime<Utc> = start.parse().unwrap();
+        CostLine {
+            line: 1,
+            billed_cost: d(billed),
+            effective_cost: d(billed),
+            list_cost: list.map(d),
+            contracted_cost: None,
+            billing_period_start: t,
+            billing_period_end: t,
+            charge_period_start: t,
+            charge_period_end: t,
+            consumed_quantity: qty.map(d),
+            dims: dims.clone(),
+        }
+    }
+
+    fn dims(resource: &str, unit: &str) -> Arc<LineDims> {
+        Arc::new(LineDims {
+            billing_currency: "USD".into(),
+            charge_category: "Usage".into(),
+            provider_name: "AWS".into(),
+            resource_id: Some(resource.into()),
+            consumed_unit: Some(unit.into()),
+            ..LineDims::default()
+        })
+    }
+
+    #[test]
+    fn lines_sum_per_range_day_and_kept_fields_exactly() {
+        let (a, b) = (dims("i-1", "GB"), dims("i-2", "GB"));
+        let hours = dims("i-1", "Hours");
+        let mut t = DailyTotals::default();
+        // Two resources on one day collapse into one row; the free line moves no egress.
+        t.add(7, &line(&a, "2026-10-01T00:00:00Z", "0.1", None, Some("2")));
+        t.add(7, &line(&b, "2026-10-01T23:59:59Z", "0.2", Some("0.3"), Some("1.5")));
+        t.add(7, &line(&b, "2026-10-01T05:00:00Z", "0", Some("0"), Some("10")));
+        t.add(7, &line(&a, "2026-10-02T00:00:00Z", "1", None, None));
+        t.add(8, &line(&a, "2026-10-01T00:00:00Z", "5", None, Some("1")));
+        t.add(7, &line(&hours, "2026-10-01T00:00:00Z", "3", None, Some("4")));
+        assert_eq!(t.len(), 6);
+        let rows = t.take_rows();
+        assert!(t.is_empty());
+        let got: Vec<(i64, String, Option<&str>, Sums)> = rows
+            .iter()
+            .map(|r| {
+                (
+                    r.range_id,
+                    r.day.to_string(),
+                    r.dims.consumed_unit.as_deref(),
+                    r.sums.clone(),
+                )
+            })
+            .collect();
+        let sums = |billed: &str, list: Option<&str>, qty: Option<&str>, gb: &str, n| Sums {
+            billed: d(billed),
+            effective: d(billed),
+            list: list.map(d),
+            contracted: None,
+            quantity: qty.map(d),
+            egress_gb: d(gb),
+            lines: n,
+        };
+        assert_eq!(
+            got,
+            vec![
+                (7, "2026-10-01".into(), Some("GB"), sums("0.3", Some("0.3"), Some("13.5"), "3.5", 3)),
+                (7, "2026-10-01".into(), Some("Hours"), sums("3", None, Some("4"), "0", 1)),
+                (7, "2026-10-02".into(), Some("GB"), sums("1", None, None, "0", 1)),
+                (8, "2026-10-01".into(), Some("GB"), sums("5", None, Some("1"), "1", 1)),
+            ]
+        );
+        assert_eq!(day_start(rows[0].day).to_rfc3339(), "2026-10-01T00:00:00+00:00");
+    }
+
+    #[test]
+    fn days_before_the_epoch_and_equal_fields_at_other_addresses() {
+        let a = dims("i-1", "GB");
+        let copy = Arc::new((*a).clone());
+        let mut t = DailyTotals::default();
+        t.add(1, &line(&a, "1969-12-31T23:00:00Z", "1", None, None));
+        t.add(1, &line(&copy, "1969-12-31T01:00:00Z", "2", None, None));
+        let rows = t.take_rows();
+        assert_eq!(rows.len(), 1);
+        assert_eq!(rows[0].day.to_string(), "1969-12-31");
+        assert_eq!((rows[0].sums.billed, rows[0].sums.lines), (d("3"), 2));
+    }
+}
