@@ -28,8 +28,8 @@ BEGIN
     END IF;
     EXECUTE format('GRANT USAGE ON SCHEMA %I TO bursar_reader', current_schema());
     GRANT SELECT ON
-        -- spend (cost_line only for detail panels bounded by time)
-        cost_day, cost_line,
+        -- spend (the daily summary; no panel reads cost_line)
+        cost_day,
         -- budgets: evaluations, thresholds crossed
         budget_evaluation, budget_alert,
         -- data quality and prices
