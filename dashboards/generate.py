@@ -234,6 +234,8 @@ def status(t=""):
 
 
 STATUS = status()
+# Budgets that still exist (a deleted budget's evaluations stay in the history).
+LIVE = "budget IN (SELECT name FROM budget)"
 
 
 # ---- 1. spend overview -----------------------------------------------------------------------
@@ -244,7 +246,7 @@ def spend():
     L.add(gauge("Month-to-date spend against each budget", f"""
 SELECT DISTINCT ON (budget) budget, 100 * actual / NULLIF(amount, 0) AS "percent of budget"
 FROM budget_evaluation
-WHERE currency <> 'GB' AND period_start <= $__timeTo() AND period_end > $__timeTo()
+WHERE currency <> 'GB' AND period_start <= $__timeTo() AND period_end > $__timeTo() AND {LIVE}
 ORDER BY budget, evaluated_at DESC""",
         description="Each cost budget's spend so far in its period that holds the range's end, "
                     "from its latest evaluation (budgets carry their own scope; the filters above "
@@ -350,12 +352,12 @@ GROUP BY 1, 2 ORDER BY 1, 2""", unit=MONEY_UNIT), 12, 8)
 def budgets():
     L = Layout()
     budget_var = multi_var("budget", "Budget",
-                           "SELECT DISTINCT budget FROM budget_evaluation WHERE $__timeFilter(evaluated_at) ORDER BY 1")
+                           "SELECT name FROM budget ORDER BY 1")
     in_budget = is_in("budget", "budget")
     latest = f"""
 SELECT DISTINCT ON (budget) budget, period_key, period_start, period_end, currency, amount, actual, forecast
 FROM budget_evaluation
-WHERE $__timeFilter(evaluated_at) AND {in_budget}
+WHERE $__timeFilter(evaluated_at) AND {in_budget} AND {LIVE}
 ORDER BY budget, evaluated_at DESC"""
     L.add(table("Budget status", f"""
 WITH latest AS ({latest.strip()})
@@ -378,7 +380,7 @@ GROUP BY s.status ORDER BY array_position(ARRAY['Healthy', 'Forecasted Unhealthy
 SELECT evaluated_at AS time, budget || ' ' || k.series AS metric, k.value
 FROM budget_evaluation
 CROSS JOIN LATERAL (VALUES ('actual', actual), ('forecast', forecast), ('amount', amount)) AS k(series, value)
-WHERE $__timeFilter(evaluated_at) AND {in_budget} AND k.value IS NOT NULL
+WHERE $__timeFilter(evaluated_at) AND {in_budget} AND {LIVE} AND k.value IS NOT NULL
 ORDER BY 1, 2""",
         description="Every evaluation: spend so far in the period, the period-end forecast and the amount."), 24, 9)
     L.add(table("Thresholds crossed", f"""
@@ -540,7 +542,7 @@ GROUP BY 1, 2, 3 ORDER BY 1, 2""",
 SELECT DISTINCT ON (budget) budget, period_key AS period, amount AS "GB allowed", actual AS "GB so far",
   forecast AS "GB forecast", {STATUS} AS status
 FROM budget_evaluation
-WHERE currency = 'GB' AND $__timeFilter(evaluated_at)
+WHERE currency = 'GB' AND $__timeFilter(evaluated_at) AND {LIVE}
 ORDER BY budget, evaluated_at DESC""",
         description="Budgets with metric = egress, from their latest evaluation in the range."), 10, 8)
     return dashboard("bursar-egress", "bursar — egress", "Data out per provider and month, against the "

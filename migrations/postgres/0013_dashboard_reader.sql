@@ -43,6 +43,8 @@ BEGIN
     GRANT SELECT (id, budget, period_key, threshold_key, channel, state, attempts,
                   next_attempt_at, created_at, delivered_at)
         ON alert_outbox TO bursar_reader;
+    -- Which budgets exist, not their definitions: `spec` holds the alert recipients.
+    GRANT SELECT (name, origin, created_at, updated_at) ON budget TO bursar_reader;
 END
 $$;
 

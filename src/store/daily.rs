@@ -218,10 +218,8 @@ pub fn push_daily<'a, DB: sqlx::Database, M>(
         for v in fields {
             b.push_bind(v);
         }
-        b.push_bind(
-            serde_json::to_string(tags).unwrap_or_else(|_| "{}".into()),
-        )
-        .push_unseparated(json);
+        b.push_bind(serde_json::to_string(tags).unwrap_or_else(|_| "{}".into()))
+            .push_unseparated(json);
         let s = &r.sums;
         b.push_bind(money(s.billed))
             .push_bind(money(s.effective))
@@ -282,11 +280,20 @@ mod tests {
         let mut t = DailyTotals::default();
         // Two resources on one day collapse into one row; the free line moves no egress.
         t.add(7, &line(&a, "2026-10-01T00:00:00Z", "0.1", None, Some("2")));
-        t.add(7, &line(&b, "2026-10-01T23:59:59Z", "0.2", Some("0.3"), Some("1.5")));
-        t.add(7, &line(&b, "2026-10-01T05:00:00Z", "0", Some("0"), Some("10")));
+        t.add(
+            7,
+            &line(&b, "2026-10-01T23:59:59Z", "0.2", Some("0.3"), Some("1.5")),
+        );
+        t.add(
+            7,
+            &line(&b, "2026-10-01T05:00:00Z", "0", Some("0"), Some("10")),
+        );
         t.add(7, &line(&a, "2026-10-02T00:00:00Z", "1", None, None));
         t.add(8, &line(&a, "2026-10-01T00:00:00Z", "5", None, Some("1")));
-        t.add(7, &line(&hours, "2026-10-01T00:00:00Z", "3", None, Some("4")));
+        t.add(
+            7,
+            &line(&hours, "2026-10-01T00:00:00Z", "3", None, Some("4")),
+        );
         assert_eq!(t.len(), 6);
         let rows = t.take_rows();
         assert!(t.is_empty());
@@ -313,13 +320,36 @@ mod tests {
         assert_eq!(
             got,
             vec![
-                (7, "2026-10-01".into(), Some("GB"), sums("0.3", Some("0.3"), Some("13.5"), "3.5", 3)),
-                (7, "2026-10-01".into(), Some("Hours"), sums("3", None, Some("4"), "0", 1)),
-                (7, "2026-10-02".into(), Some("GB"), sums("1", None, None, "0", 1)),
-                (8, "2026-10-01".into(), Some("GB"), sums("5", None, Some("1"), "1", 1)),
+                (
+                    7,
+                    "2026-10-01".into(),
+                    Some("GB"),
+                    sums("0.3", Some("0.3"), Some("13.5"), "3.5", 3)
+                ),
+                (
+                    7,
+                    "2026-10-01".into(),
+                    Some("Hours"),
+                    sums("3", None, Some("4"), "0", 1)
+                ),
+                (
+                    7,
+                    "2026-10-02".into(),
+                    Some("GB"),
+                    sums("1", None, None, "0", 1)
+                ),
+                (
+                    8,
+                    "2026-10-01".into(),
+                    Some("GB"),
+                    sums("5", None, Some("1"), "1", 1)
+                ),
             ]
         );
-        assert_eq!(day_start(rows[0].day).to_rfc3339(), "2026-10-01T00:00:00+00:00");
+        assert_eq!(
+            day_start(rows[0].day).to_rfc3339(),
+            "2026-10-01T00:00:00+00:00"
+        );
     }
 
     #[test]
