@@ -367,31 +367,6 @@ async fn decision_log_rows_carry_choice_runner_up_and_saving() {
     }
 }
 
-/// A dashboard query as Grafana would send it: `$__timeFilter(col)` becomes a range over
-/// the last 30 days, and `$name` / `${name}` the template variable's current value.
-fn grafana_sql(raw: &str, vars: &[(String, String)]) -> String {
-    let mut sql = String::new();
-    let mut rest = raw;
-    while let Some(i) = rest.find("$__timeFilter(") {
-        sql.push_str(&rest[..i]);
-        let after = &rest[i + "$__timeFilter(".len()..];
-        let close = after.find(')').expect("$__timeFilter(…) closes");
-        let col = &after[..close];
-        sql.push_str(&format!(
-            "{col} BETWEEN now() - interval '30 days' AND now() + interval '1 hour'"
-        ));
-        rest = &after[close + 1..];
-    }
-    sql.push_str(rest);
-    for (name, value) in vars {
-        sql = sql
-            .replace(&format!("${{{name}}}"), value)
-            .replace(&format!("${name}"), value);
-    }
-    assert!(!sql.contains('$'), "unexpanded macro or variable in: {sql}");
-    sql
-}
-
 #[tokio::test]
 async fn every_dashboard_query_runs_on_postgres_and_the_savings_panel_adds_up() {
     use sqlx::Row;
@@ -416,56 +391,47 @@ async fn every_dashboard_query_runs_on_postgres_and_the_savings_panel_adds_up() 
     let bursar::store::Store::Postgres(pg) = &store else {
         unreachable!("a Postgres URL")
     };
+    // Every query of the placement and prices dashboards, expanded as Grafana would
+    // (bursar::dashboards) over the last 30 days; tests/dashboards.rs runs them all as the
+    // read-only role on billing data too.
     let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("dashboards");
-    let mut files: Vec<_> = std::fs::read_dir(&dir)
-        .unwrap()
-        .map(|e| e.unwrap().path())
-        .filter(|p| p.extension().is_some_and(|x| x == "json"))
-        .collect();
-    files.sort();
+    let range = bursar::dashboards::TimeRange {
+        from: chrono::Utc::now() - chrono::Duration::days(30),
+        to: chrono::Utc::now() + chrono::Duration::hours(1),
+    };
     let (mut ran, mut checked) = (0, false);
-    for file in &files {
-        let d: serde_json::Value =
-            serde_json::from_str(&std::fs::read_to_string(file).unwrap()).unwrap();
-        let vars: Vec<(String, String)> = d["templating"]["list"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .filter_map(|v| {
-                let value = v["current"]["value"].as_str()?;
-                Some((v["name"].as_str()?.to_string(), value.to_string()))
-            })
-            .collect();
-        for panel in d["panels"].as_array().unwrap() {
-            let title = panel["title"].as_str().unwrap();
-            for target in panel["targets"].as_array().unwrap() {
-                let sql = grafana_sql(target["rawSql"].as_str().unwrap(), &vars);
-                let rows = sqlx::query(&sql)
-                    .fetch_all(pg.pool())
-                    .await
-                    .unwrap_or_else(|e| panic!("{} / {title}: {e}\n{sql}", file.display()));
-                ran += 1;
-                if title == "Estimated placement savings by team" {
-                    let got: std::collections::BTreeMap<String, (i64, Decimal)> = rows
-                        .iter()
-                        .map(|r| {
-                            let total: Decimal = r.get("chosen_total");
-                            let saving: Decimal = r.get("estimated_saving");
-                            let baseline: Decimal = r.get("baseline_total");
-                            assert_eq!(baseline - total, saving, "saving = baseline - chosen");
-                            (
-                                r.get::<String, _>("team"),
-                                (r.get::<i64, _>("decisions"), total.normalize()),
-                            )
-                        })
-                        .collect();
-                    let want: std::collections::BTreeMap<String, (i64, Decimal)> = by_team
-                        .iter()
-                        .map(|(k, (n, t))| (k.clone(), (*n, t.normalize())))
-                        .collect();
-                    assert_eq!(got, want, "decisions and exact chosen totals per team");
-                    checked = true;
-                }
+    for name in ["placement.json", "prices.json"] {
+        let d = bursar::dashboards::Dashboard::load(&dir.join(name)).unwrap();
+        let vars = d.bindings();
+        for (panel, _, raw) in d.sql_queries() {
+            let title = panel.title.as_str();
+            let ctx = bursar::dashboards::QueryContext::for_panel(panel, range, &vars).unwrap();
+            let sql = bursar::dashboards::expand(raw, &ctx).unwrap();
+            let rows = sqlx::query(&sql)
+                .fetch_all(pg.pool())
+                .await
+                .unwrap_or_else(|e| panic!("{name} / {title}: {e}\n{sql}"));
+            ran += 1;
+            if title == "Estimated placement savings by team" {
+                let got: std::collections::BTreeMap<String, (i64, Decimal)> = rows
+                    .iter()
+                    .map(|r| {
+                        let total: Decimal = r.get("chosen_total");
+                        let saving: Decimal = r.get("estimated_saving");
+                        let baseline: Decimal = r.get("baseline_total");
+                        assert_eq!(baseline - total, saving, "saving = baseline - chosen");
+                        (
+                            r.get::<String, _>("team"),
+                            (r.get::<i64, _>("decisions"), total.normalize()),
+                        )
+                    })
+                    .collect();
+                let want: std::collections::BTreeMap<String, (i64, Decimal)> = by_team
+                    .iter()
+                    .map(|(k, (n, t))| (k.clone(), (*n, t.normalize())))
+                    .collect();
+                assert_eq!(got, want, "decisions and exact chosen totals per team");
+                checked = true;
             }
         }
     }
