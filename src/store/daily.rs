@@ -287,7 +287,7 @@ mod tests {
         t.add(7, &line(&a, "2026-10-02T00:00:00Z", "1", None, None));
         t.add(8, &line(&a, "2026-10-01T00:00:00Z", "5", None, Some("1")));
         t.add(7, &line(&hours, "2026-10-01T00:00:00Z", "3", None, Some("4")));
-        assert_eq!(t.len(), 6);
+        assert_eq!(t.len(), 5);
         let rows = t.take_rows();
         assert!(t.is_empty());
         let got: Vec<(i64, String, Option<&str>, Sums)> = rows
