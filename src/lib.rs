@@ -7,7 +7,9 @@
 //! the outbox; `store` persists to SQLite or Postgres behind one `Store`; `config` reads TOML
 //! and BURSAR_* overrides; `tasks` runs the long-running loops (polling, ingest, budget
 //! evaluation, alert delivery); `wiring` builds the enabled sources from config; `server` is
-//! the gRPC glue (validate, convert, map errors); `cli` is the command line.
+//! the gRPC glue (validate, convert, map errors); `cli` is the command line. `dashboards`
+//! (pure, beside `domain`) reads the Grafana dashboards and expands their queries as Grafana
+//! would.
 #![forbid(unsafe_code)]
 // Standard output goes through `cli::out` (`outln!`), which ends quietly on a closed pipe.
 #![warn(clippy::print_stdout)]
@@ -16,6 +18,7 @@ pub mod billing;
 pub mod cli;
 pub mod clouds;
 pub mod config;
+pub mod dashboards;
 pub mod domain;
 pub mod fleet;
 pub mod notify;

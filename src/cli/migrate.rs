@@ -1,4 +1,5 @@
-//! `bursar migrate`: applies the database migrations and exits.
+//! `bursar migrate`: applies the database migrations and exits; with
+//! `[dashboards] reader_password`, also lets the dashboards' role `bursar_reader` log in.
 use clap::Args;
 
 use super::CliError;
@@ -15,6 +16,14 @@ pub struct MigrateArgs {
 pub async fn run(cfg: Config) -> Result<(), CliError> {
     let store = Store::open(&cfg.database_url).await?;
     crate::outln!("migrations applied ({})", store.backend());
+    let r = match &cfg.dashboards.reader_password {
+        Some(password) => store.set_reader_password(password).await.map(|set| {
+            if set {
+                crate::outln!("bursar_reader can log in with the configured password");
+            }
+        }),
+        None => Ok(()),
+    };
     store.close().await;
-    Ok(())
+    Ok(r?)
 }

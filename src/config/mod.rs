@@ -7,7 +7,9 @@ use std::time::Duration;
 
 use serde::Deserialize;
 
+pub mod dashboards;
 pub mod fleet;
+pub use dashboards::DashboardsConfig;
 pub use fleet::{FleetConfig, IdleGpuConfig};
 
 use crate::billing::accept::BadRowShare;
@@ -63,6 +65,8 @@ pub struct Config {
     pub idle_gpu: IdleGpuConfig,
     /// `[fleet.aws|gcp|azure]`: where the GPU fleet runs.
     pub fleet: FleetConfig,
+    /// `[dashboards]`: the Grafana dashboards' read-only role.
+    pub dashboards: DashboardsConfig,
 }
 
 /// `[ingest]`.
@@ -137,6 +141,7 @@ impl fmt::Debug for Config {
             .field("ingest", &self.ingest)
             .field("idle_gpu", &self.idle_gpu)
             .field("fleet", &self.fleet)
+            .field("dashboards", &self.dashboards)
             .finish()
     }
 }
@@ -385,6 +390,7 @@ impl Default for Config {
             ingest: IngestConfig::default(),
             idle_gpu: IdleGpuConfig::default(),
             fleet: FleetConfig::default(),
+            dashboards: DashboardsConfig::default(),
         }
     }
 }
@@ -672,6 +678,7 @@ impl Config {
         if let (Some(v), Some(a)) = (get("BURSAR_AZURE_ACCESS_TOKEN"), self.fleet.azure.as_mut()) {
             a.access_token = v;
         }
+        self.dashboards.apply_env(&get);
         if let Some(v) = get("BURSAR_BUDGET_EVALUATION_POLL") {
             self.budget_evaluation.poll = parse_dur("BURSAR_BUDGET_EVALUATION_POLL", &v)?;
         }
@@ -713,6 +720,7 @@ impl Config {
     }
 
     pub fn validate(&self) -> Result<(), ConfigError> {
+        self.dashboards.validate()?;
         if self.ingest.heartbeat.is_zero() {
             return Err(ConfigError::Field {
                 field: "ingest.heartbeat".into(),

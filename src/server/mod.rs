@@ -81,6 +81,14 @@ pub async fn run(
         .await?
         .with_ingest_heartbeat(config.ingest.heartbeat);
     tracing::info!(backend = store.backend(), "database ready");
+    // The Grafana dashboards' read-only role (Postgres): a failure leaves it as it was.
+    if let Some(password) = &config.dashboards.reader_password {
+        match store.set_reader_password(password).await {
+            Ok(true) => tracing::info!("bursar_reader can log in"),
+            Ok(false) => {}
+            Err(e) => tracing::warn!(error = %e, "could not set the password of bursar_reader"),
+        }
+    }
     // Ingest runs left `running` by a process that is gone end as interrupted.
     if let Err(e) = store.interrupt_expired_runs(chrono::Utc::now()).await {
         tracing::warn!(error = %e, "could not check for interrupted ingest runs");

@@ -15,6 +15,7 @@ pub mod fleet;
 mod gpu_samples;
 pub mod pgcopy;
 pub mod postgres;
+mod reader_role;
 mod sql;
 pub mod sqlite;
 
