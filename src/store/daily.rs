@@ -32,6 +32,8 @@ pub struct Sums {
     pub contracted: Option<Decimal>,
     pub quantity: Option<Decimal>,
     pub egress_gb: Decimal,
+    /// The billed cost of the egress lines.
+    pub egress_cost: Decimal,
     pub lines: i64,
 }
 
@@ -54,6 +56,7 @@ impl Sums {
             && charged(l.billed_cost, l.list_cost)
         {
             self.egress_gb += q * f;
+            self.egress_cost += l.billed_cost;
         }
         self.lines += 1;
     }
@@ -65,6 +68,7 @@ impl Sums {
         add_opt(&mut self.contracted, o.contracted);
         add_opt(&mut self.quantity, o.quantity);
         self.egress_gb += o.egress_gb;
+        self.egress_cost += o.egress_cost;
         self.lines += o.lines;
     }
 }
@@ -188,9 +192,9 @@ pub const DAILY_INSERT: &str = "INSERT INTO cost_daily (range_id, day, day_start
      billing_currency, charge_category, charge_class, provider_name, service_name, \
      service_category, region_id, billing_account_id, sub_account_id, pricing_category, \
      commitment_discount_category, consumed_unit, tags, billed_cost, effective_cost, list_cost, \
-     contracted_cost, consumed_quantity, egress_gb, lines) ";
+     contracted_cost, consumed_quantity, egress_gb, egress_cost, lines) ";
 
-/// Rows per `cost_daily` insert: 23 parameters each, under both backends' limits.
+/// Rows per `cost_daily` insert: 24 parameters each, under both backends' limits.
 pub const DAILY_CHUNK: usize = 1000;
 
 /// The VALUES of a `cost_daily` insert, the same binds on either backend: `money` turns an
@@ -229,6 +233,7 @@ pub fn push_daily<'a, DB: sqlx::Database, M>(
             .push_bind(s.contracted.map(money))
             .push_bind(s.quantity.map(money))
             .push_bind(money(s.egress_gb))
+            .push_bind(money(s.egress_cost))
             .push_bind(s.lines);
     });
 }
@@ -308,6 +313,8 @@ mod tests {
             contracted: None,
             quantity: qty.map(d),
             egress_gb: d(gb),
+            // Egress lines' billed cost: the charged GB lines only.
+            egress_cost: if gb == "0" { Decimal::ZERO } else { d(billed) },
             lines: n,
         };
         assert_eq!(
