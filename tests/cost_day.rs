@@ -31,6 +31,7 @@ struct Sums {
     contracted: Decimal,
     quantity: Decimal,
     egress_gb: Decimal,
+    egress_cost: Decimal,
     lines: i64,
 }
 
@@ -43,6 +44,7 @@ impl Sums {
             &mut self.contracted,
             &mut self.quantity,
             &mut self.egress_gb,
+            &mut self.egress_cost,
         ] {
             *d = d.normalize();
         }
@@ -90,8 +92,8 @@ async fn day_sums(store: &Store) -> BTreeMap<Key, Sums> {
         "SELECT provider_name, CAST(day AS TEXT), charge_category, billing_currency, \
          CAST(billed_cost AS TEXT), CAST(effective_cost AS TEXT), CAST(list_cost AS TEXT), \
          CAST(contracted_cost AS TEXT), CAST(consumed_quantity AS TEXT), CAST(egress_gb AS TEXT), \
-         CAST(lines AS TEXT), CAST(day_start AS TEXT), CAST(billing_period_start AS TEXT) \
-         FROM cost_day",
+         CAST(lines AS TEXT), CAST(day_start AS TEXT), CAST(billing_period_start AS TEXT), \
+         CAST(egress_cost AS TEXT) FROM cost_day",
     )
     .await;
     let mut out: BTreeMap<Key, Sums> = BTreeMap::new();
@@ -115,6 +117,7 @@ async fn day_sums(store: &Store) -> BTreeMap<Key, Sums> {
         e.quantity += opt(&get, 8).unwrap_or_default();
         e.egress_gb += dec(&get(9).unwrap());
         e.lines += get(10).unwrap().parse::<i64>().unwrap();
+        e.egress_cost += dec(&get(13).unwrap());
     }
     out.into_iter().map(|(k, v)| (k, v.normalized())).collect()
 }
@@ -144,7 +147,7 @@ async fn line_sums(store: &Store) -> BTreeMap<Key, Sums> {
             opt(&get, 6),
             opt(&get, 8),
         );
-        let gb = match (
+        let (gb, egress_cost) = match (
             qty,
             egress_gb_per_unit(
                 &category,
@@ -154,8 +157,8 @@ async fn line_sums(store: &Store) -> BTreeMap<Key, Sums> {
                 get(10).as_deref(),
             ),
         ) {
-            (Some(q), Some(f)) => q * f,
-            _ => Decimal::ZERO,
+            (Some(q), Some(f)) => (q * f, billed),
+            _ => (Decimal::ZERO, Decimal::ZERO),
         };
         let e = out
             .entry((get(0).unwrap(), get(1).unwrap(), category, get(3).unwrap()))
@@ -166,6 +169,7 @@ async fn line_sums(store: &Store) -> BTreeMap<Key, Sums> {
         e.contracted += opt(&get, 7).unwrap_or_default();
         e.quantity += qty.unwrap_or_default();
         e.egress_gb += gb;
+        e.egress_cost += egress_cost;
         e.lines += 1;
     }
     out.into_iter().map(|(k, v)| (k, v.normalized())).collect()
@@ -180,6 +184,7 @@ fn total(sums: &BTreeMap<Key, Sums>) -> Sums {
         t.contracted += s.contracted;
         t.quantity += s.quantity;
         t.egress_gb += s.egress_gb;
+        t.egress_cost += s.egress_cost;
         t.lines += s.lines;
     }
     t.normalized()
@@ -254,7 +259,10 @@ async fn cost_day_sums_equal_the_lines_and_contracted_cost_the_recorded_totals()
             store.count_cost_lines().await.unwrap(),
             "{backend}"
         );
-        assert!(t.egress_gb > Decimal::ZERO, "{backend}: some egress");
+        assert!(
+            t.egress_gb > Decimal::ZERO && t.egress_cost > Decimal::ZERO,
+            "{backend}: some egress"
+        );
 
         // The FOCUS sample's own figures, as its expected totals and the egress rule's
         // documentation record them.

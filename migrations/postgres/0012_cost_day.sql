@@ -15,7 +15,7 @@ ALTER TABLE cost_dims ADD COLUMN commitment_discount_category TEXT;
 -- (`store::daily`) and writes it in the same transaction; replacing a scope deletes it by
 -- range with the lines. Rows are partial sums: a large file may write the same key more
 -- than once, so always SUM. egress_gb: GB moved by the lines that are egress under
--- `domain::egress_lines` (0 for others). day_start is the day as a timestamp (00:00 UTC),
+-- `domain::egress_lines` (0 for others); egress_cost: their billed cost. day_start is the day as a timestamp (00:00 UTC),
 -- so Grafana's `$__timeFilter(day_start)` is a plain indexed range.
 CREATE TABLE cost_daily (
     range_id                      BIGINT NOT NULL,
@@ -40,6 +40,7 @@ CREATE TABLE cost_daily (
     contracted_cost               NUMERIC,
     consumed_quantity             NUMERIC,
     egress_gb                     NUMERIC NOT NULL,
+    egress_cost                   NUMERIC NOT NULL,
     lines                         BIGINT NOT NULL
 );
 CREATE INDEX cost_daily_range ON cost_daily (range_id);
@@ -72,6 +73,7 @@ SELECT d.day AS day,
        d.consumed_quantity AS consumed_quantity,
        d.consumed_unit AS consumed_unit,
        d.egress_gb AS egress_gb,
+       d.egress_cost AS egress_cost,
        d.lines AS lines
 FROM cost_daily d
 JOIN cost_range r ON r.id = d.range_id;

@@ -15,7 +15,7 @@ ALTER TABLE cost_dims ADD COLUMN commitment_discount_category TEXT;
 -- the lines (`store::daily`) and writes it in the same transaction; replacing a scope
 -- deletes it by range with the lines. Rows are partial sums: a large file may write the
 -- same key more than once, so always SUM (in Rust: money is exact decimal text). egress_gb:
--- GB moved by the lines that are egress under `domain::egress_lines` (0 for others).
+-- GB moved by the lines that are egress under `domain::egress_lines` (0 for others); egress_cost: their billed cost.
 -- day_start: the day as a timestamp (00:00 UTC) in the text form the cost_line view uses.
 CREATE TABLE cost_daily (
     range_id                      INTEGER NOT NULL,
@@ -40,6 +40,7 @@ CREATE TABLE cost_daily (
     contracted_cost               TEXT,
     consumed_quantity             TEXT,
     egress_gb                     TEXT NOT NULL,
+    egress_cost                   TEXT NOT NULL,
     lines                         INTEGER NOT NULL
 );
 CREATE INDEX cost_daily_range ON cost_daily (range_id);
@@ -72,6 +73,7 @@ SELECT d.day AS day,
        d.consumed_quantity AS consumed_quantity,
        d.consumed_unit AS consumed_unit,
        d.egress_gb AS egress_gb,
+       d.egress_cost AS egress_cost,
        d.lines AS lines
 FROM cost_daily d
 JOIN cost_range r ON r.id = d.range_id;

@@ -15,7 +15,7 @@ use rust_decimal::Decimal;
 use sqlx::sqlite::SqliteArguments;
 use sqlx::{Postgres, QueryBuilder, Row, Sqlite};
 
-use super::daily::{DAILY_CHUNK, DAILY_HELD, DAILY_INSERT, DailyTotals, push_daily};
+use super::daily::{DAILY_CHUNK, DAILY_COLS, DAILY_HELD, DailyTotals, push_daily};
 use super::sql::{both, money_text};
 use super::{SQLITE_BUSY_TIMEOUT_MS, Store, StoreError, is_sqlite_busy};
 use crate::billing::{CostLine, LineDims, Quarantined};
@@ -884,24 +884,41 @@ impl IngestTx {
         Ok(())
     }
 
-    /// Writes the daily sums held so far to `cost_daily` and forgets them.
+    /// Writes the daily sums held so far to `cost_daily` and forgets them: multi-row
+    /// INSERTs on SQLite, a binary COPY on Postgres.
     async fn write_daily(&mut self) -> Result<(), StoreError> {
         if self.daily.is_empty() {
             return Ok(());
         }
         let rows = self.daily.take_rows();
-        for chunk in rows.chunks(DAILY_CHUNK) {
-            match &mut self.backend {
-                Backend::Sqlite(st) => {
-                    let mut qb = QueryBuilder::<Sqlite>::new(DAILY_INSERT);
-                    push_daily(&mut qb, chunk, money_text, "");
-                    qb.build().execute(&mut **st.tx().await?).await?;
+        match &mut self.backend {
+            Backend::Sqlite(st) => {
+                let tx = st.tx().await?;
+                for chunk in rows.chunks(DAILY_CHUNK) {
+                    let mut qb =
+                        QueryBuilder::<Sqlite>::new(format!("INSERT INTO cost_daily ({DAILY_COLS}) "));
+                    push_daily(&mut qb, chunk);
+                    qb.build().execute(&mut **tx).await?;
                 }
-                Backend::Postgres(pg) => {
-                    let mut qb = QueryBuilder::<Postgres>::new(DAILY_INSERT);
-                    push_daily(&mut qb, chunk, |d| d.normalize(), "::jsonb");
-                    qb.build().execute(&mut **pg.tx().await?).await?;
+            }
+            Backend::Postgres(pg) => {
+                let tx = pg.tx().await?;
+                let mut copy = tx
+                    .copy_in_raw(&format!(
+                        "COPY cost_daily ({DAILY_COLS}) FROM STDIN WITH (FORMAT binary)"
+                    ))
+                    .await?;
+                let mut buf = Vec::with_capacity(rows.len().min(DAILY_CHUNK) * 300);
+                super::pgcopy::header(&mut buf);
+                for chunk in rows.chunks(DAILY_CHUNK) {
+                    for r in chunk {
+                        super::pgcopy::cost_daily(&mut buf, r);
+                    }
+                    copy.send(std::mem::take(&mut buf)).await?;
                 }
+                super::pgcopy::trailer(&mut buf);
+                copy.send(buf).await?;
+                copy.finish().await?;
             }
         }
         Ok(())

@@ -15,6 +15,7 @@ use chrono::{DateTime, NaiveDate, Utc};
 use rust_decimal::Decimal;
 use sqlx::QueryBuilder;
 
+use super::sql::money_text;
 use crate::billing::{CostLine, LineDims};
 use crate::domain::egress_lines::{charged, egress_factor};
 
@@ -32,6 +33,8 @@ pub struct Sums {
     pub contracted: Option<Decimal>,
     pub quantity: Option<Decimal>,
     pub egress_gb: Decimal,
+    /// The billed cost of the egress lines.
+    pub egress_cost: Decimal,
     pub lines: i64,
 }
 
@@ -54,6 +57,7 @@ impl Sums {
             && charged(l.billed_cost, l.list_cost)
         {
             self.egress_gb += q * f;
+            self.egress_cost += l.billed_cost;
         }
         self.lines += 1;
     }
@@ -65,6 +69,7 @@ impl Sums {
         add_opt(&mut self.contracted, o.contracted);
         add_opt(&mut self.quantity, o.quantity);
         self.egress_gb += o.egress_gb;
+        self.egress_cost += o.egress_cost;
         self.lines += o.lines;
     }
 }
@@ -94,9 +99,11 @@ pub struct DailyRow {
 }
 
 /// The fields a `cost_daily` row keeps of a line's: all but resource, SKU and zone.
-type DayKey<'a> = ([Option<&'a str>; 12], &'a BTreeMap<String, String>);
+pub(crate) type DayKey<'a> = ([Option<&'a str>; 12], &'a BTreeMap<String, String>);
 
-fn day_key(d: &LineDims) -> DayKey<'_> {
+/// The kept fields of `d`, in `cost_daily` column order (currency .. consumed unit), and its
+/// tags.
+pub(crate) fn day_key(d: &LineDims) -> DayKey<'_> {
     (
         [
             Some(d.billing_currency.as_str()),
@@ -184,32 +191,20 @@ impl DailyTotals {
     }
 }
 
-pub const DAILY_INSERT: &str = "INSERT INTO cost_daily (range_id, day, day_start, \
+/// The columns of a `cost_daily` row, in the order `push_daily` and
+/// `pgcopy::cost_daily` write them.
+pub const DAILY_COLS: &str = "range_id, day, day_start, \
      billing_currency, charge_category, charge_class, provider_name, service_name, \
      service_category, region_id, billing_account_id, sub_account_id, pricing_category, \
      commitment_discount_category, consumed_unit, tags, billed_cost, effective_cost, list_cost, \
-     contracted_cost, consumed_quantity, egress_gb, lines) ";
+     contracted_cost, consumed_quantity, egress_gb, egress_cost, lines";
 
-/// Rows per `cost_daily` insert: 23 parameters each, under both backends' limits.
+/// Rows per `cost_daily` INSERT (SQLite) or COPY message (Postgres): 24 parameters each,
+/// under SQLite's limit.
 pub const DAILY_CHUNK: usize = 1000;
 
-/// The VALUES of a `cost_daily` insert, the same binds on either backend: `money` turns an
-/// amount into the backend's money value (exact text on SQLite), `json` follows the tags
-/// parameter (Postgres: a cast to JSONB).
-pub fn push_daily<'a, DB: sqlx::Database, M>(
-    qb: &mut QueryBuilder<'a, DB>,
-    chunk: &'a [DailyRow],
-    money: fn(Decimal) -> M,
-    json: &'static str,
-) where
-    M: 'a + sqlx::Encode<'a, DB> + sqlx::Type<DB>,
-    Option<M>: sqlx::Encode<'a, DB> + sqlx::Type<DB>,
-    Option<&'a str>: sqlx::Encode<'a, DB> + sqlx::Type<DB>,
-    String: sqlx::Encode<'a, DB> + sqlx::Type<DB>,
-    i64: sqlx::Encode<'a, DB> + sqlx::Type<DB>,
-    NaiveDate: sqlx::Encode<'a, DB> + sqlx::Type<DB>,
-    DateTime<Utc>: sqlx::Encode<'a, DB> + sqlx::Type<DB>,
-{
+/// The VALUES of a SQLite `cost_daily` insert (money as exact decimal text).
+pub fn push_daily<'a>(qb: &mut QueryBuilder<'a, sqlx::Sqlite>, chunk: &'a [DailyRow]) {
     qb.push_values(chunk, |mut b, r| {
         b.push_bind(r.range_id)
             .push_bind(r.day)
@@ -218,15 +213,15 @@ pub fn push_daily<'a, DB: sqlx::Database, M>(
         for v in fields {
             b.push_bind(v);
         }
-        b.push_bind(serde_json::to_string(tags).unwrap_or_else(|_| "{}".into()))
-            .push_unseparated(json);
+        b.push_bind(serde_json::to_string(tags).unwrap_or_else(|_| "{}".into()));
         let s = &r.sums;
-        b.push_bind(money(s.billed))
-            .push_bind(money(s.effective))
-            .push_bind(s.list.map(money))
-            .push_bind(s.contracted.map(money))
-            .push_bind(s.quantity.map(money))
-            .push_bind(money(s.egress_gb))
+        b.push_bind(money_text(s.billed))
+            .push_bind(money_text(s.effective))
+            .push_bind(s.list.map(money_text))
+            .push_bind(s.contracted.map(money_text))
+            .push_bind(s.quantity.map(money_text))
+            .push_bind(money_text(s.egress_gb))
+            .push_bind(money_text(s.egress_cost))
             .push_bind(s.lines);
     });
 }
@@ -280,21 +275,12 @@ mod tests {
         let mut t = DailyTotals::default();
         // Two resources on one day collapse into one row; the free line moves no egress.
         t.add(7, &line(&a, "2026-10-01T00:00:00Z", "0.1", None, Some("2")));
-        t.add(
-            7,
-            &line(&b, "2026-10-01T23:59:59Z", "0.2", Some("0.3"), Some("1.5")),
-        );
-        t.add(
-            7,
-            &line(&b, "2026-10-01T05:00:00Z", "0", Some("0"), Some("10")),
-        );
+        t.add(7, &line(&b, "2026-10-01T23:59:59Z", "0.2", Some("0.3"), Some("1.5")));
+        t.add(7, &line(&b, "2026-10-01T05:00:00Z", "0", Some("0"), Some("10")));
         t.add(7, &line(&a, "2026-10-02T00:00:00Z", "1", None, None));
         t.add(8, &line(&a, "2026-10-01T00:00:00Z", "5", None, Some("1")));
-        t.add(
-            7,
-            &line(&hours, "2026-10-01T00:00:00Z", "3", None, Some("4")),
-        );
-        assert_eq!(t.len(), 6);
+        t.add(7, &line(&hours, "2026-10-01T00:00:00Z", "3", None, Some("4")));
+        assert_eq!(t.len(), 5);
         let rows = t.take_rows();
         assert!(t.is_empty());
         let got: Vec<(i64, String, Option<&str>, Sums)> = rows
@@ -315,41 +301,20 @@ mod tests {
             contracted: None,
             quantity: qty.map(d),
             egress_gb: d(gb),
+            // Egress lines' billed cost: the charged GB lines only.
+            egress_cost: if gb == "0" { Decimal::ZERO } else { d(billed) },
             lines: n,
         };
         assert_eq!(
             got,
             vec![
-                (
-                    7,
-                    "2026-10-01".into(),
-                    Some("GB"),
-                    sums("0.3", Some("0.3"), Some("13.5"), "3.5", 3)
-                ),
-                (
-                    7,
-                    "2026-10-01".into(),
-                    Some("Hours"),
-                    sums("3", None, Some("4"), "0", 1)
-                ),
-                (
-                    7,
-                    "2026-10-02".into(),
-                    Some("GB"),
-                    sums("1", None, None, "0", 1)
-                ),
-                (
-                    8,
-                    "2026-10-01".into(),
-                    Some("GB"),
-                    sums("5", None, Some("1"), "1", 1)
-                ),
+                (7, "2026-10-01".into(), Some("GB"), sums("0.3", Some("0.3"), Some("13.5"), "3.5", 3)),
+                (7, "2026-10-01".into(), Some("Hours"), sums("3", None, Some("4"), "0", 1)),
+                (7, "2026-10-02".into(), Some("GB"), sums("1", None, None, "0", 1)),
+                (8, "2026-10-01".into(), Some("GB"), sums("5", None, Some("1"), "1", 1)),
             ]
         );
-        assert_eq!(
-            day_start(rows[0].day).to_rfc3339(),
-            "2026-10-01T00:00:00+00:00"
-        );
+        assert_eq!(day_start(rows[0].day).to_rfc3339(), "2026-10-01T00:00:00+00:00");
     }
 
     #[test]

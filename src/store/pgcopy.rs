@@ -7,10 +7,11 @@
 //! field and a 32-bit header-extension length; per row a 16-bit field count, then per field
 //! a 32-bit length (-1 for NULL) and the value in the type's binary ("send") form; a 16-bit
 //! -1 trailer. Integers are big-endian.
-use chrono::{DateTime, Utc};
+use chrono::{DateTime, NaiveDate, Utc};
 use rust_decimal::Decimal;
 
 use super::billing::LineIds;
+use super::daily::{DailyRow, day_key, day_start};
 use crate::billing::CostLine;
 
 /// Header of a binary COPY stream.
@@ -55,6 +56,30 @@ pub(crate) fn text(out: &mut Vec<u8>, s: &str) {
 
 /// Microseconds since 2000-01-01T00:00:00Z, Postgres's timestamp epoch.
 const PG_EPOCH_UNIX_SECONDS: i64 = 946_684_800;
+
+/// Days from 1970-01-01 to 2000-01-01, Postgres's date epoch.
+const PG_EPOCH_UNIX_DAYS: i32 = 10_957;
+
+/// A `date`: days since 2000-01-01.
+fn date(out: &mut Vec<u8>, d: NaiveDate) {
+    let days = (d - NaiveDate::default()).num_days() as i32 - PG_EPOCH_UNIX_DAYS;
+    out.extend_from_slice(&4i32.to_be_bytes());
+    out.extend_from_slice(&days.to_be_bytes());
+}
+
+fn opt_text(out: &mut Vec<u8>, s: Option<&str>) {
+    match s {
+        Some(s) => text(out, s),
+        None => null(out),
+    }
+}
+
+/// A `jsonb` value: format version 1, then the JSON text.
+fn jsonb(out: &mut Vec<u8>, json: &str) {
+    out.extend_from_slice(&(json.len() as i32 + 1).to_be_bytes());
+    out.push(1);
+    out.extend_from_slice(json.as_bytes());
+}
 
 fn timestamptz(out: &mut Vec<u8>, t: DateTime<Utc>) {
     let micros = (t.timestamp() - PG_EPOCH_UNIX_SECONDS) * 1_000_000
@@ -120,6 +145,32 @@ pub(crate) fn cost_fact(out: &mut Vec<u8>, ids: LineIds, l: &CostLine) {
     timestamptz(out, l.charge_period_end);
 }
 
+/// One daily summary row as a binary COPY tuple of `cost_daily`, in the column order of
+/// `store::daily::DAILY_COLS`.
+pub(crate) fn cost_daily(out: &mut Vec<u8>, r: &DailyRow) {
+    out.extend_from_slice(&24i16.to_be_bytes());
+    int8(out, r.range_id);
+    date(out, r.day);
+    timestamptz(out, day_start(r.day));
+    let (fields, tags) = day_key(&r.dims);
+    for f in fields {
+        opt_text(out, f);
+    }
+    jsonb(
+        out,
+        &serde_json::to_string(tags).unwrap_or_else(|_| "{}".into()),
+    );
+    let s = &r.sums;
+    numeric(out, s.billed);
+    numeric(out, s.effective);
+    opt_numeric(out, s.list);
+    opt_numeric(out, s.contracted);
+    opt_numeric(out, s.quantity);
+    numeric(out, s.egress_gb);
+    numeric(out, s.egress_cost);
+    int8(out, s.lines);
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -144,6 +195,16 @@ mod tests {
         assert_eq!(enc("0.00001"), vec![1, -2, 0, 5, 1000]);
         assert_eq!(enc("1.50"), vec![2, 0, 0, 1, 1, 5000]);
         assert_eq!(enc("0.0000000000000000000000000001"), vec![1, -7, 0, 28, 1]);
+    }
+
+    #[test]
+    fn dates_count_days_from_the_postgres_epoch() {
+        let mut out = Vec::new();
+        date(&mut out, "2000-01-02".parse().unwrap());
+        date(&mut out, "1999-12-31".parse().unwrap());
+        assert_eq!(&out[..4], &4i32.to_be_bytes());
+        assert_eq!(&out[4..8], &1i32.to_be_bytes());
+        assert_eq!(&out[12..16], &(-1i32).to_be_bytes());
     }
 
     #[test]

@@ -1,7 +1,8 @@
 //! `bursar bench …`: reproducible measurements recorded in BENCHMARKS.md. `BenchCommand`
 //! and its dispatch live here; one file per benchmark (`catalog`, `select`, `ingest`,
-//! `gpu_samples`) and what they share (`load`).
+//! `gpu_samples`, `dashboards`) and what they share (`load`).
 pub mod catalog;
+pub mod dashboards;
 pub mod gpu_samples;
 pub mod ingest;
 pub mod load;
@@ -94,6 +95,46 @@ pub enum BenchCommand {
         #[arg(long, default_value_t = 256)]
         push_concurrency: usize,
     },
+    /// Every panel query of every dashboard, expanded as Grafana sends it, on Postgres
+    /// holding a year of billing (filled by the real ingest of generated monthly FOCUS
+    /// files): p50 and max per panel over the last 30 days and 12 months.
+    Dashboards {
+        /// The Postgres database to fill and query (keep it to iterate: --skip-fill).
+        #[arg(long = "database-url")]
+        database_url: String,
+        /// The ../shared/data folder (the FOCUS sample to repeat).
+        #[arg(long, default_value = "../shared/data")]
+        shared: PathBuf,
+        /// Python with duckdb installed (the test venv).
+        #[arg(long, default_value = ".venv/bin/python")]
+        python: PathBuf,
+        /// Where to write each month's generated input (deleted once ingested).
+        #[arg(long, default_value = "/var/tmp/bursar-dashboard-bench")]
+        work: PathBuf,
+        /// The dashboards to run.
+        #[arg(long, default_value = "dashboards")]
+        dashboards: PathBuf,
+        #[arg(long, default_value_t = 12)]
+        months: u32,
+        #[arg(long, default_value_t = 2_000_000)]
+        lines_per_month: u64,
+        /// The last month of billing, YYYY-MM (default: last month); the data ends 28 days
+        /// into it, and the ranges end there.
+        #[arg(long, value_parser = parse_month)]
+        last_month: Option<chrono::NaiveDate>,
+        /// Timed runs per query and range.
+        #[arg(long, default_value_t = 5)]
+        runs: usize,
+        /// Query the database as an earlier run left it.
+        #[arg(long)]
+        skip_fill: bool,
+    },
+}
+
+/// `YYYY-MM` → its first day.
+fn parse_month(s: &str) -> Result<chrono::NaiveDate, String> {
+    chrono::NaiveDate::parse_from_str(&format!("{}-01", s.trim()), "%Y-%m-%d")
+        .map_err(|_| format!("expected a month as YYYY-MM, got {s:?}"))
 }
 
 /// Runs one benchmark; its error is the command's failure (exit 1).
@@ -128,6 +169,37 @@ pub async fn run(cmd: BenchCommand) -> Result<(), CliError> {
                 connections,
                 grpc_only,
             )
+            .await
+        }
+        BenchCommand::Dashboards {
+            database_url,
+            shared,
+            python,
+            work,
+            dashboards: dir,
+            months,
+            lines_per_month,
+            last_month,
+            runs,
+            skip_fill,
+        } => {
+            dashboards::bench_dashboards(&dashboards::DashboardBench {
+                shared,
+                python,
+                work,
+                dashboards: dir,
+                seed: std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+                    .join("benches")
+                    .join("dashboard_seed.sql"),
+                database_url,
+                months: months.max(1),
+                lines_per_month,
+                last_month: last_month.unwrap_or_else(|| {
+                    dashboards::default_last_month(chrono::Utc::now().date_naive())
+                }),
+                runs,
+                skip_fill,
+            })
             .await
         }
         BenchCommand::GpuSamples {
