@@ -533,11 +533,11 @@ SELECT COALESCE(SUM(egress_gb), 0) AS "GB this month" FROM cost_day WHERE {IN_EN
                     {"color": "red", "value": RULE_GB}]), 10, 9)
     L.add(table("Egress per provider and month", f"""
 SELECT {MONTH} AS month, provider_name AS provider, billing_currency AS currency,
-  SUM(egress_gb) AS gb, SUM(billed_cost) AS cost,
+  SUM(egress_gb) AS gb, SUM(egress_cost) AS cost,
   round(100 * SUM(egress_gb) / {RULE_GB}, 2) AS "% of 10 TB"
 FROM cost_day WHERE {moved} AND egress_gb > 0
 GROUP BY 1, 2, 3 ORDER BY 1, 2""",
-        description="Cost: the billed cost of the day rows that moved data."), 14, 8)
+        description="Cost: the billed cost of the egress lines (domain::egress_lines)."), 14, 8)
     L.add(table("Egress budgets", f"""
 SELECT DISTINCT ON (budget) budget, period_key AS period, amount AS "GB allowed", actual AS "GB so far",
   forecast AS "GB forecast", {STATUS} AS status

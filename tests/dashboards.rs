@@ -906,6 +906,21 @@ async fn every_panel_runs_as_bursar_reader_and_the_money_adds_up() {
         pairs(&rows, "billed"),
         [(aws.clone(), aws_total.normalize())].into()
     );
+    // Two providers selected (multi-value): exactly those two.
+    let usd: BTreeMap<String, Decimal> = seeded
+        .by_provider
+        .iter()
+        .filter(|((_, c), _)| c == "USD")
+        .map(|((p, _), v)| (p.clone(), v.normalize()))
+        .collect();
+    let two: BTreeMap<String, Decimal> = usd.into_iter().take(2).collect();
+    assert_eq!(two.len(), 2);
+    let b = with(
+        spend,
+        &[("provider", Selection::Values(two.keys().cloned().collect()))],
+    );
+    let rows = runner.panel(spend, "Spend by provider", wide, &b).await;
+    assert_eq!(pairs(&rows, "billed"), two);
     // A team is a tag whose key is a variable: business_unit = ViennaAI, from the CSV itself.
     let vienna = focus_billed_with_tag("business_unit", "ViennaAI");
     assert!(vienna > Decimal::ZERO);
