@@ -1369,6 +1369,11 @@ async fn migrate_lets_the_reader_log_in_with_the_configured_password() {
     .unwrap();
     assert!(login && has_password);
     store.close().await;
+    // `serve` does the same at start.
+    let mut cfg = common::test_config(&dbs[1]);
+    cfg.dashboards.reader_password = Some("serve's secret".into());
+    let server = common::TestServer::start(cfg).await;
+    server.stop().await.unwrap();
     // An empty password is a configuration error (exit 2) naming the key.
     let out = tokio::process::Command::new(env!("CARGO_BIN_EXE_bursar"))
         .args(["migrate", "--database-url", &db.url])
