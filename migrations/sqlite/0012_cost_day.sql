@@ -76,7 +76,7 @@ SELECT d.day AS day,
        d.egress_cost AS egress_cost,
        d.lines AS lines
 FROM cost_daily d
-JOIN cost_range r ON r.id = d.range_id;
+LEFT JOIN cost_range r ON r.id = d.range_id;
 
 -- The lines as before, with the three new columns at the end.
 DROP VIEW cost_line;

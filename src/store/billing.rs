@@ -890,14 +890,14 @@ impl IngestTx {
         if self.daily.is_empty() {
             return Ok(());
         }
-        let rows = self.daily.take_rows();
+        let batch = self.daily.take();
         match &mut self.backend {
             Backend::Sqlite(st) => {
                 let tx = st.tx().await?;
-                for chunk in rows.chunks(DAILY_CHUNK) {
+                for chunk in batch.rows.chunks(DAILY_CHUNK) {
                     let mut qb =
                         QueryBuilder::<Sqlite>::new(format!("INSERT INTO cost_daily ({DAILY_COLS}) "));
-                    push_daily(&mut qb, chunk);
+                    push_daily(&mut qb, &batch.kinds, chunk);
                     qb.build().execute(&mut **tx).await?;
                 }
             }
@@ -908,11 +908,11 @@ impl IngestTx {
                         "COPY cost_daily ({DAILY_COLS}) FROM STDIN WITH (FORMAT binary)"
                     ))
                     .await?;
-                let mut buf = Vec::with_capacity(rows.len().min(DAILY_CHUNK) * 300);
+                let mut buf = Vec::with_capacity(batch.rows.len().min(DAILY_CHUNK) * 300);
                 super::pgcopy::header(&mut buf);
-                for chunk in rows.chunks(DAILY_CHUNK) {
+                for chunk in batch.rows.chunks(DAILY_CHUNK) {
                     for r in chunk {
-                        super::pgcopy::cost_daily(&mut buf, r);
+                        super::pgcopy::cost_daily(&mut buf, &batch.kinds[r.kind], r);
                     }
                     copy.send(std::mem::take(&mut buf)).await?;
                 }

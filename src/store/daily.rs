@@ -61,41 +61,48 @@ impl Sums {
         }
         self.lines += 1;
     }
-
-    fn merge(&mut self, o: &Sums) {
-        self.billed += o.billed;
-        self.effective += o.effective;
-        add_opt(&mut self.list, o.list);
-        add_opt(&mut self.contracted, o.contracted);
-        add_opt(&mut self.quantity, o.quantity);
-        self.egress_gb += o.egress_gb;
-        self.egress_cost += o.egress_cost;
-        self.lines += o.lines;
-    }
 }
 
-/// One key's sums as they accumulate: the line's shared fields (by `Arc` address, as the
-/// parser shares them) and their egress factor, computed once.
-struct Entry {
-    dims: Arc<LineDims>,
-    factor: Option<Decimal>,
-    sums: Sums,
+/// One combination of the fields a `cost_daily` row keeps (a line's, but resource, SKU and
+/// zone), with its tags as JSON, serialised once.
+#[derive(Clone, Debug, PartialEq)]
+pub struct DayKind {
+    pub dims: Arc<LineDims>,
+    pub tags_json: String,
 }
 
-/// The sums of the lines added since the last [`DailyTotals::take_rows`].
-#[derive(Default)]
-pub struct DailyTotals {
-    /// By (range id, day since the Unix epoch, address of the line's `LineDims`).
-    entries: hashbrown::HashMap<(i64, i64, usize), Entry>,
-}
-
-/// One `cost_daily` row.
+/// One `cost_daily` row: its range, day, kind (an index into [`DailyBatch::kinds`]) and sums.
 #[derive(Clone, Debug, PartialEq)]
 pub struct DailyRow {
     pub range_id: i64,
     pub day: NaiveDate,
-    pub dims: Arc<LineDims>,
+    pub kind: usize,
     pub sums: Sums,
+}
+
+/// What [`DailyTotals::take`] hands over for writing.
+#[derive(Debug, Default)]
+pub struct DailyBatch {
+    pub kinds: Vec<DayKind>,
+    pub rows: Vec<DailyRow>,
+}
+
+/// The sums of the lines added since the last [`DailyTotals::take`]. The work that depends
+/// only on a line's fields (which kind it is, its egress factor) is done once per distinct
+/// `LineDims` the parser shares (by `Arc` address); per line it costs one lookup by address,
+/// one by (range, day, kind), and the additions.
+#[derive(Default)]
+pub struct DailyTotals {
+    /// By the address of a `LineDims` in `held`: its kind and egress factor.
+    by_address: hashbrown::HashMap<usize, (usize, Option<Decimal>)>,
+    /// Keeps the addresses in `by_address` from being reused while they are there.
+    held: Vec<Arc<LineDims>>,
+    kinds: Vec<DayKind>,
+    /// Indexes into `kinds`, by value.
+    kind_of: hashbrown::HashTable<usize>,
+    hasher: hashbrown::DefaultHashBuilder,
+    /// By (range id, day since the Unix epoch, kind).
+    entries: hashbrown::HashMap<(i64, i64, usize), Sums>,
 }
 
 /// The fields a `cost_daily` row keeps of a line's: all but resource, SKU and zone.
@@ -136,63 +143,81 @@ pub fn day_start(day: NaiveDate) -> DateTime<Utc> {
 impl DailyTotals {
     /// Adds line `l`, stored in range `range_id`.
     pub fn add(&mut self, range_id: i64, l: &CostLine) {
-        let key = (
-            range_id,
-            epoch_day(l.charge_period_start),
-            Arc::as_ptr(&l.dims) as usize,
-        );
-        let e = self.entries.entry(key).or_insert_with(|| Entry {
-            dims: l.dims.clone(),
-            factor: egress_factor(
-                &l.dims.charge_category,
-                l.dims.service_category.as_deref(),
-                l.dims.consumed_unit.as_deref(),
-            ),
-            sums: Sums::default(),
-        });
-        e.sums.add_line(l, e.factor);
+        let address = Arc::as_ptr(&l.dims) as usize;
+        let (kind, factor) = match self.by_address.get(&address) {
+            Some(&known) => known,
+            None => self.learn(&l.dims),
+        };
+        self.entries
+            .entry((range_id, epoch_day(l.charge_period_start), kind))
+            .or_default()
+            .add_line(l, factor);
     }
 
-    /// Keys held.
+    /// The kind and egress factor of fields not seen at this address yet.
+    fn learn(&mut self, d: &Arc<LineDims>) -> (usize, Option<Decimal>) {
+        use std::hash::BuildHasher;
+        let key = day_key(d);
+        let hash = self.hasher.hash_one(key);
+        let kinds = &self.kinds;
+        let kind = match self.kind_of.find(hash, |&k| day_key(&kinds[k].dims) == key) {
+            Some(&k) => k,
+            None => {
+                let k = self.kinds.len();
+                let hasher = &self.hasher;
+                self.kind_of
+                    .insert_unique(hash, k, |&j| hasher.hash_one(day_key(&kinds[j].dims)));
+                self.kinds.push(DayKind {
+                    dims: d.clone(),
+                    tags_json: serde_json::to_string(&d.tags).unwrap_or_else(|_| "{}".into()),
+                });
+                k
+            }
+        };
+        let factor = egress_factor(
+            &d.charge_category,
+            d.service_category.as_deref(),
+            d.consumed_unit.as_deref(),
+        );
+        self.by_address
+            .insert(Arc::as_ptr(d) as usize, (kind, factor));
+        self.held.push(d.clone());
+        (kind, factor)
+    }
+
+    /// What is held: keys, and distinct fields (bounded too, as a file whose lines are all
+    /// distinct would otherwise keep every one alive).
     pub fn len(&self) -> usize {
-        self.entries.len()
+        self.entries.len().max(self.held.len())
     }
 
     pub fn is_empty(&self) -> bool {
         self.entries.is_empty()
     }
 
-    /// The rows to write, one per (range, day, kept fields), in a stable order; empties the
-    /// totals.
-    pub fn take_rows(&mut self) -> Vec<DailyRow> {
+    /// The rows to write, one per (range, day, kind), and the kinds they name; starts
+    /// afresh.
+    pub fn take(&mut self) -> DailyBatch {
         let entries = std::mem::take(&mut self.entries);
-        let mut rows: hashbrown::HashMap<(i64, i64, DayKey<'_>), (&Arc<LineDims>, Sums)> =
-            hashbrown::HashMap::with_capacity(entries.len());
-        for ((range, day, _), e) in &entries {
-            rows.entry((*range, *day, day_key(&e.dims)))
-                .and_modify(|(_, s)| s.merge(&e.sums))
-                .or_insert_with(|| (&e.dims, e.sums.clone()));
-        }
-        let mut out: Vec<DailyRow> = rows
+        let kinds = std::mem::take(&mut self.kinds);
+        self.by_address.clear();
+        self.held.clear();
+        self.kind_of.clear();
+        let rows = entries
             .into_iter()
-            .map(|((range_id, day, _), (dims, sums))| DailyRow {
+            .map(|((range_id, day, kind), sums)| DailyRow {
                 range_id,
                 day: DateTime::from_timestamp(day * SECONDS_PER_DAY, 0)
                     .map(|t| t.date_naive())
                     .unwrap_or_default(),
-                dims: dims.clone(),
+                kind,
                 sums,
             })
             .collect();
-        out.sort_by(|a, b| {
-            (a.range_id, a.day, day_key(&a.dims)).cmp(&(b.range_id, b.day, day_key(&b.dims)))
-        });
-        out
+        DailyBatch { kinds, rows }
     }
 }
 
-/// The columns of a `cost_daily` row, in the order `push_daily` and
-/// `pgcopy::cost_daily` write them.
 pub const DAILY_COLS: &str = "range_id, day, day_start, \
      billing_currency, charge_category, charge_class, provider_name, service_name, \
      service_category, region_id, billing_account_id, sub_account_id, pricing_category, \
@@ -204,16 +229,20 @@ pub const DAILY_COLS: &str = "range_id, day, day_start, \
 pub const DAILY_CHUNK: usize = 1000;
 
 /// The VALUES of a SQLite `cost_daily` insert (money as exact decimal text).
-pub fn push_daily<'a>(qb: &mut QueryBuilder<'a, sqlx::Sqlite>, chunk: &'a [DailyRow]) {
+pub fn push_daily<'a>(
+    qb: &mut QueryBuilder<'a, sqlx::Sqlite>,
+    kinds: &'a [DayKind],
+    chunk: &'a [DailyRow],
+) {
     qb.push_values(chunk, |mut b, r| {
+        let kind = &kinds[r.kind];
         b.push_bind(r.range_id)
             .push_bind(r.day)
             .push_bind(day_start(r.day));
-        let (fields, tags) = day_key(&r.dims);
-        for v in fields {
+        for v in day_key(&kind.dims).0 {
             b.push_bind(v);
         }
-        b.push_bind(serde_json::to_string(tags).unwrap_or_else(|_| "{}".into()));
+        b.push_bind(kind.tags_json.as_str());
         let s = &r.sums;
         b.push_bind(money_text(s.billed))
             .push_bind(money_text(s.effective))
@@ -280,20 +309,23 @@ mod tests {
         t.add(7, &line(&a, "2026-10-02T00:00:00Z", "1", None, None));
         t.add(8, &line(&a, "2026-10-01T00:00:00Z", "5", None, Some("1")));
         t.add(7, &line(&hours, "2026-10-01T00:00:00Z", "3", None, Some("4")));
-        assert_eq!(t.len(), 5);
-        let rows = t.take_rows();
+        assert_eq!(t.len(), 4, "keys: resources collapse as they are added");
+        let batch = t.take();
         assert!(t.is_empty());
-        let got: Vec<(i64, String, Option<&str>, Sums)> = rows
+        let mut got: Vec<(i64, String, Option<&str>, Sums)> = batch
+            .rows
             .iter()
             .map(|r| {
                 (
                     r.range_id,
                     r.day.to_string(),
-                    r.dims.consumed_unit.as_deref(),
+                    batch.kinds[r.kind].dims.consumed_unit.as_deref(),
                     r.sums.clone(),
                 )
             })
             .collect();
+        got.sort_by(|a, b| (a.0, &a.1, a.2).cmp(&(b.0, &b.1, b.2)));
+        assert_eq!(batch.kinds.len(), 2, "GB and Hours");
         let sums = |billed: &str, list: Option<&str>, qty: Option<&str>, gb: &str, n| Sums {
             billed: d(billed),
             effective: d(billed),
@@ -314,7 +346,10 @@ mod tests {
                 (8, "2026-10-01".into(), Some("GB"), sums("5", None, Some("1"), "1", 1)),
             ]
         );
-        assert_eq!(day_start(rows[0].day).to_rfc3339(), "2026-10-01T00:00:00+00:00");
+        assert_eq!(
+            day_start("2026-10-01".parse().unwrap()).to_rfc3339(),
+            "2026-10-01T00:00:00+00:00"
+        );
     }
 
     #[test]
@@ -324,7 +359,7 @@ mod tests {
         let mut t = DailyTotals::default();
         t.add(1, &line(&a, "1969-12-31T23:00:00Z", "1", None, None));
         t.add(1, &line(&copy, "1969-12-31T01:00:00Z", "2", None, None));
-        let rows = t.take_rows();
+        let rows = t.take().rows;
         assert_eq!(rows.len(), 1);
         assert_eq!(rows[0].day.to_string(), "1969-12-31");
         assert_eq!((rows[0].sums.billed, rows[0].sums.lines), (d("3"), 2));

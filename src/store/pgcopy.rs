@@ -11,7 +11,7 @@ use chrono::{DateTime, NaiveDate, Utc};
 use rust_decimal::Decimal;
 
 use super::billing::LineIds;
-use super::daily::{DailyRow, day_key, day_start};
+use super::daily::{DailyRow, DayKind, day_key, day_start};
 use crate::billing::CostLine;
 
 /// Header of a binary COPY stream.
@@ -147,19 +147,15 @@ pub(crate) fn cost_fact(out: &mut Vec<u8>, ids: LineIds, l: &CostLine) {
 
 /// One daily summary row as a binary COPY tuple of `cost_daily`, in the column order of
 /// `store::daily::DAILY_COLS`.
-pub(crate) fn cost_daily(out: &mut Vec<u8>, r: &DailyRow) {
+pub(crate) fn cost_daily(out: &mut Vec<u8>, kind: &DayKind, r: &DailyRow) {
     out.extend_from_slice(&24i16.to_be_bytes());
     int8(out, r.range_id);
     date(out, r.day);
     timestamptz(out, day_start(r.day));
-    let (fields, tags) = day_key(&r.dims);
-    for f in fields {
+    for f in day_key(&kind.dims).0 {
         opt_text(out, f);
     }
-    jsonb(
-        out,
-        &serde_json::to_string(tags).unwrap_or_else(|_| "{}".into()),
-    );
+    jsonb(out, &kind.tags_json);
     let s = &r.sums;
     numeric(out, s.billed);
     numeric(out, s.effective);
