@@ -134,6 +134,20 @@ mod tests {
     }
 
     #[test]
+    fn the_readme_block_is_the_defaults_and_unknown_keys_are_refused() {
+        let readme = include_str!("../../README.md");
+        let start = readme
+            .find("```toml\n[report]\n")
+            .expect("README has a [report] block")
+            + 8;
+        let block = &readme[start..start + readme[start..].find("```").unwrap()];
+        let c = crate::config::Config::from_toml(block).unwrap();
+        assert_eq!(c.report, ReportConfig::default());
+        let e = crate::config::Config::from_toml("[report]\nemail = [\"a@b.c\"]\n").unwrap_err();
+        assert!(e.contains("report.email"), "{e}");
+    }
+
+    #[test]
     fn bad_values_name_the_key() {
         let bad = |c: ReportConfig, key: &str| {
             let e = c.validate().unwrap_err().to_string();

@@ -336,7 +336,7 @@ fn idle(s: &mut String, r: &MonthlyReport) {
     }
     let _ = write!(
         s,
-        "<p>{} machines stopped or deleted by the idle policy counted on the ledger: {} hours not paid for.</p>",
+        "<p>Stops and deletions by the idle policy on the savings ledger: {}; machine hours not paid for: {}.</p>",
         r.idle.acted,
         amount(r.idle.hours)
     );
