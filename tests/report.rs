@@ -463,6 +463,10 @@ async fn the_report_page_shows_the_databases_exact_totals_in_a_real_browser() {
             dom.contains("<h1>Spend report: September 2024</h1>"),
             "{backend}"
         );
+        assert!(
+            dom.contains("<span id=\"data-through\">2024-09-30</span>"),
+            "{backend}: how far the exports reach"
+        );
         assert_eq!(
             cell(&dom, "data-total=\"USD\"", "num billed"),
             billed.to_string(),
@@ -511,13 +515,14 @@ async fn the_report_page_shows_the_databases_exact_totals_in_a_real_browser() {
         );
 
         if backend == "sqlite" {
+            std::fs::copy(&page, artifacts().join("report.html")).unwrap();
             let png = artifacts().join("report.png");
             let _ = std::fs::remove_file(&png);
             let shot = chromium_run(
                 &url,
                 &[
                     format!("--screenshot={}", png.display()),
-                    "--window-size=1280,2600".into(),
+                    "--window-size=1280,4400".into(),
                     "--hide-scrollbars".into(),
                 ],
             )

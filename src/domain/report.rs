@@ -337,6 +337,12 @@ impl MonthlyReport {
     pub fn is_empty(&self) -> bool {
         self.totals.is_empty() && self.placement.is_empty() && self.idle.is_empty()
     }
+
+    /// The last day of the month with billed lines: how far the exports reach, so a reader
+    /// knows whether the month is complete.
+    pub fn data_through(&self) -> Option<NaiveDate> {
+        self.days.iter().map(|d| d.day).max()
+    }
 }
 
 /// Sorts groups by billed spend, largest first, then by name; per currency.

@@ -65,7 +65,7 @@ pub fn page(r: &MonthlyReport) -> String {
          <meta http-equiv=\"Content-Security-Policy\" content=\"{CSP}\">\
          <meta name=\"viewport\" content=\"width=device-width, initial-scale=1\">\
          <title>Spend report: {}</title><style>{STYLE}</style></head><body>\
-         <header><h1>Spend report: {}</h1><p class=\"meta\">{} UTC · generated {} UTC{}</p></header><main>",
+         <header><h1>Spend report: {}</h1><p class=\"meta\">{} UTC · generated {} UTC{}{}</p></header><main>",
         esc(&month),
         esc(&month),
         esc(&format!(
@@ -74,6 +74,10 @@ pub fn page(r: &MonthlyReport) -> String {
             r.month.end().date_naive().pred_opt().unwrap_or_default()
         )),
         r.generated_at.format("%Y-%m-%d %H:%M"),
+        match r.data_through() {
+            Some(d) => format!(" · billing data through <span id=\"data-through\">{d}</span>"),
+            None => String::new(),
+        },
         if r.partial {
             " · <strong>month to date</strong>: the month has not ended"
         } else {

@@ -177,6 +177,9 @@ fn every_section_is_present_with_table_headers() {
     assert!(html.contains("<tr data-action=\"would stop\"><th scope=\"row\">would stop</th><td class=\"num\">5</td></tr>"));
     assert!(html.contains("<td class=\"num up\">+2.25</td><td class=\"num\">+45.0%</td>"));
     assert!(!html.contains("id=\"no-data\""));
+    assert!(html.contains("billing data through <span id=\"data-through\">2026-10-02</span>"));
+    assert!(summary(&full()).contains("Billing data through 2026-10-02."));
+    assert!(!page(&empty("2026-10")).contains("data-through"));
 }
 
 #[test]

@@ -21,6 +21,9 @@ pub fn summary(r: &MonthlyReport) -> String {
         );
         return s;
     }
+    if let Some(d) = r.data_through() {
+        let _ = writeln!(s, "Billing data through {d}.");
+    }
     let _ = writeln!(s, "\nTotals");
     for t in &r.totals {
         let _ = writeln!(
