@@ -2,6 +2,8 @@
 //! `email_to` set, `serve` queues the previous month's report in the alert outbox on
 //! `day_of_month` at `at` (UTC), once per month across restarts and replicas. Errors name
 //! the key.
+use std::fmt;
+
 use chrono::NaiveTime;
 use serde::Deserialize;
 
@@ -9,8 +11,9 @@ use crate::config::ConfigError;
 use crate::domain::budget::check_email;
 use crate::domain::quote::quote;
 
-/// `[report]`.
-#[derive(Clone, Debug, Deserialize, PartialEq, Eq)]
+/// `[report]`. `Debug` counts the addresses instead of showing them (recipient addresses
+/// never reach a log).
+#[derive(Clone, Deserialize, PartialEq, Eq)]
 #[serde(deny_unknown_fields, default)]
 pub struct ReportConfig {
     /// Addresses the monthly report is emailed to; empty: no email.
@@ -34,6 +37,21 @@ impl Default for ReportConfig {
             subject: "bursar spend report {month}".into(),
             team_tag: "team".into(),
         }
+    }
+}
+
+impl fmt::Debug for ReportConfig {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("ReportConfig")
+            .field(
+                "email_to",
+                &format_args!("<{} addresses>", self.email_to.len()),
+            )
+            .field("day_of_month", &self.day_of_month)
+            .field("at", &self.at)
+            .field("subject", &self.subject)
+            .field("team_tag", &self.team_tag)
+            .finish()
     }
 }
 
@@ -215,6 +233,11 @@ mod tests {
         };
         c.apply_env(&env).unwrap();
         assert_eq!(c.email_to, ["cfo@example.com", "fin@example.com"]);
+        let shown = format!("{c:?}");
+        assert!(
+            !shown.contains("cfo@") && shown.contains("<2 addresses>"),
+            "{shown}"
+        );
         assert_eq!((c.day_of_month, c.at.as_str()), (3, "06:30"));
         c.validate().unwrap();
         let e = c
