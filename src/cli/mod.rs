@@ -46,8 +46,8 @@ pub struct Cli {
 #[derive(Subcommand, Debug)]
 pub enum Command {
     /// Run the gRPC service (PricingService, PlacementService, SpendService, BudgetService,
-    /// FleetService, health, reflection) with the price pollers, the Cost Explorer poll, budget evaluation
-    /// and alert delivery.
+    /// FleetService, health, reflection) with the price pollers, the Cost Explorer poll, budget evaluation,
+    /// alert delivery and the monthly report email.
     Serve(serve::ServeArgs),
     /// Apply database migrations and exit.
     Migrate(migrate::MigrateArgs),
