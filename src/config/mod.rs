@@ -9,8 +9,10 @@ use serde::Deserialize;
 
 pub mod dashboards;
 pub mod fleet;
+pub mod report;
 pub use dashboards::DashboardsConfig;
 pub use fleet::{FleetConfig, IdleGpuConfig};
+pub use report::ReportConfig;
 
 use crate::billing::accept::BadRowShare;
 use crate::clouds::{HttpSettings, SOURCES, SourceSettings, source_kind};
@@ -67,6 +69,8 @@ pub struct Config {
     pub fleet: FleetConfig,
     /// `[dashboards]`: the Grafana dashboards' read-only role.
     pub dashboards: DashboardsConfig,
+    /// `[report]`: the monthly report page and its email.
+    pub report: ReportConfig,
 }
 
 /// `[ingest]`.
@@ -142,6 +146,7 @@ impl fmt::Debug for Config {
             .field("idle_gpu", &self.idle_gpu)
             .field("fleet", &self.fleet)
             .field("dashboards", &self.dashboards)
+            .field("report", &self.report)
             .finish()
     }
 }
@@ -391,6 +396,7 @@ impl Default for Config {
             idle_gpu: IdleGpuConfig::default(),
             fleet: FleetConfig::default(),
             dashboards: DashboardsConfig::default(),
+            report: ReportConfig::default(),
         }
     }
 }
@@ -682,6 +688,7 @@ impl Config {
         if let Some(v) = get("BURSAR_BUDGET_EVALUATION_POLL") {
             self.budget_evaluation.poll = parse_dur("BURSAR_BUDGET_EVALUATION_POLL", &v)?;
         }
+        self.report.apply_env(&get)?;
         for (kind, s) in SOURCES.iter().zip(self.sources.all_mut()) {
             let prefix = format!("BURSAR_{}_", kind.config_key().to_ascii_uppercase());
             let var = |suffix: &str| {
@@ -749,6 +756,7 @@ impl Config {
         }
         self.placement.cost_model()?;
         self.idle_gpu.policy()?;
+        self.report.validate()?;
         if let Some(aws) = &self.fleet.aws {
             aws.settings()?;
         }

@@ -9,6 +9,7 @@ pub mod errors;
 pub mod fleet;
 pub mod placement;
 pub mod pricing;
+pub mod report;
 pub mod spend;
 pub mod utilization;
 
@@ -232,6 +233,15 @@ pub async fn run(
     } else {
         None
     };
+    // The monthly report by email, when `[report] email_to` names anyone.
+    if !config.report.email_to.is_empty() {
+        loops.push(tokio::spawn(tasks::report::run_report_mail(
+            store.clone(),
+            config.report.clone(),
+            tasks::report_page::ReportSettings::from_config(&config),
+            stop_rx.clone(),
+        )));
+    }
     loops.push(tokio::spawn(tasks::alerts::run_outbox(
         store.clone(),
         notifiers,
