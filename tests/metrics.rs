@@ -59,7 +59,7 @@ fn value(text: &str, name: &str, labels: &[(&str, &str)]) -> Option<f64> {
 fn sample_names(text: &str) -> BTreeSet<String> {
     text.lines()
         .filter(|l| !l.starts_with('#') && !l.is_empty())
-        .filter_map(|l| l.split(|c| c == '{' || c == ' ').next().map(str::to_string))
+        .filter_map(|l| l.split(['{', ' ']).next().map(str::to_string))
         .collect()
 }
 
@@ -511,7 +511,10 @@ async fn every_service_dashboard_query_names_exposed_metrics_and_runs_in_prometh
             }
         }
     }
-    assert!(queries >= 38, "{queries} queries run: 19 targets, each with All and one value");
+    assert!(
+        queries >= 38,
+        "{queries} queries run: 19 targets, each with All and one value"
+    );
     // A panel over data the service has: answers with series.
     let q = expand(
         r#"sum by (method) (rate(bursar_rpc_requests_total{job=~"$job",instance=~"$instance"}[$__rate_interval]))"#,
