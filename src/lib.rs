@@ -5,7 +5,7 @@
 //! layers above record into; `remote` holds what cloud clients share
 //! (HTTP and AWS SDK settings, retries, `SourceError`); `clouds` adapts price feeds behind
 //! `PriceSource` and `billing` reads cost exports; `notify` sends alerts (email, Slack) from
-//! the outbox; `store` persists to SQLite or Postgres behind one `Store`; `config` reads TOML
+//! the outbox and `report` renders the monthly report page; `store` persists to SQLite or Postgres behind one `Store`; `config` reads TOML
 //! and BURSAR_* overrides; `tasks` runs the long-running loops (polling, ingest, budget
 //! evaluation, alert delivery); `wiring` builds the enabled sources from config; `server` is
 //! the gRPC glue (validate, convert, map errors); `cli` is the command line.
@@ -22,6 +22,7 @@ pub mod fleet;
 pub mod metrics;
 pub mod notify;
 pub mod remote;
+pub mod report;
 pub mod serde_duration;
 pub mod server;
 pub mod store;

@@ -409,6 +409,14 @@ async fn the_page_is_openmetrics_text_with_exact_values() {
             Some(1.0),
             "{b}: {text}"
         );
+        // The report page shares the HTTP port.
+        let (ct, page) = get(&format!(
+            "{}/report?month=2026-10",
+            server.http_url.as_ref().unwrap()
+        ))
+        .await;
+        assert!(ct.starts_with("text/html"), "{b}: {ct}");
+        assert!(page.contains("<html"), "{b}");
         server.stop().await.unwrap();
     }
 }

@@ -18,6 +18,7 @@ pub mod migrate;
 pub mod out;
 pub mod poll;
 pub mod prices;
+pub mod report;
 pub mod select;
 pub mod serve;
 pub mod setup;
@@ -45,8 +46,8 @@ pub struct Cli {
 #[derive(Subcommand, Debug)]
 pub enum Command {
     /// Run the gRPC service (PricingService, PlacementService, SpendService, BudgetService,
-    /// FleetService, health, reflection) with the price pollers, the Cost Explorer poll, budget evaluation
-    /// and alert delivery.
+    /// FleetService, health, reflection) with the price pollers, the Cost Explorer poll, budget evaluation,
+    /// alert delivery and the monthly report email.
     Serve(serve::ServeArgs),
     /// Apply database migrations and exit.
     Migrate(migrate::MigrateArgs),
@@ -65,6 +66,9 @@ pub enum Command {
     IngestRuns(ingest_runs::IngestRunsArgs),
     /// Spend from ingested exports, from a running server.
     Spend(spend::SpendArgs),
+    /// Write the monthly report page (totals, charts, budgets, savings, idle GPUs, top
+    /// movers) for a month as one self-contained HTML file.
+    Report(report::ReportArgs),
     /// Ask a running server where to run a job (PlacementService.SelectProvider).
     Select(select::SelectArgs),
     /// Operator marks: take a provider, region or zone out of placement for a while.
@@ -148,6 +152,10 @@ pub async fn dispatch(cli: Cli) -> Result<(), CliError> {
         Command::IngestCostExplorer(a) => {
             let cfg = configured(&a.db, "warn")?;
             ingest_cost_explorer::run(a, &cfg).await
+        }
+        Command::Report(a) => {
+            let cfg = configured(&a.db, "warn")?;
+            report::run(a, &cfg).await
         }
         Command::Prices(a) => {
             init_logging("text", "warn");

@@ -8,7 +8,9 @@ use std::time::Duration;
 use serde::Deserialize;
 
 pub mod fleet;
+pub mod report;
 pub use fleet::{FleetConfig, IdleGpuConfig};
+pub use report::ReportConfig;
 
 use crate::billing::accept::BadRowShare;
 use crate::clouds::{HttpSettings, SOURCES, SourceSettings, source_kind};
@@ -68,6 +70,8 @@ pub struct Config {
     pub idle_gpu: IdleGpuConfig,
     /// `[fleet.aws|gcp|azure]`: where the GPU fleet runs.
     pub fleet: FleetConfig,
+    /// `[report]`: the monthly report page and its email.
+    pub report: ReportConfig,
 }
 
 /// `[ingest]`.
@@ -143,6 +147,7 @@ impl fmt::Debug for Config {
             .field("ingest", &self.ingest)
             .field("idle_gpu", &self.idle_gpu)
             .field("fleet", &self.fleet)
+            .field("report", &self.report)
             .finish()
     }
 }
@@ -392,6 +397,7 @@ impl Default for Config {
             ingest: IngestConfig::default(),
             idle_gpu: IdleGpuConfig::default(),
             fleet: FleetConfig::default(),
+            report: ReportConfig::default(),
         }
     }
 }
@@ -685,6 +691,7 @@ impl Config {
         if let Some(v) = get("BURSAR_BUDGET_EVALUATION_POLL") {
             self.budget_evaluation.poll = parse_dur("BURSAR_BUDGET_EVALUATION_POLL", &v)?;
         }
+        self.report.apply_env(&get)?;
         for (kind, s) in SOURCES.iter().zip(self.sources.all_mut()) {
             let prefix = format!("BURSAR_{}_", kind.config_key().to_ascii_uppercase());
             let var = |suffix: &str| {
@@ -768,6 +775,7 @@ impl Config {
         }
         self.placement.cost_model()?;
         self.idle_gpu.policy()?;
+        self.report.validate()?;
         if let Some(aws) = &self.fleet.aws {
             aws.settings()?;
         }

@@ -8,7 +8,8 @@
 //! validation, period windows, threshold evaluation, the placement gate) and `forecast`;
 //! `egress_lines` and `tags` (billing-line rules); `limits` and `quote` (input safety);
 //! `fleet` (GPU machines and utilisation samples), `idle/` (the idle-GPU policy) and
-//! `savings` (the savings ledger's arithmetic).
+//! `savings` (the savings ledger's arithmetic); `report` (the monthly report's model: `Month`,
+//! `Health`, `top_movers`).
 pub mod budget;
 pub mod catalog;
 pub mod egress;
@@ -22,6 +23,7 @@ pub mod offer;
 pub mod placement;
 pub mod quote;
 pub mod regions;
+pub mod report;
 pub mod sanity;
 pub mod savings;
 pub mod tags;

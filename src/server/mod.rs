@@ -1,6 +1,6 @@
 //! gRPC glue: `run` wires the store, the in-memory catalog, the polling loops, the tonic
 //! server (bursar services + grpc.health.v1 + reflection, measured by `rpc_metrics`) and the
-//! HTTP port (`http`: `/metrics`) and shuts them down in order.
+//! HTTP port (`http`: `/metrics`, and `report`'s `/report`) and shuts them down in order.
 //! API boundary: handlers only validate (`convert`), call the domain or store, and map
 //! errors (`errors`); proto types do not leave this module.
 pub mod budgets;
@@ -11,6 +11,7 @@ pub mod fleet;
 pub mod http;
 pub mod placement;
 pub mod pricing;
+pub mod report;
 pub mod rpc_metrics;
 pub mod spend;
 pub mod utilization;
@@ -269,6 +270,15 @@ pub async fn run_with_http(
     } else {
         None
     };
+    // The monthly report by email, when `[report] email_to` names anyone.
+    if !config.report.email_to.is_empty() {
+        loops.push(tokio::spawn(tasks::report::run_report_mail(
+            store.clone(),
+            config.report.clone(),
+            tasks::report_page::ReportSettings::from_config(&config),
+            stop_rx.clone(),
+        )));
+    }
     loops.push(tokio::spawn(tasks::alerts::run_outbox(
         store.clone(),
         notifiers,
@@ -281,8 +291,11 @@ pub async fn run_with_http(
             rpc.as_deref(),
             catalog.clone(),
         ));
-        // Other pages of the HTTP port: `.merge(their::routes(..))` here.
-        let app = http::routes(exporter);
+        // The HTTP port's pages: `/metrics`, `/report`; another page is one more `.merge`.
+        let app = http::routes(exporter).merge(report::routes(
+            store.clone(),
+            tasks::report_page::ReportSettings::from_config(&config),
+        ));
         loops.push(tokio::spawn(http::serve(l, app, stop_rx.clone())));
     }
 

@@ -1,7 +1,7 @@
 //! Persistence: one `Store` over two backends, with per-backend migrations under
 //! `migrations/{sqlite,postgres}`, applied by `migrate`. SQL is shared one way (`sql.rs`:
 //! written once in Postgres spelling, run per backend by `both!`): `catalog.rs`,
-//! `billing.rs`, `budgets.rs` and `gpu_samples.rs` write each query once; `sqlite.rs` and `postgres.rs` keep
+//! `billing.rs`, `budgets.rs`, `gpu_samples.rs` and `report.rs` write each query once; `sqlite.rs` and `postgres.rs` keep
 //! only connecting and the bulk writes whose SQL really differs. The same story tests
 //! (tests/store.rs) run against both.
 //!
@@ -14,6 +14,7 @@ pub mod fleet;
 mod gpu_samples;
 pub mod pgcopy;
 pub mod postgres;
+pub mod report;
 mod sql;
 pub mod sqlite;
 

@@ -469,7 +469,8 @@ fn validate_name(name: &str) -> Result<(), BudgetError> {
     Ok(())
 }
 
-fn check_email(addr: &str) -> Result<(), String> {
+/// Whether `addr` is an address bursar sends to (budget channels, `[report] email_to`).
+pub fn check_email(addr: &str) -> Result<(), String> {
     if addr.is_empty() {
         return Err("must not be empty".into());
     }
