@@ -1,7 +1,8 @@
 //! bursar: cost-aware placement and FinOps for jobs on AWS, GCP and Azure.
 //!
 //! Codemap (see ARCHITECTURE.md), from the bottom layer up: `domain` is pure (money, offers,
-//! the catalog, placement, budgets, forecasts); `remote` holds what cloud clients share
+//! the catalog, placement, budgets, forecasts); `metrics` holds the Prometheus families the
+//! layers above record into; `remote` holds what cloud clients share
 //! (HTTP and AWS SDK settings, retries, `SourceError`); `clouds` adapts price feeds behind
 //! `PriceSource` and `billing` reads cost exports; `notify` sends alerts (email, Slack) from
 //! the outbox and `report` renders the monthly report page; `store` persists to SQLite or Postgres behind one `Store`; `config` reads TOML
@@ -21,6 +22,7 @@ pub mod config;
 pub mod dashboards;
 pub mod domain;
 pub mod fleet;
+pub mod metrics;
 pub mod notify;
 pub mod remote;
 pub mod report;

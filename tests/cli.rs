@@ -126,6 +126,8 @@ async fn import_catalog_then_serve_then_prices_json() {
         let listen = format!("127.0.0.1:{port}");
         let mut child = Command::new(env!("CARGO_BIN_EXE_bursar"))
             .args(["serve", "--listen", &listen, "--database-url", &db.url])
+            // Tests run side by side: no HTTP port on the default address.
+            .args(["--metrics-listen", ""])
             .env_remove("BURSAR_CONFIG")
             .stdout(Stdio::null())
             .stderr(Stdio::null())
@@ -331,6 +333,7 @@ async fn serve_logging_to(db: &str, log: &std::path::Path) -> (std::process::Chi
     let listen = format!("127.0.0.1:{}", common::free_port());
     let child = Command::new(env!("CARGO_BIN_EXE_bursar"))
         .args(["serve", "--listen", &listen, "--database-url", db])
+        .args(["--metrics-listen", ""])
         .env_remove("BURSAR_CONFIG")
         .env_remove("NO_COLOR")
         .env_remove("RUST_LOG")

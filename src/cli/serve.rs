@@ -1,4 +1,5 @@
-//! `bursar serve`: the gRPC service on `--listen`, until Ctrl-C or SIGTERM.
+//! `bursar serve`: the gRPC service on `--listen` and the HTTP port (`/metrics`) on
+//! `--metrics-listen`, until Ctrl-C or SIGTERM.
 use clap::Args;
 
 use super::CliError;
@@ -11,6 +12,10 @@ pub struct ServeArgs {
     /// Address to listen on.
     #[arg(long, env = "BURSAR_LISTEN")]
     pub listen: Option<String>,
+    /// Address of the HTTP port serving `/metrics` (default 127.0.0.1:9464); "" turns it
+    /// off.
+    #[arg(long, env = "BURSAR_METRICS_LISTEN")]
+    pub metrics_listen: Option<String>,
     #[command(flatten)]
     pub db: DbArgs,
 }
@@ -19,6 +24,9 @@ pub struct ServeArgs {
 pub async fn run(a: ServeArgs, mut cfg: Config) -> Result<(), CliError> {
     if let Some(l) = a.listen {
         cfg.listen = l;
+    }
+    if let Some(m) = a.metrics_listen {
+        cfg.metrics_listen = m;
     }
     let addr: std::net::SocketAddr = cfg.listen.parse().map_err(|_| {
         CliError::Usage(format!(

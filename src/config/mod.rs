@@ -24,6 +24,8 @@ use crate::serde_duration;
 pub const DEFAULT_DATABASE_URL: &str = "sqlite://bursar.db";
 pub const DEFAULT_LISTEN: &str = "127.0.0.1:50051";
 pub const DEFAULT_SERVER: &str = "http://127.0.0.1:50051";
+/// Where `/metrics` (and the other HTTP pages) are served by default.
+pub const DEFAULT_METRICS_LISTEN: &str = "127.0.0.1:9464";
 
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
@@ -42,6 +44,9 @@ pub enum ConfigError {
 pub struct Config {
     pub database_url: String,
     pub listen: String,
+    /// The HTTP port: `/metrics` in the Prometheus exposition format. Empty: no HTTP
+    /// server.
+    pub metrics_listen: String,
     /// "text" or "json".
     pub log_format: String,
     /// Load the shipped seed snapshot when the database holds no prices.
@@ -133,6 +138,7 @@ impl fmt::Debug for Config {
         f.debug_struct("Config")
             .field("database_url", &self.database_url)
             .field("listen", &self.listen)
+            .field("metrics_listen", &self.metrics_listen)
             .field("log_format", &self.log_format)
             .field("seed_when_empty", &self.seed_when_empty)
             .field("catalog_refresh", &self.catalog_refresh)
@@ -383,6 +389,7 @@ impl Default for Config {
         Config {
             database_url: DEFAULT_DATABASE_URL.into(),
             listen: DEFAULT_LISTEN.into(),
+            metrics_listen: DEFAULT_METRICS_LISTEN.into(),
             log_format: "text".into(),
             seed_when_empty: true,
             catalog_refresh: Duration::from_secs(60),
@@ -645,6 +652,9 @@ impl Config {
         if let Some(v) = get("BURSAR_LISTEN") {
             self.listen = v;
         }
+        if let Some(v) = get("BURSAR_METRICS_LISTEN") {
+            self.metrics_listen = v;
+        }
         if let Some(v) = get("BURSAR_LOG_FORMAT") {
             self.log_format = v;
         }
@@ -726,8 +736,25 @@ impl Config {
         Ok(())
     }
 
+    /// The address of the HTTP port (`/metrics`), or `None` when `metrics_listen` is empty
+    /// (no HTTP server); an error naming the key when it is not an address.
+    pub fn metrics_addr(&self) -> Result<Option<std::net::SocketAddr>, ConfigError> {
+        let v = self.metrics_listen.trim();
+        if v.is_empty() {
+            return Ok(None);
+        }
+        v.parse().map(Some).map_err(|_| ConfigError::Field {
+            field: "metrics_listen".into(),
+            detail: format!(
+                "{} is not an address like 127.0.0.1:9464 (empty turns the HTTP port off)",
+                quote(&self.metrics_listen)
+            ),
+        })
+    }
+
     pub fn validate(&self) -> Result<(), ConfigError> {
         self.dashboards.validate()?;
+        self.metrics_addr()?;
         if self.ingest.heartbeat.is_zero() {
             return Err(ConfigError::Field {
                 field: "ingest.heartbeat".into(),
@@ -888,6 +915,7 @@ mod tests {
         let c = Config::default();
         assert_eq!(c.database_url, "sqlite://bursar.db");
         assert_eq!(c.listen, "127.0.0.1:50051");
+        assert_eq!(c.metrics_listen, "127.0.0.1:9464");
         assert!(c.seed_when_empty);
         assert!(!c.sources.azure.enabled);
         assert_eq!(c.sources.aws_spot.interval, Duration::from_secs(900));
@@ -1119,5 +1147,24 @@ mod tests {
         assert!(e.contains("line 3") && e.contains("amount"), "{e}");
         let e = Config::from_toml("[budget_evaluation]\nevery = \"often\"\n").unwrap_err();
         assert!(e.contains("every"), "{e}");
+    }
+
+    #[test]
+    fn metrics_listen_is_an_address_or_empty_and_env_overrides_it() {
+        let mut c = Config::from_toml("metrics_listen = \"127.0.0.1:9500\"\n").unwrap();
+        assert_eq!(
+            c.metrics_addr().unwrap(),
+            Some("127.0.0.1:9500".parse().unwrap())
+        );
+        c.apply_env(|k| (k == "BURSAR_METRICS_LISTEN").then(String::new))
+            .unwrap();
+        assert_eq!(c.metrics_addr().unwrap(), None, "empty turns it off");
+        c.validate().unwrap();
+        c.metrics_listen = "localhost:port".into();
+        let e = c.validate().unwrap_err().to_string();
+        assert!(
+            e.contains("metrics_listen") && e.contains("localhost:port"),
+            "{e}"
+        );
     }
 }

@@ -469,6 +469,32 @@ impl Decision {
     }
 }
 
+/// What a SelectProvider request came to, as the decision log and the metrics name it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Outcome {
+    Placed,
+    /// No offer met the request.
+    NoFeasible,
+    /// A budget gate refused every placement.
+    DeniedByBudget,
+}
+
+impl Outcome {
+    pub const ALL: [Outcome; 3] = [
+        Outcome::Placed,
+        Outcome::NoFeasible,
+        Outcome::DeniedByBudget,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Outcome::Placed => "placed",
+            Outcome::NoFeasible => "no_feasible",
+            Outcome::DeniedByBudget => "denied_by_budget",
+        }
+    }
+}
+
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum PlacementError {
     #[error("unknown accelerator {given:?}; known: {}", known.join(", "))]

@@ -242,7 +242,7 @@ impl proto::fleet_service_server::FleetService for FleetApi {
             provider: i.provider,
             instance_id: i.id.clone(),
             instance_name: i.name.clone(),
-            decision: "kept".into(),
+            decision: Decision::Kept.as_str().into(),
             mode: mode.into(),
             reason: format!(
                 "kept until {} by {}{}",
@@ -272,6 +272,7 @@ impl proto::fleet_service_server::FleetService for FleetApi {
             .keep_fleet_instance(&keep, &audit, now)
             .await
             .map_err(store_status)?;
+        crate::metrics::global().idle_action(Decision::Kept);
         Ok(Response::new(proto::KeepResponse {
             until: Some(timestamp(until)),
             instance_id: i.id.clone(),

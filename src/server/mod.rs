@@ -1,5 +1,6 @@
-//! gRPC glue: `run` wires the store, the in-memory catalog, the polling loops and the tonic
-//! server (bursar services + grpc.health.v1 + reflection) and shuts them down in order.
+//! gRPC glue: `run` wires the store, the in-memory catalog, the polling loops, the tonic
+//! server (bursar services + grpc.health.v1 + reflection, measured by `rpc_metrics`) and the
+//! HTTP port (`http`: `/metrics`, and `report`'s `/report`) and shuts them down in order.
 //! API boundary: handlers only validate (`convert`), call the domain or store, and map
 //! errors (`errors`); proto types do not leave this module.
 pub mod budgets;
@@ -7,9 +8,11 @@ pub mod coalesce;
 pub mod convert;
 pub mod errors;
 pub mod fleet;
+pub mod http;
 pub mod placement;
 pub mod pricing;
 pub mod report;
+pub mod rpc_metrics;
 pub mod spend;
 pub mod utilization;
 
@@ -24,6 +27,7 @@ use tokio_stream::wrappers::TcpListenerStream;
 use crate::clouds::PriceSource;
 use crate::config::Config;
 use crate::domain::catalog::CatalogHandle;
+use crate::metrics;
 use crate::proto;
 use crate::store::{Store, StoreError};
 use crate::tasks::budgets::BudgetEngine;
@@ -43,6 +47,11 @@ pub enum RunError {
     Reflection(String),
     #[error("decision log thread: {0}")]
     Thread(std::io::Error),
+    #[error("cannot listen on metrics_listen {addr}: {error}")]
+    Bind {
+        addr: std::net::SocketAddr,
+        error: std::io::Error,
+    },
 }
 
 impl RunError {
@@ -58,13 +67,28 @@ impl RunError {
 /// Runs the service on `listener` until `shutdown` resolves: opens and migrates the
 /// database, seeds it when empty, loads the catalog, stores the config file's budgets,
 /// starts one polling loop per enabled source, the budget evaluation loop and the alert
-/// outbox, and serves gRPC. On shutdown health turns NOT_SERVING first, then the loops stop
-/// and `run` waits for them.
+/// outbox, and serves gRPC, and `/metrics` on `metrics_listen` when it is set. On shutdown
+/// health turns NOT_SERVING first, then the loops and the HTTP port stop and `run` waits
+/// for them.
 pub async fn run(
     config: Config,
     listener: TcpListener,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> Result<(), RunError> {
+    run_with_http(config, listener, None, shutdown).await
+}
+
+/// `run`, with the HTTP port on `http` when given (tests bind port 0); otherwise it binds
+/// `metrics_listen`, or has none when that is empty.
+pub async fn run_with_http(
+    config: Config,
+    listener: TcpListener,
+    http: Option<TcpListener>,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> Result<(), RunError> {
+    let http_addr = config
+        .metrics_addr()
+        .map_err(|e| RunError::Config(e.to_string()))?;
     let model = config
         .placement
         .cost_model()
@@ -111,6 +135,27 @@ pub async fn run(
     let catalog = CatalogHandle::default();
     let n = poller::refresh_catalog(&store, &catalog).await?;
     tracing::info!(offers = n, "catalog loaded");
+    let http = match (http, http_addr) {
+        (Some(l), _) => Some(l),
+        (None, Some(addr)) => Some(
+            TcpListener::bind(addr)
+                .await
+                .map_err(|error| RunError::Bind { addr, error })?,
+        ),
+        (None, None) => None,
+    };
+    // Price sources' ages start from what the store knows (earlier runs, other replicas).
+    if let Ok(statuses) = store.source_statuses().await {
+        for s in statuses {
+            if let Some(at) = s.last_success_at {
+                metrics::global().price_source_seen(&s.name, at);
+            }
+        }
+    }
+    // RPCs are measured only when there is a page to show them.
+    let rpc = http
+        .is_some()
+        .then(|| Arc::new(metrics::RpcMetrics::new(rpc_metrics::served_methods())));
 
     let sources = crate::wiring::sources_from_config(&config.sources)
         .await
@@ -248,6 +293,19 @@ pub async fn run(
         config.alerts.clone(),
         stop_rx.clone(),
     )));
+    if let Some(l) = http {
+        let exporter = Arc::new(metrics::Exporter::new(
+            metrics::global(),
+            rpc.as_deref(),
+            catalog.clone(),
+        ));
+        // The HTTP port's pages: `/metrics`, `/report`; another page is one more `.merge`.
+        let app = http::routes(exporter).merge(report::routes(
+            store.clone(),
+            tasks::report_page::ReportSettings::from_config(&config),
+        ));
+        loops.push(tokio::spawn(http::serve(l, app, stop_rx.clone())));
+    }
 
     let (health_reporter, health_service) = tonic_health::server::health_reporter();
     health_reporter
@@ -323,6 +381,7 @@ pub async fn run(
             .await;
     };
     let served = tonic::transport::Server::builder()
+        .layer(rpc_metrics::RpcMetricsLayer::new(rpc))
         .add_service(health_service)
         .add_service(reflection_v1)
         .add_service(reflection_v1alpha)

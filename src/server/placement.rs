@@ -17,7 +17,7 @@ use crate::domain::budget::{BudgetSnapshot, GateDecision, PlacementCost, apply_g
 use crate::domain::catalog::CatalogHandle;
 use crate::domain::limits;
 use crate::domain::money::units_to_decimal;
-use crate::domain::placement::{AvailabilityMark, Conditions, CostModel, PlacementError};
+use crate::domain::placement::{AvailabilityMark, Conditions, CostModel, Outcome, PlacementError};
 use crate::domain::quote::quote;
 use crate::domain::regions::region_info;
 use crate::proto;
@@ -159,12 +159,13 @@ impl PlacementService for PlacementApi {
             budget_gate(&snapshots, &r, &decision.choices, offers)
         };
         let outcome = if decision.choices.is_empty() {
-            "no_feasible"
+            Outcome::NoFeasible
         } else if gate.is_err() {
-            "denied_by_budget"
+            Outcome::DeniedByBudget
         } else {
-            "placed"
+            Outcome::Placed
         };
+        crate::metrics::global().decision(outcome);
         // The log records what the caller got: the placements the gate kept (none if denied).
         let mut kept = decision
             .choices
@@ -253,7 +254,7 @@ impl PlacementService for PlacementApi {
             chosen,
             runner_up,
             baseline: decision.baseline,
-            outcome,
+            outcome: outcome.as_str(),
             latency_us: started.elapsed().as_micros() as i64,
         });
         answer.map(Response::new)

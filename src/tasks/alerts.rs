@@ -13,6 +13,7 @@ use chrono::{DateTime, Utc};
 use futures::StreamExt;
 use tokio::sync::watch;
 
+use crate::metrics;
 use crate::notify::outbox::OutboxRow;
 use crate::notify::{AlertsConfig, Notifier, NotifyError};
 use crate::store::{Store, StoreError};
@@ -100,6 +101,7 @@ async fn deliver_one(
     };
     match sent {
         Ok(()) => {
+            metrics::global().alert_delivery(&row.channel, true);
             store.mark_delivered(row.id, now).await?;
             tracing::info!(
                 budget = %row.budget,
@@ -116,6 +118,7 @@ async fn deliver_one(
             let delay = cfg.retry_delay(attempt);
             let next = now + chrono::Duration::from_std(delay).unwrap_or(chrono::Duration::MAX);
             let error = e.to_string();
+            metrics::global().alert_delivery(&row.channel, false);
             store.mark_failed(row.id, &error, next).await?;
             tracing::warn!(
                 budget = %row.budget,
@@ -154,6 +157,11 @@ pub async fn run_outbox(
             ),
             Ok(_) => {}
             Err(e) => tracing::warn!(error = %e, "alert outbox round failed"),
+        }
+        // What is left to send, for `bursar_alerts_pending`.
+        match store.outbox_pending_count().await {
+            Ok(n) => metrics::global().alerts_pending(n),
+            Err(e) => tracing::debug!(error = %e, "cannot count the outbox"),
         }
         tokio::select! {
             _ = tokio::time::sleep(cfg.outbox_interval) => {}

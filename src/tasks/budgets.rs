@@ -223,6 +223,7 @@ impl BudgetEngine {
             let mut ev = match self.status(&b, now).await {
                 Ok(ev) => ev,
                 Err(e) => {
+                    crate::metrics::global().budget_evaluation(false);
                     // The budget leaves the gate until it evaluates again: a stale snapshot
                     // (last period's spend, say) must not keep refusing placements.
                     tracing::warn!(budget = %b.name, error = %e, "budget evaluation failed");
@@ -254,6 +255,7 @@ impl BudgetEngine {
                 Ok(()) => self.fire_crossed(&b, &mut ev, now).await,
                 Err(e) => Err(e.into()),
             };
+            crate::metrics::global().budget_evaluation(fired.is_ok());
             if let Err(e) = fired {
                 tracing::warn!(budget = %b.name, error = %e, "recording a budget evaluation failed");
                 failures += 1;

@@ -25,10 +25,12 @@ use crate::domain::Provider;
 use crate::domain::catalog::CatalogHandle;
 use crate::domain::fleet::{FleetInstance, GpuSample, SampleSource};
 use crate::domain::idle::{
-    Action, Audit, Case, CaseChange, Command, FleetView, IdleMode, IdlePolicy, InstanceView,
-    Outcome, SampleWindow, Stage, Verdict, WindowSummary, evaluate, managed_by, minus, plus,
+    Action, Audit, Case, CaseChange, Command, Decision, FleetView, IdleMode, IdlePolicy,
+    InstanceView, Outcome, SampleWindow, Stage, Verdict, WindowSummary, evaluate, managed_by,
+    minus, plus,
 };
 use crate::fleet::{Done, Fleet, FleetError};
+use crate::metrics;
 use crate::notify::idle_notice::IdleNotice;
 use crate::store::fleet::ActionRow;
 use crate::store::{Store, StoreError};
@@ -488,6 +490,7 @@ impl FleetEngine {
             self.store
                 .record_fleet_action(&self.action_row(m, decision.as_str(), reason, &evidence, now))
                 .await?;
+            metrics::global().idle_action(*decision);
             pass.audited += 1;
         }
         let due_at = case_after.as_ref().map(|c| c.due_at);
@@ -548,10 +551,11 @@ impl FleetEngine {
                 self.store
                     .queue_fleet_notice(
                         &messages,
-                        &self.action_row(m, "notified", &reason, &evidence, now),
+                        &self.action_row(m, Decision::Notified.as_str(), &reason, &evidence, now),
                         opened,
                     )
                     .await?;
+                metrics::global().idle_action(Decision::Notified);
                 pass.notified += 1;
             }
             Command::Act(action) => {
@@ -564,7 +568,8 @@ impl FleetEngine {
                 } else {
                     fleet.stop(inst).await
                 };
-                let word = action.done().as_str();
+                let done_as = action.done();
+                let word = done_as.as_str();
                 match result {
                     Ok(done) => {
                         let reason = match done {
@@ -578,12 +583,13 @@ impl FleetEngine {
                         self.store
                             .record_fleet_action(&self.action_row(m, word, &reason, &evidence, now))
                             .await?;
+                        metrics::global().idle_action(done_as);
                         pass.acted += 1;
                     }
                     Err(e) => {
                         let mut row = self.action_row(
                             m,
-                            "failed",
+                            Decision::Failed.as_str(),
                             &format!(
                                 "{} failed; retried after the grace period",
                                 if terminate { "terminate" } else { "stop" }
@@ -593,6 +599,7 @@ impl FleetEngine {
                         );
                         row.error = e.to_string();
                         self.store.record_fleet_action(&row).await?;
+                        metrics::global().idle_action(Decision::Failed);
                         // Back to waiting: the act is due again after another grace period.
                         if let Some(mut c) = case_after {
                             c.stage = Stage::Waiting;

@@ -22,6 +22,7 @@ use rust_decimal::Decimal;
 
 use crate::billing::accept::{BadRowShare, Verdict, verdict};
 use crate::billing::{BillingError, BillingFormat, CostLine, ParseSummary, Quarantined};
+use crate::metrics::{self, IngestStatus};
 use crate::store::billing::IngestRunRow;
 use crate::store::{Store, StoreError};
 
@@ -46,6 +47,7 @@ pub const REPORT_ROWS: usize = 10;
 pub struct Rejection {
     pub run_id: String,
     pub source: String,
+    pub format: Option<BillingFormat>,
     /// Why (names the line of an incomplete file, or the count of bad rows).
     pub reason: String,
     pub rows_read: u64,
@@ -239,10 +241,22 @@ pub async fn ingest_accepting(
     let lease = tokio::spawn(keep_lease(store.clone(), id.clone()));
     let result = ingest_inner(store, source, &id, parse, progress, started, accept).await;
     lease.abort();
+    let format =
+        |f: Option<BillingFormat>| f.map_or(metrics::events::UNKNOWN_FORMAT, |f| f.as_str());
+    let events = metrics::global();
     match &result {
+        Ok(r) => events.ingest(
+            format(r.format),
+            IngestStatus::Ok,
+            r.rows_stored,
+            r.quarantined,
+        ),
         // Recorded as rejected already.
-        Ok(_) | Err(IngestError::Rejected(_)) => {}
+        Err(IngestError::Rejected(r)) => {
+            events.ingest(format(r.format), IngestStatus::Rejected, 0, r.quarantined)
+        }
         Err(e) => {
+            events.ingest(format(None), IngestStatus::Failed, 0, 0);
             store
                 .fail_ingest_run(&id, &e.to_string(), Utc::now())
                 .await
@@ -449,6 +463,7 @@ async fn reject(
     IngestError::Rejected(Box::new(Rejection {
         run_id: id.to_string(),
         source: source.to_string(),
+        format: summary.format,
         reason,
         rows_read: summary.rows_read,
         quarantined: summary.quarantined.len() as u64,

@@ -10,6 +10,7 @@ use tokio::sync::watch;
 use crate::clouds::{PriceSource, seed};
 use crate::domain::Catalog;
 use crate::domain::catalog::CatalogHandle;
+use crate::metrics;
 use crate::store::{Store, StoreError};
 
 /// What one poll of one source did.
@@ -45,6 +46,7 @@ pub async fn poll_once(store: &Store, source: &dyn PriceSource) -> Result<PollRe
         Err(e) => {
             let msg = e.to_string();
             tracing::warn!(source = %name, error = %msg, "price source failed; earlier prices kept");
+            metrics::global().price_poll(&name, false, started);
             store.record_source_failure(&name, &msg, started).await?;
             return Err(PollError::Source {
                 source_name: name,
@@ -80,6 +82,7 @@ pub async fn poll_once(store: &Store, source: &dyn PriceSource) -> Result<PollRe
     let (stats, bands) = match write {
         Ok(v) => v,
         Err(e) => {
+            metrics::global().price_poll(&name, false, started);
             store
                 .record_source_failure(&name, &format!("storing prices: {e}"), started)
                 .await?;
@@ -88,6 +91,7 @@ pub async fn poll_once(store: &Store, source: &dyn PriceSource) -> Result<PollRe
     };
     let rows = stats.offers + bands;
     store.record_source_success(&name, rows, started).await?;
+    metrics::global().price_poll(&name, true, started);
     let report = PollReport {
         source: name,
         offers: stats.offers,
@@ -183,6 +187,7 @@ pub async fn source_loop(
                 Err(join) => {
                     let msg = format!("poll task failed: {join}");
                     tracing::error!(source = source.name(), error = %msg);
+                    metrics::global().price_poll(source.name(), false, Utc::now());
                     if let Err(e) = store.record_source_failure(source.name(), &msg, Utc::now()).await {
                         tracing::warn!(error = %e, "cannot record source failure");
                     }

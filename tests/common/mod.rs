@@ -116,22 +116,43 @@ pub async fn both_backends() -> Vec<TestDb> {
     vec![fresh_sqlite(), fresh_postgres().await]
 }
 
-/// A running bursar server on a port-0 listener.
+/// A running bursar server on a port-0 listener (and its HTTP port on another, when started
+/// with `start_with_http`).
 pub struct TestServer {
     pub addr: SocketAddr,
     pub url: String,
+    /// `http://127.0.0.1:PORT` of the HTTP port (`/metrics`), when it has one.
+    pub http_url: Option<String>,
     stop: Option<oneshot::Sender<()>>,
     handle: Option<tokio::task::JoinHandle<Result<(), bursar::server::RunError>>>,
 }
 
 impl TestServer {
     pub async fn start(config: Config) -> TestServer {
+        Self::start_on(config, None).await
+    }
+
+    /// Starts the server with its HTTP port (`/metrics`) on a port-0 listener too.
+    pub async fn start_with_http(config: Config) -> TestServer {
+        let http = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        Self::start_on(config, Some(http)).await
+    }
+
+    async fn start_on(config: Config, http: Option<tokio::net::TcpListener>) -> TestServer {
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
+        let http_url = http
+            .as_ref()
+            .map(|l| format!("http://{}", l.local_addr().unwrap()));
         let (tx, rx) = oneshot::channel::<()>();
-        let handle = tokio::spawn(bursar::server::run(config, listener, async move {
-            let _ = rx.await;
-        }));
+        let handle = tokio::spawn(bursar::server::run_with_http(
+            config,
+            listener,
+            http,
+            async move {
+                let _ = rx.await;
+            },
+        ));
         let url = format!("http://{addr}");
         // Wait until the server answers health checks (or `run` returns with an error).
         let deadline = tokio::time::Instant::now() + START_DEADLINE;
@@ -159,6 +180,7 @@ impl TestServer {
         TestServer {
             addr,
             url,
+            http_url,
             stop: Some(tx),
             handle: Some(handle),
         }
@@ -191,11 +213,13 @@ impl TestServer {
     }
 }
 
-/// A config for tests: the given database, no sources, fast catalog refresh.
+/// A config for tests: the given database, no sources, fast catalog refresh, no HTTP port on
+/// the default address (tests run side by side; `TestServer::start_with_http` gives one).
 pub fn test_config(db: &TestDb) -> Config {
     Config {
         database_url: db.url.clone(),
         catalog_refresh: Duration::from_millis(200),
+        metrics_listen: String::new(),
         ..Config::default()
     }
 }

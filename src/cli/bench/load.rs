@@ -99,6 +99,8 @@ pub async fn start_server(
         database_url,
         seed_when_empty: false,
         catalog_refresh: Duration::from_secs(3600),
+        // No HTTP port: the load generator measures gRPC only.
+        metrics_listen: String::new(),
         ..Config::default()
     };
     let server = tokio::spawn(crate::server::run(cfg, listener, async move {
