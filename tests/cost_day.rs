@@ -63,7 +63,9 @@ async fn text_rows(store: &Store, sql: &str) -> Vec<Vec<Option<String>>> {
         for<'a> Option<String>: sqlx::Decode<'a, R::Database> + sqlx::Type<R::Database>,
         usize: sqlx::ColumnIndex<R>,
     {
-        (0..r.len()).map(|i| r.get::<Option<String>, _>(i)).collect()
+        (0..r.len())
+            .map(|i| r.get::<Option<String>, _>(i))
+            .collect()
     }
     match store {
         Store::Sqlite(s) => sqlx::query(sql)
@@ -147,7 +149,13 @@ async fn line_sums(store: &Store) -> BTreeMap<Key, Sums> {
         );
         let (gb, egress_cost) = match (
             qty,
-            egress_gb_per_unit(&category, get(9).as_deref(), billed, list, get(10).as_deref()),
+            egress_gb_per_unit(
+                &category,
+                get(9).as_deref(),
+                billed,
+                list,
+                get(10).as_deref(),
+            ),
         ) {
             (Some(q), Some(f)) => (q * f, billed),
             _ => (Decimal::ZERO, Decimal::ZERO),
@@ -278,7 +286,11 @@ async fn cost_day_sums_equal_the_lines_and_contracted_cost_the_recorded_totals()
             }
         }
         let want = |k: &str| dec(sample[k].as_str().unwrap()).normalize();
-        assert_eq!(one["billed"].normalize(), want("BilledCost_sum"), "{backend}");
+        assert_eq!(
+            one["billed"].normalize(),
+            want("BilledCost_sum"),
+            "{backend}"
+        );
         assert_eq!(
             one["effective"].normalize(),
             want("EffectiveCost_sum"),
@@ -367,7 +379,10 @@ async fn a_replaced_period_counts_once_and_a_rejected_file_changes_nothing() {
         // streamed in) leaves lines and summary as they were.
         let bad = cur_with(1280, |_| "not a number".into());
         let p3 = write(tmp.path(), "cur-bad.csv", &bad);
-        assert!(ingest_file(&store, &p3, None, false).await.is_err(), "{backend}");
+        assert!(
+            ingest_file(&store, &p3, None, false).await.is_err(),
+            "{backend}"
+        );
         assert_eq!(day_sums(&store).await, v2, "{backend}: nothing changed");
         store.close().await;
     }
@@ -398,10 +413,18 @@ async fn lines_stored_before_the_summary_are_summed_by_migrate() {
             "{backend}: every range"
         );
         assert_eq!(day_sums(&store).await, before, "{backend}");
-        assert_eq!(scalar_pair(&store, ROWS).await, rows, "{backend}: the same rows");
+        assert_eq!(
+            scalar_pair(&store, ROWS).await,
+            rows,
+            "{backend}: the same rows"
+        );
         // Nothing left to do: opening again sums nothing twice.
         store.migrate().await.unwrap();
-        assert_eq!(store.summarize_missing_ranges().await.unwrap(), 0, "{backend}");
+        assert_eq!(
+            store.summarize_missing_ranges().await.unwrap(),
+            0,
+            "{backend}"
+        );
         assert_eq!(day_sums(&store).await, before, "{backend}");
         store.close().await;
     }

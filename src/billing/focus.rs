@@ -10,8 +10,8 @@
 //! billed cost is used and counted.
 use super::BillingFormat;
 use super::mapping::{
-    CHARGE_CATEGORIES, CHARGE_CLASSES, COMMITMENT_DISCOUNT_CATEGORIES, Column, Dev, Deviations, Field as F, Kind as K, NullStyle,
-    PRICING_CATEGORIES, Table, Values, col, req,
+    CHARGE_CATEGORIES, CHARGE_CLASSES, COMMITMENT_DISCOUNT_CATEGORIES, Column, Dev, Deviations,
+    Field as F, Kind as K, NullStyle, PRICING_CATEGORIES, Table, Values, col, req,
 };
 use super::{CostLine, DimsCache};
 
