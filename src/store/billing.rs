@@ -895,8 +895,9 @@ impl IngestTx {
             Backend::Sqlite(st) => {
                 let tx = st.tx().await?;
                 for chunk in batch.rows.chunks(DAILY_CHUNK) {
-                    let mut qb =
-                        QueryBuilder::<Sqlite>::new(format!("INSERT INTO cost_daily ({DAILY_COLS}) "));
+                    let mut qb = QueryBuilder::<Sqlite>::new(format!(
+                        "INSERT INTO cost_daily ({DAILY_COLS}) "
+                    ));
                     push_daily(&mut qb, &batch.kinds, chunk);
                     qb.build().execute(&mut **tx).await?;
                 }

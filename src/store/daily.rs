@@ -304,11 +304,20 @@ mod tests {
         let mut t = DailyTotals::default();
         // Two resources on one day collapse into one row; the free line moves no egress.
         t.add(7, &line(&a, "2026-10-01T00:00:00Z", "0.1", None, Some("2")));
-        t.add(7, &line(&b, "2026-10-01T23:59:59Z", "0.2", Some("0.3"), Some("1.5")));
-        t.add(7, &line(&b, "2026-10-01T05:00:00Z", "0", Some("0"), Some("10")));
+        t.add(
+            7,
+            &line(&b, "2026-10-01T23:59:59Z", "0.2", Some("0.3"), Some("1.5")),
+        );
+        t.add(
+            7,
+            &line(&b, "2026-10-01T05:00:00Z", "0", Some("0"), Some("10")),
+        );
         t.add(7, &line(&a, "2026-10-02T00:00:00Z", "1", None, None));
         t.add(8, &line(&a, "2026-10-01T00:00:00Z", "5", None, Some("1")));
-        t.add(7, &line(&hours, "2026-10-01T00:00:00Z", "3", None, Some("4")));
+        t.add(
+            7,
+            &line(&hours, "2026-10-01T00:00:00Z", "3", None, Some("4")),
+        );
         assert_eq!(t.len(), 4, "keys: resources collapse as they are added");
         let batch = t.take();
         assert!(t.is_empty());
@@ -340,10 +349,30 @@ mod tests {
         assert_eq!(
             got,
             vec![
-                (7, "2026-10-01".into(), Some("GB"), sums("0.3", Some("0.3"), Some("13.5"), "3.5", 3)),
-                (7, "2026-10-01".into(), Some("Hours"), sums("3", None, Some("4"), "0", 1)),
-                (7, "2026-10-02".into(), Some("GB"), sums("1", None, None, "0", 1)),
-                (8, "2026-10-01".into(), Some("GB"), sums("5", None, Some("1"), "1", 1)),
+                (
+                    7,
+                    "2026-10-01".into(),
+                    Some("GB"),
+                    sums("0.3", Some("0.3"), Some("13.5"), "3.5", 3)
+                ),
+                (
+                    7,
+                    "2026-10-01".into(),
+                    Some("Hours"),
+                    sums("3", None, Some("4"), "0", 1)
+                ),
+                (
+                    7,
+                    "2026-10-02".into(),
+                    Some("GB"),
+                    sums("1", None, None, "0", 1)
+                ),
+                (
+                    8,
+                    "2026-10-01".into(),
+                    Some("GB"),
+                    sums("5", None, Some("1"), "1", 1)
+                ),
             ]
         );
         assert_eq!(

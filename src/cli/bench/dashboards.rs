@@ -66,7 +66,8 @@ pub async fn bench_dashboards(b: &DashboardBench) -> Result<(), String> {
     };
     if !b.skip_fill {
         fill(&store, b).await?;
-        let seed = std::fs::read_to_string(&b.seed).map_err(|e| format!("{}: {e}", b.seed.display()))?;
+        let seed =
+            std::fs::read_to_string(&b.seed).map_err(|e| format!("{}: {e}", b.seed.display()))?;
         let t = Instant::now();
         sqlx::raw_sql(&seed.replace("{now}", &now.to_rfc3339()))
             .execute(pg.pool())
@@ -214,7 +215,9 @@ async fn fill(store: &Store, b: &DashboardBench) -> Result<(), String> {
     let started = Instant::now();
     let mut lines = 0u64;
     for month in month_starts(b.last_month, b.months) {
-        let file = b.work.join(format!("focus-{}.parquet", month.format("%Y-%m")));
+        let file = b
+            .work
+            .join(format!("focus-{}.parquet", month.format("%Y-%m")));
         let out = std::process::Command::new(&b.python)
             .arg(&script)
             .arg(&b.shared)
