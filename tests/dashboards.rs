@@ -40,21 +40,29 @@ fn dashboards_dir() -> PathBuf {
 }
 
 /// The data source uid the provisioning file pins.
-fn provisioned_uid() -> String {
+/// The one uid in `dashboards/provisioning/datasources/<file>`.
+fn provisioned_uid_in(file: &str) -> String {
     let yaml =
-        std::fs::read_to_string(dashboards_dir().join("provisioning/datasources/bursar.yaml"))
+        std::fs::read_to_string(dashboards_dir().join("provisioning/datasources").join(file))
             .unwrap();
     let uids: Vec<&str> = yaml
         .lines()
         .filter_map(|l| l.trim().strip_prefix("uid:"))
         .map(str::trim)
         .collect();
-    assert_eq!(uids.len(), 1, "one data source, one uid");
+    assert_eq!(uids.len(), 1, "{file}: one data source, one uid");
+    uids[0].to_string()
+}
+
+fn provisioned_uid() -> String {
+    let yaml =
+        std::fs::read_to_string(dashboards_dir().join("provisioning/datasources/bursar.yaml"))
+            .unwrap();
     assert!(
         yaml.contains("user: bursar_reader"),
         "it logs in as the reader"
     );
-    uids[0].to_string()
+    provisioned_uid_in("bursar.yaml")
 }
 
 /// The SQL dashboards (service.json is Prometheus).
@@ -129,6 +137,25 @@ fn the_dashboards_json_is_valid_for_grafana() {
             let id =
                 p.id.unwrap_or_else(|| panic!("{f}: panel {:?} has no id", p.title));
             assert!(ids.insert(id), "{f}: panel id {id} twice");
+        }
+        // A dashboard over Prometheus (service.json): its data source variable defaults to
+        // the provisioned Prometheus, and its PromQL is run by tests/metrics.rs.
+        if let Some(ds) = d
+            .variables
+            .iter()
+            .find(|v| v.kind == "datasource" && v.query.as_deref() == Some("prometheus"))
+        {
+            assert_eq!(
+                ds.current,
+                vec![provisioned_uid_in("prometheus.yaml")],
+                "{f}: the Prometheus data source variable defaults to the provisioned uid"
+            );
+            for v in d.variables.iter().filter(|v| v.kind == "query") {
+                let uid = v.datasource.as_ref().and_then(|d| d.uid.as_deref());
+                assert_eq!(uid, Some("${datasource}"), "{f}: variable {}", v.name);
+            }
+            assert_eq!(d.sql_queries().count(), 0, "{f}: no SQL over Prometheus");
+            continue;
         }
         let names: BTreeSet<&str> = d.variables.iter().map(|v| v.name.as_str()).collect();
         let mut texts: Vec<(String, String)> = Vec::new();
