@@ -1241,6 +1241,18 @@ async fn the_reader_reads_exactly_what_the_dashboards_read_and_writes_nothing() 
         unreachable!()
     };
     let admin = pg.pool().clone();
+    // A session the reader logs in to is read-only whatever the schema's privileges.
+    let config: Option<Vec<String>> =
+        sqlx::query_scalar("SELECT rolconfig FROM pg_roles WHERE rolname = 'bursar_reader'")
+            .fetch_one(&admin)
+            .await
+            .unwrap();
+    assert!(
+        config
+            .unwrap_or_default()
+            .contains(&"default_transaction_read_only=on".to_string()),
+        "bursar_reader's sessions are read-only"
+    );
     // What the dashboards name, among the database's tables and views.
     let relations: BTreeSet<String> = sqlx::query_scalar(
         "SELECT table_name::text FROM information_schema.tables WHERE table_schema = current_schema()",

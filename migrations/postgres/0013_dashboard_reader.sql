@@ -65,3 +65,16 @@ BEGIN
 END
 $$;
 REVOKE ALL ON FUNCTION bursar_reader_password(TEXT) FROM PUBLIC;
+
+-- Read-only in every session, whatever the schema's privileges (PUBLIC keeps CREATE on
+-- schema public before Postgres 15): a write fails with "cannot execute … in a read-only
+-- transaction".
+DO $$
+BEGIN
+    ALTER ROLE bursar_reader SET default_transaction_read_only = on;
+EXCEPTION WHEN OTHERS THEN
+    -- No right to alter roles, no role (its creation was refused above), or another
+    -- database's migration altering it at this moment (which sets the same value).
+    RAISE NOTICE 'bursar_reader: cannot set default_transaction_read_only (%); set it as an administrator', SQLERRM;
+END
+$$;

@@ -35,7 +35,8 @@ pub fn egress_unit_factor(unit: &str) -> Option<Decimal> {
         "pib" | "pebibyte" | "pebibytes" => Decimal::new(1_125_899_906_842_624, 9),
         _ => return None,
     };
-    Some(count * gb)
+    // A count too large for an exact decimal is no unit bursar knows.
+    count.checked_mul(gb)
 }
 
 /// The egress rule: how many GB one unit of a cost line's consumed quantity is, when the line

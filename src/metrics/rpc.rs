@@ -5,7 +5,8 @@
 //! Cheap on the request path: the table of methods is made once from the services' own
 //! descriptors, a request's path is looked up in it once, and each (method, code) cell holds
 //! its counter and histogram, taken from the families the first time that pair is seen; after
-//! that recording takes no lock on the family. A path that is not in the table (an
+//! that recording takes no lock on the family (the histogram's observe takes its own short
+//! per-cell mutex, as prometheus-client's `Histogram` does). A path that is not in the table (an
 //! unimplemented method, a probe) counts as service and method `unknown`, so the label sets
 //! stay bounded whatever clients send.
 use std::sync::OnceLock;

@@ -848,14 +848,12 @@ impl IngestTx {
         let mut sorted = lines.to_vec();
         sorted.sort_by_key(|(_, l)| l.charge_period_start);
         let lines = &sorted[..];
-        let ids: Vec<LineIds> = lines
-            .iter()
-            .map(|(scope, l)| {
-                let ids = self.take_ids(&mut next, scope, l);
-                self.daily.add(ids.range, l);
-                ids
-            })
-            .collect();
+        let mut ids: Vec<LineIds> = Vec::with_capacity(lines.len());
+        for (scope, l) in lines {
+            let line_ids = self.take_ids(&mut next, scope, l);
+            self.daily.add(line_ids.range, l)?;
+            ids.push(line_ids);
+        }
         self.next = Some(next);
         match &mut self.backend {
             Backend::Sqlite(st) => {
@@ -1159,7 +1157,7 @@ impl IngestTx {
                 }
             };
             for l in &lines {
-                self.daily.add(range, l);
+                self.daily.add(range, l)?;
             }
             self.write_daily().await?;
         }

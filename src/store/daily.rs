@@ -15,6 +15,7 @@ use chrono::{DateTime, NaiveDate, Utc};
 use rust_decimal::Decimal;
 use sqlx::QueryBuilder;
 
+use super::StoreError;
 use super::sql::money_text;
 use crate::billing::{CostLine, LineDims};
 use crate::domain::egress_lines::{charged, egress_factor};
@@ -38,28 +39,43 @@ pub struct Sums {
     pub lines: i64,
 }
 
-/// `a + b` where a missing value counts as nothing, and both missing stay missing.
-fn add_opt(a: &mut Option<Decimal>, b: Option<Decimal>) {
+/// `a + b` where a missing value counts as nothing, and both missing stay missing; `None`
+/// when the sum leaves exact decimal range.
+fn add_opt(a: &mut Option<Decimal>, b: Option<Decimal>) -> Option<()> {
     if let Some(b) = b {
-        *a = Some(a.map_or(b, |a| a + b));
+        *a = Some(match *a {
+            Some(a) => a.checked_add(b)?,
+            None => b,
+        });
     }
+    Some(())
+}
+
+/// `a += b`, or the field's name when the sum leaves exact decimal range.
+fn add_to(a: &mut Decimal, b: Decimal, field: &'static str) -> Result<(), &'static str> {
+    *a = a.checked_add(b).ok_or(field)?;
+    Ok(())
 }
 
 impl Sums {
-    /// Adds one line; `factor` is its fields' egress factor ([`egress_factor`]).
-    fn add_line(&mut self, l: &CostLine, factor: Option<Decimal>) {
-        self.billed += l.billed_cost;
-        self.effective += l.effective_cost;
-        add_opt(&mut self.list, l.list_cost);
-        add_opt(&mut self.contracted, l.contracted_cost);
-        add_opt(&mut self.quantity, l.consumed_quantity);
+    /// Adds one line; `factor` is its fields' egress factor ([`egress_factor`]). On overflow,
+    /// the name of the field whose sum overflowed (the sums are then partly added: the
+    /// caller fails the ingest, which rolls back).
+    fn add_line(&mut self, l: &CostLine, factor: Option<Decimal>) -> Result<(), &'static str> {
+        add_to(&mut self.billed, l.billed_cost, "BilledCost")?;
+        add_to(&mut self.effective, l.effective_cost, "EffectiveCost")?;
+        add_opt(&mut self.list, l.list_cost).ok_or("ListCost")?;
+        add_opt(&mut self.contracted, l.contracted_cost).ok_or("ContractedCost")?;
+        add_opt(&mut self.quantity, l.consumed_quantity).ok_or("ConsumedQuantity")?;
         if let (Some(f), Some(q)) = (factor, l.consumed_quantity)
             && charged(l.billed_cost, l.list_cost)
         {
-            self.egress_gb += q * f;
-            self.egress_cost += l.billed_cost;
+            let gb = q.checked_mul(f).ok_or("ConsumedQuantity")?;
+            add_to(&mut self.egress_gb, gb, "ConsumedQuantity")?;
+            add_to(&mut self.egress_cost, l.billed_cost, "BilledCost")?;
         }
         self.lines += 1;
+        Ok(())
     }
 }
 
@@ -141,8 +157,9 @@ pub fn day_start(day: NaiveDate) -> DateTime<Utc> {
 }
 
 impl DailyTotals {
-    /// Adds line `l`, stored in range `range_id`.
-    pub fn add(&mut self, range_id: i64, l: &CostLine) {
+    /// Adds line `l`, stored in range `range_id`; an error naming the line and field when a
+    /// sum would leave exact decimal range.
+    pub fn add(&mut self, range_id: i64, l: &CostLine) -> Result<(), StoreError> {
         let address = Arc::as_ptr(&l.dims) as usize;
         let (kind, factor) = match self.by_address.get(&address) {
             Some(&known) => known,
@@ -151,7 +168,11 @@ impl DailyTotals {
         self.entries
             .entry((range_id, epoch_day(l.charge_period_start), kind))
             .or_default()
-            .add_line(l, factor);
+            .add_line(l, factor)
+            .map_err(|field| StoreError::Overflow {
+                line: l.line,
+                field,
+            })
     }
 
     /// The kind and egress factor of fields not seen at this address yet.
@@ -266,6 +287,10 @@ mod tests {
         s.parse().unwrap()
     }
 
+    fn add(t: &mut DailyTotals, range: i64, l: &CostLine) {
+        t.add(range, l).unwrap();
+    }
+
     fn line(
         dims: &Arc<LineDims>,
         start: &str,
@@ -306,18 +331,33 @@ mod tests {
         let hours = dims("i-1", "Hours");
         let mut t = DailyTotals::default();
         // Two resources on one day collapse into one row; the free line moves no egress.
-        t.add(7, &line(&a, "2026-10-01T00:00:00Z", "0.1", None, Some("2")));
-        t.add(
+        add(
+            &mut t,
+            7,
+            &line(&a, "2026-10-01T00:00:00Z", "0.1", None, Some("2")),
+        );
+        add(
+            &mut t,
             7,
             &line(&b, "2026-10-01T23:59:59Z", "0.2", Some("0.3"), Some("1.5")),
         );
-        t.add(
+        add(
+            &mut t,
             7,
             &line(&b, "2026-10-01T05:00:00Z", "0", Some("0"), Some("10")),
         );
-        t.add(7, &line(&a, "2026-10-02T00:00:00Z", "1", None, None));
-        t.add(8, &line(&a, "2026-10-01T00:00:00Z", "5", None, Some("1")));
-        t.add(
+        add(
+            &mut t,
+            7,
+            &line(&a, "2026-10-02T00:00:00Z", "1", None, None),
+        );
+        add(
+            &mut t,
+            8,
+            &line(&a, "2026-10-01T00:00:00Z", "5", None, Some("1")),
+        );
+        add(
+            &mut t,
             7,
             &line(&hours, "2026-10-01T00:00:00Z", "3", None, Some("4")),
         );
@@ -389,11 +429,74 @@ mod tests {
         let a = dims("i-1", "GB");
         let copy = Arc::new((*a).clone());
         let mut t = DailyTotals::default();
-        t.add(1, &line(&a, "1969-12-31T23:00:00Z", "1", None, None));
-        t.add(1, &line(&copy, "1969-12-31T01:00:00Z", "2", None, None));
+        add(
+            &mut t,
+            1,
+            &line(&a, "1969-12-31T23:00:00Z", "1", None, None),
+        );
+        add(
+            &mut t,
+            1,
+            &line(&copy, "1969-12-31T01:00:00Z", "2", None, None),
+        );
         let rows = t.take().rows;
         assert_eq!(rows.len(), 1);
         assert_eq!(rows[0].day.to_string(), "1969-12-31");
         assert_eq!((rows[0].sums.billed, rows[0].sums.lines), (d("3"), 2));
+    }
+
+    #[test]
+    fn a_sum_beyond_exact_decimal_range_is_an_error_naming_the_line_and_field() {
+        let a = dims("i-1", "TB");
+        let mut t = DailyTotals::default();
+        let mut big = line(
+            &a,
+            "2026-10-01T00:00:00Z",
+            "1",
+            None,
+            Some("70000000000000000000000000000"),
+        );
+        big.line = 42;
+        // 7e28 GB of quantity in TB is 7e31 GB: beyond Decimal's ~7.9e28.
+        let e = t.add(1, &big).unwrap_err();
+        assert!(
+            matches!(
+                e,
+                StoreError::Overflow {
+                    line: 42,
+                    field: "ConsumedQuantity"
+                }
+            ),
+            "{e}"
+        );
+        assert!(
+            e.to_string().starts_with("line 42: ConsumedQuantity"),
+            "{e}"
+        );
+        let mut max = line(
+            &a,
+            "2026-10-02T00:00:00Z",
+            "79228162514264337593543950335",
+            None,
+            None,
+        );
+        max.line = 7;
+        add(&mut t, 1, &max);
+        let e = t.add(1, &max).unwrap_err();
+        assert!(
+            matches!(
+                e,
+                StoreError::Overflow {
+                    line: 7,
+                    field: "BilledCost"
+                }
+            ),
+            "{e}"
+        );
+        // A unit whose count is too large for a decimal is no data-volume unit.
+        assert_eq!(
+            crate::domain::egress_lines::egress_unit_factor("79228162514264337593543950335 PB"),
+            None
+        );
     }
 }

@@ -59,6 +59,12 @@ pub enum StoreError {
         humantime::format_duration(*.waited)
     )]
     Busy { waited: Duration },
+    /// A sum the ingest keeps (the `cost_daily` summary) would leave exact decimal range
+    /// (about 7.9e28); the file's transaction is rolled back, nothing is stored.
+    #[error(
+        "line {line}: {field} makes a daily sum too large for an exact decimal; nothing was stored"
+    )]
+    Overflow { line: u64, field: &'static str },
 }
 
 impl StoreError {
