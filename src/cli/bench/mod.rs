@@ -131,10 +131,11 @@ pub enum BenchCommand {
     },
 }
 
-/// `YYYY-MM` → its first day.
+/// `YYYY-MM` → its first day (the report's month rule, `domain::report::Month`).
 fn parse_month(s: &str) -> Result<chrono::NaiveDate, String> {
-    chrono::NaiveDate::parse_from_str(&format!("{}-01", s.trim()), "%Y-%m-%d")
-        .map_err(|_| format!("expected a month as YYYY-MM, got {s:?}"))
+    crate::domain::report::Month::parse(s.trim())
+        .map(crate::domain::report::Month::first_day)
+        .map_err(|e| e.to_string())
 }
 
 /// Runs one benchmark; its error is the command's failure (exit 1).
