@@ -10,6 +10,7 @@ pub mod budgets;
 pub mod client;
 pub mod display;
 pub mod fleet;
+pub mod health;
 pub mod import_catalog;
 pub mod ingest;
 pub mod ingest_cost_explorer;
@@ -86,6 +87,9 @@ pub enum Command {
     Bench(bench::BenchCommand),
     /// Show the status of each price source on a running server.
     Sources(sources::SourcesArgs),
+    /// Ask a running server's gRPC health service (grpc-health-probe style): exit 0 when
+    /// SERVING, 1 otherwise. For container health checks and probes.
+    Health(health::HealthArgs),
     /// The node agent for GPU machines: reads each GPU's utilisation, memory and power
     /// through NVML and pushes them to FleetService/ReportGpuUtilization every interval.
     Agent(agent::AgentArgs),
@@ -192,6 +196,10 @@ pub async fn dispatch(cli: Cli) -> Result<(), CliError> {
         Command::Sources(a) => {
             init_logging("text", "warn");
             sources::run(a).await
+        }
+        Command::Health(a) => {
+            init_logging("text", "warn");
+            health::run(a).await
         }
         Command::Agent(a) => {
             init_logging("text", "info");

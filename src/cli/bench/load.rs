@@ -38,6 +38,20 @@ where
     F: Fn(usize, u64) -> Fut + Send + Sync + Clone + 'static,
     Fut: std::future::Future<Output = bool> + Send,
 {
+    drive_until(concurrency, total, None, call).await
+}
+
+/// `drive`, also stopping each worker at `deadline` (a soak runs for a time, not a count).
+pub async fn drive_until<F, Fut>(
+    concurrency: usize,
+    total: u64,
+    deadline: Option<Instant>,
+    call: F,
+) -> LoadStats
+where
+    F: Fn(usize, u64) -> Fut + Send + Sync + Clone + 'static,
+    Fut: std::future::Future<Output = bool> + Send,
+{
     let next = std::sync::Arc::new(std::sync::atomic::AtomicU64::new(0));
     let started = Instant::now();
     let mut tasks = Vec::new();
@@ -47,7 +61,7 @@ where
             let (mut lat, mut errors) = (Vec::new(), 0u64);
             loop {
                 let i = next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-                if i >= total {
+                if i >= total || deadline.is_some_and(|d| Instant::now() >= d) {
                     break;
                 }
                 let t = Instant::now();

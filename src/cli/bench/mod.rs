@@ -1,12 +1,13 @@
 //! `bursar bench …`: reproducible measurements recorded in BENCHMARKS.md. `BenchCommand`
 //! and its dispatch live here; one file per benchmark (`catalog`, `select`, `ingest`,
-//! `gpu_samples`, `dashboards`) and what they share (`load`).
+//! `gpu_samples`, `dashboards`, `soak`) and what they share (`load`).
 pub mod catalog;
 pub mod dashboards;
 pub mod gpu_samples;
 pub mod ingest;
 pub mod load;
 pub mod select;
+pub mod soak;
 
 use std::path::PathBuf;
 
@@ -69,6 +70,46 @@ pub enum BenchCommand {
         /// Skip the in-process part (e.g. to profile the server alone).
         #[arg(long)]
         grpc_only: bool,
+    },
+    /// Several `bursar serve` processes on one database loaded with SelectProvider for
+    /// minutes while a price poll and billing ingests run: per-minute req/s, p50, p99,
+    /// errors and each replica's resident memory.
+    Soak {
+        /// SkyPilot v8 catalog folder to import and decide over.
+        catalog: PathBuf,
+        /// The database the replicas share (Postgres; its catalog is replaced).
+        #[arg(long = "database-url")]
+        database_url: String,
+        /// The ../shared/data folder (the recorded Azure page polled, the FOCUS sample
+        /// ingested).
+        #[arg(long, default_value = "../shared/data")]
+        shared: PathBuf,
+        /// Where the replicas' config and logs go.
+        #[arg(long, default_value = "/var/tmp/bursar-soak")]
+        work: PathBuf,
+        #[arg(long, default_value_t = 2)]
+        replicas: usize,
+        /// How long to load, e.g. `5m`.
+        #[arg(long, default_value = "5m", value_parser = humantime::parse_duration)]
+        duration: std::time::Duration,
+        /// Requests in flight (over all replicas).
+        #[arg(long, default_value_t = 64)]
+        concurrency: usize,
+        /// HTTP/2 connections per replica.
+        #[arg(long, default_value_t = 2)]
+        connections: usize,
+        /// A config file for the replicas (e.g. with `[auth]`).
+        #[arg(long)]
+        config: Option<PathBuf>,
+        /// Bearer token sent on every call.
+        #[arg(long, env = "BURSAR_TOKEN")]
+        token: Option<String>,
+        /// How often a billing ingest runs during the soak.
+        #[arg(long, default_value = "30s", value_parser = humantime::parse_duration)]
+        ingest_every: std::time::Duration,
+        /// The replicas' Azure price poll interval.
+        #[arg(long, default_value = "30s", value_parser = humantime::parse_duration)]
+        poll_every: std::time::Duration,
     },
     /// GPU utilisation samples into each database: the store's batched insert against a
     /// naive one-row-per-INSERT baseline in the same run, then ReportGpuUtilization over
@@ -200,6 +241,36 @@ pub async fn run(cmd: BenchCommand) -> Result<(), CliError> {
                 }),
                 runs,
                 skip_fill,
+            })
+            .await
+        }
+        BenchCommand::Soak {
+            catalog,
+            database_url,
+            shared,
+            work,
+            replicas,
+            duration,
+            concurrency,
+            connections,
+            config,
+            token,
+            ingest_every,
+            poll_every,
+        } => {
+            soak::bench_soak(&soak::SoakBench {
+                database_url,
+                catalog,
+                shared,
+                work,
+                replicas,
+                duration,
+                concurrency: concurrency.max(1),
+                connections,
+                config,
+                token,
+                ingest_every,
+                poll_every,
             })
             .await
         }

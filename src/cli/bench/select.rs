@@ -185,17 +185,26 @@ pub async fn bench_select(
     for _ in 0..connections.max(1) {
         senders.push(h2_connect(&url).await?);
     }
+    // Health/Check on the same server, at the same concurrency, in the same run: the floor
+    // a unary gRPC call costs here. Each SelectProvider run is put beside the health run
+    // before it.
+    let health = UnaryCall::health();
     for (name, r) in select_requests() {
-        let s = load_select(&url, senders.clone(), concurrency, requests, r).await?;
-        crate::outln!(
-            "gRPC SelectProvider {name}: {} req, {} errors, {:.0} req/s, p50 {:.3} ms, p99 {:.3} ms ({} in flight over {} connections)",
-            s.requests,
-            s.errors,
-            s.throughput(),
-            ms(s.p50),
-            ms(s.p99),
+        let h = load_unary(&url, senders.clone(), concurrency, requests, &health, None).await?;
+        report_load("grpc.health.v1.Health/Check", &h, concurrency, senders.len());
+        let s = load_unary(
+            &url,
+            senders.clone(),
             concurrency,
-            senders.len()
+            requests,
+            &UnaryCall::select(&r),
+            None,
+        )
+        .await?;
+        report_load(&format!("SelectProvider {name}"), &s, concurrency, senders.len());
+        crate::outln!(
+            "  SelectProvider / Health/Check throughput: {:.2} (goal >= 0.8)",
+            s.throughput() / h.throughput().max(1e-9)
         );
     }
     if let Some(tx) = stop {
@@ -205,6 +214,20 @@ pub async fn bench_select(
         let _ = h.await;
     }
     Ok(())
+}
+
+/// One load run's line: requests, errors, req/s, p50, p99.
+pub fn report_load(name: &str, s: &LoadStats, concurrency: usize, connections: usize) {
+    crate::outln!(
+        "gRPC {name}: {} req, {} errors, {:.0} req/s, p50 {:.3} ms, p99 {:.3} ms ({} in flight over {} connections)",
+        s.requests,
+        s.errors,
+        s.throughput(),
+        ms(s.p50),
+        ms(s.p99),
+        concurrency,
+        connections
+    );
 }
 
 /// The unindexed baseline: every offer evaluated with Decimal arithmetic, egress priced
@@ -256,7 +279,7 @@ pub fn naive_best(
 
 /// An HTTP/2 connection to the server for the load generator (no tower buffer in between:
 /// requests go straight onto the connection's streams).
-async fn h2_connect(
+pub async fn h2_connect(
     url: &str,
 ) -> Result<hyper::client::conn::http2::SendRequest<http_body_util::Full<bytes::Bytes>>, String> {
     let uri: tonic::codegen::http::Uri = url.parse().map_err(|e| format!("{url}: {e}"))?;
@@ -286,63 +309,103 @@ async fn h2_connect(
     Ok(sender)
 }
 
-/// Runs `total` SelectProvider calls with `concurrency` in flight over `senders`' HTTP/2
-/// connections. The request is encoded once; each response is checked (HTTP 200,
-/// `grpc-status: 0`, a non-empty message) without being decoded, so the generator's share
-/// of the two cores stays small and what is measured is the server.
-async fn load_select(
+/// A gRPC method's path and one request to it, encoded and framed once.
+pub struct UnaryCall {
+    pub path: &'static str,
+    pub framed: bytes::Bytes,
+}
+
+impl UnaryCall {
+    pub fn new(path: &'static str, msg: &impl prost::Message) -> Self {
+        use bytes::BufMut;
+        let msg = msg.encode_to_vec();
+        let mut framed = bytes::BytesMut::with_capacity(5 + msg.len());
+        framed.put_u8(0);
+        framed.put_u32(msg.len() as u32);
+        framed.extend_from_slice(&msg);
+        UnaryCall {
+            path,
+            framed: framed.freeze(),
+        }
+    }
+
+    pub fn select(req: &proto::SelectProviderRequest) -> Self {
+        Self::new("/bursar.v1.PlacementService/SelectProvider", req)
+    }
+
+    /// `grpc.health.v1.Health/Check` for the whole server: the floor a unary call costs.
+    pub fn health() -> Self {
+        Self::new(
+            "/grpc.health.v1.Health/Check",
+            &tonic_health::pb::HealthCheckRequest::default(),
+        )
+    }
+}
+
+/// Runs `total` calls of `call` with `concurrency` in flight over `senders`' HTTP/2
+/// connections, each carrying `authorization` when given. The request is encoded once;
+/// each response is checked (HTTP 200, `grpc-status: 0`, a non-empty message) without
+/// being decoded, so the generator's share of the two cores stays small and what is
+/// measured is the server.
+pub async fn load_unary(
     url: &str,
     senders: Vec<hyper::client::conn::http2::SendRequest<http_body_util::Full<bytes::Bytes>>>,
     concurrency: usize,
     total: u64,
-    req: proto::SelectProviderRequest,
+    call: &UnaryCall,
+    authorization: Option<&str>,
 ) -> Result<LoadStats, String> {
-    use bytes::BufMut;
-    let msg = prost::Message::encode_to_vec(&req);
-    let mut framed = bytes::BytesMut::with_capacity(5 + msg.len());
-    framed.put_u8(0);
-    framed.put_u32(msg.len() as u32);
-    framed.extend_from_slice(&msg);
-    let framed = framed.freeze();
-    let uri: tonic::codegen::http::Uri = format!(
-        "{}/bursar.v1.PlacementService/SelectProvider",
-        url.trim_end_matches('/')
-    )
-    .parse()
-    .map_err(|e| format!("{url}: {e}"))?;
+    let uri: tonic::codegen::http::Uri = format!("{}{}", url.trim_end_matches('/'), call.path)
+        .parse()
+        .map_err(|e| format!("{url}: {e}"))?;
+    let auth = authorization
+        .map(tonic::codegen::http::HeaderValue::from_str)
+        .transpose()
+        .map_err(|_| "the token is not a valid header value".to_string())?;
+    let framed = call.framed.clone();
     Ok(drive(concurrency, total, move |w, _| {
         let mut sender = senders[w % senders.len()].clone();
-        let (body, uri) = (framed.clone(), uri.clone());
-        async move {
-            let Ok(req) = tonic::codegen::http::Request::post(uri)
-                .header("content-type", "application/grpc")
-                .header("te", "trailers")
-                .body(http_body_util::Full::new(body))
-            else {
-                return false;
-            };
-            let Ok(resp) = sender.send_request(req).await else {
-                return false;
-            };
-            if resp.status() != 200 {
-                return false;
-            }
-            // A trailers-only answer (an error) carries its status in the headers.
-            if resp.headers().get("grpc-status").is_some_and(|s| s != "0") {
-                return false;
-            }
-            let mut body = resp.into_body();
-            let (mut bytes, mut ok) = (0usize, false);
-            while let Some(frame) = http_body_util::BodyExt::frame(&mut body).await {
-                let Ok(frame) = frame else { return false };
-                if let Some(d) = frame.data_ref() {
-                    bytes += d.len();
-                } else if let Some(t) = frame.trailers_ref() {
-                    ok = t.get("grpc-status").is_some_and(|s| s == "0");
-                }
-            }
-            ok && bytes > 5
-        }
+        let (body, uri, auth) = (framed.clone(), uri.clone(), auth.clone());
+        async move { unary_ok(&mut sender, uri, body, auth).await }
     })
     .await)
+}
+
+/// One call on `sender`: true when it answered OK with a message.
+pub async fn unary_ok(
+    sender: &mut hyper::client::conn::http2::SendRequest<http_body_util::Full<bytes::Bytes>>,
+    uri: tonic::codegen::http::Uri,
+    body: bytes::Bytes,
+    auth: Option<tonic::codegen::http::HeaderValue>,
+) -> bool {
+    let mut req = tonic::codegen::http::Request::post(uri)
+        .header("content-type", "application/grpc")
+        .header("te", "trailers");
+    if let Some(a) = auth {
+        req = req.header("authorization", a);
+    }
+    let Ok(req) = req.body(http_body_util::Full::new(body)) else {
+        return false;
+    };
+    let Ok(resp) = sender.send_request(req).await else {
+        return false;
+    };
+    if resp.status() != 200 {
+        return false;
+    }
+    // A trailers-only answer (an error) carries its status in the headers.
+    if resp.headers().get("grpc-status").is_some_and(|s| s != "0") {
+        return false;
+    }
+    let mut body = resp.into_body();
+    let (mut bytes, mut ok) = (0usize, false);
+    while let Some(frame) = http_body_util::BodyExt::frame(&mut body).await {
+        let Ok(frame) = frame else { return false };
+        if let Some(d) = frame.data_ref() {
+            bytes += d.len();
+        } else if let Some(t) = frame.trailers_ref() {
+            ok = t.get("grpc-status").is_some_and(|s| s == "0");
+        }
+    }
+    ok && bytes > 5
 }
