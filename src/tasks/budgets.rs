@@ -18,6 +18,7 @@ use crate::domain::budget::{
     evaluate, period_window,
 };
 use crate::domain::forecast::{CostKind, bucket, classify, forecast};
+use super::leader::Leadership;
 use crate::notify::AlertsConfig;
 use crate::notify::render::{AlertContext, outbox_messages};
 use crate::store::budgets::{BudgetEvaluation, BudgetSpendFilter, Contributor, FiredAlert};
@@ -46,6 +47,12 @@ pub struct Evaluated {
 /// Evaluates budgets and keeps the gate's snapshot.
 pub struct BudgetEngine {
     store: Store,
+    /// Where evaluations and fired alerts are written: `store`, or with replicas the
+    /// leader's fenced store (`with_leadership`).
+    writes: Store,
+    /// With replicas: evaluations are recorded and alerts fired only while this process
+    /// leads; every replica still evaluates (read-only) to refresh its own gate snapshot.
+    leadership: Option<Leadership>,
     alerts: AlertsConfig,
     trailing_days: u32,
     snapshots: Arc<ArcSwap<Vec<BudgetSnapshot>>>,
@@ -89,12 +96,22 @@ fn describe_threshold(b: &Budget, key: &str) -> String {
 impl BudgetEngine {
     pub fn new(store: Store, alerts: AlertsConfig, trailing_days: u32) -> Self {
         BudgetEngine {
+            writes: store.clone(),
             store,
+            leadership: None,
             alerts,
             trailing_days: trailing_days.max(1),
             snapshots: Arc::new(ArcSwap::from_pointee(Vec::new())),
             evaluated_at_generation: tokio::sync::Mutex::new(None),
         }
+    }
+
+    /// With replicas: records and fires through `writes` (the fenced store) only while
+    /// `leadership` may act; otherwise evaluations only refresh the gate snapshot.
+    pub fn with_leadership(mut self, writes: Store, leadership: Leadership) -> Self {
+        self.writes = writes;
+        self.leadership = Some(leadership);
+        self
     }
 
     /// Shared with SelectProvider's budget gate; refreshed by [`BudgetEngine::evaluate_all`].
@@ -237,8 +254,13 @@ impl BudgetEngine {
                     ev.status.forecast,
                 ));
             }
+            if !self.leadership.as_ref().is_none_or(Leadership::may_act) {
+                // A follower: the snapshot only; the leader records and fires.
+                out.push(ev);
+                continue;
+            }
             let recorded = self
-                .store
+                .writes
                 .record_evaluation(&BudgetEvaluation {
                     budget: b.name.clone(),
                     evaluated_at: now,
@@ -257,6 +279,9 @@ impl BudgetEngine {
             };
             crate::metrics::global().budget_evaluation(fired.is_ok());
             if let Err(e) = fired {
+                if let EngineError::Store(se) = &e {
+                    super::leader::note_refusal(se, "budget evaluation");
+                }
                 tracing::warn!(budget = %b.name, error = %e, "recording a budget evaluation failed");
                 failures += 1;
             }
@@ -330,7 +355,7 @@ impl BudgetEngine {
             };
             let messages = outbox_messages(&ctx, &b.channels.emails, &b.channels.slack_webhooks);
             let fired = self
-                .store
+                .writes
                 .fire_alert(
                     &FiredAlert {
                         budget: b.name.clone(),
