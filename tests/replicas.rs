@@ -424,6 +424,7 @@ lease = "{lease}s"
 [alerts]
 outbox_interval = "200ms"
 claim_lease = "8s"
+slack_timeout = "5s"
 
 [alerts.smtp]
 host = "127.0.0.1"
@@ -491,8 +492,12 @@ max_backoff = "200ms"
             child,
             pid,
         };
+        let mut r = r;
         let deadline = Instant::now() + common::START_DEADLINE;
         loop {
+            if let Ok(Some(status)) = r.child.try_wait() {
+                panic!("{} exited ({status}): {}", r.name, r.log_text());
+            }
             if reqwest::get(format!("http://{}/metrics", r.http))
                 .await
                 .is_ok_and(|a| a.status().is_success())
@@ -693,6 +698,7 @@ async fn three_replicas_survive_kills_and_a_paused_leader() {
     let killed_at = Instant::now();
     replicas[li].signal("-KILL");
     let (second, took) = takeover(&store, &first.0, killed_at).await;
+    eprintln!("takeover after kill -9 during alert delivery: {took:?}");
     assert!(
         took <= 2 * LEASE,
         "takeover after {took:?}, more than two leases"
@@ -758,6 +764,7 @@ async fn three_replicas_survive_kills_and_a_paused_leader() {
     let li = leader_of(&replicas, &second.0);
     replicas[li].signal("-KILL");
     let (third, took) = takeover(&store, &second.0, killed_at).await;
+    eprintln!("takeover after kill -9 during StopInstances: {took:?}");
     assert!(took <= 2 * LEASE, "takeover after {took:?}");
     let mut dead = replicas.remove(li);
     let _ = dead.child.wait().await;
@@ -779,6 +786,14 @@ async fn three_replicas_survive_kills_and_a_paused_leader() {
             == 1
     })
     .await;
+    let outcome = store
+        .list_fleet_actions(Some(&id), Some("stopped"), 10)
+        .await
+        .unwrap();
+    assert!(
+        outcome[0].reason.contains("former leader"),
+        "resolved by the new leader from the listing: {outcome:?}"
+    );
     // Well past another grace period: still the one call.
     tokio::time::sleep(Duration::from_secs(6)).await;
     assert_eq!(stop_calls(&proxy, &id), 1, "{:?}", proxy.calls("StopInstances"));
@@ -791,6 +806,7 @@ async fn three_replicas_survive_kills_and_a_paused_leader() {
     let paused_at = Instant::now();
     replicas[li].signal("-STOP");
     let (fourth, took) = takeover(&store, &third.0, paused_at).await;
+    eprintln!("takeover after SIGSTOP: {took:?}");
     assert!(took <= 2 * LEASE, "takeover after {took:?}");
     let later = queue_alerts(&store, "after the pause", 2).await;
     alerts_sent.extend(later.clone());
