@@ -277,10 +277,16 @@ impl SlowSmtp {
         std::fs::write(dir.path().join("bursar_slow_smtp.py"), SLOW_HANDLER).unwrap();
         let log = dir.path().join("events.jsonl");
         let port = common::free_port();
-        let python = std::env::var("AIOSMTPD_PYTHON").map(PathBuf::from).unwrap_or_else(|_| {
-            let venv = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join(".venv/bin/python");
-            if venv.exists() { venv } else { PathBuf::from("python3") }
-        });
+        let python = std::env::var("AIOSMTPD_PYTHON")
+            .map(PathBuf::from)
+            .unwrap_or_else(|_| {
+                let venv = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join(".venv/bin/python");
+                if venv.exists() {
+                    venv
+                } else {
+                    PathBuf::from("python3")
+                }
+            });
         let child = std::process::Command::new(&python)
             .args(["-m", "aiosmtpd", "-n", "-l"])
             .arg(format!("127.0.0.1:{port}"))
@@ -533,7 +539,10 @@ impl SelectLoop {
         let stop = Arc::new(AtomicBool::new(false));
         let (t, o, e, s) = (targets.clone(), ok.clone(), errors.clone(), stop.clone());
         let task = tokio::spawn(async move {
-            let mut clients: HashMap<String, proto::placement_service_client::PlacementServiceClient<tonic::transport::Channel>> = HashMap::new();
+            let mut clients: HashMap<
+                String,
+                proto::placement_service_client::PlacementServiceClient<tonic::transport::Channel>,
+            > = HashMap::new();
             let mut i = 0usize;
             while !s.load(Ordering::SeqCst) {
                 let list = t.lock().unwrap().clone();
@@ -547,7 +556,10 @@ impl SelectLoop {
                     let ch = tonic::transport::Endpoint::from_shared(url.clone())
                         .unwrap()
                         .connect_lazy();
-                    clients.insert(url.clone(), proto::placement_service_client::PlacementServiceClient::new(ch));
+                    clients.insert(
+                        url.clone(),
+                        proto::placement_service_client::PlacementServiceClient::new(ch),
+                    );
                 }
                 let c = clients.get_mut(&url).unwrap();
                 let req = proto::SelectProviderRequest {
@@ -664,8 +676,8 @@ async fn three_replicas_survive_kills_and_a_paused_leader() {
     // Idle GPUs: the host name is set once the machine is launched.
     let host = Arc::new(Mutex::new(String::from("not-launched")));
     let h = host.clone();
-    let dcgm = Fixture::start(move |_| FixtureResponse::status(200, idle_dcgm(&h.lock().unwrap())))
-        .await;
+    let dcgm =
+        Fixture::start(move |_| FixtureResponse::status(200, idle_dcgm(&h.lock().unwrap()))).await;
     let mut cluster = Cluster {
         dir: tempfile::tempdir().unwrap(),
         db_url: db.url.clone(),
@@ -691,9 +703,11 @@ async fn three_replicas_survive_kills_and_a_paused_leader() {
     let survivors: Vec<&Replica> = replicas.iter().filter(|r| r.name != first.0).collect();
     select.only(&survivors);
     alerts_sent.extend(queue_alerts(&store, "budget alert", 6).await);
-    wait_for("a DATA at the SMTP server", Duration::from_secs(60), async || {
-        smtp.events().iter().any(|e| e.event == "data")
-    })
+    wait_for(
+        "a DATA at the SMTP server",
+        Duration::from_secs(60),
+        async || smtp.events().iter().any(|e| e.event == "data"),
+    )
     .await;
     let killed_at = Instant::now();
     replicas[li].signal("-KILL");
@@ -706,10 +720,14 @@ async fn three_replicas_survive_kills_and_a_paused_leader() {
     assert!(second.1 > first.1, "a new term: {first:?} → {second:?}");
     let mut dead = replicas.remove(li);
     let _ = dead.child.wait().await;
-    wait_for("every alert delivered", Duration::from_secs(90), async || {
-        let d = smtp.delivered();
-        alerts_sent.iter().all(|s| d.contains_key(s))
-    })
+    wait_for(
+        "every alert delivered",
+        Duration::from_secs(90),
+        async || {
+            let d = smtp.delivered();
+            alerts_sent.iter().all(|s| d.contains_key(s))
+        },
+    )
     .await;
     assert!(
         smtp.events()
@@ -756,9 +774,11 @@ async fn three_replicas_survive_kills_and_a_paused_leader() {
     *host.lock().unwrap() = inst.private_dns_name().unwrap().to_string();
     let survivors: Vec<&Replica> = replicas.iter().filter(|r| r.name != second.0).collect();
     select.only(&survivors);
-    wait_for("the StopInstances call", Duration::from_secs(90), async || {
-        stop_calls(&proxy, &id) > 0
-    })
+    wait_for(
+        "the StopInstances call",
+        Duration::from_secs(90),
+        async || stop_calls(&proxy, &id) > 0,
+    )
     .await;
     let killed_at = Instant::now();
     let li = leader_of(&replicas, &second.0);
@@ -769,7 +789,12 @@ async fn three_replicas_survive_kills_and_a_paused_leader() {
     let mut dead = replicas.remove(li);
     let _ = dead.child.wait().await;
     wait_for("the machine stopped", Duration::from_secs(60), async || {
-        let out = ec2.describe_instances().instance_ids(&id).send().await.unwrap();
+        let out = ec2
+            .describe_instances()
+            .instance_ids(&id)
+            .send()
+            .await
+            .unwrap();
         out.reservations()[0].instances()[0]
             .state()
             .and_then(|s| s.name())
@@ -777,14 +802,18 @@ async fn three_replicas_survive_kills_and_a_paused_leader() {
     })
     .await;
     // The new leader resolves the intent from the listing, without calling again.
-    wait_for("the stop's outcome in the audit log", Duration::from_secs(30), async || {
-        store
-            .list_fleet_actions(Some(&id), Some("stopped"), 10)
-            .await
-            .unwrap()
-            .len()
-            == 1
-    })
+    wait_for(
+        "the stop's outcome in the audit log",
+        Duration::from_secs(30),
+        async || {
+            store
+                .list_fleet_actions(Some(&id), Some("stopped"), 10)
+                .await
+                .unwrap()
+                .len()
+                == 1
+        },
+    )
     .await;
     let outcome = store
         .list_fleet_actions(Some(&id), Some("stopped"), 10)
@@ -796,7 +825,12 @@ async fn three_replicas_survive_kills_and_a_paused_leader() {
     );
     // Well past another grace period: still the one call.
     tokio::time::sleep(Duration::from_secs(6)).await;
-    assert_eq!(stop_calls(&proxy, &id), 1, "{:?}", proxy.calls("StopInstances"));
+    assert_eq!(
+        stop_calls(&proxy, &id),
+        1,
+        "{:?}",
+        proxy.calls("StopInstances")
+    );
 
     // 3. SIGSTOP the leader past its lease; another takes over; SIGCONT: it does nothing.
     replicas.push(cluster.spawn().await);
@@ -810,18 +844,24 @@ async fn three_replicas_survive_kills_and_a_paused_leader() {
     assert!(took <= 2 * LEASE, "takeover after {took:?}");
     let later = queue_alerts(&store, "after the pause", 2).await;
     alerts_sent.extend(later.clone());
-    wait_for("the alerts queued during the pause", Duration::from_secs(60), async || {
-        let d = smtp.delivered();
-        later.iter().all(|s| d.contains_key(s))
-    })
+    wait_for(
+        "the alerts queued during the pause",
+        Duration::from_secs(60),
+        async || {
+            let d = smtp.delivered();
+            later.iter().all(|s| d.contains_key(s))
+        },
+    )
     .await;
     let sent_before = smtp.events().len();
     let calls_before = proxy.calls("StopInstances").len();
     replicas[li].signal("-CONT");
     let paused = &replicas[li];
-    wait_for("the resumed replica steps down", Duration::from_secs(30), async || {
-        paused.metrics().await.contains("bursar_leader 0\n")
-    })
+    wait_for(
+        "the resumed replica steps down",
+        Duration::from_secs(30),
+        async || paused.metrics().await.contains("bursar_leader 0\n"),
+    )
     .await;
     tokio::time::sleep(2 * LEASE).await;
     let log = paused.log_text();
@@ -836,9 +876,16 @@ async fn three_replicas_survive_kills_and_a_paused_leader() {
         .parse()
         .unwrap();
     assert!(refusals >= 1.0, "{m}");
-    assert_eq!(smtp.events().len(), sent_before, "the resumed replica sent nothing");
+    assert_eq!(
+        smtp.events().len(),
+        sent_before,
+        "the resumed replica sent nothing"
+    );
     assert_eq!(proxy.calls("StopInstances").len(), calls_before);
-    assert_eq!(live_holder(&store).await.map(|h| h.0), Some(fourth.0.clone()));
+    assert_eq!(
+        live_holder(&store).await.map(|h| h.0),
+        Some(fourth.0.clone())
+    );
 
     // Every alert arrived exactly once; SelectProvider never failed on a survivor.
     let d = smtp.delivered();

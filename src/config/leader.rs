@@ -99,13 +99,21 @@ mod tests {
             _ => None,
         })
         .unwrap();
-        assert_eq!((c.lease, c.holder().as_str()), (Duration::from_secs(2), "pod-a"));
+        assert_eq!(
+            (c.lease, c.holder().as_str()),
+            (Duration::from_secs(2), "pod-a")
+        );
         c.validate().unwrap();
         let e = c
             .apply_env(&|k: &str| (k == "BURSAR_LEADER_LEASE").then(|| "soon".into()))
             .unwrap_err();
         assert!(e.to_string().contains("BURSAR_LEADER_LEASE"), "{e}");
         c.lease = Duration::from_millis(10);
-        assert!(c.validate().unwrap_err().to_string().contains("leader.lease"));
+        assert!(
+            c.validate()
+                .unwrap_err()
+                .to_string()
+                .contains("leader.lease")
+        );
     }
 }

@@ -123,7 +123,12 @@ pub async fn run_with_http(
     // Singleton work runs on the leader only, writing through the fenced store.
     let leadership = tasks::leader::Leadership::new(config.leader.holder(), config.leader.lease);
     let fenced = store
-        .fenced(&config.database_url, 4, leadership.fence(), config.leader.lease)
+        .fenced(
+            &config.database_url,
+            4,
+            leadership.fence(),
+            config.leader.lease,
+        )
         .await?;
     let engine = Arc::new(
         BudgetEngine::new(

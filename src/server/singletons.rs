@@ -72,7 +72,10 @@ impl Singletons {
             )));
         }
         if let Some(e) = &self.fleet {
-            loops.push(tokio::spawn(tasks::fleet::run_fleet(e.clone(), stop.clone())));
+            loops.push(tokio::spawn(tasks::fleet::run_fleet(
+                e.clone(),
+                stop.clone(),
+            )));
         }
         // The monthly report by email, when `[report] email_to` names anyone.
         if !config.report.email_to.is_empty() {

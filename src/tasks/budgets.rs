@@ -13,12 +13,12 @@ use arc_swap::ArcSwap;
 use chrono::{DateTime, Days, NaiveDate, Utc};
 use rust_decimal::Decimal;
 
+use super::leader::Leadership;
 use crate::domain::budget::{
     Budget, BudgetMetric, BudgetSnapshot, BudgetStatus, GatePolicy, PeriodWindow, ThresholdValue,
     evaluate, period_window,
 };
 use crate::domain::forecast::{CostKind, bucket, classify, forecast};
-use super::leader::Leadership;
 use crate::notify::AlertsConfig;
 use crate::notify::render::{AlertContext, outbox_messages};
 use crate::store::budgets::{BudgetEvaluation, BudgetSpendFilter, Contributor, FiredAlert};

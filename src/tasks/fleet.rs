@@ -25,6 +25,7 @@ use std::time::Duration;
 use chrono::{DateTime, Utc};
 use rust_decimal::Decimal;
 
+use super::leader::Leadership;
 use crate::config::IdleGpuConfig;
 use crate::domain::Market;
 use crate::domain::Provider;
@@ -35,7 +36,6 @@ use crate::domain::idle::{
     InstanceView, Outcome, SampleWindow, Stage, Verdict, WindowSummary, evaluate, managed_by,
     minus, plus,
 };
-use super::leader::Leadership;
 use crate::fleet::{Done, Fleet, FleetError};
 use crate::metrics;
 use crate::notify::idle_notice::IdleNotice;
@@ -164,7 +164,10 @@ impl FleetEngine {
                 continue;
             };
             if case.mode != self.policy.mode
-                || self.store.fleet_outcome_since(provider, &id, acted_at).await?
+                || self
+                    .store
+                    .fleet_outcome_since(provider, &id, acted_at)
+                    .await?
             {
                 continue;
             }

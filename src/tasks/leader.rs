@@ -175,7 +175,10 @@ pub async fn elect_once(store: &Store, l: &Leadership) {
                 Ok(Ok(true)) => l.renewed(sent),
                 Ok(Ok(false)) => {
                     metrics::global().leader_refusal();
-                    tracing::warn!(term, "lease renewal refused by the database: stale leader term");
+                    tracing::warn!(
+                        term,
+                        "lease renewal refused by the database: stale leader term"
+                    );
                     l.step_down(term, "the lease is held by another term or ran out");
                 }
                 // Tried again at the next step, while the local deadline allows.
@@ -188,7 +191,10 @@ pub async fn elect_once(store: &Store, l: &Leadership) {
             // What the database says of the stale term (counted as a refusal if refused).
             if let Ok(false) = store.renew_lease(l.holder(), term, timing.lease).await {
                 metrics::global().leader_refusal();
-                tracing::warn!(term, "lease renewal refused by the database: stale leader term");
+                tracing::warn!(
+                    term,
+                    "lease renewal refused by the database: stale leader term"
+                );
             }
         }
     }
