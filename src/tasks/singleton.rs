@@ -24,17 +24,18 @@ where
     loop {
         let term = *role.borrow_and_update();
         let current = running.as_ref().map(|r| r.term);
-        if current.is_some() && current != term {
-            if let Some(r) = running.take() {
-                let _ = r.stop.send(true);
-                for t in &r.tasks {
-                    t.abort();
-                }
-                for t in r.tasks {
-                    let _ = t.await;
-                }
-                tracing::info!(term = r.term, "singleton work aborted");
+        if current.is_some()
+            && current != term
+            && let Some(r) = running.take()
+        {
+            let _ = r.stop.send(true);
+            for t in &r.tasks {
+                t.abort();
             }
+            for t in r.tasks {
+                let _ = t.await;
+            }
+            tracing::info!(term = r.term, "singleton work aborted");
         }
         if let (Some(term), None) = (term, running.as_ref()) {
             let (stop, rx) = watch::channel(false);
