@@ -213,6 +213,52 @@ async fn sqlite_is_single_node_and_always_leads() {
     store.close().await;
 }
 
+/// Budget evaluation with replicas: a follower evaluates (its gate snapshot) but records
+/// nothing; once it leads, it records at its next poll even though no spend moved; a
+/// leader that lost its lease records nothing again.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_follower_evaluates_budgets_read_only_and_the_leader_records_them() {
+    use bursar::domain::budget::{Budget, GatePolicy};
+    use bursar::store::budgets::BudgetOrigin;
+    use bursar::tasks::budgets::BudgetEngine;
+    use bursar::tasks::leader::{Leadership, elect_once};
+    let (db, store) = pg().await;
+    let lease = Duration::from_millis(600);
+    let leadership = Leadership::new("a".into(), lease);
+    let fenced = store
+        .fenced(&db.url, 2, leadership.fence(), Duration::from_secs(5))
+        .await
+        .unwrap();
+    let mut b = Budget::new("gpu", "100".parse().unwrap(), "USD");
+    b.gate = GatePolicy::Deny;
+    assert!(store.create_budget(&b, BudgetOrigin::Api).await.unwrap());
+    // Another replica holds the lease.
+    assert!(store.try_acquire_lease("b", Duration::from_secs(1)).await.unwrap().is_some());
+    let engine = BudgetEngine::new(store.clone(), bursar::notify::AlertsConfig::default(), 7)
+        .with_leadership(fenced.clone(), leadership.clone());
+    let now = Utc::now();
+    assert_eq!(engine.evaluate_all(now).await.unwrap().len(), 1);
+    assert_eq!(engine.snapshots().load().len(), 1, "the follower's gate");
+    assert!(store.list_evaluations("gpu", 10).await.unwrap().is_empty());
+    assert!(engine.evaluate_if_changed(now).await.unwrap().is_none());
+    // The lease runs out; this process takes it and records at its next poll.
+    tokio::time::sleep(Duration::from_millis(1100)).await;
+    elect_once(&store, &leadership).await;
+    assert!(leadership.may_act());
+    assert!(engine.evaluate_if_changed(now).await.unwrap().is_some());
+    assert_eq!(store.list_evaluations("gpu", 10).await.unwrap().len(), 1);
+    assert!(engine.evaluate_if_changed(now).await.unwrap().is_none());
+    // Past its local deadline without renewal: nothing is recorded.
+    tokio::time::sleep(lease).await;
+    assert!(!leadership.may_act());
+    engine.evaluate_all(now).await.unwrap();
+    assert_eq!(store.list_evaluations("gpu", 10).await.unwrap().len(), 1);
+    elect_once(&store, &leadership).await;
+    assert_eq!(leadership.term(), None, "stepped down");
+    fenced.close().await;
+    store.close().await;
+}
+
 // ---------------------------------------------------------------------------------------
 // Three replicas
 

@@ -58,7 +58,9 @@ pub struct BudgetEngine {
     snapshots: Arc<ArcSwap<Vec<BudgetSnapshot>>>,
     /// `spend_generation` as read before the last evaluation that swapped the snapshot;
     /// the lock also keeps evaluations in turn, so an older one never swaps in last.
-    evaluated_at_generation: tokio::sync::Mutex<Option<i64>>,
+    /// With whether that evaluation was recorded (this process led): a process that
+    /// becomes the leader records at its next poll even if nothing else changed.
+    evaluated_at_generation: tokio::sync::Mutex<Option<(i64, bool)>>,
 }
 
 /// The cost lines a budget covers.
@@ -112,6 +114,12 @@ impl BudgetEngine {
         self.writes = writes;
         self.leadership = Some(leadership);
         self
+    }
+
+    /// Whether evaluations are recorded and alerts fired now: always without replicas,
+    /// else while this process leads.
+    fn records(&self) -> bool {
+        self.leadership.as_ref().is_none_or(Leadership::may_act)
     }
 
     /// Shared with SelectProvider's budget gate; refreshed by [`BudgetEngine::evaluate_all`].
@@ -211,7 +219,11 @@ impl BudgetEngine {
         now: DateTime<Utc>,
     ) -> Result<Option<Vec<Evaluated>>, EngineError> {
         let mut seen = self.evaluated_at_generation.lock().await;
-        if *seen == Some(self.store.spend_generation().await?) {
+        let generation = self.store.spend_generation().await?;
+        if let Some((g, recorded)) = *seen
+            && g == generation
+            && (recorded || !self.records())
+        {
             return Ok(None);
         }
         self.evaluate_locked(now, &mut seen).await.map(Some)
@@ -220,12 +232,13 @@ impl BudgetEngine {
     async fn evaluate_locked(
         &self,
         now: DateTime<Utc>,
-        seen: &mut Option<i64>,
+        seen: &mut Option<(i64, bool)>,
     ) -> Result<Vec<Evaluated>, EngineError> {
         // Read first: a write committing during the evaluation moves it again, so the next
         // poll evaluates again.
         let generation = self.store.spend_generation().await?;
         let rows = self.store.list_budgets().await?;
+        let records = self.records();
         let mut out = Vec::with_capacity(rows.len());
         let mut snaps = Vec::new();
         let mut failures = 0usize;
@@ -254,7 +267,7 @@ impl BudgetEngine {
                     ev.status.forecast,
                 ));
             }
-            if !self.leadership.as_ref().is_none_or(Leadership::may_act) {
+            if !records {
                 // A follower: the snapshot only; the leader records and fires.
                 out.push(ev);
                 continue;
@@ -288,7 +301,7 @@ impl BudgetEngine {
             out.push(ev);
         }
         self.snapshots.store(Arc::new(snaps));
-        *seen = Some(generation);
+        *seen = Some((generation, records));
         if failures > 0 {
             tracing::warn!(
                 failures,

@@ -188,13 +188,14 @@ pub async fn elect_once(store: &Store, l: &Leadership) {
         }
         Step::StepDown { term } => {
             l.step_down(term, "no successful renewal before the local deadline");
-            // What the database says of the stale term (counted as a refusal if refused).
-            if let Ok(false) = store.renew_lease(l.holder(), term, timing.lease).await {
-                metrics::global().leader_refusal();
-                tracing::warn!(
-                    term,
-                    "lease renewal refused by the database: stale leader term"
-                );
+            // Give the term up; the database refuses if another term already holds it.
+            match store.release_lease(l.holder(), term).await {
+                Ok(false) => {
+                    metrics::global().leader_refusal();
+                    tracing::warn!(term, "lease release refused by the database: stale leader term");
+                }
+                Ok(true) => tracing::info!(term, "leadership released"),
+                Err(e) => tracing::warn!(term, error = %e, "could not release the leader lease"),
             }
         }
     }
