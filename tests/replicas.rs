@@ -233,7 +233,13 @@ async fn a_follower_evaluates_budgets_read_only_and_the_leader_records_them() {
     b.gate = GatePolicy::Deny;
     assert!(store.create_budget(&b, BudgetOrigin::Api).await.unwrap());
     // Another replica holds the lease.
-    assert!(store.try_acquire_lease("b", Duration::from_secs(1)).await.unwrap().is_some());
+    assert!(
+        store
+            .try_acquire_lease("b", Duration::from_secs(1))
+            .await
+            .unwrap()
+            .is_some()
+    );
     let engine = BudgetEngine::new(store.clone(), bursar::notify::AlertsConfig::default(), 7)
         .with_leadership(fenced.clone(), leadership.clone());
     let now = Utc::now();

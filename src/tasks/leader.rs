@@ -192,7 +192,10 @@ pub async fn elect_once(store: &Store, l: &Leadership) {
             match store.release_lease(l.holder(), term).await {
                 Ok(false) => {
                     metrics::global().leader_refusal();
-                    tracing::warn!(term, "lease release refused by the database: stale leader term");
+                    tracing::warn!(
+                        term,
+                        "lease release refused by the database: stale leader term"
+                    );
                 }
                 Ok(true) => tracing::info!(term, "leadership released"),
                 Err(e) => tracing::warn!(term, error = %e, "could not release the leader lease"),
