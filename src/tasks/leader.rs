@@ -31,30 +31,17 @@ struct Inner {
     /// When the last successful renewal (or the acquire) was sent.
     renewed_at: Mutex<Option<Instant>>,
     role: watch::Sender<Option<i64>>,
-    /// Always the leader, never checked (a single process with no election: tests, tools).
-    always: bool,
 }
 
 impl Leadership {
     pub fn new(holder: String, lease: Duration) -> Leadership {
-        Leadership::build(holder, lease, false)
-    }
-
-    /// A leadership that is always held (no election): what a caller without replicas
-    /// passes.
-    pub fn always() -> Leadership {
-        Leadership::build("local".into(), Duration::from_secs(3600), true)
-    }
-
-    fn build(holder: String, lease: Duration, always: bool) -> Leadership {
         Leadership {
             inner: Arc::new(Inner {
                 holder,
                 timing: LeaseTiming::new(lease),
                 fence: Arc::new(AtomicI64::new(0)),
                 renewed_at: Mutex::new(None),
-                role: watch::channel(always.then_some(0)).0,
-                always,
+                role: watch::channel(None).0,
             }),
         }
     }
@@ -94,9 +81,6 @@ impl Leadership {
     /// (a paused or partitioned leader answers `false` without asking anyone). Checked
     /// before every external side effect.
     pub fn may_act(&self) -> bool {
-        if self.inner.always {
-            return true;
-        }
         self.term().is_some()
             && self
                 .since_renewal()
@@ -207,9 +191,6 @@ pub async fn elect_once(store: &Store, l: &Leadership) {
 /// Runs the election every third of the lease until shutdown. It does not release the
 /// lease: `release` does, after the singleton loops have stopped.
 pub async fn run_elector(store: Store, l: Leadership, mut shutdown: watch::Receiver<bool>) {
-    if l.inner.always {
-        return;
-    }
     loop {
         if *shutdown.borrow() {
             return;
@@ -229,9 +210,6 @@ pub async fn run_elector(store: Store, l: Leadership, mut shutdown: watch::Recei
 /// On shutdown, after the singleton loops stopped: ends the lease now (a follower takes
 /// over at its next try) and stops leading.
 pub async fn release(store: &Store, l: &Leadership) {
-    if l.inner.always {
-        return;
-    }
     if let Some(term) = l.term() {
         l.inner.role.send_replace(None);
         l.inner.fence.store(0, Ordering::SeqCst);
