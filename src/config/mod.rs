@@ -9,9 +9,11 @@ use serde::Deserialize;
 
 pub mod dashboards;
 pub mod fleet;
+pub mod leader;
 pub mod report;
 pub use dashboards::DashboardsConfig;
 pub use fleet::{FleetConfig, IdleGpuConfig};
+pub use leader::LeaderConfig;
 pub use report::ReportConfig;
 
 use crate::billing::accept::BadRowShare;
@@ -76,6 +78,8 @@ pub struct Config {
     pub dashboards: DashboardsConfig,
     /// `[report]`: the monthly report page and its email.
     pub report: ReportConfig,
+    /// `[leader]`: the lease replicas elect the leader of singleton work with.
+    pub leader: LeaderConfig,
 }
 
 /// `[ingest]`.
@@ -404,6 +408,7 @@ impl Default for Config {
             fleet: FleetConfig::default(),
             dashboards: DashboardsConfig::default(),
             report: ReportConfig::default(),
+            leader: LeaderConfig::default(),
         }
     }
 }
@@ -699,6 +704,7 @@ impl Config {
             self.budget_evaluation.poll = parse_dur("BURSAR_BUDGET_EVALUATION_POLL", &v)?;
         }
         self.report.apply_env(&get)?;
+        self.leader.apply_env(&get)?;
         for (kind, s) in SOURCES.iter().zip(self.sources.all_mut()) {
             let prefix = format!("BURSAR_{}_", kind.config_key().to_ascii_uppercase());
             let var = |suffix: &str| {
@@ -784,6 +790,7 @@ impl Config {
         self.placement.cost_model()?;
         self.idle_gpu.policy()?;
         self.report.validate()?;
+        self.leader.validate()?;
         if let Some(aws) = &self.fleet.aws {
             aws.settings()?;
         }

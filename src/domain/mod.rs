@@ -17,6 +17,7 @@ pub mod egress_lines;
 pub mod fleet;
 pub mod forecast;
 pub mod idle;
+pub mod leader;
 pub mod limits;
 pub mod money;
 pub mod offer;

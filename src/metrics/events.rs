@@ -97,6 +97,12 @@ pub struct Events {
     alerts_sent: Family<ChannelLabel, Counter>,
     alerts_failed: Family<ChannelLabel, Counter>,
     alerts_pending: Gauge,
+    /// 1 while this replica holds the singleton lease, else 0 (`tasks::leader`).
+    leader: Gauge,
+    /// The term of the lease this replica last held (0 before any).
+    leader_term: Gauge,
+    /// Stale-term writes the database refused (a renewal or a fenced singleton write).
+    leader_refusals: Counter,
     idle_actions: Family<StateLabel, Counter>,
     /// `idle_actions`' series, by position in `Decision::ALL`.
     idle: [Counter; Decision::ALL.len()],
@@ -135,6 +141,9 @@ impl Default for Events {
             alerts_sent: Family::default(),
             alerts_failed: Family::default(),
             alerts_pending: Gauge::default(),
+            leader: Gauge::default(),
+            leader_term: Gauge::default(),
+            leader_refusals: Counter::default(),
             idle_actions,
             idle,
         }
@@ -237,6 +246,19 @@ impl Events {
             .set(i64::try_from(n).unwrap_or(i64::MAX));
     }
 
+    /// This replica became the leader with `term` (`Some`), or stopped being it (`None`).
+    pub fn leader(&self, term: Option<i64>) {
+        self.leader.set(i64::from(term.is_some()));
+        if let Some(t) = term {
+            self.leader_term.set(t);
+        }
+    }
+
+    /// The database refused a write carrying a stale leader term.
+    pub fn leader_refusal(&self) {
+        self.leader_refusals.inc();
+    }
+
     /// One idle-GPU audit row written with decision `d`.
     pub fn idle_action(&self, d: Decision) {
         if let Some(i) = Decision::ALL.iter().position(|x| *x == d) {
@@ -290,6 +312,21 @@ impl Events {
             "bursar_alerts_pending",
             "Alert outbox messages not yet delivered, after the sender's last round",
             self.alerts_pending.clone(),
+        );
+        r.register(
+            "bursar_leader",
+            "1 while this replica holds the singleton lease (leader), else 0",
+            self.leader.clone(),
+        );
+        r.register(
+            "bursar_leader_term",
+            "The term of the singleton lease this replica last held",
+            self.leader_term.clone(),
+        );
+        r.register(
+            "bursar_leader_stale_refusals",
+            "Writes carrying a stale leader term that the database refused",
+            self.leader_refusals.clone(),
         );
         r.register(
             "bursar_idle_gpu_actions",
@@ -352,6 +389,9 @@ mod tests {
         e.alert_delivery("email", true);
         e.alert_delivery("slack", false);
         e.alerts_pending(4);
+        e.leader(Some(7));
+        e.leader(None);
+        e.leader_refusal();
         let t = text(&e);
         for line in [
             "bursar_ingest_rows_total{format=\"focus\"} 1200\n",
@@ -363,6 +403,9 @@ mod tests {
             "bursar_alerts_sent_total{channel=\"email\"} 1\n",
             "bursar_alerts_failed_total{channel=\"slack\"} 1\n",
             "bursar_alerts_pending 4\n",
+            "bursar_leader 0\n",
+            "bursar_leader_term 7\n",
+            "bursar_leader_stale_refusals_total 1\n",
         ] {
             assert!(t.contains(line), "{line} in\n{t}");
         }

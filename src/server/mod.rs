@@ -13,6 +13,7 @@ pub mod placement;
 pub mod pricing;
 pub mod report;
 pub mod rpc_metrics;
+pub mod singletons;
 pub mod spend;
 pub mod utilization;
 
@@ -24,7 +25,6 @@ use tokio::sync::watch;
 use tokio_stream::StreamExt;
 use tokio_stream::wrappers::TcpListenerStream;
 
-use crate::clouds::PriceSource;
 use crate::config::Config;
 use crate::domain::catalog::CatalogHandle;
 use crate::metrics;
@@ -120,11 +120,24 @@ pub async fn run_with_http(
     }
     // Budgets as code: the file wins for the budgets it names.
     budgets::apply_config_budgets(&store, &config.budgets).await?;
-    let engine = Arc::new(BudgetEngine::new(
-        store.clone(),
-        config.alerts.clone(),
-        config.budget_evaluation.trailing_days,
-    ));
+    // Singleton work runs on the leader only, writing through the fenced store.
+    let leadership = tasks::leader::Leadership::new(config.leader.holder(), config.leader.lease);
+    let fenced = store
+        .fenced(
+            &config.database_url,
+            4,
+            leadership.fence(),
+            config.leader.lease,
+        )
+        .await?;
+    let engine = Arc::new(
+        BudgetEngine::new(
+            store.clone(),
+            config.alerts.clone(),
+            config.budget_evaluation.trailing_days,
+        )
+        .with_leadership(fenced.clone(), leadership.clone()),
+    );
     // The budget gate's snapshot, refreshed by every evaluation.
     let budget_snapshots = engine.snapshots();
     if config.seed_when_empty {
@@ -164,17 +177,6 @@ pub async fn run_with_http(
 
     let (stop_tx, stop_rx) = watch::channel(false);
     let mut loops = Vec::new();
-    for (source, interval) in sources {
-        let source: Arc<dyn PriceSource> = source;
-        tracing::info!(source = source.name(), ?interval, "polling enabled");
-        loops.push(tokio::spawn(tasks::poller::source_loop(
-            store.clone(),
-            catalog.clone(),
-            source,
-            interval,
-            stop_rx.clone(),
-        )));
-    }
     let log = tasks::decisions::DecisionLog::new(
         config.placement.decision_log_queue,
         config.placement.decision_log_batch,
@@ -227,42 +229,21 @@ pub async fn run_with_http(
         config.budget_evaluation.poll,
         stop_rx.clone(),
     )));
-    if config.cost_explorer.enabled {
-        let ce = &config.cost_explorer;
-        let settings = crate::remote::HttpSettings {
-            endpoint: (!ce.endpoint.is_empty()).then(|| ce.endpoint.clone()),
-            ..Default::default()
-        };
-        let engine = engine.clone();
-        tracing::info!(every = ?ce.every, lookback_days = ce.lookback_days, "Cost Explorer polling enabled");
-        loops.push(tokio::spawn(tasks::cost_explorer::run_cost_explorer(
-            store.clone(),
-            settings,
-            ce.every,
-            ce.lookback_days,
-            move || {
-                let engine = engine.clone();
-                async move {
-                    if let Err(e) = engine.evaluate_all(chrono::Utc::now()).await {
-                        tracing::warn!(error = %e, "budget evaluation after Cost Explorer failed");
-                    }
-                }
-            },
-            stop_rx.clone(),
-        )));
-    }
     // Idle-GPU enforcement: the inventory, utilisation and policy loops.
     let fleet_engine = if config.idle_gpu.enabled {
         let fleets = crate::wiring::fleets_from_config(&config.fleet)
             .await
             .map_err(|e| RunError::Config(e.to_string()))?;
-        let e = Arc::new(tasks::fleet::FleetEngine::new(
-            store.clone(),
-            fleets,
-            idle_policy,
-            config.idle_gpu.clone(),
-            catalog.clone(),
-        ));
+        let e = Arc::new(
+            tasks::fleet::FleetEngine::new(
+                fenced.clone(),
+                fleets,
+                idle_policy,
+                config.idle_gpu.clone(),
+                catalog.clone(),
+            )
+            .with_leadership(leadership.clone()),
+        );
         tracing::info!(
             mode = config.idle_gpu.mode.as_str(),
             clouds = config.fleet.aws.is_some() as u8
@@ -270,27 +251,29 @@ pub async fn run_with_http(
                 + config.fleet.azure.is_some() as u8,
             "idle-GPU enforcement enabled"
         );
-        loops.push(tokio::spawn(tasks::fleet::run_fleet(
-            e.clone(),
-            stop_rx.clone(),
-        )));
         Some(e)
     } else {
         None
     };
-    // The monthly report by email, when `[report] email_to` names anyone.
-    if !config.report.email_to.is_empty() {
-        loops.push(tokio::spawn(tasks::report::run_report_mail(
-            store.clone(),
-            config.report.clone(),
-            tasks::report_page::ReportSettings::from_config(&config),
-            stop_rx.clone(),
-        )));
-    }
-    loops.push(tokio::spawn(tasks::alerts::run_outbox(
-        store.clone(),
+    // The leader election, and the singleton work it gates (`singletons`).
+    let singleton_work = singletons::Singletons {
+        store: fenced.clone(),
+        catalog: catalog.clone(),
+        sources,
+        config: config.clone(),
+        budgets: engine.clone(),
+        fleet: fleet_engine.clone(),
         notifiers,
-        config.alerts.clone(),
+        leadership: leadership.clone(),
+    };
+    loops.push(tokio::spawn(tasks::singleton::run(
+        leadership.clone(),
+        stop_rx.clone(),
+        move |stop| singleton_work.start(stop),
+    )));
+    loops.push(tokio::spawn(tasks::leader::run_elector(
+        store.clone(),
+        leadership.clone(),
         stop_rx.clone(),
     )));
     if let Some(l) = http {
@@ -424,6 +407,9 @@ pub async fn run_with_http(
     for l in loops {
         let _ = l.await;
     }
+    // The singleton loops have stopped: a follower may take over at once.
+    tasks::leader::release(&store, &leadership).await;
+    fenced.close().await;
     if state.log.dropped() > 0 {
         tracing::warn!(
             dropped = state.log.dropped(),

@@ -457,6 +457,26 @@ impl Store {
         })
     }
 
+    /// Whether an act on one machine has an outcome in the audit log since `since` (a
+    /// `stopped`, `terminated` or `failed` row): an `acted` case without one is an intent a
+    /// former leader left unresolved.
+    pub async fn fleet_outcome_since(
+        &self,
+        provider: Provider,
+        instance_id: &str,
+        since: DateTime<Utc>,
+    ) -> Result<bool, StoreError> {
+        const SQL: &str = "SELECT COUNT(*) FROM fleet_action WHERE provider = $1 \
+             AND instance_id = $2 AND decision IN ('stopped', 'terminated', 'failed') AND at >= $3";
+        let n: i64 = both!(self, Store, |s, spell| sqlx::query_scalar(&spell(SQL))
+            .bind(provider.as_str())
+            .bind(instance_id)
+            .bind(since)
+            .fetch_one(s.pool())
+            .await?);
+        Ok(n > 0)
+    }
+
     /// Stops and terminations the policy made since `since` (the hourly rate limit); with
     /// `would`, the ones dry-run recorded it would have made.
     pub async fn fleet_actions_since(

@@ -13,6 +13,7 @@ mod catalog;
 pub mod daily;
 pub mod fleet;
 mod gpu_samples;
+pub mod leader;
 pub mod pgcopy;
 pub mod postgres;
 mod reader_role;

@@ -61,8 +61,35 @@ impl OfferColumns {
 /// How long opening the first connection, or waiting for a pooled one, may take.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
 
+/// What makes a pool's sessions fenced (`Store::fenced`): every acquire sets the session's
+/// `bursar.leader_term` to `term`'s value (0 when not the leader), which migration 0015's
+/// trigger checks against the lease; and a transaction left idle longer than `idle` (a
+/// paused process) is ended by the server, so it cannot hold up a takeover.
+#[derive(Clone)]
+pub struct PgFence {
+    pub term: std::sync::Arc<std::sync::atomic::AtomicI64>,
+    pub idle: Duration,
+}
+
 impl PgStore {
     pub async fn connect(url: &str, max_connections: u32) -> Result<Self, StoreError> {
+        PgStore::connect_with(url, max_connections, None).await
+    }
+
+    /// A pool whose sessions carry the leader's term (see `PgFence`).
+    pub async fn connect_fenced(
+        url: &str,
+        max_connections: u32,
+        fence: PgFence,
+    ) -> Result<Self, StoreError> {
+        PgStore::connect_with(url, max_connections, Some(fence)).await
+    }
+
+    async fn connect_with(
+        url: &str,
+        max_connections: u32,
+        fence: Option<PgFence>,
+    ) -> Result<Self, StoreError> {
         let opts: PgConnectOptions = url.parse().map_err(|e: sqlx::Error| StoreError::Connect {
             url: redact_url(url),
             detail: e.to_string(),
@@ -80,9 +107,41 @@ impl PgStore {
             .map_err(|_| failed(format!("no answer within {}s", CONNECT_TIMEOUT.as_secs())))?
             .map_err(|e| failed(e.to_string()))?;
         let _ = sqlx::Connection::close(first).await;
-        let pool = PgPoolOptions::new()
+        let mut options = PgPoolOptions::new()
             .max_connections(max_connections)
-            .acquire_timeout(CONNECT_TIMEOUT)
+            .acquire_timeout(CONNECT_TIMEOUT);
+        if let Some(fence) = fence {
+            let idle_ms = fence.idle.as_millis().max(1).to_string();
+            let at_connect = fence.term.clone();
+            options = options
+                .after_connect(move |conn, _| {
+                    let idle_ms = idle_ms.clone();
+                    // A new connection skips `before_acquire`: its term is set here.
+                    let term = at_connect.load(std::sync::atomic::Ordering::SeqCst);
+                    Box::pin(async move {
+                        sqlx::query(
+                            "SELECT set_config('idle_in_transaction_session_timeout', $1, false), \
+                             set_config('bursar.leader_term', $2, false)",
+                        )
+                        .bind(idle_ms)
+                        .bind(term.to_string())
+                        .execute(&mut *conn)
+                        .await?;
+                        Ok(())
+                    })
+                })
+                .before_acquire(move |conn, _| {
+                    let term = fence.term.load(std::sync::atomic::Ordering::SeqCst);
+                    Box::pin(async move {
+                        sqlx::query("SELECT set_config('bursar.leader_term', $1, false)")
+                            .bind(term.to_string())
+                            .execute(&mut *conn)
+                            .await?;
+                        Ok(true)
+                    })
+                });
+        }
+        let pool = options
             .connect_with(opts)
             .await
             .map_err(|e| failed(e.to_string()))?;

@@ -3,6 +3,10 @@
 //! or failed with the next attempt time (exponential backoff with jitter, never giving up).
 //! `run_outbox` does that every `outbox_interval` until shutdown.
 //!
+//! With replicas only the leader delivers (`run_outbox` runs as singleton work): its claims
+//! and marks go through the fenced store, so a former leader's are refused by the database,
+//! and it checks `Leadership::may_act` right before each send.
+//!
 //! Delivery is at least once: a replica that dies after sending but before marking leaves
 //! the row to be sent again when its lease ends. Logs name the budget and channel only —
 //! never the target (address or webhook URL).
@@ -13,6 +17,7 @@ use chrono::{DateTime, Utc};
 use futures::StreamExt;
 use tokio::sync::watch;
 
+use super::leader::{self, Leadership};
 use crate::metrics;
 use crate::notify::outbox::OutboxRow;
 use crate::notify::{AlertsConfig, Notifier, NotifyError};
@@ -46,6 +51,21 @@ pub async fn deliver_due(
     cfg: &AlertsConfig,
     now: DateTime<Utc>,
 ) -> Result<DeliveryReport, StoreError> {
+    deliver_due_led(store, notifiers, cfg, now, None).await
+}
+
+/// `deliver_due` as a leader: nothing is claimed, and nothing sent, unless `leadership`
+/// may still act at that moment.
+pub async fn deliver_due_led(
+    store: &Store,
+    notifiers: &[Arc<dyn Notifier>],
+    cfg: &AlertsConfig,
+    now: DateTime<Utc>,
+    leadership: Option<&Leadership>,
+) -> Result<DeliveryReport, StoreError> {
+    if leadership.is_some_and(|l| !l.may_act()) {
+        return Ok(DeliveryReport::default());
+    }
     let started = Instant::now();
     let rows = store
         .claim_due_outbox(now, cfg.claim_lease, cfg.outbox_batch.max(1))
@@ -66,7 +86,7 @@ pub async fn deliver_due(
             if started.elapsed() > latest_start {
                 return Ok(Outcome::Skipped);
             }
-            deliver_one(store, notifiers, cfg, now, &row).await
+            deliver_one(store, notifiers, cfg, now, &row, leadership).await
         })
         .buffer_unordered(CONCURRENCY);
     let mut first_err = None;
@@ -94,7 +114,14 @@ async fn deliver_one(
     cfg: &AlertsConfig,
     now: DateTime<Utc>,
     row: &OutboxRow,
+    leadership: Option<&Leadership>,
 ) -> Result<Outcome, StoreError> {
+    // The last moment before the side effect: a leader past its local deadline sends
+    // nothing (the row's claim runs out and the new leader sends it).
+    if leadership.is_some_and(|l| !l.may_act()) {
+        tracing::warn!(budget = %row.budget, channel = %row.channel, "not the leader any more; alert left for the next leader");
+        return Ok(Outcome::Skipped);
+    }
     let sent = match notifiers.iter().find(|n| n.channel() == row.channel) {
         Some(n) => n.send(row).await,
         None => Err(NotifyError::NoChannel(row.channel.clone())),
@@ -141,13 +168,14 @@ pub async fn run_outbox(
     store: Store,
     notifiers: Vec<Arc<dyn Notifier>>,
     cfg: AlertsConfig,
+    leadership: Leadership,
     mut shutdown: watch::Receiver<bool>,
 ) {
     loop {
         if *shutdown.borrow() {
             return;
         }
-        match deliver_due(&store, &notifiers, &cfg, Utc::now()).await {
+        match deliver_due_led(&store, &notifiers, &cfg, Utc::now(), Some(&leadership)).await {
             Ok(r) if r.claimed > 0 => tracing::debug!(
                 claimed = r.claimed,
                 delivered = r.delivered,
@@ -156,7 +184,11 @@ pub async fn run_outbox(
                 "alert outbox round"
             ),
             Ok(_) => {}
-            Err(e) => tracing::warn!(error = %e, "alert outbox round failed"),
+            Err(e) => {
+                if !leader::note_refusal(&e, "alert outbox") {
+                    tracing::warn!(error = %e, "alert outbox round failed");
+                }
+            }
         }
         // What is left to send, for `bursar_alerts_pending`.
         match store.outbox_pending_count().await {

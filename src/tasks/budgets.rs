@@ -13,6 +13,7 @@ use arc_swap::ArcSwap;
 use chrono::{DateTime, Days, NaiveDate, Utc};
 use rust_decimal::Decimal;
 
+use super::leader::Leadership;
 use crate::domain::budget::{
     Budget, BudgetMetric, BudgetSnapshot, BudgetStatus, GatePolicy, PeriodWindow, ThresholdValue,
     evaluate, period_window,
@@ -46,12 +47,20 @@ pub struct Evaluated {
 /// Evaluates budgets and keeps the gate's snapshot.
 pub struct BudgetEngine {
     store: Store,
+    /// Where evaluations and fired alerts are written: `store`, or with replicas the
+    /// leader's fenced store (`with_leadership`).
+    writes: Store,
+    /// With replicas: evaluations are recorded and alerts fired only while this process
+    /// leads; every replica still evaluates (read-only) to refresh its own gate snapshot.
+    leadership: Option<Leadership>,
     alerts: AlertsConfig,
     trailing_days: u32,
     snapshots: Arc<ArcSwap<Vec<BudgetSnapshot>>>,
     /// `spend_generation` as read before the last evaluation that swapped the snapshot;
     /// the lock also keeps evaluations in turn, so an older one never swaps in last.
-    evaluated_at_generation: tokio::sync::Mutex<Option<i64>>,
+    /// With whether that evaluation was recorded (this process led): a process that
+    /// becomes the leader records at its next poll even if nothing else changed.
+    evaluated_at_generation: tokio::sync::Mutex<Option<(i64, bool)>>,
 }
 
 /// The cost lines a budget covers.
@@ -89,12 +98,28 @@ fn describe_threshold(b: &Budget, key: &str) -> String {
 impl BudgetEngine {
     pub fn new(store: Store, alerts: AlertsConfig, trailing_days: u32) -> Self {
         BudgetEngine {
+            writes: store.clone(),
             store,
+            leadership: None,
             alerts,
             trailing_days: trailing_days.max(1),
             snapshots: Arc::new(ArcSwap::from_pointee(Vec::new())),
             evaluated_at_generation: tokio::sync::Mutex::new(None),
         }
+    }
+
+    /// With replicas: records and fires through `writes` (the fenced store) only while
+    /// `leadership` may act; otherwise evaluations only refresh the gate snapshot.
+    pub fn with_leadership(mut self, writes: Store, leadership: Leadership) -> Self {
+        self.writes = writes;
+        self.leadership = Some(leadership);
+        self
+    }
+
+    /// Whether evaluations are recorded and alerts fired now: always without replicas,
+    /// else while this process leads.
+    fn records(&self) -> bool {
+        self.leadership.as_ref().is_none_or(Leadership::may_act)
     }
 
     /// Shared with SelectProvider's budget gate; refreshed by [`BudgetEngine::evaluate_all`].
@@ -194,7 +219,11 @@ impl BudgetEngine {
         now: DateTime<Utc>,
     ) -> Result<Option<Vec<Evaluated>>, EngineError> {
         let mut seen = self.evaluated_at_generation.lock().await;
-        if *seen == Some(self.store.spend_generation().await?) {
+        let generation = self.store.spend_generation().await?;
+        if let Some((g, recorded)) = *seen
+            && g == generation
+            && (recorded || !self.records())
+        {
             return Ok(None);
         }
         self.evaluate_locked(now, &mut seen).await.map(Some)
@@ -203,12 +232,13 @@ impl BudgetEngine {
     async fn evaluate_locked(
         &self,
         now: DateTime<Utc>,
-        seen: &mut Option<i64>,
+        seen: &mut Option<(i64, bool)>,
     ) -> Result<Vec<Evaluated>, EngineError> {
         // Read first: a write committing during the evaluation moves it again, so the next
         // poll evaluates again.
         let generation = self.store.spend_generation().await?;
         let rows = self.store.list_budgets().await?;
+        let records = self.records();
         let mut out = Vec::with_capacity(rows.len());
         let mut snaps = Vec::new();
         let mut failures = 0usize;
@@ -237,8 +267,13 @@ impl BudgetEngine {
                     ev.status.forecast,
                 ));
             }
+            if !records {
+                // A follower: the snapshot only; the leader records and fires.
+                out.push(ev);
+                continue;
+            }
             let recorded = self
-                .store
+                .writes
                 .record_evaluation(&BudgetEvaluation {
                     budget: b.name.clone(),
                     evaluated_at: now,
@@ -257,13 +292,16 @@ impl BudgetEngine {
             };
             crate::metrics::global().budget_evaluation(fired.is_ok());
             if let Err(e) = fired {
+                if let EngineError::Store(se) = &e {
+                    super::leader::note_refusal(se, "budget evaluation");
+                }
                 tracing::warn!(budget = %b.name, error = %e, "recording a budget evaluation failed");
                 failures += 1;
             }
             out.push(ev);
         }
         self.snapshots.store(Arc::new(snaps));
-        *seen = Some(generation);
+        *seen = Some((generation, records));
         if failures > 0 {
             tracing::warn!(
                 failures,
@@ -330,7 +368,7 @@ impl BudgetEngine {
             };
             let messages = outbox_messages(&ctx, &b.channels.emails, &b.channels.slack_webhooks);
             let fired = self
-                .store
+                .writes
                 .fire_alert(
                     &FiredAlert {
                         budget: b.name.clone(),

@@ -10,6 +10,12 @@
 //! Invariant: an action is audited `stopped`/`terminated` only after the cloud said it was
 //! done; a failure is audited `failed` with the cloud's answer and the case is retried
 //! after the grace period again.
+//! Invariant: with replicas only the leader runs `run_fleet`, writing through the fenced
+//! store; the act's intent (the case at stage `acted`) is stored before the cloud call, and
+//! the call is made only while `Leadership::may_act`. An intent a former leader left without
+//! an outcome is resolved from the cloud's listing (`resolve_intents`), never by calling
+//! again: a machine the listing shows stopped gets its outcome row; one still running is
+//! left to the ladder (started over after the grace period).
 //! Invariant: in `dry_run` no cloud call other than listing is ever made and no notice is
 //! queued (the policy issues no commands; `execute` refuses any in dry-run all the same).
 use std::collections::HashMap;
@@ -19,11 +25,12 @@ use std::time::Duration;
 use chrono::{DateTime, Utc};
 use rust_decimal::Decimal;
 
+use super::leader::Leadership;
 use crate::config::IdleGpuConfig;
 use crate::domain::Market;
 use crate::domain::Provider;
 use crate::domain::catalog::CatalogHandle;
-use crate::domain::fleet::{FleetInstance, GpuSample, SampleSource};
+use crate::domain::fleet::{FleetInstance, GpuSample, InstanceState, SampleSource};
 use crate::domain::idle::{
     Action, Audit, Case, CaseChange, Command, Decision, FleetView, IdleMode, IdlePolicy,
     InstanceView, Outcome, SampleWindow, Stage, Verdict, WindowSummary, evaluate, managed_by,
@@ -101,6 +108,8 @@ pub struct FleetEngine {
     catalog: CatalogHandle,
     http: reqwest::Client,
     state: Mutex<State>,
+    /// With replicas: cloud calls only while this process may act.
+    leadership: Option<Leadership>,
 }
 
 impl FleetEngine {
@@ -123,7 +132,73 @@ impl FleetEngine {
             catalog,
             http,
             state: Mutex::new(State::default()),
+            leadership: None,
         }
+    }
+
+    /// Cloud calls are made only while `leadership` may act.
+    pub fn with_leadership(mut self, leadership: Leadership) -> Self {
+        self.leadership = Some(leadership);
+        self
+    }
+
+    /// Resolves the acts a former leader commanded (case `acted`, intent stored) that have
+    /// no outcome in the audit log, from the last inventory: a machine no longer running
+    /// gets its `stopped`/`terminated` row, said to be resolved after a leader change, and
+    /// is not called again. One still running is left as it is: the ladder starts it over
+    /// `grace` after the act. Returns how many were resolved.
+    pub async fn resolve_intents(&self, now: DateTime<Utc>) -> Result<usize, StoreError> {
+        let Some(action) = self.policy.action() else {
+            return Ok(0);
+        };
+        if !matches!(self.policy.mode, IdleMode::Stop | IdleMode::Terminate) {
+            return Ok(0);
+        }
+        let machines: Vec<Machine> = self.state().machines.values().flatten().cloned().collect();
+        let mut resolved = 0;
+        for ((provider, id), json) in self.store.fleet_cases().await? {
+            let Ok(case) = serde_json::from_str::<Case>(&json) else {
+                continue;
+            };
+            let (Stage::Acted, Some(acted_at)) = (case.stage, case.acted_at) else {
+                continue;
+            };
+            if case.mode != self.policy.mode
+                || self
+                    .store
+                    .fleet_outcome_since(provider, &id, acted_at)
+                    .await?
+            {
+                continue;
+            }
+            let Some(m) = machines
+                .iter()
+                .find(|m| m.instance.provider == provider && m.instance.id == id)
+            else {
+                continue;
+            };
+            if matches!(
+                m.instance.state,
+                InstanceState::Running | InstanceState::Pending
+            ) {
+                tracing::info!(instance = %m.instance.key(), "an earlier act has no outcome and the machine still runs; left to the ladder");
+                continue;
+            }
+            let done_as = action.done();
+            let reason = format!(
+                "{} commanded by a former leader at {}; the cloud shows it {}: recorded without calling again",
+                action.as_str(),
+                acted_at.to_rfc3339(),
+                m.instance.state.as_str()
+            );
+            self.store
+                .record_fleet_action(&self.action_row(m, done_as.as_str(), &reason, "{}", now))
+                .await?;
+            metrics::global().idle_action(done_as);
+            tracing::info!(instance = %m.instance.key(), "an act left by a former leader resolved from the listing");
+            resolved += 1;
+        }
+        Ok(resolved)
     }
 
     pub fn policy(&self) -> &IdlePolicy {
@@ -563,6 +638,12 @@ impl FleetEngine {
                 let Some(fleet) = self.fleets.iter().find(|f| f.provider() == inst.provider) else {
                     return Ok(());
                 };
+                // The last moment before the cloud call: the intent (case `acted`) is
+                // stored; a former leader makes no call, the next one resolves it.
+                if self.leadership.as_ref().is_some_and(|l| !l.may_act()) {
+                    tracing::warn!(instance = %inst.key(), "not the leader any more; the act is left for the next leader");
+                    return Ok(());
+                }
                 let result = if terminate {
                     fleet.terminate(inst).await
                 } else {
@@ -665,12 +746,23 @@ pub async fn run_fleet(engine: Arc<FleetEngine>, mut shutdown: tokio::sync::watc
     policy.reset();
     loop {
         tokio::select! {
-            _ = inventory.tick() => { engine.poll_inventory(Utc::now()).await; }
+            _ = inventory.tick() => {
+                engine.poll_inventory(Utc::now()).await;
+                if let Err(e) = engine.resolve_intents(Utc::now()).await
+                    && !super::leader::note_refusal(&e, "idle-GPU intents")
+                {
+                    tracing::warn!(error = %e, "resolving earlier acts failed");
+                }
+            }
             _ = scrape.tick() => { engine.read_utilization(Utc::now()).await; }
             _ = policy.tick() => {
                 match engine.run_policy(Utc::now()).await {
                     Ok(p) => tracing::debug!(?p, "idle-GPU policy pass"),
-                    Err(e) => tracing::warn!(error = %e, "idle-GPU policy pass failed"),
+                    Err(e) => {
+                        if !super::leader::note_refusal(&e, "idle-GPU policy pass") {
+                            tracing::warn!(error = %e, "idle-GPU policy pass failed");
+                        }
+                    }
                 }
             }
             _ = prune.tick() => {

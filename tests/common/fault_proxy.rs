@@ -27,6 +27,9 @@ pub struct ProxyState {
     faults: Arc<Mutex<HashMap<String, Fault>>>,
     /// Every request's form parameters, in order.
     seen: Arc<Mutex<Vec<HashMap<String, String>>>>,
+    /// Actions held this long before they are forwarded; forwarded even if the caller has
+    /// gone meanwhile (a cloud that got the call whoever waits for its answer).
+    delays: Arc<Mutex<HashMap<String, std::time::Duration>>>,
 }
 
 pub struct FaultProxy {
@@ -48,6 +51,7 @@ impl FaultProxy {
             client: reqwest::Client::new(),
             faults: Arc::default(),
             seen: Arc::default(),
+            delays: Arc::default(),
         };
         let app = axum::Router::new()
             .fallback(proxy)
@@ -70,6 +74,16 @@ impl FaultProxy {
                 remaining: times,
             },
         );
+    }
+
+    /// Every later call of `action` is held `d` before it reaches moto, and reaches it even
+    /// if its caller died meanwhile.
+    pub fn delay(&self, action: &str, d: std::time::Duration) {
+        self.state
+            .delays
+            .lock()
+            .unwrap()
+            .insert(action.to_string(), d);
     }
 
     /// The form parameters of every call of `action` seen so far.
@@ -118,6 +132,25 @@ async fn proxy(
         )
             .into_response();
     }
+    let delay = s.delays.lock().unwrap().get(&action).copied();
+    if let Some(d) = delay {
+        // In its own task: the call reaches moto even when its caller is gone.
+        let forwarded = tokio::spawn(async move {
+            tokio::time::sleep(d).await;
+            forward(s, method, uri, headers, body).await
+        });
+        return forwarded.await.unwrap();
+    }
+    forward(s, method, uri, headers, body).await
+}
+
+async fn forward(
+    s: ProxyState,
+    method: Method,
+    uri: Uri,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
     let path = uri.path_and_query().map_or("/", |p| p.as_str());
     let mut req = s.client.request(method, format!("{}{path}", s.upstream));
     for (k, v) in &headers {
