@@ -102,6 +102,8 @@ pub async fn run_with_http(
         .map_err(|e| RunError::Config(e.to_string()))?;
     let notifiers = crate::notify::notifiers_from_config(&config.alerts)
         .map_err(|e| RunError::Config(e.to_string()))?;
+    // SQLite mode is single-node: held until `run` returns (store::node_lock).
+    let _node_lock = crate::store::node_lock::lock_single_node(&config.database_url)?;
     let store = Store::open(&config.database_url)
         .await?
         .with_ingest_heartbeat(config.ingest.heartbeat);
@@ -163,7 +165,16 @@ pub async fn run_with_http(
     let source_flags = crate::wiring::enabled_sources(&config.sources);
 
     let (stop_tx, stop_rx) = watch::channel(false);
+    // True from the shutdown signal on, while in-flight calls drain (before `stop_rx`).
+    let (draining_tx, draining_rx) = watch::channel(false);
     let mut loops = Vec::new();
+    // Other processes' writes wake the reload loops at once (Postgres LISTEN/NOTIFY).
+    let changes = tasks::changes::Changes::default();
+    loops.push(tokio::spawn(tasks::changes::run_listener(
+        store.clone(),
+        changes.clone(),
+        stop_rx.clone(),
+    )));
     for (source, interval) in sources {
         let source: Arc<dyn PriceSource> = source;
         tracing::info!(source = source.name(), ?interval, "polling enabled");
@@ -206,12 +217,15 @@ pub async fn run_with_http(
             config.catalog_refresh,
             stop_rx.clone(),
         );
+        let mut wake = changes.wake(crate::store::changes::ChangeKind::Marks);
         loops.push(tokio::spawn(async move {
             loop {
                 tokio::select! {
-                    _ = tokio::time::sleep(every) => placement::refresh_state(&store, &state, &flags).await,
+                    _ = tokio::time::sleep(every) => {}
+                    _ = wake.changed() => {}
                     _ = stop.changed() => return,
                 }
+                placement::refresh_state(&store, &state, &flags).await;
             }
         }));
     }
@@ -219,12 +233,14 @@ pub async fn run_with_http(
         store.clone(),
         catalog.clone(),
         config.catalog_refresh,
+        changes.wake(crate::store::changes::ChangeKind::Catalog),
         stop_rx.clone(),
     )));
     loops.push(tokio::spawn(tasks::budgets::run_evaluations(
         engine.clone(),
         config.budget_evaluation.every,
         config.budget_evaluation.poll,
+        changes.wake(crate::store::changes::ChangeKind::Spend),
         stop_rx.clone(),
     )));
     if config.cost_explorer.enabled {
@@ -287,11 +303,13 @@ pub async fn run_with_http(
             stop_rx.clone(),
         )));
     }
+    // The outbox stops taking work at the signal and gives back what it claimed but did not
+    // start, so another replica sends it while this one drains.
     loops.push(tokio::spawn(tasks::alerts::run_outbox(
         store.clone(),
         notifiers,
         config.alerts.clone(),
-        stop_rx.clone(),
+        draining_rx,
     )));
     if let Some(l) = http {
         let exporter = Arc::new(metrics::Exporter::new(
@@ -360,6 +378,7 @@ pub async fn run_with_http(
     let reporter = health_reporter.clone();
     let signal = async move {
         shutdown.await;
+        let _ = draining_tx.send(true);
         tracing::info!("shutting down: health NOT_SERVING");
         reporter
             .set_not_serving::<proto::pricing_service_server::PricingServiceServer<pricing::PricingApi>>()
