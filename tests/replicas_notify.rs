@@ -508,6 +508,49 @@ async fn a_second_serve_on_one_sqlite_file_refuses_to_start() {
     assert_eq!(fourth.exit(Duration::from_secs(60)).await.code(), Some(0));
 }
 
+/// A client's health Watch left open after SIGTERM does not hold the process: it closes the
+/// stream at `drain_timeout` and exits 0.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_open_stream_does_not_hold_shutdown_past_the_drain_timeout() {
+    let db = common::fresh_sqlite();
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("bursar.toml");
+    std::fs::write(
+        &config,
+        format!("database_url = \"{}\"\ndrain_timeout = \"1s\"\n", db.url),
+    )
+    .unwrap();
+    let mut serve = Serve::spawn(&["--config", config.to_str().unwrap()], dir.path());
+    serve.ready().await;
+    let mut health = tonic_health::pb::health_client::HealthClient::new(serve.channel().await);
+    let mut watch = health
+        .watch(tonic_health::pb::HealthCheckRequest::default())
+        .await
+        .unwrap()
+        .into_inner();
+    let first = watch.message().await.unwrap().unwrap();
+    assert_eq!(first.status, ServingStatus::Serving as i32);
+    serve.signal("-TERM");
+    let next = tokio::time::timeout(Duration::from_secs(30), watch.message())
+        .await
+        .expect("a health update after SIGTERM")
+        .unwrap()
+        .expect("an update");
+    assert_eq!(next.status, ServingStatus::NotServing as i32);
+    // The stream stays open on the client's side; the server ends it.
+    let status = serve.exit(Duration::from_secs(30)).await;
+    assert_eq!(status.code(), Some(0), "{}", serve.log());
+    assert!(
+        serve.log().contains("drain timeout"),
+        "{}",
+        serve.log()
+    );
+    let end = tokio::time::timeout(Duration::from_secs(10), watch.message())
+        .await
+        .expect("the stream ends with the server");
+    assert!(!matches!(end, Ok(Some(_))), "{end:?}");
+}
+
 /// An aiosmtpd handler that, for each message, writes `started-N` when its DATA arrives and
 /// holds the 250 reply until a file `release` exists; then writes `done-N`.
 const HELD_SMTP_HANDLER: &str = r#"

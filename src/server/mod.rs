@@ -64,12 +64,22 @@ impl RunError {
     }
 }
 
+/// Resolves `timeout` after `draining` turns true; never if it never does.
+async fn drain_deadline(mut draining: watch::Receiver<bool>, timeout: std::time::Duration) {
+    if draining.wait_for(|d| *d).await.is_err() {
+        std::future::pending::<()>().await;
+    }
+    tokio::time::sleep(timeout).await;
+}
+
 /// Runs the service on `listener` until `shutdown` resolves: opens and migrates the
 /// database, seeds it when empty, loads the catalog, stores the config file's budgets,
 /// starts one polling loop per enabled source, the budget evaluation loop and the alert
 /// outbox, and serves gRPC, and `/metrics` on `metrics_listen` when it is set. On shutdown
-/// health turns NOT_SERVING first, then the loops and the HTTP port stop and `run` waits
-/// for them.
+/// health turns NOT_SERVING first and the outbox stops taking work (giving back the rows it
+/// claimed but did not start); calls in flight drain, for at most `drain_timeout`; then the
+/// loops and the HTTP port stop and `run` waits for them. On SQLite it holds the file's
+/// single-node lock (`store::node_lock`) until it returns.
 pub async fn run(
     config: Config,
     listener: TcpListener,
@@ -309,7 +319,7 @@ pub async fn run_with_http(
         store.clone(),
         notifiers,
         config.alerts.clone(),
-        draining_rx,
+        draining_rx.clone(),
     )));
     if let Some(l) = http {
         let exporter = Arc::new(metrics::Exporter::new(
@@ -436,8 +446,16 @@ pub async fn run_with_http(
                 })
             }),
             signal,
-        )
-        .await;
+        );
+    // In-flight calls drain for at most `drain_timeout` after the signal: an open stream (a
+    // client's health Watch) must not hold the process past its grace period.
+    let served = tokio::select! {
+        r = served => r,
+        _ = drain_deadline(draining_rx.clone(), config.drain_timeout) => {
+            tracing::warn!(drain_timeout = ?config.drain_timeout, "calls still in flight at the drain timeout were closed");
+            Ok(())
+        }
+    };
 
     let _ = stop_tx.send(true);
     for l in loops {
