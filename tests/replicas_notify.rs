@@ -171,7 +171,9 @@ async fn catalog_mark_and_budget_changes_reach_the_other_replica_without_waiting
     let a = common::TestServer::start(long_poll_config(&db)).await;
     let b = common::TestServer::start(long_poll_config(&db)).await;
     let name = db_name(&db);
-    eventually("both replicas listen", NOTIFIED, || async { listeners(&name).await.len() == 2 })
+    eventually("both replicas listen", NOTIFIED, || async {
+        listeners(&name).await.len() == 2
+    })
     .await;
 
     // A price import by another process (`bursar import-catalog`) reaches both.
@@ -244,9 +246,11 @@ async fn catalog_mark_and_budget_changes_reach_the_other_replica_without_waiting
         })
         .await
         .unwrap();
-    eventually("replica A's gate drops B's deleted budget", NOTIFIED, || async {
-        !gate_refuses_ml(&a).await
-    })
+    eventually(
+        "replica A's gate drops B's deleted budget",
+        NOTIFIED,
+        || async { !gate_refuses_ml(&a).await },
+    )
     .await;
 
     a.stop().await.unwrap();
@@ -266,7 +270,9 @@ async fn killed_listeners_reconnect_and_the_poll_delivers_meanwhile() {
     let b = common::TestServer::start(short).await;
     let name = db_name(&db);
     let mut conn = admin().await;
-    eventually("both replicas listen", NOTIFIED, || async { listeners(&name).await.len() == 2 })
+    eventually("both replicas listen", NOTIFIED, || async {
+        listeners(&name).await.len() == 2
+    })
     .await;
     let before = listeners(&name).await;
     // The test's own connection to the replicas' database, open before it closes its doors.
@@ -287,7 +293,9 @@ async fn killed_listeners_reconnect_and_the_poll_delivers_meanwhile() {
     .await
     .unwrap();
     assert_eq!(killed, vec![true, true]);
-    eventually("the listeners are gone", NOTIFIED, || async { listeners(&name).await.is_empty() })
+    eventually("the listeners are gone", NOTIFIED, || async {
+        listeners(&name).await.is_empty()
+    })
     .await;
 
     // Another process marks AWS unavailable (straight into the database).
@@ -317,7 +325,11 @@ async fn killed_listeners_reconnect_and_the_poll_delivers_meanwhile() {
     .await
     .unwrap();
     // Reconnection backs off while refused (up to 30 s between tries).
-    eventually("both listeners are back", Duration::from_secs(60), || async { listeners(&name).await.len() == 2 })
+    eventually(
+        "both listeners are back",
+        Duration::from_secs(60),
+        || async { listeners(&name).await.len() == 2 },
+    )
     .await;
     let after = listeners(&name).await;
     assert!(
@@ -540,11 +552,7 @@ async fn an_open_stream_does_not_hold_shutdown_past_the_drain_timeout() {
     // The stream stays open on the client's side; the server ends it.
     let status = serve.exit(Duration::from_secs(30)).await;
     assert_eq!(status.code(), Some(0), "{}", serve.log());
-    assert!(
-        serve.log().contains("drain timeout"),
-        "{}",
-        serve.log()
-    );
+    assert!(serve.log().contains("drain timeout"), "{}", serve.log());
     let end = tokio::time::timeout(Duration::from_secs(10), watch.message())
         .await
         .expect("the stream ends with the server");
@@ -746,21 +754,25 @@ timeout = "60s"
         tokio::spawn(async move { c.list_budgets(proto::ListBudgetsRequest::default()).await })
     };
     let name = db_name(&db);
-    eventually("ListBudgets waits on the lock", Duration::from_secs(30), || {
-        let name = &name;
-        async move {
-            let mut watcher = admin().await;
-            let waiting: i64 = sqlx::query_scalar(
-                "SELECT count(*) FROM pg_stat_activity WHERE datname = $1 \
+    eventually(
+        "ListBudgets waits on the lock",
+        Duration::from_secs(30),
+        || {
+            let name = &name;
+            async move {
+                let mut watcher = admin().await;
+                let waiting: i64 = sqlx::query_scalar(
+                    "SELECT count(*) FROM pg_stat_activity WHERE datname = $1 \
                  AND wait_event_type = 'Lock' AND query LIKE '%FROM budget ORDER BY name%'",
-            )
-            .bind(name)
-            .fetch_one(&mut watcher)
-            .await
-            .unwrap();
-            waiting >= 1
-        }
-    })
+                )
+                .bind(name)
+                .fetch_one(&mut watcher)
+                .await
+                .unwrap();
+                waiting >= 1
+            }
+        },
+    )
     .await;
 
     let mut health = tonic_health::pb::health_client::HealthClient::new(ch.clone());

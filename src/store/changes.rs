@@ -91,12 +91,14 @@ impl Store {
 impl ChangeListener {
     /// The next notification; `None` when the connection was lost.
     pub async fn next(&mut self) -> Result<Option<Heard>, StoreError> {
-        Ok(self.listener.try_recv().await?.map(|n| {
-            match ChangeKind::from_payload(n.payload()) {
+        Ok(self
+            .listener
+            .try_recv()
+            .await?
+            .map(|n| match ChangeKind::from_payload(n.payload()) {
                 Some(k) => Heard::Change(k),
                 None => Heard::Unknown(n.payload().to_string()),
-            }
-        }))
+            }))
     }
 
     /// Closes the connection.

@@ -112,7 +112,9 @@ async fn give_back(store: &Store, row: &OutboxRow) {
         return;
     };
     match store.release_outbox_claim(row.id, until).await {
-        Ok(_) => tracing::debug!(budget = %row.budget, channel = %row.channel, "outbox claim given back"),
+        Ok(_) => {
+            tracing::debug!(budget = %row.budget, channel = %row.channel, "outbox claim given back")
+        }
         Err(e) => {
             tracing::warn!(budget = %row.budget, channel = %row.channel, error = %e, "cannot give back an outbox claim; it is retried when its lease ends")
         }
