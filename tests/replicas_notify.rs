@@ -559,6 +559,115 @@ async fn an_open_stream_does_not_hold_shutdown_past_the_drain_timeout() {
     assert!(!matches!(end, Ok(Some(_))), "{end:?}");
 }
 
+/// A round told to stop sends nothing and gives back every row it claimed, so another
+/// claimer takes them at once; a give-back with a lease that is no longer the row's (the row
+/// was claimed again since) changes nothing. On both backends.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stopped_round_gives_back_its_claims_on_both_backends() {
+    use bursar::store::Store;
+    use bursar::tasks::alerts::deliver_due_until;
+    for db in common::both_backends().await {
+        let b = db.backend;
+        let store = Store::open(&db.url).await.unwrap();
+        let now = chrono::Utc::now();
+        let msgs = outbox_messages_for(&["a@example.com", "b@example.com", "c@example.com"]);
+        assert!(store.fire_alert(&fired_alert(now), &msgs).await.unwrap());
+        let cfg = bursar::notify::AlertsConfig::default();
+        let (_tx, stopped) = tokio::sync::watch::channel(true);
+        let r = deliver_due_until(&store, &[], &cfg, now, &stopped)
+            .await
+            .unwrap();
+        assert_eq!(
+            (r.claimed, r.delivered, r.failed, r.skipped),
+            (3, 0, 0, 3),
+            "{b}"
+        );
+        let rows = store.list_outbox(None).await.unwrap();
+        assert!(
+            rows.iter()
+                .all(|r| r.claimed_until.is_none() && r.attempts == 0 && r.state == "pending"),
+            "{b}: {rows:?}"
+        );
+        // Given back: claimable at once, long before the 5-minute lease would have ended.
+        let lease = Duration::from_secs(300);
+        let claimed = store.claim_due_outbox(now, lease, 10).await.unwrap();
+        assert_eq!(claimed.len(), 3, "{b}");
+        let stale = now + chrono::Duration::seconds(1);
+        assert!(
+            !store
+                .release_outbox_claim(claimed[0].id, stale)
+                .await
+                .unwrap(),
+            "{b}: not this claim"
+        );
+        assert!(
+            store
+                .claim_due_outbox(now, lease, 10)
+                .await
+                .unwrap()
+                .is_empty(),
+            "{b}: still leased"
+        );
+        assert!(
+            store
+                .release_outbox_claim(claimed[0].id, claimed[0].claimed_until.unwrap())
+                .await
+                .unwrap(),
+            "{b}"
+        );
+        let again = store.claim_due_outbox(now, lease, 10).await.unwrap();
+        assert_eq!(
+            again.iter().map(|r| r.id).collect::<Vec<_>>(),
+            vec![claimed[0].id],
+            "{b}"
+        );
+        store.close().await;
+    }
+}
+
+fn alert_context(now: chrono::DateTime<chrono::Utc>) -> bursar::notify::render::AlertContext {
+    let today = now.date_naive();
+    let dec = |s: &str| s.parse::<rust_decimal::Decimal>().unwrap();
+    bursar::notify::render::AlertContext {
+        budget: "ml".into(),
+        period_key: "2024-09".into(),
+        period_start: today,
+        period_end: today,
+        threshold_key: "actual-80".into(),
+        threshold_description: "80% of budget".into(),
+        on: "actual".into(),
+        limit: dec("80"),
+        amount: dec("100"),
+        actual: dec("81"),
+        forecast: dec("120"),
+        currency: "USD".into(),
+        top_services: Vec::new(),
+        top_tags: Vec::new(),
+        tag_key: "team".into(),
+        dashboard_url: None,
+        metric_unit: "USD".into(),
+    }
+}
+
+fn outbox_messages_for(to: &[&str]) -> Vec<bursar::notify::outbox::OutboxMessage> {
+    let to: Vec<String> = to.iter().map(|s| s.to_string()).collect();
+    bursar::notify::render::outbox_messages(&alert_context(chrono::Utc::now()), &to, &[])
+}
+
+fn fired_alert(now: chrono::DateTime<chrono::Utc>) -> bursar::store::budgets::FiredAlert {
+    let dec = |s: &str| s.parse::<rust_decimal::Decimal>().unwrap();
+    bursar::store::budgets::FiredAlert {
+        budget: "ml".into(),
+        period_key: "2024-09".into(),
+        threshold_key: "actual-80".into(),
+        actual: dec("81"),
+        forecast: dec("120"),
+        amount: dec("100"),
+        currency: "USD".into(),
+        fired_at: now,
+    }
+}
+
 /// An aiosmtpd handler that, for each message, writes `started-N` when its DATA arrives and
 /// holds the 250 reply until a file `release` exists; then writes `done-N`.
 const HELD_SMTP_HANDLER: &str = r#"
@@ -660,9 +769,7 @@ impl Drop for HeldSmtp {
 /// attempted); the process exits 0.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sigterm_drains_in_flight_calls_and_gives_back_the_outbox_claim() {
-    use bursar::notify::render::{AlertContext, outbox_messages};
     use bursar::store::Store;
-    use bursar::store::budgets::FiredAlert;
 
     let db = common::fresh_postgres().await;
     let dir = tempfile::tempdir().unwrap();
@@ -670,46 +777,13 @@ async fn sigterm_drains_in_flight_calls_and_gives_back_the_outbox_claim() {
 
     // Six alert emails due now: the outbox sends four at a time.
     let store = Store::open(&db.url).await.unwrap();
-    let now = chrono::Utc::now();
-    let today = now.date_naive();
-    let dec = |s: &str| s.parse::<rust_decimal::Decimal>().unwrap();
-    let ctx = AlertContext {
-        budget: "ml".into(),
-        period_key: "2024-09".into(),
-        period_start: today,
-        period_end: today,
-        threshold_key: "actual-80".into(),
-        threshold_description: "80% of budget".into(),
-        on: "actual".into(),
-        limit: dec("80"),
-        amount: dec("100"),
-        actual: dec("81"),
-        forecast: dec("120"),
-        currency: "USD".into(),
-        top_services: Vec::new(),
-        top_tags: Vec::new(),
-        tag_key: "team".into(),
-        dashboard_url: None,
-        metric_unit: "USD".into(),
-    };
     let to: Vec<String> = (0..6).map(|i| format!("finops{i}@example.com")).collect();
-    let msgs = outbox_messages(&ctx, &to, &[]);
+    let to: Vec<&str> = to.iter().map(String::as_str).collect();
+    let msgs = outbox_messages_for(&to);
     assert_eq!(msgs.len(), 6);
     assert!(
         store
-            .fire_alert(
-                &FiredAlert {
-                    budget: "ml".into(),
-                    period_key: "2024-09".into(),
-                    threshold_key: "actual-80".into(),
-                    actual: dec("81"),
-                    forecast: dec("120"),
-                    amount: dec("100"),
-                    currency: "USD".into(),
-                    fired_at: now,
-                },
-                &msgs,
-            )
+            .fire_alert(&fired_alert(chrono::Utc::now()), &msgs)
             .await
             .unwrap()
     );
