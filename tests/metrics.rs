@@ -627,9 +627,17 @@ async fn serve_binds_metrics_listen_turns_it_off_when_empty_and_fails_when_taken
     assert!(ct.starts_with("application/openmetrics-text"), "{ct}");
     assert!(text.contains("bursar_catalog_offers{"), "{text}");
 
-    // Taken: a second server on the same HTTP address fails (1) naming the key.
+    // Taken: a second server on the same HTTP address fails (1) naming the key. (On a
+    // database of its own: a second server on one SQLite file is refused before that.)
+    let other_db = format!("sqlite://{}", dir.path().join("c.db").display());
     let out = tokio::process::Command::new(env!("CARGO_BIN_EXE_bursar"))
-        .args(["serve", "--listen", "127.0.0.1:0", "--database-url", &db])
+        .args([
+            "serve",
+            "--listen",
+            "127.0.0.1:0",
+            "--database-url",
+            &other_db,
+        ])
         .args(["--metrics-listen", &http_addr])
         .env_remove("BURSAR_CONFIG")
         .output()

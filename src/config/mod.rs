@@ -57,6 +57,10 @@ pub struct Config {
     /// written by other replicas or by `bursar import-catalog`).
     #[serde(with = "serde_duration")]
     pub catalog_refresh: Duration,
+    /// On SIGTERM, how long `serve` waits for calls in flight (and open streams, such as a
+    /// health Watch) to finish before it closes them and stops.
+    #[serde(with = "serde_duration")]
+    pub drain_timeout: Duration,
     pub sources: Sources,
     pub placement: PlacementConfig,
     /// `[alerts]`: how budget alerts are delivered (SMTP, Slack, retries).
@@ -146,6 +150,7 @@ impl fmt::Debug for Config {
             .field("log_format", &self.log_format)
             .field("seed_when_empty", &self.seed_when_empty)
             .field("catalog_refresh", &self.catalog_refresh)
+            .field("drain_timeout", &self.drain_timeout)
             .field("sources", &self.sources)
             .field("placement", &self.placement)
             .field("alerts", &self.alerts)
@@ -397,6 +402,7 @@ impl Default for Config {
             log_format: "text".into(),
             seed_when_empty: true,
             catalog_refresh: Duration::from_secs(60),
+            drain_timeout: Duration::from_secs(20),
             sources: Sources::default(),
             placement: PlacementConfig::default(),
             alerts: AlertsConfig::default(),
@@ -668,6 +674,9 @@ impl Config {
         }
         if let Some(v) = get("BURSAR_CATALOG_REFRESH") {
             self.catalog_refresh = parse_dur("BURSAR_CATALOG_REFRESH", &v)?;
+        }
+        if let Some(v) = get("BURSAR_DRAIN_TIMEOUT") {
+            self.drain_timeout = parse_dur("BURSAR_DRAIN_TIMEOUT", &v)?;
         }
         if let Some(v) = get("BURSAR_GCP_API_KEY") {
             self.sources.gcp.api_key = v;

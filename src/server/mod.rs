@@ -64,12 +64,22 @@ impl RunError {
     }
 }
 
+/// Resolves `timeout` after `draining` turns true; never if it never does.
+async fn drain_deadline(mut draining: watch::Receiver<bool>, timeout: std::time::Duration) {
+    if draining.wait_for(|d| *d).await.is_err() {
+        std::future::pending::<()>().await;
+    }
+    tokio::time::sleep(timeout).await;
+}
+
 /// Runs the service on `listener` until `shutdown` resolves: opens and migrates the
 /// database, seeds it when empty, loads the catalog, stores the config file's budgets,
 /// starts one polling loop per enabled source, the budget evaluation loop and the alert
 /// outbox, and serves gRPC, and `/metrics` on `metrics_listen` when it is set. On shutdown
-/// health turns NOT_SERVING first, then the loops and the HTTP port stop and `run` waits
-/// for them.
+/// health turns NOT_SERVING first and the outbox stops taking work (giving back the rows it
+/// claimed but did not start); calls in flight drain, for at most `drain_timeout`; then the
+/// loops and the HTTP port stop and `run` waits for them. On SQLite it holds the file's
+/// single-node lock (`store::node_lock`) until it returns.
 pub async fn run(
     config: Config,
     listener: TcpListener,
@@ -102,6 +112,8 @@ pub async fn run_with_http(
         .map_err(|e| RunError::Config(e.to_string()))?;
     let notifiers = crate::notify::notifiers_from_config(&config.alerts)
         .map_err(|e| RunError::Config(e.to_string()))?;
+    // SQLite mode is single-node: held until `run` returns (store::node_lock).
+    let _node_lock = crate::store::node_lock::lock_single_node(&config.database_url)?;
     let store = Store::open(&config.database_url)
         .await?
         .with_ingest_heartbeat(config.ingest.heartbeat);
@@ -176,7 +188,16 @@ pub async fn run_with_http(
     let source_flags = crate::wiring::enabled_sources(&config.sources);
 
     let (stop_tx, stop_rx) = watch::channel(false);
+    // True from the shutdown signal on, while in-flight calls drain (before `stop_rx`).
+    let (draining_tx, draining_rx) = watch::channel(false);
     let mut loops = Vec::new();
+    // Other processes' writes wake the reload loops at once (Postgres LISTEN/NOTIFY).
+    let changes = tasks::changes::Changes::default();
+    loops.push(tokio::spawn(tasks::changes::run_listener(
+        store.clone(),
+        changes.clone(),
+        stop_rx.clone(),
+    )));
     let log = tasks::decisions::DecisionLog::new(
         config.placement.decision_log_queue,
         config.placement.decision_log_batch,
@@ -208,12 +229,15 @@ pub async fn run_with_http(
             config.catalog_refresh,
             stop_rx.clone(),
         );
+        let mut wake = changes.wake(crate::store::changes::ChangeKind::Marks);
         loops.push(tokio::spawn(async move {
             loop {
                 tokio::select! {
-                    _ = tokio::time::sleep(every) => placement::refresh_state(&store, &state, &flags).await,
+                    _ = tokio::time::sleep(every) => {}
+                    _ = wake.changed() => {}
                     _ = stop.changed() => return,
                 }
+                placement::refresh_state(&store, &state, &flags).await;
             }
         }));
     }
@@ -221,12 +245,14 @@ pub async fn run_with_http(
         store.clone(),
         catalog.clone(),
         config.catalog_refresh,
+        changes.wake(crate::store::changes::ChangeKind::Catalog),
         stop_rx.clone(),
     )));
     loops.push(tokio::spawn(tasks::budgets::run_evaluations(
         engine.clone(),
         config.budget_evaluation.every,
         config.budget_evaluation.poll,
+        changes.wake(crate::store::changes::ChangeKind::Spend),
         stop_rx.clone(),
     )));
     // Idle-GPU enforcement: the inventory, utilisation and policy loops.
@@ -255,7 +281,9 @@ pub async fn run_with_http(
     } else {
         None
     };
-    // The leader election, and the singleton work it gates (`singletons`).
+    // The leader election, and the singleton work it gates (`singletons`). The outbox also
+    // stops at the shutdown signal (`draining`) and gives back what it claimed but did not
+    // start, so another replica sends it while this one drains.
     let singleton_work = singletons::Singletons {
         store: fenced.clone(),
         catalog: catalog.clone(),
@@ -265,6 +293,7 @@ pub async fn run_with_http(
         fleet: fleet_engine.clone(),
         notifiers,
         leadership: leadership.clone(),
+        draining: draining_rx.clone(),
     };
     loops.push(tokio::spawn(tasks::singleton::run(
         leadership.clone(),
@@ -343,6 +372,7 @@ pub async fn run_with_http(
     let reporter = health_reporter.clone();
     let signal = async move {
         shutdown.await;
+        let _ = draining_tx.send(true);
         tracing::info!("shutting down: health NOT_SERVING");
         reporter
             .set_not_serving::<proto::pricing_service_server::PricingServiceServer<pricing::PricingApi>>()
@@ -400,8 +430,16 @@ pub async fn run_with_http(
                 })
             }),
             signal,
-        )
-        .await;
+        );
+    // In-flight calls drain for at most `drain_timeout` after the signal: an open stream (a
+    // client's health Watch) must not hold the process past its grace period.
+    let served = tokio::select! {
+        r = served => r,
+        _ = drain_deadline(draining_rx.clone(), config.drain_timeout) => {
+            tracing::warn!(drain_timeout = ?config.drain_timeout, "calls still in flight at the drain timeout were closed");
+            Ok(())
+        }
+    };
 
     let _ = stop_tx.send(true);
     for l in loops {

@@ -305,7 +305,8 @@ impl PlacementService for PlacementApi {
             expires_at: now + chrono::Duration::seconds(r.ttl_seconds as i64),
         };
         self.store.insert_mark(&mark).await.map_err(store_status)?;
-        // Honoured at once by this replica; others pick it up on their next refresh.
+        // Honoured at once by this replica; others when notified (Postgres) or at their next
+        // refresh.
         let mut marks: Vec<AvailabilityMark> = self.state.marks.load().as_ref().clone();
         marks.push(mark.clone());
         self.state.marks.store(Arc::new(marks));

@@ -30,6 +30,8 @@ pub struct Singletons {
     pub fleet: Option<Arc<FleetEngine>>,
     pub notifiers: Vec<Arc<dyn Notifier>>,
     pub leadership: Leadership,
+    /// True from the shutdown signal on: the outbox stops then, before the other loops.
+    pub draining: watch::Receiver<bool>,
 }
 
 impl Singletons {
@@ -91,8 +93,22 @@ impl Singletons {
             self.notifiers.clone(),
             config.alerts.clone(),
             self.leadership.clone(),
-            stop,
+            either(stop, self.draining.clone()),
         )));
         loops
     }
+}
+
+/// A signal that turns true when either `a` or `b` does (or its sender goes).
+fn either(mut a: watch::Receiver<bool>, mut b: watch::Receiver<bool>) -> watch::Receiver<bool> {
+    let (tx, rx) = watch::channel(*a.borrow() || *b.borrow());
+    tokio::spawn(async move {
+        tokio::select! {
+            _ = a.wait_for(|v| *v) => {}
+            _ = b.wait_for(|v| *v) => {}
+            _ = tx.closed() => return,
+        }
+        let _ = tx.send(true);
+    });
+    rx
 }

@@ -519,6 +519,26 @@ impl Store {
         Ok(())
     }
 
+    /// Gives back a claim this sender will not use (a replica shutting down, a round that
+    /// ran out of lease): the row's lease is cleared, so any replica may send it at once.
+    /// `claimed_until` is the lease as the claim returned it: a row claimed again since (its
+    /// lease ran out, another replica took it) is left alone. Says whether it released it.
+    pub async fn release_outbox_claim(
+        &self,
+        id: i64,
+        claimed_until: DateTime<Utc>,
+    ) -> Result<bool, StoreError> {
+        const SQL: &str = "UPDATE alert_outbox SET claimed_until = NULL \
+             WHERE id = $1 AND state = 'pending' AND claimed_until = $2";
+        let n = both!(self, Store, |s, spell| sqlx::query(&spell(SQL))
+            .bind(id)
+            .bind(claimed_until)
+            .execute(s.pool())
+            .await?
+            .rows_affected());
+        Ok(n == 1)
+    }
+
     /// Rows not yet delivered.
     pub async fn outbox_pending_count(&self) -> Result<u64, StoreError> {
         const SQL: &str = "SELECT COUNT(*) FROM alert_outbox WHERE state = 'pending'";

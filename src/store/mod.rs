@@ -10,10 +10,12 @@
 pub mod billing;
 pub mod budgets;
 mod catalog;
+pub mod changes;
 pub mod daily;
 pub mod fleet;
 mod gpu_samples;
 pub mod leader;
+pub mod node_lock;
 pub mod pgcopy;
 pub mod postgres;
 mod reader_role;
@@ -66,6 +68,11 @@ pub enum StoreError {
         "line {line}: {field} makes a daily sum too large for an exact decimal; nothing was stored"
     )]
     Overflow { line: u64, field: &'static str },
+    /// Another `bursar serve` holds this SQLite file's single-node lock (`node_lock`).
+    #[error(
+        "another bursar serve is already running on the SQLite database {database}: SQLite mode is single-node (stop that server, or use Postgres for several replicas)"
+    )]
+    InUse { database: String },
 }
 
 impl StoreError {

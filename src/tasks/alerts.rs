@@ -34,7 +34,8 @@ pub struct DeliveryReport {
     pub delivered: usize,
     /// Rows that failed and were rescheduled.
     pub failed: usize,
-    /// Rows left unsent because their lease was about to end (another round takes them).
+    /// Rows left unsent, and given back: their lease was about to end, or the server is
+    /// shutting down (another round or replica takes them).
     pub skipped: usize,
 }
 
@@ -51,17 +52,23 @@ pub async fn deliver_due(
     cfg: &AlertsConfig,
     now: DateTime<Utc>,
 ) -> Result<DeliveryReport, StoreError> {
-    deliver_due_led(store, notifiers, cfg, now, None).await
+    let (_keep, never) = watch::channel(false);
+    deliver_due_led(store, notifiers, cfg, now, None, &never).await
 }
 
 /// `deliver_due` as a leader: nothing is claimed, and nothing sent, unless `leadership`
-/// may still act at that moment.
+/// may still act at that moment. It stops starting sends once `stop` is true: the sends
+/// already in flight finish and are recorded, and the rows it claimed but did not start are
+/// given back (their lease cleared, `Store::release_outbox_claim`) so that another replica
+/// sends them at once instead of after the lease. Rows left for the lease running out are
+/// given back too.
 pub async fn deliver_due_led(
     store: &Store,
     notifiers: &[Arc<dyn Notifier>],
     cfg: &AlertsConfig,
     now: DateTime<Utc>,
     leadership: Option<&Leadership>,
+    stop: &watch::Receiver<bool>,
 ) -> Result<DeliveryReport, StoreError> {
     if leadership.is_some_and(|l| !l.may_act()) {
         return Ok(DeliveryReport::default());
@@ -83,7 +90,8 @@ pub async fn deliver_due_led(
         .saturating_sub(cfg.smtp.timeout.max(cfg.slack_timeout));
     let mut sends = futures::stream::iter(rows)
         .map(|row| async move {
-            if started.elapsed() > latest_start {
+            if started.elapsed() > latest_start || *stop.borrow() {
+                give_back(store, &row).await;
                 return Ok(Outcome::Skipped);
             }
             deliver_one(store, notifiers, cfg, now, &row, leadership).await
@@ -105,6 +113,22 @@ pub async fn deliver_due_led(
     match first_err {
         Some(e) => Err(e),
         None => Ok(report),
+    }
+}
+
+/// Clears the lease of a claimed row this round will not send. A failure only delays the
+/// row until its lease ends, as before.
+async fn give_back(store: &Store, row: &OutboxRow) {
+    let Some(until) = row.claimed_until else {
+        return;
+    };
+    match store.release_outbox_claim(row.id, until).await {
+        Ok(_) => {
+            tracing::debug!(budget = %row.budget, channel = %row.channel, "outbox claim given back")
+        }
+        Err(e) => {
+            tracing::warn!(budget = %row.budget, channel = %row.channel, error = %e, "cannot give back an outbox claim; it is retried when its lease ends")
+        }
     }
 }
 
@@ -162,8 +186,9 @@ async fn deliver_one(
     }
 }
 
-/// Delivers due alerts every `cfg.outbox_interval` until shutdown. A round in progress is
-/// finished (each send is bounded by its channel timeout) before the loop returns.
+/// Delivers due alerts every `cfg.outbox_interval` until shutdown. On shutdown a round in
+/// progress finishes the sends in flight (each bounded by its channel timeout) and gives back
+/// the rows it had not started, before the loop returns.
 pub async fn run_outbox(
     store: Store,
     notifiers: Vec<Arc<dyn Notifier>>,
@@ -175,7 +200,16 @@ pub async fn run_outbox(
         if *shutdown.borrow() {
             return;
         }
-        match deliver_due_led(&store, &notifiers, &cfg, Utc::now(), Some(&leadership)).await {
+        match deliver_due_led(
+            &store,
+            &notifiers,
+            &cfg,
+            Utc::now(),
+            Some(&leadership),
+            &shutdown,
+        )
+        .await
+        {
             Ok(r) if r.claimed > 0 => tracing::debug!(
                 claimed = r.claimed,
                 delivered = r.delivered,

@@ -399,12 +399,15 @@ impl BudgetEngine {
 }
 
 /// Evaluates every budget now and then every `every` until shutdown; in between, every
-/// `poll`, re-evaluates as soon as `spend_generation` moved (an ingest or a budget write by
-/// any process or replica), so SelectProvider's gate follows new spend within `poll`.
+/// `poll` and whenever `wake` says spend changed (a notification: `tasks::changes`),
+/// re-evaluates as soon as `spend_generation` moved (an ingest or a budget write by any
+/// process or replica), so SelectProvider's gate follows new spend within `poll`, or at once
+/// on Postgres while its notifications arrive.
 pub async fn run_evaluations(
     engine: Arc<BudgetEngine>,
     every: Duration,
     poll: Duration,
+    mut wake: crate::tasks::changes::Wake,
     mut shutdown: tokio::sync::watch::Receiver<bool>,
 ) {
     let poll = poll.min(every);
@@ -423,6 +426,7 @@ pub async fn run_evaluations(
         }
         tokio::select! {
             _ = tokio::time::sleep(poll) => {}
+            _ = wake.changed() => {}
             r = shutdown.changed() => {
                 if r.is_err() || *shutdown.borrow() {
                     return;

@@ -12,6 +12,7 @@ use crate::domain::Catalog;
 use crate::domain::catalog::CatalogHandle;
 use crate::metrics;
 use crate::store::{Store, StoreError};
+use crate::tasks::changes::Wake;
 
 /// What one poll of one source did.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -205,22 +206,25 @@ pub async fn source_loop(
     }
 }
 
-/// Checks every `every` whether the stored catalog data moved (other replicas' polls,
-/// imports) and rebuilds the catalog only then: an unchanged store costs one small query.
+/// Checks every `every`, and whenever `wake` says the catalog changed (a notification from
+/// another process: `tasks::changes`), whether the stored catalog data moved (other
+/// replicas' polls, imports) and rebuilds the catalog only then: an unchanged store costs
+/// one small query.
 pub async fn refresh_loop(
     store: Store,
     catalog: CatalogHandle,
     every: Duration,
+    mut wake: Wake,
     mut shutdown: watch::Receiver<bool>,
 ) {
     loop {
         tokio::select! {
-            _ = tokio::time::sleep(every) => {
-                if let Err(e) = refresh_if_changed(&store, &catalog).await {
-                    tracing::warn!(error = %e, "catalog refresh failed");
-                }
-            }
+            _ = tokio::time::sleep(every) => {}
+            _ = wake.changed() => {}
             _ = shutdown.changed() => return,
+        }
+        if let Err(e) = refresh_if_changed(&store, &catalog).await {
+            tracing::warn!(error = %e, "catalog refresh failed");
         }
     }
 }
