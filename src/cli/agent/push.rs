@@ -12,7 +12,6 @@ use tonic::service::interceptor::InterceptedService;
 use crate::cli::transport::{ClientChannel, TransportArgs};
 
 use crate::domain::limits;
-use crate::domain::quote::quote;
 use crate::proto;
 use crate::proto::fleet_service_client::FleetServiceClient;
 use crate::server::utilization::response_in_status;
