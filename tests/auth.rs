@@ -25,7 +25,11 @@ const TOKENS: &[(&str, &str, &[&str])] = &[
     ("finance-bot", "tok-finance-91cc", &["finance"]),
     ("gpu-agent", "tok-fleet-0b2d", &["fleet"]),
     ("ops", "tok-admin-5e11", &["admin"]),
-    ("ops-reader", "tok-admin-finance-aa01", &["admin", "finance"]),
+    (
+        "ops-reader",
+        "tok-admin-finance-aa01",
+        &["admin", "finance"],
+    ),
 ];
 
 fn tokens(list: &[(&str, &str, &[&str])]) -> Vec<TokenConfig> {
@@ -45,7 +49,9 @@ fn auth_config(db: &TestDb) -> Config {
 }
 
 /// Adds `authorization` (the whole header value) when given.
-fn with_auth(header: Option<String>) -> impl FnMut(Request<()>) -> Result<Request<()>, Status> + Clone {
+fn with_auth(
+    header: Option<String>,
+) -> impl FnMut(Request<()>) -> Result<Request<()>, Status> + Clone {
     let v = header.map(|h| MetadataValue::try_from(h).unwrap());
     move |mut r: Request<()>| {
         if let Some(v) = &v {
@@ -73,7 +79,12 @@ fn budget(name: &str) -> proto::Budget {
 /// (service, method, role, the code the handler answers this request with).
 const METHODS: &[(&str, &str, &str, Code)] = &[
     ("PricingService", "ListPrices", "placement", Code::Ok),
-    ("PlacementService", "SelectProvider", "placement", Code::InvalidArgument),
+    (
+        "PlacementService",
+        "SelectProvider",
+        "placement",
+        Code::InvalidArgument,
+    ),
     ("PlacementService", "MarkUnavailable", "admin", Code::Ok),
     ("SpendService", "GetSpend", "finance", Code::InvalidArgument),
     ("BudgetService", "ListBudgets", "finance", Code::Ok),
@@ -184,7 +195,11 @@ async fn every_role_against_every_service_on_both_backends() {
             ] {
                 let r = call(ch.clone(), method, header.clone()).await;
                 let s = r.expect_err(&what);
-                assert_eq!(s.code(), Code::Unauthenticated, "{what} with {header:?}: {s:?}");
+                assert_eq!(
+                    s.code(),
+                    Code::Unauthenticated,
+                    "{what} with {header:?}: {s:?}"
+                );
                 assert!(!s.message().contains("tok-"), "{what}: {}", s.message());
             }
             for (name, token, roles) in TOKENS {
@@ -215,9 +230,16 @@ async fn every_role_against_every_service_on_both_backends() {
         .into_inner();
         let names: Vec<&str> = listed.budgets.iter().map(|b| b.name.as_str()).collect();
         assert_eq!(names.len(), 2, "{}: {names:?}", db.backend);
-        assert!(names.iter().all(|n| n.starts_with("auth-test-")), "{names:?}");
+        assert!(
+            names.iter().all(|n| n.starts_with("auth-test-")),
+            "{names:?}"
+        );
         // The untested methods of the table answer their role too.
-        assert!(call(ch.clone(), "GetSourceStatus", bearer("tok-placement-7f3a")).await.is_ok());
+        assert!(
+            call(ch.clone(), "GetSourceStatus", bearer("tok-placement-7f3a"))
+                .await
+                .is_ok()
+        );
         assert_eq!(
             code(&call(ch.clone(), "GetSourceStatus", bearer("tok-fleet-0b2d")).await),
             Code::PermissionDenied
@@ -257,7 +279,11 @@ async fn health_and_reflection_stay_open_and_an_unknown_path_tells_nothing() {
         let Some(MessageResponse::ListServicesResponse(list)) = msg.message_response else {
             panic!("expected a service list");
         };
-        assert!(list.service.iter().any(|s| s.name == "bursar.v1.BudgetService"));
+        assert!(
+            list.service
+                .iter()
+                .any(|s| s.name == "bursar.v1.BudgetService")
+        );
     }
     // A path the server does not have: UNAUTHENTICATED without a token, UNIMPLEMENTED with
     // one.
@@ -301,18 +327,30 @@ async fn the_http_port_report_needs_finance_and_metrics_is_open_unless_configure
     assert_eq!(r.status(), 401);
     assert_eq!(r.headers()["www-authenticate"], "Bearer");
     assert_eq!(
-        get("/report?month=2026-01", Some("tok-nope")).await.unwrap().status(),
+        get("/report?month=2026-01", Some("tok-nope"))
+            .await
+            .unwrap()
+            .status(),
         401
     );
-    let r = get("/report?month=2026-01", Some("tok-placement-7f3a")).await.unwrap();
+    let r = get("/report?month=2026-01", Some("tok-placement-7f3a"))
+        .await
+        .unwrap();
     assert_eq!(r.status(), 403);
     assert!(r.text().await.unwrap().contains("finance"));
-    let r = get("/report?month=2026-01", Some("tok-finance-91cc")).await.unwrap();
+    let r = get("/report?month=2026-01", Some("tok-finance-91cc"))
+        .await
+        .unwrap();
     assert_eq!(r.status(), 200);
     assert!(r.text().await.unwrap().contains("<html"));
     let r = get("/metrics", None).await.unwrap();
     assert_eq!(r.status(), 200);
-    assert!(r.text().await.unwrap().contains("bursar_rpc_requests_total"));
+    assert!(
+        r.text()
+            .await
+            .unwrap()
+            .contains("bursar_rpc_requests_total")
+    );
     server.stop().await.unwrap();
 
     let mut c = auth_config(&db);
@@ -327,7 +365,13 @@ async fn the_http_port_report_needs_finance_and_metrics_is_open_unless_configure
         r.send()
     };
     assert_eq!(get("/metrics", None).await.unwrap().status(), 401);
-    assert_eq!(get("/metrics", Some("tok-fleet-0b2d")).await.unwrap().status(), 200);
+    assert_eq!(
+        get("/metrics", Some("tok-fleet-0b2d"))
+            .await
+            .unwrap()
+            .status(),
+        200
+    );
     server.stop().await.unwrap();
 }
 
@@ -336,14 +380,26 @@ async fn open_on_loopback_without_tokens_or_when_not_required_and_never_open_by_
     let db = common::fresh_sqlite();
     // The quick start: no [auth] at all, loopback.
     let server = TestServer::start(common::test_config(&db)).await;
-    assert!(call(server.channel().await, "CreateBudget", None).await.is_ok());
+    assert!(
+        call(server.channel().await, "CreateBudget", None)
+            .await
+            .is_ok()
+    );
     server.stop().await.unwrap();
     // required = false with tokens: open (development), any header ignored.
     let mut c = auth_config(&db);
     c.auth.required = false;
     let server = TestServer::start(c).await;
-    assert!(call(server.channel().await, "ListBudgets", None).await.is_ok());
-    assert!(call(server.channel().await, "ListBudgets", bearer("junk")).await.is_ok());
+    assert!(
+        call(server.channel().await, "ListBudgets", None)
+            .await
+            .is_ok()
+    );
+    assert!(
+        call(server.channel().await, "ListBudgets", bearer("junk"))
+            .await
+            .is_ok()
+    );
     server.stop().await.unwrap();
     // Beyond loopback without tokens: refused at start, naming the key. (Bound, never
     // served: run returns before it accepts a connection.)
@@ -362,8 +418,15 @@ async fn open_on_loopback_without_tokens_or_when_not_required_and_never_open_by_
     }));
     let url = format!("http://127.0.0.1:{port}");
     let ch = wait_for(&url).await;
-    assert_eq!(code(&call(ch.clone(), "ListBudgets", None).await), Code::Unauthenticated);
-    assert!(call(ch, "ListBudgets", bearer("tok-finance-91cc")).await.is_ok());
+    assert_eq!(
+        code(&call(ch.clone(), "ListBudgets", None).await),
+        Code::Unauthenticated
+    );
+    assert!(
+        call(ch, "ListBudgets", bearer("tok-finance-91cc"))
+            .await
+            .is_ok()
+    );
     let _ = tx.send(());
     handle.await.unwrap().unwrap();
 }
@@ -378,11 +441,17 @@ async fn wait_for(url: &str) -> Channel {
             .await
         {
             let mut h = tonic_health::pb::health_client::HealthClient::new(ch.clone());
-            if h.check(tonic_health::pb::HealthCheckRequest::default()).await.is_ok() {
+            if h.check(tonic_health::pb::HealthCheckRequest::default())
+                .await
+                .is_ok()
+            {
                 return ch;
             }
         }
-        assert!(tokio::time::Instant::now() < deadline, "{url} never answered");
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "{url} never answered"
+        );
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
 }
@@ -464,7 +533,10 @@ async fn sighup_rotates_tokens_in_a_running_serve_and_tokens_never_reach_the_log
         // Rotate: the new token in, the old one out; SIGHUP; same process.
         write_config(&cfg, &db, &listen, &[("airflow-2", NEW, &["placement"])]);
         signal(pid, "-HUP");
-        eventually("the new token is accepted", || async { list(NEW).await == Code::Ok }).await;
+        eventually("the new token is accepted", || async {
+            list(NEW).await == Code::Ok
+        })
+        .await;
         assert_eq!(list(OLD).await, Code::Unauthenticated, "{}", db.backend);
         assert!(child.try_wait().unwrap().is_none(), "no restart");
 
@@ -495,7 +567,11 @@ async fn sighup_rotates_tokens_in_a_running_serve_and_tokens_never_reach_the_log
         assert!(text.contains("SIGHUP: [auth] reloaded"), "{text}");
         assert!(text.len() > 10_000, "trace logs were written");
         for t in [OLD, NEW] {
-            assert!(!text.contains(t), "{}: the token {t} is in the log", db.backend);
+            assert!(
+                !text.contains(t),
+                "{}: the token {t} is in the log",
+                db.backend
+            );
         }
     }
 }

@@ -33,7 +33,10 @@ impl Lock {
             Lock::Pg(c)
         } else {
             let mut c = sqlx::SqliteConnection::connect(&db.url).await.unwrap();
-            sqlx::query("BEGIN IMMEDIATE").execute(&mut c).await.unwrap();
+            sqlx::query("BEGIN IMMEDIATE")
+                .execute(&mut c)
+                .await
+                .unwrap();
             Lock::Sqlite(c)
         }
     }
@@ -125,9 +128,16 @@ async fn a_call_without_a_deadline_gets_the_default_one_on_both_backends() {
         let server = TestServer::start(c).await;
         let ch = server.channel().await;
         let lock = Lock::take(&db).await;
-        let e = budgets(&ch).create_budget(create("held")).await.unwrap_err();
+        let e = budgets(&ch)
+            .create_budget(create("held"))
+            .await
+            .unwrap_err();
         assert_eq!(e.code(), Code::DeadlineExceeded, "{}: {e:?}", db.backend);
-        assert!(e.message().contains("limits.default_deadline"), "{}", e.message());
+        assert!(
+            e.message().contains("limits.default_deadline"),
+            "{}",
+            e.message()
+        );
         health_ok(&ch).await;
         // A client's own deadline wins over the default: this call waits for the lock.
         let mut req = create("patient");
@@ -135,7 +145,11 @@ async fn a_call_without_a_deadline_gets_the_default_one_on_both_backends() {
         let ch2 = ch.clone();
         let patient = tokio::spawn(async move { budgets(&ch2).create_budget(req).await });
         tokio::time::sleep(Duration::from_millis(1500)).await;
-        assert!(!patient.is_finished(), "{}: still waiting on the lock", db.backend);
+        assert!(
+            !patient.is_finished(),
+            "{}: still waiting on the lock",
+            db.backend
+        );
         lock.release().await;
         let r = patient.await.unwrap();
         assert!(r.is_ok(), "{}: {r:?}", db.backend);
@@ -175,10 +189,17 @@ async fn over_the_concurrency_limit_calls_are_shed_not_queued_on_both_backends()
             assert!(tokio::time::Instant::now() < deadline, "never shed");
             tokio::time::sleep(Duration::from_millis(20)).await;
         };
-        assert!(shed.message().contains("max_concurrent_rpcs"), "{}", shed.message());
+        assert!(
+            shed.message().contains("max_concurrent_rpcs"),
+            "{}",
+            shed.message()
+        );
         assert!(!held.is_finished());
         // Again, and health (exempt) answers meanwhile.
-        assert_eq!(list_prices(&ch).await.unwrap_err().code(), Code::ResourceExhausted);
+        assert_eq!(
+            list_prices(&ch).await.unwrap_err().code(),
+            Code::ResourceExhausted
+        );
         health_ok(&ch).await;
         lock.release().await;
         let r = held.await.unwrap();

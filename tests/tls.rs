@@ -118,7 +118,10 @@ async fn health(
         .map_err(|s| format!("{s:?}"))
 }
 
-fn https_client(pki: &Pki, identity: Option<(&std::path::Path, &std::path::Path)>) -> reqwest::Client {
+fn https_client(
+    pki: &Pki,
+    identity: Option<(&std::path::Path, &std::path::Path)>,
+) -> reqwest::Client {
     let mut b = reqwest::Client::builder()
         .add_root_certificate(reqwest::Certificate::from_pem(&Pki::read(&pki.ca)).unwrap())
         .timeout(Duration::from_secs(30));
@@ -140,8 +143,10 @@ async fn both_ports_serve_tls_to_a_client_that_trusts_the_ca_and_nothing_in_plai
     let mut p = proto::pricing_service_client::PricingServiceClient::with_interceptor(
         ch,
         |mut r: tonic::Request<()>| {
-            r.metadata_mut()
-                .insert("authorization", format!("Bearer {PLACEMENT}").parse().unwrap());
+            r.metadata_mut().insert(
+                "authorization",
+                format!("Bearer {PLACEMENT}").parse().unwrap(),
+            );
             Ok(r)
         },
     );
@@ -156,12 +161,24 @@ async fn both_ports_serve_tls_to_a_client_that_trusts_the_ca_and_nothing_in_plai
     let e = health(&plain, None, None).await.unwrap_err();
     assert!(!e.is_empty());
     let e = health(&server.grpc, None, None).await.unwrap_err();
-    assert!(e.contains("Certificate") || e.contains("certificate"), "{e}");
+    assert!(
+        e.contains("Certificate") || e.contains("certificate"),
+        "{e}"
+    );
     // The HTTP port over HTTPS; plaintext HTTP gets nothing.
     let web = https_client(&pki, None);
-    let r = web.get(format!("{}/metrics", server.http)).send().await.unwrap();
+    let r = web
+        .get(format!("{}/metrics", server.http))
+        .send()
+        .await
+        .unwrap();
     assert_eq!(r.status(), 200);
-    assert!(r.text().await.unwrap().contains("bursar_rpc_requests_total"));
+    assert!(
+        r.text()
+            .await
+            .unwrap()
+            .contains("bursar_rpc_requests_total")
+    );
     assert_eq!(
         web.get(format!("{}/report?month=2026-01", server.http))
             .send()
@@ -183,20 +200,39 @@ async fn mutual_tls_serves_only_clients_with_a_certificate_the_ca_signed() {
     let server = TlsServer::start(&db, &pki, true).await;
     let good = (pki.client_cert.as_path(), pki.client_key.as_path());
     let rogue = (pki.rogue_cert.as_path(), pki.rogue_key.as_path());
-    health(&server.grpc, Some(&pki.ca), Some(good)).await.unwrap();
-    assert!(health(&server.grpc, Some(&pki.ca), None).await.is_err(), "no client certificate");
+    health(&server.grpc, Some(&pki.ca), Some(good))
+        .await
+        .unwrap();
     assert!(
-        health(&server.grpc, Some(&pki.ca), Some(rogue)).await.is_err(),
+        health(&server.grpc, Some(&pki.ca), None).await.is_err(),
+        "no client certificate"
+    );
+    assert!(
+        health(&server.grpc, Some(&pki.ca), Some(rogue))
+            .await
+            .is_err(),
         "a certificate from another CA"
     );
     // The HTTP port too.
     let url = format!("{}/metrics", server.http);
     assert!(https_client(&pki, None).get(&url).send().await.is_err());
-    assert!(https_client(&pki, Some(rogue)).get(&url).send().await.is_err());
-    let r = https_client(&pki, Some(good)).get(&url).send().await.unwrap();
+    assert!(
+        https_client(&pki, Some(rogue))
+            .get(&url)
+            .send()
+            .await
+            .is_err()
+    );
+    let r = https_client(&pki, Some(good))
+        .get(&url)
+        .send()
+        .await
+        .unwrap();
     assert_eq!(r.status(), 200);
     // And the service still serves the good client after the refusals.
-    health(&server.grpc, Some(&pki.ca), Some(good)).await.unwrap();
+    health(&server.grpc, Some(&pki.ca), Some(good))
+        .await
+        .unwrap();
     server.stop().await;
 }
 
@@ -263,7 +299,10 @@ async fn cli_commands_take_token_ca_file_and_a_client_certificate() {
         let o = run(&with(&["--token", FLEET]), &[]);
         assert_eq!(o.status.code(), Some(1));
         let e = stderr(&o);
-        assert!(e.contains("permission denied") && e.contains("placement"), "{e}");
+        assert!(
+            e.contains("permission denied") && e.contains("placement"),
+            "{e}"
+        );
         assert!(!e.contains(FLEET), "{e}");
         // Plaintext to the TLS port: exit 1; TLS flags with http://: exit 2.
         let plain = s.replace("https://", "http://");
@@ -275,12 +314,24 @@ async fn cli_commands_take_token_ca_file_and_a_client_certificate() {
         if mutual {
             // No client certificate: the server refuses, exit 1.
             let o = bursar(
-                &["sources", "--server", s, "--ca-file", ca, "--token", PLACEMENT],
+                &[
+                    "sources",
+                    "--server",
+                    s,
+                    "--ca-file",
+                    ca,
+                    "--token",
+                    PLACEMENT,
+                ],
                 &[],
             );
             assert_eq!(o.status.code(), Some(1), "{}", stderr(&o));
             let o = run(&with(&["--token", PLACEMENT, "--cert-file", ca]), &[]);
-            assert_ne!(o.status.code(), Some(0), "--cert-file given twice is refused");
+            assert_ne!(
+                o.status.code(),
+                Some(0),
+                "--cert-file given twice is refused"
+            );
         }
         server.stop().await;
     }
@@ -338,13 +389,18 @@ async fn the_agent_pushes_over_mutual_tls_with_a_fleet_token() {
     };
     let dbg = format!("{:?}", flags(FLEET));
     assert!(!dbg.contains(FLEET), "Debug hides the token: {dbg}");
-    let summary = bursar::cli::agent::run_with(&flags(FLEET), Box::new(OneGpu), std::future::pending())
-        .await
-        .unwrap();
-    assert_eq!((summary.read, summary.accepted, summary.rejected), (1, 1, 0));
-    let e = bursar::cli::agent::run_with(&flags(PLACEMENT), Box::new(OneGpu), std::future::pending())
-        .await
-        .unwrap_err();
+    let summary =
+        bursar::cli::agent::run_with(&flags(FLEET), Box::new(OneGpu), std::future::pending())
+            .await
+            .unwrap();
+    assert_eq!(
+        (summary.read, summary.accepted, summary.rejected),
+        (1, 1, 0)
+    );
+    let e =
+        bursar::cli::agent::run_with(&flags(PLACEMENT), Box::new(OneGpu), std::future::pending())
+            .await
+            .unwrap_err();
     assert_eq!(e.exit_code(), 1, "{e}");
     assert!(!e.to_string().contains(PLACEMENT), "{e}");
     server.stop().await;

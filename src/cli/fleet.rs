@@ -59,7 +59,9 @@ pub enum FleetCommand {
     },
 }
 
-async fn client(c: &ClientArgs) -> Result<FleetServiceClient<super::transport::ClientChannel>, CliError> {
+async fn client(
+    c: &ClientArgs,
+) -> Result<FleetServiceClient<super::transport::ClientChannel>, CliError> {
     Ok(FleetServiceClient::new(channel(&c).await?))
 }
 

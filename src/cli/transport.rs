@@ -60,11 +60,16 @@ impl TransportArgs {
     /// The `authorization` value of `--token`; a usage error (which does not show the
     /// token) when it cannot be a header.
     pub fn bearer(&self) -> Result<BearerToken, String> {
-        let Some(t) = self.token.as_deref().map(str::trim).filter(|t| !t.is_empty()) else {
+        let Some(t) = self
+            .token
+            .as_deref()
+            .map(str::trim)
+            .filter(|t| !t.is_empty())
+        else {
             return Ok(BearerToken(None));
         };
-        let mut v: AsciiMetadataValue = MetadataValue::try_from(format!("Bearer {t}"))
-            .map_err(|_| {
+        let mut v: AsciiMetadataValue =
+            MetadataValue::try_from(format!("Bearer {t}")).map_err(|_| {
                 "--token: not usable in a header (printable ASCII without line breaks)".to_string()
             })?;
         v.set_sensitive(true);

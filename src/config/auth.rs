@@ -166,7 +166,10 @@ mod tests {
             .apply_env(|k| (k == TOKENS_ENV).then(|| "my-secret-token".into()))
             .unwrap_err()
             .to_string();
-        assert!(e.contains(TOKENS_ENV) && !e.contains("my-secret-token"), "{e}");
+        assert!(
+            e.contains(TOKENS_ENV) && !e.contains("my-secret-token"),
+            "{e}"
+        );
         let e = Config::default()
             .apply_env(|k| (k == REQUIRED_ENV).then(|| "maybe".into()))
             .unwrap_err()

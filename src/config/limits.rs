@@ -94,9 +94,18 @@ mod tests {
             .unwrap();
         assert_eq!(c.limits.max_concurrent_rpcs, 3);
         for (toml, key) in [
-            ("[limits]\nmax_message_bytes = 10\n", "limits.max_message_bytes"),
-            ("[limits]\ndefault_deadline = \"0s\"\n", "limits.default_deadline"),
-            ("[limits]\nmax_concurrent_rpcs = 0\n", "limits.max_concurrent_rpcs"),
+            (
+                "[limits]\nmax_message_bytes = 10\n",
+                "limits.max_message_bytes",
+            ),
+            (
+                "[limits]\ndefault_deadline = \"0s\"\n",
+                "limits.default_deadline",
+            ),
+            (
+                "[limits]\nmax_concurrent_rpcs = 0\n",
+                "limits.max_concurrent_rpcs",
+            ),
         ] {
             let e = Config::from_toml(toml).unwrap().validate().unwrap_err();
             assert!(e.to_string().contains(key), "{e}");

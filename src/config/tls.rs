@@ -70,7 +70,12 @@ mod tests {
         let e = c.validate().unwrap_err().to_string();
         assert!(e.contains("tls.key_file"), "{e}");
         let c = Config::from_toml("[tls]\nclient_ca_file = \"/ca.pem\"\n").unwrap();
-        assert!(c.validate().unwrap_err().to_string().contains("tls.client_ca_file"));
+        assert!(
+            c.validate()
+                .unwrap_err()
+                .to_string()
+                .contains("tls.client_ca_file")
+        );
         let mut c = Config::default();
         c.apply_env(|k| match k {
             "BURSAR_TLS_CERT_FILE" => Some("/c.pem".into()),
@@ -80,6 +85,9 @@ mod tests {
         .unwrap();
         c.validate().unwrap();
         assert!(c.tls.enabled());
-        assert_eq!(c.tls.key_file.as_deref(), Some(std::path::Path::new("/k.pem")));
+        assert_eq!(
+            c.tls.key_file.as_deref(),
+            Some(std::path::Path::new("/k.pem"))
+        );
     }
 }

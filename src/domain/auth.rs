@@ -79,7 +79,12 @@ impl Roles {
 impl fmt::Debug for Roles {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_list()
-            .entries(Role::ALL.iter().filter(|r| self.has(**r)).map(|r| r.as_str()))
+            .entries(
+                Role::ALL
+                    .iter()
+                    .filter(|r| self.has(**r))
+                    .map(|r| r.as_str()),
+            )
             .finish()
     }
 }
@@ -373,7 +378,12 @@ mod tests {
             sha256: sha256_hex("test").to_uppercase(),
             ..spec("x", "", &["fleet"])
         };
-        assert!(TokenTable::new(&[upper]).unwrap().authenticate(b"test").is_some());
+        assert!(
+            TokenTable::new(&[upper])
+                .unwrap()
+                .authenticate(b"test")
+                .is_some()
+        );
     }
 
     #[test]
@@ -421,7 +431,11 @@ mod tests {
                 reason: OpenReason::LoopbackWithoutTokens
             })
         );
-        assert!(enforcement(true, false, false).unwrap_err().contains("auth.required"));
+        assert!(
+            enforcement(true, false, false)
+                .unwrap_err()
+                .contains("auth.required")
+        );
         for (t, l) in [(true, true), (false, false), (true, false), (false, true)] {
             assert_eq!(
                 enforcement(false, t, l),

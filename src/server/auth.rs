@@ -238,12 +238,25 @@ mod tests {
         let h = AuthHandle::new(&cfg(&[("a", "ta", &["placement"])]), false).unwrap();
         let place = Access::Role(Role::Placement);
         let admin = Access::Role(Role::Admin);
-        assert_eq!(&*h.authorize(place, Some(b"Bearer ta")).unwrap().unwrap().name, "a");
+        assert_eq!(
+            &*h.authorize(place, Some(b"Bearer ta"))
+                .unwrap()
+                .unwrap()
+                .name,
+            "a"
+        );
         assert_eq!(h.authorize(place, None), Err(Denied::Missing));
         assert_eq!(h.authorize(place, Some(b"Bearer tb")), Err(Denied::Unknown));
-        assert!(matches!(h.authorize(admin, Some(b"Bearer ta")), Err(Denied::Role { .. })));
+        assert!(matches!(
+            h.authorize(admin, Some(b"Bearer ta")),
+            Err(Denied::Role { .. })
+        ));
         assert_eq!(h.authorize(Access::Open, None), Ok(None));
-        assert!(h.authorize(Access::AnyToken, Some(b"Bearer ta")).unwrap().is_some());
+        assert!(
+            h.authorize(Access::AnyToken, Some(b"Bearer ta"))
+                .unwrap()
+                .is_some()
+        );
         assert_eq!(h.authorize(Access::AnyToken, None), Err(Denied::Missing));
 
         // Rotation: the new token works, the old one no longer does.
@@ -257,7 +270,12 @@ mod tests {
         assert!(h.authorize(admin, Some(b"Bearer tb")).unwrap().is_some());
         // No tokens beyond loopback: refused, and the old gate stays.
         bad.tokens.clear();
-        assert!(h.reload(&bad).unwrap_err().to_string().contains("auth.tokens"));
+        assert!(
+            h.reload(&bad)
+                .unwrap_err()
+                .to_string()
+                .contains("auth.tokens")
+        );
         assert!(h.authorize(admin, Some(b"Bearer tb")).unwrap().is_some());
 
         assert!(AuthHandle::new(&cfg(&[]), false).is_err());
@@ -280,7 +298,10 @@ mod tests {
         let s = Denied::Missing.status(p);
         assert_eq!(s.code(), tonic::Code::Unauthenticated);
         assert!(s.message().contains("bursar.v1.BudgetService/CreateBudget"));
-        assert_eq!(Denied::Unknown.status(p).code(), tonic::Code::Unauthenticated);
+        assert_eq!(
+            Denied::Unknown.status(p).code(),
+            tonic::Code::Unauthenticated
+        );
         let s = Denied::Role {
             name: "airflow".into(),
             needs: Role::Admin,

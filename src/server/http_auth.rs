@@ -17,10 +17,12 @@ use crate::domain::auth::Role;
 
 /// `app` with every request checked.
 pub fn guard(app: Router, handle: Arc<AuthHandle>) -> Router {
-    app.layer(axum::middleware::from_fn(move |req: Request, next: Next| {
-        let handle = handle.clone();
-        async move { check(&handle, req, next).await }
-    }))
+    app.layer(axum::middleware::from_fn(
+        move |req: Request, next: Next| {
+            let handle = handle.clone();
+            async move { check(&handle, req, next).await }
+        },
+    ))
 }
 
 async fn check(handle: &AuthHandle, req: Request, next: Next) -> Response {

@@ -65,7 +65,8 @@ where
 {
     type Response = S::Response;
     type Error = S::Error;
-    type Future = Either<Either<LimitedFuture<S::Future>, S::Future>, Refused<S::Response, S::Error>>;
+    type Future =
+        Either<Either<LimitedFuture<S::Future>, S::Future>, Refused<S::Response, S::Error>>;
 
     fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
         self.inner.poll_ready(cx)

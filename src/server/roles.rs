@@ -9,11 +9,27 @@ use crate::domain::auth::Role;
 /// (service, method, role).
 pub const METHOD_ROLES: &[(&str, &str, Role)] = &[
     ("bursar.v1.PricingService", "ListPrices", Role::Placement),
-    ("bursar.v1.PricingService", "GetSourceStatus", Role::Placement),
-    ("bursar.v1.PlacementService", "SelectProvider", Role::Placement),
-    ("bursar.v1.PlacementService", "ListUnavailable", Role::Placement),
+    (
+        "bursar.v1.PricingService",
+        "GetSourceStatus",
+        Role::Placement,
+    ),
+    (
+        "bursar.v1.PlacementService",
+        "SelectProvider",
+        Role::Placement,
+    ),
+    (
+        "bursar.v1.PlacementService",
+        "ListUnavailable",
+        Role::Placement,
+    ),
     ("bursar.v1.PlacementService", "MarkUnavailable", Role::Admin),
-    ("bursar.v1.PlacementService", "ClearUnavailable", Role::Admin),
+    (
+        "bursar.v1.PlacementService",
+        "ClearUnavailable",
+        Role::Admin,
+    ),
     ("bursar.v1.SpendService", "GetSpend", Role::Finance),
     ("bursar.v1.SpendService", "ListIngestRuns", Role::Finance),
     ("bursar.v1.SpendService", "ListQuarantine", Role::Finance),
@@ -26,7 +42,11 @@ pub const METHOD_ROLES: &[(&str, &str, Role)] = &[
     ("bursar.v1.FleetService", "ListActions", Role::Finance),
     ("bursar.v1.FleetService", "GetSavings", Role::Finance),
     ("bursar.v1.FleetService", "Keep", Role::Admin),
-    ("bursar.v1.FleetService", "ReportGpuUtilization", Role::Fleet),
+    (
+        "bursar.v1.FleetService",
+        "ReportGpuUtilization",
+        Role::Fleet,
+    ),
 ];
 
 /// Services anyone may call: health checks (probes, load balancers) and reflection (it

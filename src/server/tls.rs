@@ -62,9 +62,8 @@ pub fn load(cfg: &TlsConfig) -> Result<Option<ServerTls>, String> {
             key_path.display()
         )
     })?;
-    let mut grpc = tonic::transport::ServerTlsConfig::new().identity(
-        tonic::transport::Identity::from_pem(&cert_pem, &key_pem),
-    );
+    let mut grpc = tonic::transport::ServerTlsConfig::new()
+        .identity(tonic::transport::Identity::from_pem(&cert_pem, &key_pem));
     let builder = rustls::ServerConfig::builder_with_provider(provider.clone())
         .with_safe_default_protocol_versions()
         .map_err(|e| format!("tls: {e}"))?;
@@ -119,9 +118,14 @@ mod tests {
             client_ca_file: None,
         };
         assert!(load(&TlsConfig::default()).unwrap().is_none());
-        let e = load(&cfg(&dir.path().join("none.pem"), &junk)).err().unwrap();
+        let e = load(&cfg(&dir.path().join("none.pem"), &junk))
+            .err()
+            .unwrap();
         assert!(e.starts_with("tls.cert_file: cannot read"), "{e}");
         let e = load(&cfg(&junk, &junk)).err().unwrap();
-        assert!(e.starts_with("tls.cert_file:") && e.contains("no CERTIFICATE"), "{e}");
+        assert!(
+            e.starts_with("tls.cert_file:") && e.contains("no CERTIFICATE"),
+            "{e}"
+        );
     }
 }
