@@ -575,3 +575,79 @@ async fn sighup_rotates_tokens_in_a_running_serve_and_tokens_never_reach_the_log
         }
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_keep_made_with_a_token_records_the_token_as_its_requester_on_both_backends() {
+    use bursar::domain::Provider;
+    use bursar::domain::fleet::{FleetInstance, InstanceState};
+    for db in common::both_backends().await {
+        let store = bursar::store::Store::open(&db.url).await.unwrap();
+        let machine = |id: &str| FleetInstance {
+            provider: Provider::Aws,
+            id: id.into(),
+            name: id.into(),
+            scope: "us-east-1".into(),
+            resource: id.into(),
+            region: "us-east-1".into(),
+            zone: "us-east-1a".into(),
+            instance_type: "p4d.24xlarge".into(),
+            gpu_model: None,
+            gpu_count: 8,
+            labels: Default::default(),
+            launched_at: None,
+            state: InstanceState::Running,
+            private_hostname: format!("{id}.internal"),
+            cloud_protection: None,
+            managed_by: None,
+        };
+        store
+            .write_fleet_inventory(
+                Provider::Aws,
+                &[
+                    (machine("i-0aaa"), None, "USD".into()),
+                    (machine("i-0bbb"), None, "USD".into()),
+                ],
+                chrono::Utc::now(),
+            )
+            .await
+            .unwrap();
+        let server = TestServer::start(auth_config(&db)).await;
+        let ch = server.channel().await;
+        for (instance, token, by) in [
+            ("i-0aaa", "tok-admin-5e11", ""),
+            ("i-0bbb", "tok-admin-finance-aa01", "alice"),
+        ] {
+            proto::fleet_service_client::FleetServiceClient::with_interceptor(
+                ch.clone(),
+                with_auth(bearer(token)),
+            )
+            .keep(proto::KeepRequest {
+                instance: instance.into(),
+                r#for: "1h".into(),
+                reason: "training resumes".into(),
+                requested_by: by.into(),
+            })
+            .await
+            .unwrap_or_else(|e| panic!("{}: {e:?}", db.backend));
+        }
+        let mut keeps: Vec<(String, String)> = store
+            .fleet_keeps(chrono::Utc::now())
+            .await
+            .unwrap()
+            .into_iter()
+            .map(|k| (k.instance_id, k.requested_by))
+            .collect();
+        keeps.sort();
+        assert_eq!(
+            keeps,
+            [
+                ("i-0aaa".to_string(), "ops".to_string()),
+                ("i-0bbb".to_string(), "alice (token ops-reader)".to_string()),
+            ],
+            "{}",
+            db.backend
+        );
+        server.stop().await.unwrap();
+        store.close().await;
+    }
+}

@@ -241,7 +241,7 @@ pub fn budget_from_args(a: &BudgetArgs) -> Result<proto::Budget, CliError> {
 async fn client(
     c: &ClientArgs,
 ) -> Result<BudgetServiceClient<super::transport::ClientChannel>, CliError> {
-    Ok(BudgetServiceClient::new(channel(&c).await?))
+    Ok(BudgetServiceClient::new(channel(c).await?))
 }
 
 pub async fn run(cmd: BudgetsCommand) -> Result<(), CliError> {

@@ -62,7 +62,7 @@ pub enum FleetCommand {
 async fn client(
     c: &ClientArgs,
 ) -> Result<FleetServiceClient<super::transport::ClientChannel>, CliError> {
-    Ok(FleetServiceClient::new(channel(&c).await?))
+    Ok(FleetServiceClient::new(channel(c).await?))
 }
 
 fn ts(t: &Option<prost_types::Timestamp>) -> String {

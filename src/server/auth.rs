@@ -42,6 +42,8 @@ pub enum Denied {
 impl Denied {
     /// The message sent to the client (never the token).
     pub fn message(&self, what: &str) -> String {
+        // `what` is the request's path: a client's text, kept short.
+        let what = crate::domain::quote::clip(what);
         match self {
             Denied::Missing => format!(
                 "{what} needs a bearer token (authorization: Bearer <token>; bursar --token or BURSAR_TOKEN)"

@@ -1,6 +1,8 @@
 //! gRPC glue: `run` wires the store, the in-memory catalog, the polling loops, the tonic
 //! server (bursar services + grpc.health.v1 + reflection, measured by `rpc_metrics`) and the
 //! HTTP port (`http`: `/metrics`, and `report`'s `/report`) and shuts them down in order.
+//! Every call passes `auth` (tokens and roles from `roles`) and `limits`; with `[tls]` both
+//! ports speak TLS (`tls`, `http_tls`); SIGHUP reloads the tokens (`reload`).
 //! API boundary: handlers only validate (`convert`), call the domain or store, and map
 //! errors (`errors`); proto types do not leave this module.
 pub mod auth;
