@@ -63,7 +63,7 @@ impl TlsServer {
         // Ready when a client with the CA (and the client certificate) is served.
         let deadline = tokio::time::Instant::now() + common::START_DEADLINE;
         loop {
-            let id = mutual.then(|| (pki.client_cert.as_path(), pki.client_key.as_path()));
+            let id = mutual.then_some((pki.client_cert.as_path(), pki.client_key.as_path()));
             if health(&s.grpc, Some(&pki.ca), id).await.is_ok() {
                 break;
             }
