@@ -240,8 +240,8 @@ pub fn budget_from_args(a: &BudgetArgs) -> Result<proto::Budget, CliError> {
 
 async fn client(
     c: &ClientArgs,
-) -> Result<BudgetServiceClient<tonic::transport::Channel>, CliError> {
-    Ok(BudgetServiceClient::new(channel(&c.server).await?))
+) -> Result<BudgetServiceClient<super::transport::ClientChannel>, CliError> {
+    Ok(BudgetServiceClient::new(channel(c).await?))
 }
 
 pub async fn run(cmd: BudgetsCommand) -> Result<(), CliError> {

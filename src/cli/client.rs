@@ -1,13 +1,13 @@
 //! What every client command shares (the commands that talk to a running server instead
-//! of opening the database): `ClientArgs` (`--server`, `--json`), the `channel` to the
-//! server, `status_error` (a gRPC status → `CliError`: INVALID_ARGUMENT exits 2 like bad
-//! flags, anything else 1), `print_json` for `--json`, and the proto enums as flags and
+//! of opening the database): `ClientArgs` (`--server`, `--json`, and `transport`'s
+//! `--token`, `--ca-file`, `--cert-file`, `--key-file`), the `channel` to the server,
+//! `status_error` (a gRPC status → `CliError`: INVALID_ARGUMENT exits 2 like bad flags,
+//! anything else 1, with a hint for UNAUTHENTICATED and PERMISSION_DENIED), `print_json` for `--json`, and the proto enums as flags and
 //! text (`provider_flag`, `provider_name`, `market_name`).
-use std::time::Duration;
-
 use clap::Args;
 
 use super::CliError;
+use super::transport::{ClientChannel, TransportArgs};
 use crate::config::DEFAULT_SERVER;
 use crate::domain::Provider;
 use crate::domain::quote::quote;
@@ -21,6 +21,8 @@ pub struct ClientArgs {
     /// Print JSON instead of a table.
     #[arg(long)]
     pub json: bool,
+    #[command(flatten)]
+    pub transport: TransportArgs,
 }
 
 /// The URI of `--server`: `http://` is assumed when no scheme is given, so
@@ -34,16 +36,33 @@ pub(crate) fn server_uri(server: &str) -> String {
     }
 }
 
-/// The channel every client command talks to the server through.
-pub(crate) async fn channel(server: &str) -> Result<tonic::transport::Channel, CliError> {
-    let endpoint = tonic::transport::Endpoint::from_shared(server_uri(server))
-        .map_err(|e| CliError::Usage(format!("--server {}: {e}", quote(server))))?
-        .connect_timeout(Duration::from_secs(5))
-        .timeout(Duration::from_secs(30));
-    endpoint
-        .connect()
-        .await
-        .map_err(|e| CliError::Failed(format!("cannot reach bursar at {server}: {e}")))
+/// The channel every client command talks to the server through: TLS for `https://`,
+/// the bearer token on every call.
+pub(crate) async fn channel(c: &ClientArgs) -> Result<ClientChannel, CliError> {
+    let server = &c.server;
+    let bearer = c.transport.bearer().map_err(CliError::Usage)?;
+    let endpoint = c
+        .transport
+        .endpoint(&server_uri(server), server)
+        .map_err(CliError::Usage)?;
+    let ch = endpoint.connect().await.map_err(|e| {
+        let mut detail = e.to_string();
+        // tonic's top-level message is "transport error"; the cause says what went wrong
+        // (refused, a certificate the CA did not sign, …).
+        let mut src = std::error::Error::source(&e);
+        while let Some(s) = src {
+            detail = format!("{detail}: {s}");
+            src = s.source();
+        }
+        CliError::Failed(format!(
+            "cannot reach bursar at {}: {}",
+            quote(server),
+            crate::domain::quote::clip(&detail)
+        ))
+    })?;
+    Ok(tonic::service::interceptor::InterceptedService::new(
+        ch, bearer,
+    ))
 }
 
 /// A failed call: INVALID_ARGUMENT is bad usage (exit 2) and shows the server's message
@@ -51,6 +70,14 @@ pub(crate) async fn channel(server: &str) -> Result<tonic::transport::Channel, C
 pub(crate) fn status_error(s: tonic::Status) -> CliError {
     match s.code() {
         tonic::Code::InvalidArgument => CliError::Usage(s.message().to_string()),
+        tonic::Code::Unauthenticated => CliError::Failed(format!(
+            "not authenticated: {} (give a token the server knows with --token or BURSAR_TOKEN)",
+            s.message()
+        )),
+        tonic::Code::PermissionDenied => CliError::Failed(format!(
+            "permission denied: {} (ask for a token with that role)",
+            s.message()
+        )),
         _ => CliError::Failed(format!("{:?}: {}", s.code(), s.message())),
     }
 }

@@ -59,8 +59,10 @@ pub enum FleetCommand {
     },
 }
 
-async fn client(c: &ClientArgs) -> Result<FleetServiceClient<tonic::transport::Channel>, CliError> {
-    Ok(FleetServiceClient::new(channel(&c.server).await?))
+async fn client(
+    c: &ClientArgs,
+) -> Result<FleetServiceClient<super::transport::ClientChannel>, CliError> {
+    Ok(FleetServiceClient::new(channel(c).await?))
 }
 
 fn ts(t: &Option<prost_types::Timestamp>) -> String {

@@ -30,7 +30,7 @@ pub async fn run(a: IngestRunsArgs) -> Result<(), CliError> {
 }
 
 async fn runs(client: ClientArgs, limit: i32) -> Result<(), CliError> {
-    let mut c = SpendServiceClient::new(channel(&client.server).await?);
+    let mut c = SpendServiceClient::new(channel(&client).await?);
     let r = c
         .list_ingest_runs(proto::ListIngestRunsRequest { limit })
         .await
@@ -96,7 +96,7 @@ async fn quarantine(client: ClientArgs, run: &str, limit: i32) -> Result<(), Cli
             "--limit {limit}: must be at least 1"
         )));
     }
-    let mut c = SpendServiceClient::new(channel(&client.server).await?);
+    let mut c = SpendServiceClient::new(channel(&client).await?);
     let mut rows: Vec<proto::QuarantinedRow> = Vec::new();
     let mut page_token = String::new();
     while rows.len() < limit as usize {

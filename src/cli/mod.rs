@@ -25,6 +25,7 @@ pub mod serve;
 pub mod setup;
 pub mod sources;
 pub mod spend;
+pub mod transport;
 pub mod unavailable;
 
 use clap::{Parser, Subcommand};

@@ -57,7 +57,7 @@ pub async fn run(a: PricesArgs) -> Result<(), CliError> {
             crate::domain::Market::Spot => proto::Market::Spot,
         },
     };
-    let mut client = PricingServiceClient::new(channel(&a.client.server).await?);
+    let mut client = PricingServiceClient::new(channel(&a.client).await?);
     let resp = client
         .list_prices(proto::ListPricesRequest {
             provider,

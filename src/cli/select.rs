@@ -222,7 +222,7 @@ pub async fn run(a: SelectArgs) -> Result<(), CliError> {
             Some(_) => proto::Distinct::Region,
         } as i32,
     };
-    let mut client = PlacementServiceClient::new(channel(&a.client.server).await?);
+    let mut client = PlacementServiceClient::new(channel(&a.client).await?);
     let resp = client
         .select_provider(req)
         .await

@@ -17,7 +17,7 @@ pub struct SourcesArgs {
 
 pub async fn run(a: SourcesArgs) -> Result<(), CliError> {
     let c = a.client;
-    let mut client = PricingServiceClient::new(channel(&c.server).await?);
+    let mut client = PricingServiceClient::new(channel(&c).await?);
     let resp = client
         .get_source_status(proto::GetSourceStatusRequest {})
         .await

@@ -66,7 +66,7 @@ pub async fn run(a: SpendArgs) -> Result<(), CliError> {
         seconds: t.timestamp(),
         nanos: 0,
     };
-    let mut c = SpendServiceClient::new(channel(&a.client.server).await?);
+    let mut c = SpendServiceClient::new(channel(&a.client).await?);
     let r = c
         .get_spend(proto::GetSpendRequest {
             start: Some(ts(start)),

@@ -95,7 +95,7 @@ pub async fn run(cmd: UnavailableCommand) -> Result<(), CliError> {
         } => {
             let ttl = humantime::parse_duration(&duration)
                 .map_err(|e| CliError::Usage(format!("--for {}: {e}", quote(&duration))))?;
-            let mut c = PlacementServiceClient::new(channel(&client.server).await?);
+            let mut c = PlacementServiceClient::new(channel(&client).await?);
             let m = c
                 .mark_unavailable(proto::MarkUnavailableRequest {
                     provider: provider_flag(&provider, "--provider")?,
@@ -111,7 +111,7 @@ pub async fn run(cmd: UnavailableCommand) -> Result<(), CliError> {
             Ok(())
         }
         UnavailableCommand::List { client } => {
-            let mut c = PlacementServiceClient::new(channel(&client.server).await?);
+            let mut c = PlacementServiceClient::new(channel(&client).await?);
             let r = c
                 .list_unavailable(proto::ListUnavailableRequest {})
                 .await
@@ -121,7 +121,7 @@ pub async fn run(cmd: UnavailableCommand) -> Result<(), CliError> {
             Ok(())
         }
         UnavailableCommand::Clear { id, client } => {
-            let mut c = PlacementServiceClient::new(channel(&client.server).await?);
+            let mut c = PlacementServiceClient::new(channel(&client).await?);
             c.clear_unavailable(proto::ClearUnavailableRequest { id: id.clone() })
                 .await
                 .map_err(|s| match s.code() {

@@ -7,14 +7,20 @@ use std::time::Duration;
 
 use serde::Deserialize;
 
+pub mod auth;
 pub mod dashboards;
 pub mod fleet;
 pub mod leader;
+pub mod limits;
 pub mod report;
+pub mod tls;
+pub use auth::AuthConfig;
 pub use dashboards::DashboardsConfig;
 pub use fleet::{FleetConfig, IdleGpuConfig};
 pub use leader::LeaderConfig;
+pub use limits::LimitsConfig;
 pub use report::ReportConfig;
+pub use tls::TlsConfig;
 
 use crate::billing::accept::BadRowShare;
 use crate::clouds::{HttpSettings, SOURCES, SourceSettings, source_kind};
@@ -84,6 +90,13 @@ pub struct Config {
     pub report: ReportConfig,
     /// `[leader]`: the lease replicas elect the leader of singleton work with.
     pub leader: LeaderConfig,
+    /// `[auth]`, `[tls]`, `[limits]`: who may call, over what, and how much.
+    pub auth: AuthConfig,
+    pub tls: TlsConfig,
+    pub limits: LimitsConfig,
+    /// The file this config was read from (`serve` re-reads it on SIGHUP).
+    #[serde(skip)]
+    pub source_file: Option<PathBuf>,
 }
 
 /// `[ingest]`.
@@ -162,6 +175,9 @@ impl fmt::Debug for Config {
             .field("fleet", &self.fleet)
             .field("dashboards", &self.dashboards)
             .field("report", &self.report)
+            .field("auth", &self.auth)
+            .field("tls", &self.tls)
+            .field("limits", &self.limits)
             .finish()
     }
 }
@@ -415,6 +431,10 @@ impl Default for Config {
             dashboards: DashboardsConfig::default(),
             report: ReportConfig::default(),
             leader: LeaderConfig::default(),
+            auth: AuthConfig::default(),
+            tls: TlsConfig::default(),
+            limits: LimitsConfig::default(),
+            source_file: None,
         }
     }
 }
@@ -644,10 +664,12 @@ impl Config {
             path: path.to_path_buf(),
             detail: e.to_string(),
         })?;
-        Config::from_toml(&text).map_err(|detail| ConfigError::Parse {
+        let mut cfg = Config::from_toml(&text).map_err(|detail| ConfigError::Parse {
             path: path.to_path_buf(),
             detail: clip(&detail),
-        })
+        })?;
+        cfg.source_file = Some(path.to_path_buf());
+        Ok(cfg)
     }
 
     /// Parses TOML; the error is one line naming the line number and the field.
@@ -714,6 +736,9 @@ impl Config {
         }
         self.report.apply_env(&get)?;
         self.leader.apply_env(&get)?;
+        self.auth.apply_env(&get)?;
+        self.tls.apply_env(&get);
+        self.limits.apply_env(&get)?;
         for (kind, s) in SOURCES.iter().zip(self.sources.all_mut()) {
             let prefix = format!("BURSAR_{}_", kind.config_key().to_ascii_uppercase());
             let var = |suffix: &str| {
@@ -770,6 +795,9 @@ impl Config {
     pub fn validate(&self) -> Result<(), ConfigError> {
         self.dashboards.validate()?;
         self.metrics_addr()?;
+        self.auth.validate()?;
+        self.tls.validate()?;
+        self.limits.validate()?;
         if self.ingest.heartbeat.is_zero() {
             return Err(ConfigError::Field {
                 field: "ingest.heartbeat".into(),

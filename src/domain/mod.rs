@@ -9,7 +9,8 @@
 //! `egress_lines` and `tags` (billing-line rules); `limits` and `quote` (input safety);
 //! `fleet` (GPU machines and utilisation samples), `idle/` (the idle-GPU policy) and
 //! `savings` (the savings ledger's arithmetic); `report` (the monthly report's model: `Month`,
-//! `Health`, `top_movers`).
+//! `Health`, `top_movers`); `auth` (roles, the hashed token table, when tokens are enforced).
+pub mod auth;
 pub mod budget;
 pub mod catalog;
 pub mod egress;

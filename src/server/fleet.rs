@@ -215,6 +215,11 @@ impl proto::fleet_service_server::FleetService for FleetApi {
         &self,
         request: Request<proto::KeepRequest>,
     ) -> Result<Response<proto::KeepResponse>, Status> {
+        // The token's name, when the call was authenticated: recorded as the requester.
+        let caller = request
+            .extensions()
+            .get::<crate::domain::auth::Caller>()
+            .map(|c| c.name.clone());
         let r = request.into_inner();
         let key = limited(r.instance.trim(), limits::INSTANCE, "instance")?;
         if key.is_empty() {
@@ -223,6 +228,15 @@ impl proto::fleet_service_server::FleetService for FleetApi {
         let d = keep_duration(&r.r#for)?;
         let reason = limited(r.reason.trim(), limits::KEEP_REASON, "reason")?;
         let by = limited(r.requested_by.trim(), limits::KEEP_REASON, "requested_by")?;
+        let by_caller;
+        let by = match (&caller, by.is_empty()) {
+            (Some(name), true) => name.as_ref(),
+            (Some(name), false) if by != name.as_ref() => {
+                by_caller = format!("{by} (token {name})");
+                by_caller.as_str()
+            }
+            _ => by,
+        };
         let Some(found) = find_instance(&self.store, key).await? else {
             return Err(Status::not_found(format!(
                 "no machine with id or name {} in the fleet inventory",

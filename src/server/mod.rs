@@ -1,20 +1,29 @@
 //! gRPC glue: `run` wires the store, the in-memory catalog, the polling loops, the tonic
 //! server (bursar services + grpc.health.v1 + reflection, measured by `rpc_metrics`) and the
 //! HTTP port (`http`: `/metrics`, and `report`'s `/report`) and shuts them down in order.
+//! Every call passes `auth` (tokens and roles from `roles`) and `limits`; with `[tls]` both
+//! ports speak TLS (`tls`, `http_tls`); SIGHUP reloads the tokens (`reload`).
 //! API boundary: handlers only validate (`convert`), call the domain or store, and map
 //! errors (`errors`); proto types do not leave this module.
+pub mod auth;
 pub mod budgets;
 pub mod coalesce;
 pub mod convert;
 pub mod errors;
 pub mod fleet;
 pub mod http;
+pub mod http_auth;
+pub mod http_tls;
+pub mod limits;
 pub mod placement;
 pub mod pricing;
+pub mod reload;
 pub mod report;
+pub mod roles;
 pub mod rpc_metrics;
 pub mod singletons;
 pub mod spend;
+pub mod tls;
 pub mod utilization;
 
 use std::future::Future;
@@ -169,6 +178,14 @@ pub async fn run_with_http(
         ),
         (None, None) => None,
     };
+    // Tokens and TLS (`auth`, `tls`): open without tokens only when every port is loopback.
+    let loopback_only = listener.local_addr().is_ok_and(|a| a.ip().is_loopback())
+        && http
+            .as_ref()
+            .is_none_or(|l| l.local_addr().is_ok_and(|a| a.ip().is_loopback()));
+    let auth = auth::AuthHandle::new(&config.auth, loopback_only)
+        .map_err(|e| RunError::Config(e.to_string()))?;
+    let tls = tls::load(&config.tls).map_err(RunError::Config)?;
     // Price sources' ages start from what the store knows (earlier runs, other replicas).
     if let Ok(statuses) = store.source_statuses().await {
         for s in statuses {
@@ -316,7 +333,18 @@ pub async fn run_with_http(
             store.clone(),
             tasks::report_page::ReportSettings::from_config(&config),
         ));
-        loops.push(tokio::spawn(http::serve(l, app, stop_rx.clone())));
+        let app = http_auth::guard(app, auth.clone());
+        loops.push(match &tls {
+            Some(t) => tokio::spawn(http_tls::serve(l, app, t.http.clone(), stop_rx.clone())),
+            None => tokio::spawn(http::serve(l, app, stop_rx.clone())),
+        });
+    }
+    if let Some(path) = config.source_file.clone() {
+        loops.push(tokio::spawn(reload::on_sighup(
+            path,
+            auth.clone(),
+            stop_rx.clone(),
+        )));
     }
 
     let (health_reporter, health_service) = tonic_health::server::health_reporter();
@@ -393,33 +421,55 @@ pub async fn run_with_http(
             .set_not_serving::<proto::fleet_service_server::FleetServiceServer<fleet::FleetApi>>()
             .await;
     };
-    let served = tonic::transport::Server::builder()
+    let mut builder = tonic::transport::Server::builder();
+    if let Some(t) = &tls {
+        builder = builder
+            .tls_config(t.grpc.clone())
+            .map_err(|e| RunError::Config(format!("tls: {e}")))?;
+        tracing::info!(mutual = t.mutual, "gRPC and HTTP over TLS");
+    }
+    let max = config.limits.max_message_bytes;
+    let served = builder
         .layer(rpc_metrics::RpcMetricsLayer::new(rpc))
+        .layer(auth::AuthLayer::new(auth.clone()))
+        .layer(limits::LimitsLayer::new(&config.limits))
         .add_service(health_service)
         .add_service(reflection_v1)
         .add_service(reflection_v1alpha)
-        .add_service(proto::pricing_service_server::PricingServiceServer::new(
-            pricing,
-        ))
-        .add_service(proto::placement_service_server::PlacementServiceServer::new(placement_api))
-        .add_service(proto::spend_service_server::SpendServiceServer::new(
-            spend::SpendApi {
+        .add_service(
+            proto::pricing_service_server::PricingServiceServer::new(pricing)
+                .max_decoding_message_size(max)
+                .max_encoding_message_size(max),
+        )
+        .add_service(
+            proto::placement_service_server::PlacementServiceServer::new(placement_api)
+                .max_decoding_message_size(max)
+                .max_encoding_message_size(max),
+        )
+        .add_service(
+            proto::spend_service_server::SpendServiceServer::new(spend::SpendApi {
                 store: store.clone(),
-            },
-        ))
-        .add_service(proto::budget_service_server::BudgetServiceServer::new(
-            budgets::BudgetApi {
+            })
+            .max_decoding_message_size(max)
+            .max_encoding_message_size(max),
+        )
+        .add_service(
+            proto::budget_service_server::BudgetServiceServer::new(budgets::BudgetApi {
                 store: store.clone(),
                 engine: engine.clone(),
-            },
-        ))
-        .add_service(proto::fleet_service_server::FleetServiceServer::new(
-            fleet::FleetApi {
+            })
+            .max_decoding_message_size(max)
+            .max_encoding_message_size(max),
+        )
+        .add_service(
+            proto::fleet_service_server::FleetServiceServer::new(fleet::FleetApi {
                 store: store.clone(),
                 engine: fleet_engine.clone(),
                 samples: utilization::SampleWriter::spawn(store.clone()),
-            },
-        ))
+            })
+            .max_decoding_message_size(max)
+            .max_encoding_message_size(max),
+        )
         .serve_with_incoming_shutdown(
             TcpListenerStream::new(listener).map(|s| {
                 s.map(|s| {

@@ -5,6 +5,7 @@
 #![allow(dead_code)]
 
 pub mod fault_proxy;
+pub mod pki;
 pub mod prometheus;
 
 use std::net::SocketAddr;

@@ -53,6 +53,9 @@ pub struct AgentArgs {
     /// Samples held while the server cannot be reached; the oldest are dropped beyond it.
     #[arg(long, default_value_t = 40_000)]
     pub buffer: usize,
+    /// `--token` (a `fleet` token), `--ca-file`, `--cert-file`, `--key-file`.
+    #[command(flatten)]
+    pub transport: super::transport::TransportArgs,
 }
 
 /// What a run did (for tests and `--once`).
@@ -117,7 +120,7 @@ fn settings(a: &AgentArgs) -> Result<Settings, CliError> {
         url::Url::parse(u)
             .map_err(|e| CliError::Usage(format!("--metadata-url {}: {e}", quote(u))))?;
     }
-    push::lazy_channel(&a.server).map_err(CliError::Usage)?;
+    push::lazy_channel(&a.server, &a.transport).map_err(CliError::Usage)?;
     Ok(Settings {
         interval,
         instance_id,
@@ -156,7 +159,7 @@ pub async fn run_with(
         }
     };
     tracing::info!(instance = %instance_id, cloud = cloud.map(Cloud::as_str), "agent started");
-    let channel = push::lazy_channel(&a.server).map_err(CliError::Usage)?;
+    let channel = push::lazy_channel(&a.server, &a.transport).map_err(CliError::Usage)?;
     let mut agent = Agent {
         args: a,
         client: FleetServiceClient::new(channel),
@@ -184,7 +187,7 @@ pub async fn run_with(
 
 struct Agent<'a> {
     args: &'a AgentArgs,
-    client: FleetServiceClient<tonic::transport::Channel>,
+    client: FleetServiceClient<super::transport::ClientChannel>,
     buffer: Buffer,
     summary: Summary,
 }

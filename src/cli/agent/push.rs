@@ -7,10 +7,11 @@ use std::collections::VecDeque;
 use std::time::Duration;
 
 use tonic::Code;
-use tonic::transport::Channel;
+use tonic::service::interceptor::InterceptedService;
+
+use crate::cli::transport::{ClientChannel, TransportArgs};
 
 use crate::domain::limits;
-use crate::domain::quote::quote;
 use crate::proto;
 use crate::proto::fleet_service_client::FleetServiceClient;
 use crate::server::utilization::response_in_status;
@@ -85,21 +86,20 @@ pub struct Delivered {
 #[error("{0}")]
 pub struct NotDelivered(pub String);
 
-/// A channel to `server` that connects on first use and again after a failure.
-pub fn lazy_channel(server: &str) -> Result<Channel, String> {
+/// A channel to `server` that connects on first use and again after a failure, with TLS
+/// for `https://` and the bearer token of `transport`.
+pub fn lazy_channel(server: &str, transport: &TransportArgs) -> Result<ClientChannel, String> {
     let uri = crate::cli::client::server_uri(server);
-    Ok(tonic::transport::Endpoint::from_shared(uri)
-        .map_err(|e| format!("--server {}: {e}", quote(server)))?
-        .connect_timeout(Duration::from_secs(5))
-        .timeout(Duration::from_secs(30))
-        .connect_lazy())
+    let bearer = transport.bearer()?;
+    let channel = transport.endpoint(&uri, server)?.connect_lazy();
+    Ok(InterceptedService::new(channel, bearer))
 }
 
 /// Sends the oldest batch of `buffer`. Delivered (in whole or in part: a partly rejected
 /// batch is consumed too) or not (the server could not be reached or failed; the batch
 /// stays). `Ok(None)` when the buffer is empty.
 pub async fn send_batch(
-    client: &mut FleetServiceClient<Channel>,
+    client: &mut FleetServiceClient<ClientChannel>,
     buffer: &mut Buffer,
 ) -> Result<Option<Delivered>, NotDelivered> {
     if buffer.is_empty() {

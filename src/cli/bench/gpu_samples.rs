@@ -104,7 +104,7 @@ async fn grpc(
     concurrency: usize,
 ) -> Result<super::load::LoadStats, String> {
     let (addr, stop, server) = start_server(url.to_string()).await?;
-    let channel = crate::cli::agent::push::lazy_channel(&addr.to_string())?;
+    let channel = crate::cli::agent::push::lazy_channel(&addr.to_string(), &Default::default())?;
     let client = proto::fleet_service_client::FleetServiceClient::new(channel)
         .max_decoding_message_size(16 << 20)
         .max_encoding_message_size(16 << 20);
