@@ -19,10 +19,11 @@ pub const TRUNCATED_ROW: &str =
 const READ_BUFFER: usize = 256 * 1024;
 /// JSON lines read ahead to collect the header (keys may be missing from some lines).
 const JSONL_HEADER_LINES: usize = 1000;
-/// The longest row a text export may have (a CSV record, quoted line breaks included, or a
-/// JSON line). Real rows are a few KB; a longer one is a file that is not an export (a
-/// sparse or binary file, a quote never closed), and reading it whole would hold it all in
-/// memory. The parse stops with an error naming the line and byte offset.
+/// The longest row a text export may have (a CSV record, its quoted line breaks and the
+/// blank lines before it included, or a JSON line). Real rows are a few KB; a longer one is
+/// a file that is not an export (a sparse or binary file, a quote never closed), and
+/// reading it whole would hold it all in memory. The parse stops with an error naming the
+/// line and byte offset.
 pub const MAX_ROW_BYTES: usize = 16 << 20;
 
 /// Parses a billing export file. `hint: None` detects the format from the columns. Lines
