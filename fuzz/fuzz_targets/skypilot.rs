@@ -37,7 +37,11 @@ fuzz_target!(|data: &[u8]| {
         let mut keys = std::collections::HashSet::new();
         for o in &offers {
             assert!(o.price_per_hour > rust_decimal::Decimal::ZERO, "{o:?}");
-            assert!(keys.insert(o.key.clone()), "two offers with key {:?}", o.key);
+            assert!(
+                keys.insert(o.key.clone()),
+                "two offers with key {:?}",
+                o.key
+            );
         }
     }
 });

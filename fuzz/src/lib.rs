@@ -9,7 +9,11 @@ pub fn billing(format: BillingFormat, data: &[u8]) {
     let Some((&sel, body)) = data.split_first() else {
         return;
     };
-    let name = if sel & 1 == 0 { "export.csv" } else { "export.jsonl" };
+    let name = if sel & 1 == 0 {
+        "export.csv"
+    } else {
+        "export.jsonl"
+    };
     let hint = (sel & 2 == 0).then_some(format);
     let mut handed = 0u64;
     let mut sink = |batch: Vec<bursar::billing::CostLine>| -> Result<(), String> {
@@ -20,7 +24,10 @@ pub fn billing(format: BillingFormat, data: &[u8]) {
         Ok(())
     };
     if let Ok(summary) = parse_bytes(name, body, hint, &mut sink) {
-        assert_eq!(summary.lines, handed, "summary.lines vs lines handed to the sink");
+        assert_eq!(
+            summary.lines, handed,
+            "summary.lines vs lines handed to the sink"
+        );
         for q in &summary.quarantined {
             assert!(q.line >= 1, "a quarantined row numbered 0: {q:?}");
             assert!(!q.reason.is_empty(), "a quarantined row without a reason");
