@@ -173,7 +173,7 @@ async fn sql_injection_through_every_string_filter_changes_nothing() {
         let store = Store::open(&db.url).await.unwrap();
         ingest_file(&store, &sample, None, false).await.unwrap();
         let mut spend = SpendServiceClient::new(server.channel().await);
-        let mut pricing = server.pricing().await;
+        let pricing = server.pricing().await;
         let mut placement = PlacementServiceClient::new(server.channel().await);
         let mut budgets = BudgetServiceClient::new(server.channel().await);
 
@@ -236,7 +236,10 @@ async fn sql_injection_through_every_string_filter_changes_nothing() {
         .len();
         assert!(seed_prices > 0, "{b}: the seed catalog is loaded");
         let before = table_counts(&db.url).await;
-        assert!(before["cost_fact"] > 0 && before["price_current"] > 0, "{b}: {before:?}");
+        assert!(
+            before["cost_fact"] > 0 && before["price_current"] > 0,
+            "{b}: {before:?}"
+        );
 
         for v in hostile() {
             let shown: String = v.chars().take(40).collect();
@@ -244,13 +247,55 @@ async fn sql_injection_through_every_string_filter_changes_nothing() {
 
             // GetSpend: every filter matches nothing (no line has such a value) ...
             for (field, req) in [
-                ("provider", proto::GetSpendRequest { provider: v.clone(), ..spend_req() }),
-                ("service", proto::GetSpendRequest { service: v.clone(), ..spend_req() }),
-                ("region", proto::GetSpendRequest { region: v.clone(), ..spend_req() }),
-                ("account", proto::GetSpendRequest { account: v.clone(), ..spend_req() }),
-                ("tag", proto::GetSpendRequest { tag: format!("environment={v}"), ..spend_req() }),
-                ("tag", proto::GetSpendRequest { tag: format!("{v}=dev"), ..spend_req() }),
-                ("tag", proto::GetSpendRequest { tag: v.clone(), ..spend_req() }),
+                (
+                    "provider",
+                    proto::GetSpendRequest {
+                        provider: v.clone(),
+                        ..spend_req()
+                    },
+                ),
+                (
+                    "service",
+                    proto::GetSpendRequest {
+                        service: v.clone(),
+                        ..spend_req()
+                    },
+                ),
+                (
+                    "region",
+                    proto::GetSpendRequest {
+                        region: v.clone(),
+                        ..spend_req()
+                    },
+                ),
+                (
+                    "account",
+                    proto::GetSpendRequest {
+                        account: v.clone(),
+                        ..spend_req()
+                    },
+                ),
+                (
+                    "tag",
+                    proto::GetSpendRequest {
+                        tag: format!("environment={v}"),
+                        ..spend_req()
+                    },
+                ),
+                (
+                    "tag",
+                    proto::GetSpendRequest {
+                        tag: format!("{v}=dev"),
+                        ..spend_req()
+                    },
+                ),
+                (
+                    "tag",
+                    proto::GetSpendRequest {
+                        tag: v.clone(),
+                        ..spend_req()
+                    },
+                ),
             ] {
                 if let Some(r) = accepted(spend.get_spend(req).await, field, &what(field)) {
                     assert_eq!(lines(&r), 0, "{}: matched {:?}", what(field), r.buckets);
@@ -258,8 +303,12 @@ async fn sql_injection_through_every_string_filter_changes_nothing() {
             }
             // ... and a group never loses or duplicates a line.
             for g in [format!("tag:{v}"), v.clone()] {
-                let req = proto::GetSpendRequest { group_by: g, ..spend_req() };
-                if let Some(r) = accepted(spend.get_spend(req).await, "group_by", &what("group_by")) {
+                let req = proto::GetSpendRequest {
+                    group_by: g,
+                    ..spend_req()
+                };
+                if let Some(r) = accepted(spend.get_spend(req).await, "group_by", &what("group_by"))
+                {
                     assert_eq!(lines(&r), 1000, "{}", what("group_by"));
                     assert_eq!(r.total_billed, all.total_billed, "{}", what("group_by"));
                 }
@@ -267,30 +316,105 @@ async fn sql_injection_through_every_string_filter_changes_nothing() {
 
             // ListPrices: an exact match on nothing, or refused.
             for (field, req) in [
-                ("region", proto::ListPricesRequest { region: v.clone(), ..Default::default() }),
-                ("instance_type", proto::ListPricesRequest { instance_type: v.clone(), ..Default::default() }),
-                ("gpu_model", proto::ListPricesRequest { gpu_model: v.clone(), ..Default::default() }),
-                ("max_price_per_hour", proto::ListPricesRequest { max_price_per_hour: v.clone(), ..Default::default() }),
-                ("page_token", proto::ListPricesRequest { page_token: v.clone(), ..Default::default() }),
+                (
+                    "region",
+                    proto::ListPricesRequest {
+                        region: v.clone(),
+                        ..Default::default()
+                    },
+                ),
+                (
+                    "instance_type",
+                    proto::ListPricesRequest {
+                        instance_type: v.clone(),
+                        ..Default::default()
+                    },
+                ),
+                (
+                    "gpu_model",
+                    proto::ListPricesRequest {
+                        gpu_model: v.clone(),
+                        ..Default::default()
+                    },
+                ),
+                (
+                    "max_price_per_hour",
+                    proto::ListPricesRequest {
+                        max_price_per_hour: v.clone(),
+                        ..Default::default()
+                    },
+                ),
+                (
+                    "page_token",
+                    proto::ListPricesRequest {
+                        page_token: v.clone(),
+                        ..Default::default()
+                    },
+                ),
             ] {
                 if let Some(r) = accepted(prices(req).await, field, &what(field)) {
-                    assert!(r.prices.is_empty(), "{}: {} prices", what(field), r.prices.len());
+                    assert!(
+                        r.prices.is_empty(),
+                        "{}: {} prices",
+                        what(field),
+                        r.prices.len()
+                    );
                 }
             }
 
             // Budget scopes, on create and on update: refused, or stored exactly as sent
             // and matching no spend.
             let scopes = [
-                ("budget.scope.provider", proto::BudgetScope { provider: v.clone(), ..Default::default() }),
-                ("budget.scope.service", proto::BudgetScope { service: v.clone(), ..Default::default() }),
-                ("budget.scope.account", proto::BudgetScope { account: v.clone(), ..Default::default() }),
-                ("budget.scope.region", proto::BudgetScope { region: v.clone(), ..Default::default() }),
-                ("budget.scope.tag", proto::BudgetScope { tag: format!("team={v}"), ..Default::default() }),
-                ("budget.scope.tag", proto::BudgetScope { tag: format!("{v}=ml"), ..Default::default() }),
+                (
+                    "budget.scope.provider",
+                    proto::BudgetScope {
+                        provider: v.clone(),
+                        ..Default::default()
+                    },
+                ),
+                (
+                    "budget.scope.service",
+                    proto::BudgetScope {
+                        service: v.clone(),
+                        ..Default::default()
+                    },
+                ),
+                (
+                    "budget.scope.account",
+                    proto::BudgetScope {
+                        account: v.clone(),
+                        ..Default::default()
+                    },
+                ),
+                (
+                    "budget.scope.region",
+                    proto::BudgetScope {
+                        region: v.clone(),
+                        ..Default::default()
+                    },
+                ),
+                (
+                    "budget.scope.tag",
+                    proto::BudgetScope {
+                        tag: format!("team={v}"),
+                        ..Default::default()
+                    },
+                ),
+                (
+                    "budget.scope.tag",
+                    proto::BudgetScope {
+                        tag: format!("{v}=ml"),
+                        ..Default::default()
+                    },
+                ),
             ];
             for (field, scope) in scopes.iter().cloned() {
-                let req = proto::CreateBudgetRequest { budget: Some(budget("hostile", scope.clone())) };
-                if let Some(created) = accepted(budgets.create_budget(req).await, field, &what(field)) {
+                let req = proto::CreateBudgetRequest {
+                    budget: Some(budget("hostile", scope.clone())),
+                };
+                if let Some(created) =
+                    accepted(budgets.create_budget(req).await, field, &what(field))
+                {
                     assert_eq!(created.scope.as_ref(), Some(&scope), "{}", what(field));
                     let st = budgets
                         .get_budget_status(proto::GetBudgetStatusRequest {
@@ -302,27 +426,42 @@ async fn sql_injection_through_every_string_filter_changes_nothing() {
                         .into_inner();
                     let actual = st.statuses[0].actual.clone().unwrap();
                     assert!(
-                        actual.amount.parse::<rust_decimal::Decimal>().unwrap().is_zero(),
+                        actual
+                            .amount
+                            .parse::<rust_decimal::Decimal>()
+                            .unwrap()
+                            .is_zero(),
                         "{}: spend {actual:?}",
                         what(field)
                     );
                     budgets
-                        .delete_budget(proto::DeleteBudgetRequest { name: "hostile".into() })
+                        .delete_budget(proto::DeleteBudgetRequest {
+                            name: "hostile".into(),
+                        })
                         .await
                         .unwrap();
                 }
                 let mut changed = ml.clone();
                 changed.scope = Some(scope.clone());
-                let req = proto::UpdateBudgetRequest { budget: Some(changed) };
+                let req = proto::UpdateBudgetRequest {
+                    budget: Some(changed),
+                };
                 if accepted(budgets.update_budget(req).await, field, &what(field)).is_some() {
                     let listed = budgets
                         .list_budgets(proto::ListBudgetsRequest {})
                         .await
                         .unwrap()
                         .into_inner();
-                    assert_eq!(listed.budgets[0].scope.as_ref(), Some(&scope), "{}", what(field));
+                    assert_eq!(
+                        listed.budgets[0].scope.as_ref(),
+                        Some(&scope),
+                        "{}",
+                        what(field)
+                    );
                     budgets
-                        .update_budget(proto::UpdateBudgetRequest { budget: Some(ml.clone()) })
+                        .update_budget(proto::UpdateBudgetRequest {
+                            budget: Some(ml.clone()),
+                        })
                         .await
                         .unwrap();
                 }
@@ -331,9 +470,11 @@ async fn sql_injection_through_every_string_filter_changes_nothing() {
             let req = proto::CreateBudgetRequest {
                 budget: Some(budget(&v, proto::BudgetScope::default())),
             };
-            if let Some(created) =
-                accepted(budgets.create_budget(req).await, "budget.name", &what("budget.name"))
-            {
+            if let Some(created) = accepted(
+                budgets.create_budget(req).await,
+                "budget.name",
+                &what("budget.name"),
+            ) {
                 assert_eq!(created.name, v.trim(), "{}", what("budget.name"));
                 budgets
                     .delete_budget(proto::DeleteBudgetRequest { name: created.name })
@@ -341,9 +482,15 @@ async fn sql_injection_through_every_string_filter_changes_nothing() {
                     .unwrap();
             }
             for r in [
-                budgets.delete_budget(proto::DeleteBudgetRequest { name: v.clone() }).await.map(|_| ()),
                 budgets
-                    .get_budget_status(proto::GetBudgetStatusRequest { name: v.clone(), at: None })
+                    .delete_budget(proto::DeleteBudgetRequest { name: v.clone() })
+                    .await
+                    .map(|_| ()),
+                budgets
+                    .get_budget_status(proto::GetBudgetStatusRequest {
+                        name: v.clone(),
+                        at: None,
+                    })
                     .await
                     .map(|_| ()),
             ] {
@@ -357,11 +504,31 @@ async fn sql_injection_through_every_string_filter_changes_nothing() {
 
             // Unavailability marks: refused, or stored exactly as sent and cleared again.
             for (field, req) in [
-                ("region", proto::MarkUnavailableRequest { region: v.clone(), ..mark_req() }),
-                ("zone", proto::MarkUnavailableRequest { zone: v.clone(), ..mark_req() }),
-                ("reason", proto::MarkUnavailableRequest { reason: v.clone(), ..mark_req() }),
+                (
+                    "region",
+                    proto::MarkUnavailableRequest {
+                        region: v.clone(),
+                        ..mark_req()
+                    },
+                ),
+                (
+                    "zone",
+                    proto::MarkUnavailableRequest {
+                        zone: v.clone(),
+                        ..mark_req()
+                    },
+                ),
+                (
+                    "reason",
+                    proto::MarkUnavailableRequest {
+                        reason: v.clone(),
+                        ..mark_req()
+                    },
+                ),
             ] {
-                if let Some(m) = accepted(placement.mark_unavailable(req).await, field, &what(field)) {
+                if let Some(m) =
+                    accepted(placement.mark_unavailable(req).await, field, &what(field))
+                {
                     let got = match field {
                         "region" => &m.region,
                         "zone" => &m.zone,
@@ -654,7 +821,10 @@ async fn a_ten_gigabyte_sparse_file_is_refused_in_bounded_time_and_memory() {
             let expected = format!(
                 "line {line}: the row starting at byte offset {offset} is longer than 16 MiB"
             );
-            assert!(stderr.contains(&expected), "{b}: {name}: {expected:?} in {stderr}");
+            assert!(
+                stderr.contains(&expected),
+                "{b}: {name}: {expected:?} in {stderr}"
+            );
             assert!(
                 peak > 0 && peak < MEMORY_BOUND,
                 "{b}: {name}: peak RSS {} MiB",
@@ -730,13 +900,24 @@ async fn a_deeply_nested_tags_cell_rejects_the_file_naming_line_and_column() {
                 "line {line} (Tags): Tags: tags nested deeper than 64 levels (at character {at})"
             );
             assert!(stderr.contains(&want), "{b}: {want:?} in {stderr}");
-            assert!(stderr.contains("1 of 1000 rows could not be read"), "{b}: {stderr}");
+            assert!(
+                stderr.contains("1 of 1000 rows could not be read"),
+                "{b}: {stderr}"
+            );
             assert!(peak < MEMORY_BOUND, "{b}: peak RSS {} MiB", peak >> 20);
-            assert_eq!(store.count_cost_lines().await.unwrap(), 0, "{b}: nothing stored");
+            assert_eq!(
+                store.count_cost_lines().await.unwrap(),
+                0,
+                "{b}: nothing stored"
+            );
             let run = store.list_ingest_runs(1).await.unwrap().remove(0);
             assert_eq!(run.status, "rejected", "{b}");
             assert_eq!(run.rows_stored, 0, "{b}");
-            let q = store.list_quarantine(&run.id, 0, 10).await.unwrap().unwrap();
+            let q = store
+                .list_quarantine(&run.id, 0, 10)
+                .await
+                .unwrap()
+                .unwrap();
             assert_eq!(q.len(), 1, "{b}: {q:?}");
             assert_eq!(q[0].line as u64, *line, "{b}");
             assert_eq!(q[0].column.as_deref(), Some("Tags"), "{b}");

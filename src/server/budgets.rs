@@ -360,7 +360,10 @@ pub fn budget_from_proto(b: &proto::Budget) -> Result<Budget, Status> {
             }),
             Some((k, _)) if !valid_tag_key(k.trim()) => {
                 let problem = tag_key_problem(k.trim()).unwrap_or_default();
-                return Err(invalid("budget.scope.tag", format!("{}: {problem}", quote(&t))));
+                return Err(invalid(
+                    "budget.scope.tag",
+                    format!("{}: {problem}", quote(&t)),
+                ));
             }
             _ => {
                 return Err(invalid(

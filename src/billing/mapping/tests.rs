@@ -163,7 +163,11 @@ fn tags_nested_past_the_limit_are_an_error_not_a_crash() {
     assert_eq!(parse_tags(&quoted, &mut dev).unwrap().len(), 1);
     let ok = format!("{}{}", "[".repeat(64), "]".repeat(64));
     assert!(parse_tags(&ok, &mut dev).unwrap().is_empty());
-    assert_eq!(dev.get(Dev::TagsUnparseable), 1, "64 levels of empty lists are odd, not hostile");
+    assert_eq!(
+        dev.get(Dev::TagsUnparseable),
+        1,
+        "64 levels of empty lists are odd, not hostile"
+    );
 }
 
 #[test]

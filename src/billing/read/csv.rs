@@ -290,7 +290,9 @@ pub(super) fn parse_csv<'r>(
                     let _ = back_tx.send(chunk);
                 }
                 Err(ReadFailure {
-                    error, line, offset,
+                    error,
+                    line,
+                    offset,
                 }) if is_row_too_long(&error) => {
                     result = Err(row_too_long(name, line, offset));
                     break;

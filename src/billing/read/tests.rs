@@ -753,18 +753,26 @@ fn focus_head(rows: usize) -> String {
         "{DATA}/focus-sample/multi-provider/focus_sample.csv"
     ))
     .unwrap();
-    text.lines().take(rows + 1).map(|l| format!("{l}\n")).collect()
+    text.lines()
+        .take(rows + 1)
+        .map(|l| format!("{l}\n"))
+        .collect()
 }
 
 #[track_caller]
 fn too_long(r: Result<(ParseSummary, Vec<CostLine>), BillingError>, line: u64, offset: usize) {
     match r {
-        Err(BillingError::Malformed { line: l, detail, .. }) => {
+        Err(BillingError::Malformed {
+            line: l, detail, ..
+        }) => {
             assert_eq!(l, line, "{detail}");
             let want = format!("the row starting at byte offset {offset} is longer than 16 MiB");
             assert!(detail.starts_with(&want), "{detail}");
         }
-        other => panic!("expected a row-too-long error, got {:?}", other.map(|(s, _)| s)),
+        other => panic!(
+            "expected a row-too-long error, got {:?}",
+            other.map(|(s, _)| s)
+        ),
     }
 }
 
@@ -795,7 +803,9 @@ fn rows_and_blank_runs_under_the_cap_still_parse() {
     // (blank lines count towards the row after them: 16 MiB of them is not an export).
     let mut r = ::csv::Reader::from_reader(head.as_bytes());
     let header = r.headers().unwrap().clone();
-    let tags_col = header.iter().position(|h| h.trim_start_matches('\u{feff}') == "Tags");
+    let tags_col = header
+        .iter()
+        .position(|h| h.trim_start_matches('\u{feff}') == "Tags");
     let mut rows: Vec<Vec<String>> = r
         .records()
         .map(|rec| rec.unwrap().iter().map(str::to_string).collect())
@@ -814,5 +824,9 @@ fn rows_and_blank_runs_under_the_cap_still_parse() {
     let (s, got) = parse_mem("export.csv", &text, None).unwrap();
     assert_eq!(s.lines, 3, "{:?}", s.quarantined);
     assert_eq!(got[0].dims.tags["big"].len(), MAX_ROW_BYTES - 4096);
-    assert_eq!(got[2].line, 4 + (4 << 20), "the last row's line counts the blank ones");
+    assert_eq!(
+        got[2].line,
+        4 + (4 << 20),
+        "the last row's line counts the blank ones"
+    );
 }
