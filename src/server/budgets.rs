@@ -360,7 +360,10 @@ pub fn budget_from_proto(b: &proto::Budget) -> Result<Budget, Status> {
             }),
             Some((k, _)) if !valid_tag_key(k.trim()) => {
                 let problem = tag_key_problem(k.trim()).unwrap_or_default();
-                return Err(invalid("budget.scope.tag", format!("{t:?}: {problem}")));
+                return Err(invalid(
+                    "budget.scope.tag",
+                    format!("{}: {problem}", quote(&t)),
+                ));
             }
             _ => {
                 return Err(invalid(
@@ -650,6 +653,15 @@ mod tests {
         assert!(s.message().contains("contains '\"'"), "{}", s.message());
         assert!(
             !s.message().contains("expected key=value"),
+            "{}",
+            s.message()
+        );
+        // A 10 KB key is named by its length, not echoed whole.
+        p.scope.as_mut().unwrap().tag = format!("{}=ml", "k".repeat(10_000));
+        let s = budget_from_request(Some(&p)).unwrap_err();
+        assert!(s.message().len() < 300, "{}", s.message());
+        assert!(
+            s.message().contains("(10003 bytes)") && s.message().contains("more than 256"),
             "{}",
             s.message()
         );

@@ -227,6 +227,28 @@ pub async fn scrape_dcgm(
 mod tests {
     use super::*;
 
+    /// Every input the dcgm fuzz target crashed on (`tests/fuzz-regressions/dcgm/`) parses
+    /// without a panic, its samples within range.
+    #[test]
+    fn fuzz_regressions_parse_without_panicking() {
+        let dir = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fuzz-regressions/dcgm");
+        let mut n = 0;
+        for e in std::fs::read_dir(dir).unwrap() {
+            let bytes = std::fs::read(e.unwrap().path()).unwrap();
+            let text = String::from_utf8_lossy(&bytes);
+            for instance in [None, Some("i-0abc")] {
+                let r = parse_dcgm(&text, instance, Utc::now());
+                assert!(
+                    r.samples
+                        .iter()
+                        .all(|s| (0.0..=100.0).contains(&s.utilization_percent))
+                );
+            }
+            n += 1;
+        }
+        assert!(n > 0, "no inputs in {dir}");
+    }
+
     fn recorded() -> String {
         let p = concat!(
             env!("CARGO_MANIFEST_DIR"),

@@ -163,8 +163,14 @@ fn quoted(s: &str) -> Option<(Cow<'_, str>, &str)> {
                     b'n' => o.push('\n'),
                     b'\\' => o.push('\\'),
                     b'"' => o.push('"'),
-                    // Unknown escapes are kept as written.
-                    _ => o.push_str(&s[i..i + 2]),
+                    // An unknown escape is kept as written: the backslash here, what follows
+                    // it (maybe a multi-byte character) by the loop.
+                    _ => {
+                        o.push('\\');
+                        i += 1;
+                        copied = i;
+                        continue;
+                    }
                 }
                 i += 2;
                 copied = i;
@@ -178,6 +184,17 @@ fn quoted(s: &str) -> Option<(Cow<'_, str>, &str)> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Found by `fuzz/run.sh` (target dcgm): a backslash before a multi-byte character in a
+    /// label value sliced inside the character and panicked.
+    #[test]
+    fn an_unknown_escape_before_a_multi_byte_character_is_kept_as_written() {
+        let s = parse_line("DCGM_FI_DEV_GPU_UTIL{gpu=\"0\",Hostname=\"h\\é\\\\\\\"x\"} 7")
+            .unwrap()
+            .unwrap();
+        assert_eq!(s.label("Hostname"), Some("h\\é\\\"x"));
+        assert_eq!(s.value, 7.0);
+    }
 
     #[test]
     fn a_dcgm_line_with_camel_case_labels_parses() {

@@ -31,6 +31,42 @@ impl Lit {
     }
 }
 
+/// The deepest nesting of lists and dicts [`parse`] reads.
+pub const MAX_DEPTH: u32 = 64;
+
+/// Where `s` first nests lists, dicts or tuples deeper than [`MAX_DEPTH`] (outside quoted
+/// strings): the 1-based character, or `None`. Tells a hostile value from a merely odd one.
+pub fn too_deep_at(s: &str) -> Option<usize> {
+    let mut depth = 0u32;
+    let mut quote: Option<char> = None;
+    let mut escaped = false;
+    for (i, c) in s.chars().enumerate() {
+        match quote {
+            Some(q) => {
+                if escaped {
+                    escaped = false;
+                } else if c == '\\' {
+                    escaped = true;
+                } else if c == q {
+                    quote = None;
+                }
+            }
+            None => match c {
+                '\'' | '"' => quote = Some(c),
+                '{' | '[' | '(' => {
+                    depth += 1;
+                    if depth > MAX_DEPTH {
+                        return Some(i + 1);
+                    }
+                }
+                '}' | ']' | ')' => depth = depth.saturating_sub(1),
+                _ => {}
+            },
+        }
+    }
+    None
+}
+
 pub fn parse(s: &str) -> Option<Lit> {
     let mut p = P {
         b: s.as_bytes(),
@@ -59,7 +95,7 @@ impl P<'_> {
     fn value(&mut self) -> Option<Lit> {
         self.ws();
         self.depth += 1;
-        if self.depth > 64 {
+        if self.depth > MAX_DEPTH {
             return None;
         }
         let c = *self.b.get(self.i)?;

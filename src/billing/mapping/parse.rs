@@ -467,22 +467,23 @@ pub(super) fn json_value_text(v: &serde_json::Value) -> String {
 
 /// Parses tags text: a JSON object, an object fragment missing its braces (Azure), a
 /// Python-repr dict, or a list of `{key, value}` dicts (GCP labels, JSON or Python repr).
-/// Unparseable text yields no tags and counts `tags_unparseable`.
-pub fn parse_tags(text: &str, dev: &mut Deviations) -> BTreeMap<String, String> {
+/// Unparseable text yields no tags and counts `tags_unparseable`; text nested deeper than
+/// `lit::MAX_DEPTH` is an error (the row is quarantined): no exporter writes that.
+pub fn parse_tags(text: &str, dev: &mut Deviations) -> Result<BTreeMap<String, String>, String> {
     let t = text.trim();
     if t.is_empty() || t == "{}" || t == "[]" {
-        return BTreeMap::new();
+        return Ok(BTreeMap::new());
     }
     match t.as_bytes()[0] {
         b'{' => {
             if let Some(m) = json_object_tags(t) {
-                return m;
+                return Ok(m);
             }
         }
         b'"' => {
             if let Some(m) = json_object_tags(&format!("{{{t}}}")) {
                 dev.add(Dev::TagsMissingBraces);
-                return m;
+                return Ok(m);
             }
         }
         _ => {}
@@ -527,9 +528,15 @@ pub fn parse_tags(text: &str, dev: &mut Deviations) -> BTreeMap<String, String> 
             if t.starts_with('\'') {
                 dev.add(Dev::TagsMissingBraces);
             }
-            return out;
+            return Ok(out);
         }
     }
+    if let Some(at) = lit::too_deep_at(t) {
+        return Err(format!(
+            "tags nested deeper than {} levels (at character {at})",
+            lit::MAX_DEPTH
+        ));
+    }
     dev.add(Dev::TagsUnparseable);
-    BTreeMap::new()
+    Ok(BTreeMap::new())
 }

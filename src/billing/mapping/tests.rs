@@ -119,28 +119,55 @@ fn timestamps_in_many_shapes() {
 #[test]
 fn tags_in_every_shape() {
     let mut dev = Deviations::default();
-    let t = parse_tags(r#"{"a": "1", " org": "x", "n": 2, "z": null}"#, &mut dev);
+    let t = parse_tags(r#"{"a": "1", " org": "x", "n": 2, "z": null}"#, &mut dev).unwrap();
     assert_eq!(t.get(" org").map(String::as_str), Some("x"));
     assert_eq!(t.get("n").map(String::as_str), Some("2"));
     assert_eq!(t.get("z").map(String::as_str), Some(""));
-    let t = parse_tags(r#""tagA": "valueA","tagB": "valueB""#, &mut dev);
+    let t = parse_tags(r#""tagA": "valueA","tagB": "valueB""#, &mut dev).unwrap();
     assert_eq!(t.len(), 2);
     assert_eq!(dev.get(Dev::TagsMissingBraces), 1);
     let t = parse_tags(
         "[{'key': 'goog-resource-type', 'value': 'bigquery_dataset'}]",
         &mut dev,
-    );
+    )
+    .unwrap();
     assert_eq!(
         t.get("goog-resource-type").map(String::as_str),
         Some("bigquery_dataset")
     );
-    let t = parse_tags(r#"[{"key": "env", "value": "prod"}]"#, &mut dev);
+    let t = parse_tags(r#"[{"key": "env", "value": "prod"}]"#, &mut dev).unwrap();
     assert_eq!(t.get("env").map(String::as_str), Some("prod"));
-    let t = parse_tags("{'team': 'a\\'b'}", &mut dev);
+    let t = parse_tags("{'team': 'a\\'b'}", &mut dev).unwrap();
     assert_eq!(t.get("team").map(String::as_str), Some("a'b"));
     assert_eq!(dev.get(Dev::TagsPythonRepr), 1);
-    assert!(parse_tags("team=a;env=b", &mut dev).is_empty());
+    assert!(parse_tags("team=a;env=b", &mut dev).unwrap().is_empty());
     assert_eq!(dev.get(Dev::TagsUnparseable), 1);
+}
+
+#[test]
+fn tags_nested_past_the_limit_are_an_error_not_a_crash() {
+    let mut dev = Deviations::default();
+    // 100k nested brackets: past serde_json's recursion limit and the literal reader's.
+    for open in ["[", "{", "(", "{\"a\":"] {
+        let deep = open.repeat(100_000);
+        let e = parse_tags(&deep, &mut dev).unwrap_err();
+        let at = 64 * open.len() + 1;
+        assert_eq!(
+            e,
+            format!("tags nested deeper than 64 levels (at character {at})"),
+            "{open}"
+        );
+    }
+    // Brackets inside quoted strings do not count; 64 levels are still read.
+    let quoted = format!("{{\"k\": \"{}\"}}", "[".repeat(1000));
+    assert_eq!(parse_tags(&quoted, &mut dev).unwrap().len(), 1);
+    let ok = format!("{}{}", "[".repeat(64), "]".repeat(64));
+    assert!(parse_tags(&ok, &mut dev).unwrap().is_empty());
+    assert_eq!(
+        dev.get(Dev::TagsUnparseable),
+        1,
+        "64 levels of empty lists are odd, not hostile"
+    );
 }
 
 #[test]

@@ -206,7 +206,7 @@ pub fn convert<'a>(
             }
         }
         Kind::Enum(values) => Ok(Val::Str(canonical_enum(text, values, dev))),
-        Kind::Tags => Ok(Val::Tags(parse_tags(text, dev))),
+        Kind::Tags => parse_tags(text, dev).map(Val::Tags),
         Kind::Credits => parse_credits(text, dev),
         Kind::YearMonth => year_month(text),
     }

@@ -20,6 +20,27 @@ pub(super) fn is_blank(rec: &::csv::ByteRecord) -> bool {
 pub(super) struct Window {
     pub(super) base: u64,
     pub(super) buf: Vec<u8>,
+    /// Where the row being read starts (the CSV reader's position after the last record);
+    /// the input is cut off once the row passes [`MAX_ROW_BYTES`].
+    pub(super) row_start: u64,
+}
+
+/// The reader's error for a row past [`MAX_ROW_BYTES`], carried through the `csv` crate as
+/// an I/O error.
+#[derive(Debug)]
+pub(super) struct RowTooLong;
+
+impl std::fmt::Display for RowTooLong {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "row longer than {MAX_ROW_BYTES} bytes")
+    }
+}
+
+impl std::error::Error for RowTooLong {}
+
+/// Whether a CSV error is the cut-off of an over-long row.
+pub(super) fn is_row_too_long(e: &::csv::Error) -> bool {
+    matches!(e.kind(), ::csv::ErrorKind::Io(io) if io.get_ref().is_some_and(|r| r.is::<RowTooLong>()))
 }
 
 impl Window {
@@ -54,6 +75,14 @@ pub(super) struct Tracked<'r> {
 
 impl Read for Tracked<'_> {
     fn read(&mut self, out: &mut [u8]) -> std::io::Result<usize> {
+        let w = &self.window;
+        let read = w.base + w.buf.len() as u64;
+        if read.saturating_sub(w.row_start) > (MAX_ROW_BYTES + READ_BUFFER) as u64 {
+            return Err(std::io::Error::new(
+                std::io::ErrorKind::InvalidData,
+                RowTooLong,
+            ));
+        }
         let n = self.inner.read(out)?;
         self.window.buf.extend_from_slice(&out[..n]);
         Ok(n)
@@ -62,6 +91,14 @@ impl Read for Tracked<'_> {
 
 /// Records (with their first line) handed from the reader thread to the mapping thread.
 pub(super) type Chunk = Vec<(Rec, u64)>;
+
+/// Why the reader thread stopped early: the error, and the line and byte offset it had
+/// reached (where the row it was reading starts).
+pub(super) struct ReadFailure {
+    pub(super) error: ::csv::Error,
+    pub(super) line: u64,
+    pub(super) offset: u64,
+}
 
 /// A record, UTF-8 checked once in the reader thread.
 pub(super) enum Rec {
@@ -116,7 +153,7 @@ pub(super) fn read_records(
     mut csv: ::csv::Reader<Tracked<'_>>,
     mut next_line: u64,
     ncols: usize,
-    tx: std::sync::mpsc::SyncSender<Result<Chunk, (::csv::Error, u64)>>,
+    tx: std::sync::mpsc::SyncSender<Result<Chunk, ReadFailure>>,
     recycled: std::sync::mpsc::Receiver<Chunk>,
 ) -> ReadCounts {
     let mut counts = ReadCounts::default();
@@ -126,15 +163,25 @@ pub(super) fn read_records(
     let mut held: Option<(::csv::ByteRecord, u64, u64)> = None;
     loop {
         let mut rec = spare.pop().unwrap_or_default();
+        let row_start = csv.get_ref().window.row_start;
         match csv.read_byte_record(&mut rec) {
             Ok(true) => {}
             Ok(false) => break,
             Err(e) => {
-                let _ = tx.send(Err((e, next_line)));
+                let _ = tx.send(Err(ReadFailure {
+                    error: e,
+                    line: next_line,
+                    offset: row_start,
+                }));
                 return counts;
             }
         }
+        csv.get_mut().window.row_start = csv.position().byte();
         if is_blank(&rec) {
+            // Lets the window forget a long run of blank lines.
+            if let Some(p) = rec.position() {
+                csv.get_mut().window.record_line(p);
+            }
             spare.push(rec);
             continue;
         }
@@ -201,25 +248,32 @@ pub(super) fn parse_csv<'r>(
         .from_reader(tracked);
     let mut rec = ::csv::ByteRecord::new();
     let csv_err = |e: ::csv::Error| io_error(name, gz, e);
+    let mut line = 1;
     let (header, next_line) = loop {
-        if !csv.read_byte_record(&mut rec).map_err(csv_err)? {
-            return Err(empty_file(name));
+        let row_start = csv.get_ref().window.row_start;
+        match csv.read_byte_record(&mut rec) {
+            Ok(true) => {}
+            Ok(false) => return Err(empty_file(name)),
+            Err(e) if is_row_too_long(&e) => return Err(row_too_long(name, line, row_start)),
+            Err(e) => return Err(csv_err(e)),
         }
+        csv.get_mut().window.row_start = csv.position().byte();
+        let at = rec
+            .position()
+            .map_or(line, |p| csv.get_mut().window.record_line(p));
+        line = at + newlines(&rec) + 1;
         if !is_blank(&rec) {
-            let line = rec
-                .position()
-                .map_or(1, |p| csv.get_mut().window.record_line(p));
             let header = rec
                 .iter()
                 .map(|f| normalize_header(&String::from_utf8_lossy(f)))
                 .collect::<Vec<_>>();
-            break (header, line + newlines(&rec) + 1);
+            break (header, line);
         }
     };
     let (format, variant, plan) = resolve(name, header, hint, &mut dev)?;
     let ncols = plan.header.len();
     let mut em = Emitter::new(format, variant, dev, sink);
-    let (tx, rx) = std::sync::mpsc::sync_channel::<Result<Chunk, (::csv::Error, u64)>>(4);
+    let (tx, rx) = std::sync::mpsc::sync_channel::<Result<Chunk, ReadFailure>>(4);
     let (back_tx, back_rx) = std::sync::mpsc::channel::<Chunk>();
     let (result, counts) = std::thread::scope(|scope| {
         let reader = scope.spawn(move || read_records(csv, next_line, ncols, tx, back_rx));
@@ -235,9 +289,17 @@ pub(super) fn parse_csv<'r>(
                     }
                     let _ = back_tx.send(chunk);
                 }
+                Err(ReadFailure {
+                    error,
+                    line,
+                    offset,
+                }) if is_row_too_long(&error) => {
+                    result = Err(row_too_long(name, line, offset));
+                    break;
+                }
                 // Named by the line the reader had reached (a gzip stream cut short).
-                Err((e, line)) => {
-                    result = Err(match csv_err(e) {
+                Err(ReadFailure { error, line, .. }) => {
+                    result = Err(match csv_err(error) {
                         BillingError::Io { file, detail } => BillingError::Io {
                             file,
                             detail: format!("line {line}: {detail}"),

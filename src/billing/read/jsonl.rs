@@ -55,6 +55,33 @@ pub(super) fn flatten_json(line: &str) -> Result<Vec<(String, Option<String>)>, 
     Ok(out)
 }
 
+/// Reads up to and including the next line break into `buf` (empty at the end of the
+/// input). `false` when the line passes [`MAX_ROW_BYTES`]: it is not read further.
+pub(super) fn read_line_capped(rdr: &mut dyn BufRead, buf: &mut Vec<u8>) -> std::io::Result<bool> {
+    loop {
+        let avail = match rdr.fill_buf() {
+            Ok(a) => a,
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
+            Err(e) => return Err(e),
+        };
+        if avail.is_empty() {
+            return Ok(true);
+        }
+        let (take, done) = match memchr::memchr(b'\n', avail) {
+            Some(i) => (i + 1, true),
+            None => (avail.len(), false),
+        };
+        buf.extend_from_slice(&avail[..take]);
+        rdr.consume(take);
+        if buf.len() > MAX_ROW_BYTES {
+            return Ok(false);
+        }
+        if done {
+            return Ok(true);
+        }
+    }
+}
+
 pub(super) fn parse_jsonl<'r>(
     name: &str,
     mut rdr: Box<dyn BufRead + Send + 'r>,
@@ -65,19 +92,24 @@ pub(super) fn parse_jsonl<'r>(
 ) -> Result<ParseSummary, BillingError> {
     let mut dev = dev;
     let mut lineno = 0u64;
+    let mut offset = 0u64;
     let mut buf = Vec::new();
     // Reads the next non-blank line.
     let mut next_line =
         |rdr: &mut Box<dyn BufRead + Send + 'r>| -> Result<Option<(u64, String)>, BillingError> {
             loop {
                 buf.clear();
-                let n = rdr
-                    .read_until(b'\n', &mut buf)
-                    .map_err(|e| io_error(name, gz, e))?;
+                let complete =
+                    read_line_capped(rdr, &mut buf).map_err(|e| io_error(name, gz, e))?;
+                if !complete {
+                    return Err(row_too_long(name, lineno + 1, offset));
+                }
+                let n = buf.len();
                 if n == 0 {
                     return Ok(None);
                 }
                 lineno += 1;
+                offset += n as u64;
                 if buf.iter().all(|b| b.is_ascii_whitespace()) {
                     continue;
                 }

@@ -19,6 +19,12 @@ pub const TRUNCATED_ROW: &str =
 const READ_BUFFER: usize = 256 * 1024;
 /// JSON lines read ahead to collect the header (keys may be missing from some lines).
 const JSONL_HEADER_LINES: usize = 1000;
+/// The longest row a text export may have (a CSV record, its quoted line breaks and the
+/// blank lines before it included, or a JSON line). Real rows are a few KB; a longer one is
+/// a file that is not an export (a sparse or binary file, a quote never closed), and
+/// reading it whole would hold it all in memory. The parse stops with an error naming the
+/// line and byte offset.
+pub const MAX_ROW_BYTES: usize = 16 << 20;
 
 /// Parses a billing export file. `hint: None` detects the format from the columns. Lines
 /// go to `sink` in batches of up to [`BATCH`]; unreadable rows are quarantined in the
@@ -121,6 +127,20 @@ fn empty_file(name: &str) -> BillingError {
         file: name.to_string(),
         line: 1,
         detail: "empty file: no header row".into(),
+    }
+}
+
+/// The error for a row past [`MAX_ROW_BYTES`] starting at `line` (byte `offset` of the
+/// decompressed text).
+fn row_too_long(file: &str, line: u64, offset: u64) -> BillingError {
+    BillingError::Malformed {
+        file: file.to_string(),
+        line,
+        detail: format!(
+            "the row starting at byte offset {offset} is longer than {} MiB: not a billing \
+             export (or a quote that is never closed); nothing was stored",
+            MAX_ROW_BYTES >> 20
+        ),
     }
 }
 

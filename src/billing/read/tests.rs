@@ -746,3 +746,87 @@ fn a_quarantined_row_names_its_column() {
     assert_eq!(s.quarantined[0].column.as_deref(), Some("BilledCost"));
     assert_eq!(s.quarantined[0].line, 2);
 }
+
+/// The FOCUS sample's header and first `rows` rows.
+fn focus_head(rows: usize) -> String {
+    let text = std::fs::read_to_string(format!(
+        "{DATA}/focus-sample/multi-provider/focus_sample.csv"
+    ))
+    .unwrap();
+    text.lines()
+        .take(rows + 1)
+        .map(|l| format!("{l}\n"))
+        .collect()
+}
+
+#[track_caller]
+fn too_long(r: Result<(ParseSummary, Vec<CostLine>), BillingError>, line: u64, offset: usize) {
+    match r {
+        Err(BillingError::Malformed {
+            line: l, detail, ..
+        }) => {
+            assert_eq!(l, line, "{detail}");
+            let want = format!("the row starting at byte offset {offset} is longer than 16 MiB");
+            assert!(detail.starts_with(&want), "{detail}");
+        }
+        other => panic!(
+            "expected a row-too-long error, got {:?}",
+            other.map(|(s, _)| s)
+        ),
+    }
+}
+
+#[test]
+fn a_row_past_the_cap_stops_the_parse_naming_line_and_offset() {
+    let head = focus_head(3);
+    // Zeros (a sparse file) from the start: the header itself never ends.
+    let zeros = vec![0u8; MAX_ROW_BYTES + 3 * READ_BUFFER];
+    too_long(parse_mem("export.csv", &zeros, None), 1, 0);
+    too_long(parse_mem("export.jsonl", &zeros, None), 1, 0);
+    // The same behind gzip: the cap applies to the decompressed text.
+    too_long(parse_mem("export.csv.gz", &gzip(&zeros), None), 1, 0);
+    // After three good rows, a quote that never closes.
+    let mut open = head.clone().into_bytes();
+    open.extend_from_slice(b"\"");
+    open.resize(open.len() + MAX_ROW_BYTES + READ_BUFFER * 2, b'x');
+    too_long(parse_mem("export.csv", &open, None), 5, head.len());
+    // A JSON line without an end.
+    let mut json = b"{\"BilledCost\": \"1\"}\n{\"Tags\": \"".to_vec();
+    json.resize(json.len() + MAX_ROW_BYTES + 10, b'y');
+    too_long(parse_mem("export.jsonl", &json, None), 2, 20);
+}
+
+#[test]
+fn rows_and_blank_runs_under_the_cap_still_parse() {
+    let head = focus_head(3);
+    // A row just under the cap (its Tags cell), and 4 MiB of blank lines before the last
+    // (blank lines count towards the row after them: 16 MiB of them is not an export).
+    let mut r = ::csv::Reader::from_reader(head.as_bytes());
+    let header = r.headers().unwrap().clone();
+    let tags_col = header
+        .iter()
+        .position(|h| h.trim_start_matches('\u{feff}') == "Tags");
+    let mut rows: Vec<Vec<String>> = r
+        .records()
+        .map(|rec| rec.unwrap().iter().map(str::to_string).collect())
+        .collect();
+    rows[0][tags_col.unwrap()] = format!("{{\"big\": \"{}\"}}", "v".repeat(MAX_ROW_BYTES - 4096));
+    let mut w = ::csv::Writer::from_writer(Vec::new());
+    w.write_record(&header).unwrap();
+    w.write_record(&rows[0]).unwrap();
+    w.write_record(&rows[1]).unwrap();
+    w.flush().unwrap();
+    let mut text = w.into_inner().unwrap();
+    text.extend(std::iter::repeat_n(b'\n', 4 << 20));
+    let mut w = ::csv::Writer::from_writer(text);
+    w.write_record(&rows[2]).unwrap();
+    let text = w.into_inner().unwrap();
+    let (s, got) = parse_mem("export.csv", &text, None).unwrap();
+    assert_eq!(s.lines, 3, "{:?}", s.quarantined);
+    assert_eq!(got[0].dims.tags["big"].len(), MAX_ROW_BYTES - 4096);
+    assert_eq!(
+        got[2].line,
+        4 + (4 << 20),
+        "the last row's line counts the blank ones"
+    );
+}

@@ -1,0 +1,6 @@
+//! A focus billing export (CSV or JSON lines) through the readers and the focus row builder.
+#![no_main]
+use bursar::billing::BillingFormat;
+use libfuzzer_sys::fuzz_target;
+
+fuzz_target!(|data: &[u8]| bursar_fuzz::billing(BillingFormat::Focus, data));
