@@ -1,5 +1,6 @@
 //! `bursar serve`: the gRPC service on `--listen` and the HTTP port (`/metrics`) on
-//! `--metrics-listen`, until Ctrl-C or SIGTERM.
+//! `--metrics-listen`, until Ctrl-C or SIGTERM. SIGHUP re-reads the config file's `[auth]`
+//! (token rotation without a restart; see `server::reload`).
 use clap::Args;
 
 use super::CliError;
