@@ -48,7 +48,11 @@ fn checked_base(dir: &Path) -> PathBuf {
         text(&out.stdout),
         text(&out.stderr)
     );
-    assert!(text(&out.stdout).contains("resources valid"), "{}", text(&out.stdout));
+    assert!(
+        text(&out.stdout).contains("resources valid"),
+        "{}",
+        text(&out.stdout)
+    );
     toml
 }
 
@@ -78,7 +82,10 @@ fn the_checker_rejects_a_broken_base() {
     let err = text(&out.stderr);
     assert!(!out.status.success(), "{err}");
     assert!(err.contains("replicas 1, want 3"), "{err}");
-    assert!(err.contains("revisionHistoryLimmit") || err.contains("schema"), "{err}");
+    assert!(
+        err.contains("revisionHistoryLimmit") || err.contains("schema"),
+        "{err}"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -143,9 +150,19 @@ async fn the_kubernetes_base_validates_and_its_config_serves_health_to_the_probe
     assert_eq!(v["status"], "SERVING");
     assert_eq!(v["service"], "bursar.v1.PlacementService");
     // A service the server does not serve: exit 1, named.
-    let o = bursar(&["health", "--server", &server, "--service", "no.such.Service"]);
+    let o = bursar(&[
+        "health",
+        "--server",
+        &server,
+        "--service",
+        "no.such.Service",
+    ]);
     assert_eq!(o.status.code(), Some(1));
-    assert!(text(&o.stderr).contains("SERVICE_UNKNOWN"), "{}", text(&o.stderr));
+    assert!(
+        text(&o.stderr).contains("SERVICE_UNKNOWN"),
+        "{}",
+        text(&o.stderr)
+    );
     // The metrics port the Deployment exposes answers.
     let page = reqwest::get(format!("http://{http}/metrics"))
         .await
@@ -169,7 +186,11 @@ fn health_fails_on_an_unreachable_server_and_bad_flags() {
         "2s",
     ]);
     assert_eq!(o.status.code(), Some(1), "{}", text(&o.stderr));
-    assert!(text(&o.stderr).contains(&port.to_string()), "{}", text(&o.stderr));
+    assert!(
+        text(&o.stderr).contains(&port.to_string()),
+        "{}",
+        text(&o.stderr)
+    );
     let o = bursar(&["health", "--timeout", "soon"]);
     assert_eq!(o.status.code(), Some(2), "{}", text(&o.stderr));
 }
@@ -198,8 +219,8 @@ fn the_containerfile_builds_in_stages_and_runs_unprivileged_with_a_health_check(
     let uid = user.split(':').next().unwrap().trim();
     assert!(uid != "0" && uid != "root", "runs as {uid}");
     assert!(
-        last.iter().any(|l| l.starts_with("COPY --from=build")
-            && l.contains("target/release/bursar")),
+        last.iter()
+            .any(|l| l.starts_with("COPY --from=build") && l.contains("target/release/bursar")),
         "{last:?}"
     );
     let health = last
@@ -233,14 +254,20 @@ fn the_containerfile_builds_in_stages_and_runs_unprivileged_with_a_health_check(
         "seed",
         "src",
     ] {
-        assert!(copied.contains(&need), "the build stage does not copy {need}");
+        assert!(
+            copied.contains(&need),
+            "the build stage does not copy {need}"
+        );
     }
     for c in &copied {
         assert!(repo().join(c).exists(), "COPY {c}: no such path");
     }
     let ignore = std::fs::read_to_string(repo().join(".containerignore")).unwrap();
     for l in ignore.lines().map(str::trim) {
-        assert!(!copied.contains(&l), ".containerignore drops {l}, which the build copies");
+        assert!(
+            !copied.contains(&l),
+            ".containerignore drops {l}, which the build copies"
+        );
     }
     assert!(
         ignore.lines().any(|l| l.trim() == "target"),

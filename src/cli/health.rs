@@ -43,7 +43,7 @@ pub async fn run(a: HealthArgs) -> Result<(), CliError> {
         quote(&a.service)
     };
     let ask = async {
-        let mut client = tonic_health::pb::health_client::HealthClient::new(channel(&c.server).await?);
+        let mut client = tonic_health::pb::health_client::HealthClient::new(channel(c).await?);
         client
             .check(tonic_health::pb::HealthCheckRequest {
                 service: a.service.clone(),
@@ -60,15 +60,13 @@ pub async fn run(a: HealthArgs) -> Result<(), CliError> {
                 )),
             })
     };
-    let status = tokio::time::timeout(a.timeout, ask)
-        .await
-        .map_err(|_| {
-            CliError::Failed(format!(
-                "{target}: no health answer from {} within {}",
-                c.server,
-                humantime::format_duration(a.timeout)
-            ))
-        })??;
+    let status = tokio::time::timeout(a.timeout, ask).await.map_err(|_| {
+        CliError::Failed(format!(
+            "{target}: no health answer from {} within {}",
+            c.server,
+            humantime::format_duration(a.timeout)
+        ))
+    })??;
     let name = status_name(status);
     if c.json {
         print_json(&json!({ "service": a.service, "status": name }));

@@ -191,7 +191,12 @@ pub async fn bench_select(
     let health = UnaryCall::health();
     for (name, r) in select_requests() {
         let h = load_unary(&url, senders.clone(), concurrency, requests, &health, None).await?;
-        report_load("grpc.health.v1.Health/Check", &h, concurrency, senders.len());
+        report_load(
+            "grpc.health.v1.Health/Check",
+            &h,
+            concurrency,
+            senders.len(),
+        );
         let s = load_unary(
             &url,
             senders.clone(),
@@ -201,7 +206,12 @@ pub async fn bench_select(
             None,
         )
         .await?;
-        report_load(&format!("SelectProvider {name}"), &s, concurrency, senders.len());
+        report_load(
+            &format!("SelectProvider {name}"),
+            &s,
+            concurrency,
+            senders.len(),
+        );
         crate::outln!(
             "  SelectProvider / Health/Check throughput: {:.2} (goal >= 0.8)",
             s.throughput() / h.throughput().max(1e-9)

@@ -172,12 +172,14 @@ async fn load_for(
     }
     let framed = call.framed.clone();
     let deadline = Instant::now() + d;
-    Ok(drive_until(concurrency, u64::MAX, Some(deadline), move |w, _| {
-        let (uri, mut sender) = targets[w % targets.len()].clone();
-        let (body, auth) = (framed.clone(), auth.clone());
-        async move { unary_ok(&mut sender, uri, body, auth).await }
-    })
-    .await)
+    Ok(
+        drive_until(concurrency, u64::MAX, Some(deadline), move |w, _| {
+            let (uri, mut sender) = targets[w % targets.len()].clone();
+            let (body, auth) = (framed.clone(), auth.clone());
+            async move { unary_ok(&mut sender, uri, body, auth).await }
+        })
+        .await,
+    )
 }
 
 /// Runs `bursar ingest FILE` every `every` until `stop`; (runs, failures).
@@ -255,7 +257,13 @@ pub async fn bench_soak(b: &SoakBench) -> Result<(), String> {
         .map_err(|_| "the token is not a valid header value".to_string())?;
 
     // Warm-up, not counted: connections, the catalog, the allocator's pools.
-    let warm = load_for(&senders, b.concurrency, Duration::from_secs(10), auth.clone()).await?;
+    let warm = load_for(
+        &senders,
+        b.concurrency,
+        Duration::from_secs(10),
+        auth.clone(),
+    )
+    .await?;
     if warm.requests == 0 {
         return Err(format!(
             "no call succeeded in the warm-up ({} errors): see {}",
