@@ -58,8 +58,8 @@ fn checked_base(dir: &Path) -> PathBuf {
 
 #[test]
 fn the_checker_rejects_a_broken_base() {
-    // The checker must be able to fail: a Deployment with a misspelt field, one replica and
-    // no probes.
+    // The checker must be able to fail: a Deployment with a misspelt field, one replica, no
+    // readiness probe and a grace period shorter than the drain.
     let dir = tempfile::tempdir().unwrap();
     let base = repo().join("deploy/kubernetes/base");
     for f in std::fs::read_dir(&base).unwrap() {
@@ -71,7 +71,11 @@ fn the_checker_rejects_a_broken_base() {
         .unwrap()
         .replace("replicas: 3", "replicas: 1")
         .replace("revisionHistoryLimit", "revisionHistoryLimmit")
-        .replace("          readinessProbe:", "          readinessProbeX:");
+        .replace("          readinessProbe:", "          readinessProbeX:")
+        .replace(
+            "terminationGracePeriodSeconds: 30",
+            "terminationGracePeriodSeconds: 20",
+        );
     std::fs::write(&dep, broken).unwrap();
     let out = Command::new(python())
         .arg(repo().join("deploy/kubernetes/check.py"))
@@ -82,6 +86,10 @@ fn the_checker_rejects_a_broken_base() {
     let err = text(&out.stderr);
     assert!(!out.status.success(), "{err}");
     assert!(err.contains("replicas 1, want 3"), "{err}");
+    assert!(
+        err.contains("must end before terminationGracePeriodSeconds 20"),
+        "{err}"
+    );
     assert!(
         err.contains("revisionHistoryLimmit") || err.contains("schema"),
         "{err}"
@@ -96,6 +104,13 @@ async fn the_kubernetes_base_validates_and_its_config_serves_health_to_the_probe
     let grpc = format!("127.0.0.1:{}", free_port());
     let http = format!("127.0.0.1:{}", free_port());
     let log = std::fs::File::create(dir.path().join("serve.log")).unwrap();
+    // The Secret's `auth-tokens`: one caller, stored as its token's SHA-256 only.
+    let token = "deploy-test-token-5b1c0e7a";
+    let digest = {
+        use sha2::Digest;
+        let d = sha2::Sha256::digest(token.as_bytes());
+        d.iter().map(|b| format!("{b:02x}")).collect::<String>()
+    };
     // The Deployment's environment, on loopback ports, with every live price source off
     // (nothing leaves loopback in tests).
     let mut serve = tokio::process::Command::new(env!("CARGO_BIN_EXE_bursar"));
@@ -106,6 +121,8 @@ async fn the_kubernetes_base_validates_and_its_config_serves_health_to_the_probe
         .env("BURSAR_METRICS_LISTEN", &http)
         .env("BURSAR_LOG_FORMAT", "json")
         .env("BURSAR_DATABASE_URL", &db.url)
+        .env("BURSAR_AUTH_TOKENS", format!("airflow:placement:{digest}"))
+        .env("BURSAR_LEADER_HOLDER", "bursar-7d9f-abcde")
         .stdout(Stdio::null())
         .stderr(log)
         .kill_on_drop(true);
@@ -163,14 +180,33 @@ async fn the_kubernetes_base_validates_and_its_config_serves_health_to_the_probe
         "{}",
         text(&o.stderr)
     );
-    // The metrics port the Deployment exposes answers.
-    let page = reqwest::get(format!("http://{http}/metrics"))
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
-    assert!(page.contains("bursar_"), "{page}");
+    // The metrics port the Deployment exposes answers, and the only replica takes the lease
+    // (within one lease period of starting).
+    let deadline = std::time::Instant::now() + Duration::from_secs(20);
+    loop {
+        let page = reqwest::get(format!("http://{http}/metrics"))
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap();
+        assert!(page.contains("bursar_"), "{page}");
+        if page.lines().any(|l| l == "bursar_leader 1") {
+            break;
+        }
+        assert!(std::time::Instant::now() < deadline, "never led:\n{page}");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    // `[auth] required`: a call without the Secret's token is refused, with it answered.
+    let o = bursar(&["sources", "--server", &server]);
+    assert_eq!(o.status.code(), Some(1), "{}", text(&o.stderr));
+    assert!(
+        text(&o.stderr).contains("not authenticated"),
+        "{}",
+        text(&o.stderr)
+    );
+    let o = bursar(&["sources", "--server", &server, "--token", token, "--json"]);
+    assert!(o.status.success(), "{}", text(&o.stderr));
     child.start_kill().unwrap();
     let _ = child.wait().await;
 }

@@ -8,6 +8,7 @@ usage: check.py BASE_DIR OUT_TOML [KUBERNETES_VERSION]
 import shutil
 import subprocess
 import sys
+import tomllib
 from pathlib import Path
 
 import kubernetes_validate
@@ -87,6 +88,8 @@ if dep:
     db = env.get("BURSAR_DATABASE_URL", {}).get("valueFrom", {}).get("secretKeyRef")
     if not db:
         problems.append("BURSAR_DATABASE_URL must come from a Secret")
+    if not env.get("BURSAR_AUTH_TOKENS", {}).get("valueFrom", {}).get("secretKeyRef"):
+        problems.append("BURSAR_AUTH_TOKENS must come from a Secret")
     for e in c["env"]:
         if "value" in e and any(s in e["name"] for s in ("PASSWORD", "TOKEN", "SECRET")):
             problems.append(f"{e['name']} is set in plain text; use a secretKeyRef")
@@ -117,6 +120,29 @@ if cm:
         problems.append("the ConfigMap has no bursar.toml")
     else:
         out_toml.write_text(data["bursar.toml"])
+        try:
+            conf = tomllib.loads(data["bursar.toml"])
+        except tomllib.TOMLDecodeError as e:
+            problems.append(f"the ConfigMap's bursar.toml: {e}")
+            conf = {}
+        if conf.get("auth", {}).get("required") is False:
+            problems.append("auth.required = false leaves every RPC open")
+        # SIGTERM drains for drain_timeout after the preStop sleep; both must end
+        # before the kubelet's SIGKILL.
+        if dep:
+            drain = conf.get("drain_timeout", "20s")
+            secs = int(drain[:-1]) * {"s": 1, "m": 60}.get(drain[-1], 0) if drain[:-1].isdigit() else None
+            pod = dep["spec"]["template"]["spec"]
+            (c,) = pod["containers"]
+            pre = c.get("lifecycle", {}).get("preStop", {}).get("sleep", {}).get("seconds", 0)
+            grace = pod.get("terminationGracePeriodSeconds", 30)
+            if secs is None:
+                problems.append(f"drain_timeout {drain!r}: write it as seconds or minutes (20s)")
+            elif pre + secs >= grace:
+                problems.append(
+                    f"preStop {pre}s + drain_timeout {secs}s must end before "
+                    f"terminationGracePeriodSeconds {grace}"
+                )
 
 if problems:
     print("\n".join(problems), file=sys.stderr)

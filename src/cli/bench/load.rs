@@ -104,6 +104,21 @@ pub async fn start_server(
     ),
     String,
 > {
+    start_server_with(database_url, crate::config::AuthConfig::default()).await
+}
+
+/// `start_server` with the given `[auth]` (with no token, a loopback server runs open).
+pub async fn start_server_with(
+    database_url: String,
+    auth: crate::config::AuthConfig,
+) -> Result<
+    (
+        SocketAddr,
+        tokio::sync::oneshot::Sender<()>,
+        tokio::task::JoinHandle<Result<(), RunError>>,
+    ),
+    String,
+> {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
         .await
         .map_err(|e| e.to_string())?;
@@ -115,6 +130,7 @@ pub async fn start_server(
         catalog_refresh: Duration::from_secs(3600),
         // No HTTP port: the load generator measures gRPC only.
         metrics_listen: String::new(),
+        auth,
         ..Config::default()
     };
     let server = tokio::spawn(crate::server::run(cfg, listener, async move {

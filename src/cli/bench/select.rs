@@ -5,7 +5,7 @@
 use std::path::Path;
 use std::time::{Duration, Instant};
 
-use super::load::{LoadStats, cores, drive, percentile, start_server};
+use super::load::{LoadStats, cores, drive, percentile, start_server, start_server_with};
 use crate::proto;
 use crate::store::Store;
 
@@ -131,10 +131,13 @@ pub async fn bench_select(
         );
     }
 
-    // gRPC
-    let mut stop = None;
-    let mut handle = None;
-    let _tmp;
+    // gRPC. In process, a second server over a copy of the database requires a bearer
+    // token: SelectProvider through it, beside the open one in the same run, is what
+    // authentication costs per call.
+    let mut stops = Vec::new();
+    let mut handles = Vec::new();
+    let mut tmps = Vec::new();
+    let mut authed: Option<(String, String)> = None;
     let url = match server {
         Some(u) => u,
         None => {
@@ -146,44 +149,43 @@ pub async fn bench_select(
                 .await
                 .map_err(|e| e.to_string())?;
             store.close().await;
+            let tmp2 = tmp.with_extension("auth.db");
+            std::fs::copy(&tmp, &tmp2).map_err(|e| format!("{}: {e}", tmp2.display()))?;
             let (addr, tx, server) = start_server(db).await?;
-            handle = Some(server);
-            stop = Some(tx);
-            _tmp = tmp;
+            handles.push(server);
+            stops.push(tx);
+            let token = format!("bench-{:x}", rand::random::<u128>());
+            let auth = crate::config::AuthConfig {
+                tokens: vec![crate::config::auth::TokenConfig {
+                    name: "bench".into(),
+                    sha256: crate::domain::auth::sha256_hex(&token),
+                    roles: vec!["placement".into()],
+                }],
+                ..Default::default()
+            };
+            let (addr2, tx2, server2) =
+                start_server_with(format!("sqlite://{}", tmp2.display()), auth).await?;
+            handles.push(server2);
+            stops.push(tx2);
+            authed = Some((format!("http://{addr2}"), format!("Bearer {token}")));
+            tmps.push(TempFile(tmp));
+            tmps.push(TempFile(tmp2));
             format!("http://{addr}")
         }
     };
-    // Wait for the server to answer a first request: up to 60 s (an in-process server
-    // loads the catalog first), then give up with the last error instead of hanging.
-    let waited = Instant::now();
-    let channel = loop {
-        let err = match tonic::transport::Endpoint::from_shared(url.clone())
-            .map_err(|e| e.to_string())?
-            .connect()
-            .await
-        {
-            Ok(ch) => {
-                let mut c =
-                    proto::placement_service_client::PlacementServiceClient::new(ch.clone());
-                match c.select_provider(select_requests()[0].1.clone()).await {
-                    Ok(_) => break ch,
-                    Err(e) => format!("SelectProvider: {}", e.message()),
-                }
-            }
-            Err(e) => format!("connect: {e}"),
-        };
-        if handle.as_ref().is_some_and(|h| h.is_finished()) {
-            return Err("server stopped".into());
-        }
-        if waited.elapsed() > Duration::from_secs(60) {
-            return Err(format!("{url} did not answer within 60 s ({err})"));
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    };
-    drop(channel);
+    // Wait for each server to answer a first SelectProvider: up to 60 s (an in-process
+    // server loads the catalog first), then give up with the last error instead of hanging.
+    wait_for_select(&url, None, &handles).await?;
     let mut senders = Vec::new();
     for _ in 0..connections.max(1) {
         senders.push(h2_connect(&url).await?);
+    }
+    let mut authed_senders = Vec::new();
+    if let Some((u, bearer)) = &authed {
+        wait_for_select(u, Some(bearer), &handles).await?;
+        for _ in 0..connections.max(1) {
+            authed_senders.push(h2_connect(u).await?);
+        }
     }
     // Health/Check on the same server, at the same concurrency, in the same run: the floor
     // a unary gRPC call costs here. Each SelectProvider run is put beside the health run
@@ -216,14 +218,92 @@ pub async fn bench_select(
             "  SelectProvider / Health/Check throughput: {:.2} (goal >= 0.8)",
             s.throughput() / h.throughput().max(1e-9)
         );
+        if let Some((u, bearer)) = &authed {
+            let a = load_unary(
+                u,
+                authed_senders.clone(),
+                concurrency,
+                requests,
+                &UnaryCall::select(&r),
+                Some(bearer.as_str()),
+            )
+            .await?;
+            if a.errors > 0 {
+                return Err(format!(
+                    "{} of {} calls with the token failed",
+                    a.errors, a.requests
+                ));
+            }
+            report_load(
+                &format!("SelectProvider {name} with a bearer token"),
+                &a,
+                concurrency,
+                authed_senders.len(),
+            );
+            crate::outln!(
+                "  with a token / open: throughput {:.3}, p50 {:+.1} us",
+                a.throughput() / s.throughput().max(1e-9),
+                (a.p50.as_secs_f64() - s.p50.as_secs_f64()) * 1e6
+            );
+        }
     }
-    if let Some(tx) = stop {
+    for tx in stops {
         let _ = tx.send(());
     }
-    if let Some(h) = handle {
+    for h in handles {
         let _ = h.await;
     }
+    drop(tmps);
     Ok(())
+}
+
+/// A file removed when the benchmark ends.
+struct TempFile(std::path::PathBuf);
+
+impl Drop for TempFile {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_file(&self.0);
+    }
+}
+
+/// Waits up to 60 s for a server to answer a SelectProvider (with `bearer` as its
+/// `authorization`), failing at once if a server task ended.
+async fn wait_for_select<T>(
+    url: &str,
+    bearer: Option<&str>,
+    handles: &[tokio::task::JoinHandle<T>],
+) -> Result<(), String> {
+    let waited = Instant::now();
+    loop {
+        let err = match tonic::transport::Endpoint::from_shared(url.to_string())
+            .map_err(|e| e.to_string())?
+            .connect()
+            .await
+        {
+            Ok(ch) => {
+                let mut c = proto::placement_service_client::PlacementServiceClient::new(ch);
+                let mut req = tonic::Request::new(select_requests()[0].1.clone());
+                if let Some(b) = bearer {
+                    req.metadata_mut().insert(
+                        "authorization",
+                        b.parse().map_err(|_| "bad token".to_string())?,
+                    );
+                }
+                match c.select_provider(req).await {
+                    Ok(_) => return Ok(()),
+                    Err(e) => format!("SelectProvider: {}", e.message()),
+                }
+            }
+            Err(e) => format!("connect: {e}"),
+        };
+        if handles.iter().any(|h| h.is_finished()) {
+            return Err("server stopped".into());
+        }
+        if waited.elapsed() > Duration::from_secs(60) {
+            return Err(format!("{url} did not answer within 60 s ({err})"));
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
 }
 
 /// One load run's line: requests, errors, req/s, p50, p99.
