@@ -329,16 +329,7 @@ impl SlowSmtp {
         std::fs::write(dir.path().join("bursar_slow_smtp.py"), SLOW_HANDLER).unwrap();
         let log = dir.path().join("events.jsonl");
         let port = common::free_port();
-        let python = std::env::var("AIOSMTPD_PYTHON")
-            .map(PathBuf::from)
-            .unwrap_or_else(|_| {
-                let venv = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join(".venv/bin/python");
-                if venv.exists() {
-                    venv
-                } else {
-                    PathBuf::from("python3")
-                }
-            });
+        let python = common::aiosmtpd_python();
         let child = std::process::Command::new(&python)
             .args(["-m", "aiosmtpd", "-n", "-l"])
             .arg(format!("127.0.0.1:{port}"))

@@ -707,16 +707,7 @@ impl HeldSmtp {
         let out = dir.path().join("out");
         std::fs::create_dir(&out).unwrap();
         std::fs::write(dir.path().join("held_smtp.py"), HELD_SMTP_HANDLER).unwrap();
-        let python = std::env::var("AIOSMTPD_PYTHON")
-            .map(PathBuf::from)
-            .unwrap_or_else(|_| {
-                let venv = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join(".venv/bin/python");
-                if venv.exists() {
-                    venv
-                } else {
-                    PathBuf::from("python3")
-                }
-            });
+        let python = common::aiosmtpd_python();
         let port = common::free_port();
         let child = Command::new(&python)
             .args(["-m", "aiosmtpd", "-n", "-l"])

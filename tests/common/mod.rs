@@ -461,7 +461,7 @@ impl Drop for Moto {
 
 /// The Python with aiosmtpd: `$AIOSMTPD_PYTHON`, else the project's `.venv` (made by
 /// `.ci/run`), else `python3` on PATH.
-fn aiosmtpd_python() -> PathBuf {
+pub fn aiosmtpd_python() -> PathBuf {
     if let Ok(p) = std::env::var("AIOSMTPD_PYTHON") {
         return PathBuf::from(p);
     }
